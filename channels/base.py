@@ -1,0 +1,149 @@
+"""Boundary types between channels and the desk: messages in, messages out, delivery errors."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+
+class ChannelKind(enum.StrEnum):
+    """The channels a customer can write from."""
+
+    WEB = "web"
+    TELEGRAM = "telegram"
+    VK = "vk"
+    EMAIL = "email"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file kept by reference: a platform file id, or a URL/path the desk stored."""
+
+    kind: str  # photo, document, voice, video, sticker, location, file
+    ref: str
+    name: str = ""
+    mime: str = ""
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ContactHint:
+    """Another way to reach the same customer, offered by the message itself (web form, email)."""
+
+    channel: ChannelKind
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One customer message, normalised by its channel adapter; the unit of the appeal stream.
+
+    ``external_id`` is unique per channel and is the idempotency key of the whole pipeline.
+    """
+
+    channel: ChannelKind
+    external_id: str
+    address: str  # where a reply goes: chat id, VK peer id, email address, web receipt
+    text: str
+    sender_name: str = ""
+    language: str = ""
+    sent_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    subject: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    contacts: tuple[ContactHint, ...] = ()
+    appeal_number: str = ""  # the customer named the appeal (status page reply, email subject)
+    new_appeal: bool = False  # the customer asked for a new appeal explicitly
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``from_json`` reads it back."""
+        data = asdict(self)
+        data["channel"] = self.channel.value
+        data["sent_at"] = self.sent_at.isoformat()
+        data["contacts"] = [
+            {"channel": c.channel.value, "address": c.address} for c in self.contacts
+        ]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InboundMessage:
+        """Rebuild a message written by ``to_json``; malformed data raises ``BadInbound``."""
+        try:
+            return cls(
+                channel=ChannelKind(data["channel"]),
+                external_id=str(data["external_id"]),
+                address=str(data["address"]),
+                text=str(data.get("text", "")),
+                sender_name=str(data.get("sender_name", "")),
+                language=str(data.get("language", "")),
+                sent_at=datetime.fromisoformat(data["sent_at"]),
+                subject=str(data.get("subject", "")),
+                attachments=tuple(Attachment(**a) for a in data.get("attachments", ())),
+                contacts=tuple(
+                    ContactHint(ChannelKind(c["channel"]), str(c["address"]))
+                    for c in data.get("contacts", ())
+                ),
+                appeal_number=str(data.get("appeal_number", "")),
+                new_appeal=bool(data.get("new_appeal", False)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInbound(f"malformed stream entry: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One message to deliver, read from an outbox row."""
+
+    outbox_id: int
+    channel: ChannelKind
+    address: str
+    text: str
+    subject: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    fmt: str = "plain"  # plain | html
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BadInbound(ValueError):
+    """Input from a channel that cannot become an InboundMessage."""
+
+
+class DeliveryError(Exception):
+    """Base of the errors a channel adapter raises from ``deliver``."""
+
+
+class DeliveryFailed(DeliveryError):
+    """A transient failure (5xx, timeout, connection): retry with backoff."""
+
+    def __init__(self, channel: ChannelKind | str, reason: str) -> None:
+        super().__init__(f"{channel}: {reason}")
+        self.channel = channel
+        self.reason = reason
+
+
+class RateLimited(DeliveryError):
+    """The platform asked to wait ``retry_after`` seconds before the next call."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited, retry after {retry_after:g}s")
+        self.retry_after = retry_after
+
+
+class Unreachable(DeliveryError):
+    """The address will never accept this message (blocked bot, unknown user, bad address)."""
+
+    def __init__(self, channel: ChannelKind | str, reason: str) -> None:
+        super().__init__(f"{channel}: {reason}")
+        self.channel = channel
+        self.reason = reason
+
+
+class ChannelAdapter(Protocol):
+    """What the delivery worker needs of a channel."""
+
+    kind: ChannelKind
+
+    async def deliver(self, out: OutboundMessage) -> str:
+        """Send one message; returns the platform's id for it. Raises a ``DeliveryError``."""
+        ...

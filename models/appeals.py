@@ -1,0 +1,128 @@
+"""Appeals, their messages, ratings and history events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tortoise import fields
+from tortoise.models import Model
+
+from models.enums import AppealStatus, DeliveryState, Direction, Priority, RatingState
+
+
+class Appeal(Model):
+    """One customer request, from registration to closing («обращение»)."""
+
+    id = fields.BigIntField(primary_key=True)
+    number = fields.CharField(max_length=16, unique=True, null=True)
+    customer: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "models.Customer", related_name="appeals", on_delete=fields.RESTRICT
+    )
+    channel = fields.CharField(max_length=16)
+    subject = fields.CharField(max_length=300, default="")
+    category = fields.CharField(max_length=64, null=True)
+    priority = fields.CharEnumField(Priority, max_length=8, default=Priority.NORMAL)
+    tags: fields.Field[list[str]] = fields.JSONField(default=list)
+    status = fields.CharEnumField(AppealStatus, max_length=16, default=AppealStatus.NEW)
+    assignee: fields.ForeignKeyNullableRelation[Any] = fields.ForeignKeyField(
+        "models.Agent", related_name="appeals", null=True, on_delete=fields.SET_NULL
+    )
+    team = fields.CharField(max_length=64, null=True)
+    first_response_due = fields.DatetimeField(null=True)
+    first_response_at = fields.DatetimeField(null=True)
+    resolution_due = fields.DatetimeField(null=True)
+    resolved_at = fields.DatetimeField(null=True)
+    closed_at = fields.DatetimeField(null=True)
+    staff_thread = fields.CharField(max_length=64, null=True)
+    staff_card_ref = fields.CharField(max_length=64, null=True)
+    rating_state = fields.CharEnumField(RatingState, max_length=16, default=RatingState.NONE)
+    last_message_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    messages: fields.ReverseRelation[Message]
+    events: fields.ReverseRelation[Event]
+
+    class Meta:
+        table = "appeal"
+        indexes = (
+            ("customer_id", "status"),
+            ("status", "created_at"),
+            ("assignee_id", "status"),
+            ("category", "status"),
+            ("channel", "created_at"),
+        )
+
+    def __str__(self) -> str:
+        return self.number or f"appeal {self.id}"
+
+
+class Message(Model):
+    """One message of an appeal, unique by (channel, external_id): the intake idempotency key."""
+
+    id = fields.BigIntField(primary_key=True)
+    appeal: fields.ForeignKeyRelation[Appeal] = fields.ForeignKeyField(
+        "models.Appeal", related_name="messages", on_delete=fields.CASCADE
+    )
+    direction = fields.CharEnumField(Direction, max_length=8)
+    author = fields.CharField(max_length=200, default="")
+    agent: fields.ForeignKeyNullableRelation[Any] = fields.ForeignKeyField(
+        "models.Agent", related_name="messages", null=True, on_delete=fields.SET_NULL
+    )
+    channel = fields.CharField(max_length=16)
+    external_id = fields.CharField(max_length=200, null=True)
+    text = fields.TextField(default="")
+    attachments: fields.Field[list[dict[str, Any]]] = fields.JSONField(default=list)
+    delivery_state = fields.CharEnumField(
+        DeliveryState, max_length=16, default=DeliveryState.NONE
+    )
+    delivery_error = fields.CharField(max_length=500, default="")
+    sent_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "message"
+        unique_together = (("channel", "external_id"),)
+        indexes = (("appeal_id", "id"),)
+
+
+class Rating(Model):
+    """A customer's score 1–5 for an appeal, one per appeal per day (the last one wins)."""
+
+    id = fields.BigIntField(primary_key=True)
+    appeal: fields.ForeignKeyRelation[Appeal] = fields.ForeignKeyField(
+        "models.Appeal", related_name="ratings", on_delete=fields.CASCADE
+    )
+    customer: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "models.Customer", related_name="ratings", on_delete=fields.CASCADE
+    )
+    score = fields.SmallIntField()
+    comment = fields.TextField(default="")
+    day = fields.DateField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "rating"
+        unique_together = (("appeal_id", "day"),)
+        indexes = (("day",),)
+
+
+class Event(Model):
+    """One line of history: who did what to which appeal or customer, and when."""
+
+    id = fields.BigIntField(primary_key=True)
+    appeal: fields.ForeignKeyNullableRelation[Appeal] = fields.ForeignKeyField(
+        "models.Appeal", related_name="events", null=True, on_delete=fields.CASCADE
+    )
+    customer: fields.ForeignKeyNullableRelation[Any] = fields.ForeignKeyField(
+        "models.Customer", related_name="events", null=True, on_delete=fields.CASCADE
+    )
+    kind = fields.CharField(max_length=64)
+    actor = fields.CharField(max_length=200, default="system")
+    data: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "event"
+        indexes = (("appeal_id", "id"), ("customer_id", "id"), ("kind", "created_at"))
