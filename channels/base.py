@@ -30,9 +30,12 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True)
 class ContactHint:
-    """Another way to reach the same customer, offered by the message itself (web form, email)."""
+    """Another way to reach the same customer, offered by the message itself (web form, email).
 
-    channel: ChannelKind
+    ``channel`` is a ``ChannelKind`` value or ``"phone"``.
+    """
+
+    channel: str
     address: str
 
 
@@ -61,9 +64,7 @@ class InboundMessage:
         data = asdict(self)
         data["channel"] = self.channel.value
         data["sent_at"] = self.sent_at.isoformat()
-        data["contacts"] = [
-            {"channel": c.channel.value, "address": c.address} for c in self.contacts
-        ]
+        data["contacts"] = [{"channel": c.channel, "address": c.address} for c in self.contacts]
         return data
 
     @classmethod
@@ -81,7 +82,7 @@ class InboundMessage:
                 subject=str(data.get("subject", "")),
                 attachments=tuple(Attachment(**a) for a in data.get("attachments", ())),
                 contacts=tuple(
-                    ContactHint(ChannelKind(c["channel"]), str(c["address"]))
+                    ContactHint(str(c["channel"]), str(c["address"]))
                     for c in data.get("contacts", ())
                 ),
                 appeal_number=str(data.get("appeal_number", "")),

@@ -27,6 +27,8 @@ class Appeal(Model):
     assignee: fields.ForeignKeyNullableRelation[Any] = fields.ForeignKeyField(
         "models.Agent", related_name="appeals", null=True, on_delete=fields.SET_NULL
     )
+    customer_id: int
+    assignee_id: int | None
     team = fields.CharField(max_length=64, null=True)
     first_response_due = fields.DatetimeField(null=True)
     first_response_at = fields.DatetimeField(null=True)
@@ -69,13 +71,14 @@ class Message(Model):
     agent: fields.ForeignKeyNullableRelation[Any] = fields.ForeignKeyField(
         "models.Agent", related_name="messages", null=True, on_delete=fields.SET_NULL
     )
+    appeal_id: int
+    agent_id: int | None
     channel = fields.CharField(max_length=16)
+    address = fields.CharField(max_length=320, default="")
     external_id = fields.CharField(max_length=200, null=True)
     text = fields.TextField(default="")
     attachments: fields.Field[list[dict[str, Any]]] = fields.JSONField(default=list)
-    delivery_state = fields.CharEnumField(
-        DeliveryState, max_length=16, default=DeliveryState.NONE
-    )
+    delivery_state = fields.CharEnumField(DeliveryState, max_length=16, default=DeliveryState.NONE)
     delivery_error = fields.CharField(max_length=500, default="")
     sent_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -118,6 +121,8 @@ class Event(Model):
     customer: fields.ForeignKeyNullableRelation[Any] = fields.ForeignKeyField(
         "models.Customer", related_name="events", null=True, on_delete=fields.CASCADE
     )
+    appeal_id: int | None
+    customer_id: int | None
     kind = fields.CharField(max_length=64)
     actor = fields.CharField(max_length=200, default="system")
     data: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tortoise import Tortoise
+from tortoise.connection import get_connection
 from tortoise.migrations.api import migrate as run_migrations
+from tortoise.migrations.executor import MigrationExecutor
 
 APP_LABEL = "models"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_MIGRATION_FILE = re.compile(r"^\d{4}_\w+\.py$")
 
 
 def normalise_url(url: str) -> str:
@@ -38,8 +44,12 @@ def tortoise_config(url: str) -> dict[str, Any]:
 
 
 async def connect(url: str) -> None:
-    """Open the ORM on ``url``; call before creating tasks that use it (a ContextVar holds it)."""
-    await Tortoise.init(config=tortoise_config(url))
+    """Open the ORM on ``url`` for the whole process.
+
+    Tortoise keeps its state in a ContextVar; the global fallback makes it visible to tasks
+    that aiohttp and asyncio create from other contexts (request handlers, workers).
+    """
+    await Tortoise.init(config=tortoise_config(url), _enable_global_fallback=True)
 
 
 async def migrate(url: str) -> None:
@@ -50,3 +60,28 @@ async def migrate(url: str) -> None:
 async def disconnect() -> None:
     """Close every ORM connection."""
     await Tortoise.close_connections()
+
+
+def known_migrations() -> list[str]:
+    """The names of the migrations shipped with this version, in order."""
+    return sorted(p.stem for p in MIGRATIONS_DIR.iterdir() if _MIGRATION_FILE.match(p.name))
+
+
+async def pending_migrations(url: str) -> list[str]:
+    """The migrations not yet applied to the database at ``url`` (all of them when it is new)."""
+    config = tortoise_config(url)
+    await Tortoise.init(config=config, init_connections=False)
+    executor = MigrationExecutor(get_connection("default"), config["apps"])
+    steps = await executor.plan(None)
+    pending = [step.migration.name for step in steps if not step.backward]
+    await Tortoise.close_connections()
+    return pending
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***``, fit for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -20,6 +20,8 @@ class OutboxItem(Model):
     message: fields.ForeignKeyNullableRelation[Any] = fields.ForeignKeyField(
         "models.Message", related_name="outbox", null=True, on_delete=fields.SET_NULL
     )
+    appeal_id: int | None
+    message_id: int | None
     channel = fields.CharField(max_length=16)
     address = fields.CharField(max_length=320)
     queue_key = fields.CharField(max_length=400)

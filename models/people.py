@@ -40,6 +40,7 @@ class ContactPoint(Model):
     customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
         "models.Customer", related_name="contact_points", on_delete=fields.CASCADE
     )
+    customer_id: int
     channel = fields.CharField(max_length=16)
     address = fields.CharField(max_length=320)
     reachable = fields.BooleanField(default=True)

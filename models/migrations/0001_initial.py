@@ -146,6 +146,7 @@ class Migration(migrations.Migration):
                 ('author', fields.CharField(default='', max_length=200)),
                 ('agent', fields.ForeignKeyField('models.Agent', source_field='agent_id', null=True, db_constraint=True, to_field='id', related_name='messages', on_delete=OnDelete.SET_NULL)),
                 ('channel', fields.CharField(max_length=16)),
+                ('address', fields.CharField(default='', max_length=320)),
                 ('external_id', fields.CharField(null=True, max_length=200)),
                 ('text', fields.TextField(default='', unique=False)),
                 ('attachments', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),

@@ -1,0 +1,142 @@
+"""The aiohttp application: routes, authentication and error handling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from desk.api.errors import ApiError, error_response, from_domain, from_http, from_validation
+from desk.context import AppContext
+from desk.errors import DeskError
+from desk.keys import Caller
+
+log = logging.getLogger(__name__)
+
+CTX = web.AppKey("ctx", AppContext)
+CALLER = "caller"
+API_PREFIX = "/api/v1"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    """A documented query parameter."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One API endpoint: routed and documented from the same record."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    auth: bool = True
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    query: tuple[QueryParam, ...] = ()
+    headers: tuple[QueryParam, ...] = ()
+    extra_responses: dict[int, type[BaseModel]] = field(default_factory=dict)
+
+
+def ctx_of(request: web.Request) -> AppContext:
+    """The service context of a request."""
+    return request.app[CTX]
+
+
+def caller_of(request: web.Request) -> Caller:
+    """The authenticated caller of a staff request."""
+    caller: Caller = request[CALLER]
+    return caller
+
+
+def _is_api(request: web.Request) -> bool:
+    return request.path.startswith(API_PREFIX) or request.path in ("/healthz", "/metrics")
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a clear 4xx answer; an unexpected one into a logged 500."""
+    from desk.api.pages import error_page
+
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        if _is_api(request):
+            return error_response(exc)
+        return error_page(request, exc.status)
+    except ValidationError as exc:
+        return error_response(from_validation(exc))
+    except DeskError as exc:
+        return error_response(from_domain(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if _is_api(request):
+            return error_response(from_http(exc))
+        return error_page(request, exc.status)
+    except Exception:
+        log.exception("request failed", extra={"path": request.path, "method": request.method})
+        if _is_api(request):
+            return error_response(ApiError(500, "internal", "internal error; it was logged"))
+        return error_page(request, 500)
+
+
+def _authenticated(handler: Handler) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>'")
+        caller = await ctx_of(request).tokens.caller(token.strip())
+        if caller is None:
+            raise ApiError(401, "unauthorized", "unknown or revoked token")
+        request[CALLER] = caller
+        return await handler(request)
+
+    return wrapped
+
+
+def operations() -> list[Operation]:
+    """Every documented endpoint."""
+    from desk.api import public, staff
+
+    return [*public.OPERATIONS, *staff.OPERATIONS]
+
+
+def make_app(ctx: AppContext) -> web.Application:
+    """The HTTP application of the service."""
+    from desk.api import pages
+    from desk.api.openapi import openapi_document
+
+    app = web.Application(
+        middlewares=[errors_middleware], client_max_size=ctx.settings.http.max_body_bytes
+    )
+    app[CTX] = ctx
+    for op in operations():
+        handler = _authenticated(op.handler) if op.auth else op.handler
+        app.router.add_route(op.method, op.path, handler)
+    document = openapi_document(operations(), ctx.settings)
+
+    async def spec(_: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app.router.add_get(f"{API_PREFIX}/openapi.json", spec)
+    app.router.add_get("/healthz", healthz)
+    pages.add_routes(app)
+    return app

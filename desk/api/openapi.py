@@ -1,0 +1,117 @@
+"""The OpenAPI 3.1 document, built from the operation records and the pydantic bodies."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel
+
+from desk.api.app import Operation
+from desk.api.schemas import ErrorOut, HealthOut
+from desk.settings import Settings
+
+REF = "#/components/schemas/{model}"
+_REASONS = {
+    400: "Bad request",
+    401: "Missing or unknown token",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict with the current state",
+    413: "Body too large",
+    422: "Invalid fields",
+}
+
+
+def _schema(model: type[BaseModel], components: dict[str, Any], mode: str) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
+    for name, definition in schema.pop("$defs", {}).items():
+        components.setdefault(name, definition)
+    components.setdefault(model.__name__, schema)
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def openapi_document(ops: list[Operation], settings: Settings) -> dict[str, Any]:
+    """The whole document served at ``/api/v1/openapi.json``."""
+    components: dict[str, Any] = {}
+    error_ref = _schema(ErrorOut, components, "serialization")
+    paths: dict[str, Any] = {}
+    for op in ops:
+        operation: dict[str, Any] = {
+            "summary": op.summary,
+            "operationId": op.handler.__name__,
+            "responses": {},
+        }
+        params = [_param(p, "query") for p in op.query] + [_param(p, "header") for p in op.headers]
+        names = re.findall(r"{(\w+)}", op.path)
+        params += [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
+        ]
+        if params:
+            operation["parameters"] = params
+        if op.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": _schema(op.body, components, "validation")}
+                },
+            }
+        responses = {op.status: op.response, **op.extra_responses}
+        for status, model in responses.items():
+            content = (
+                {"application/json": {"schema": _schema(model, components, "serialization")}}
+                if model
+                else None
+            )
+            operation["responses"][str(status)] = {
+                "description": "Success",
+                **({"content": content} if content else {}),
+            }
+        for status in op.errors:
+            operation["responses"][str(status)] = {
+                "description": _REASONS.get(status, "Error"),
+                "content": {"application/json": {"schema": error_ref}},
+            }
+        if op.auth:
+            operation["security"] = [{"bearer": []}]
+        paths.setdefault(op.path, {})[op.method.lower()] = operation
+    paths["/healthz"] = {
+        "get": {
+            "summary": "Liveness",
+            "operationId": "healthz",
+            "responses": {
+                "200": {
+                    "description": "Alive",
+                    "content": {
+                        "application/json": {
+                            "schema": _schema(HealthOut, components, "serialization")
+                        }
+                    },
+                }
+            },
+        }
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Appeal Desk API",
+            "version": "1",
+            "description": "Customer appeals from every channel in one stream.",
+        },
+        "servers": [{"url": settings.effective_public_url()}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _param(p: Any, where: str) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "in": where,
+        "required": False,
+        "schema": p.schema,
+        **({"description": p.description} if p.description else {}),
+    }

@@ -1,0 +1,259 @@
+"""Customer web pages: the appeal form and the status page, server-rendered, no JavaScript."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from channels.web import WebAppeal
+from desk.api.schemas import MAX_TEXT, NewAppealIn
+from desk.context import AppContext
+from desk.signing import BadToken, ExpiredToken
+from desk.texts import language_of
+from desk.webdesk import (
+    STATUS_PURPOSE,
+    accept_appeal,
+    accept_reply,
+    appeal_for_receipt,
+    status_token,
+)
+from models import Appeal, AppealStatus, Customer, Direction, Message
+
+FORM_FIELDS = ("name", "email", "phone", "subject", "text")
+_HTML = "text/html"
+
+
+def _ctx(request: web.Request) -> AppContext:
+    from desk.api.app import CTX
+
+    return request.app[CTX]
+
+
+def page_language(request: web.Request, default: str = "") -> str:
+    """``?lang=``, else the customer's language, else the browser's, else the company's."""
+    chosen = request.query.get("lang") or default
+    if not chosen:
+        chosen = (
+            request.headers.get("Accept-Language", "")[:2]
+            or _ctx(request).settings.company.language
+        )
+    return language_of(chosen)
+
+
+def _render(
+    request: web.Request, name: str, lang: str, status: int = 200, **context: Any
+) -> web.Response:
+    ctx = _ctx(request)
+    html = ctx.texts.render(
+        f"web/{name}.html.j2", lang, company=ctx.settings.company.name, **context
+    )
+    return web.Response(
+        text=html,
+        status=status,
+        content_type=_HTML,
+        headers={
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+            "form-action 'self'; frame-ancestors 'none'",
+        },
+    )
+
+
+def error_page(
+    request: web.Request, status: int, title_key: str = "", message_key: str = ""
+) -> web.Response:
+    """A friendly error page in the visitor's language."""
+    lang = page_language(request)
+    texts = _ctx(request).texts
+    if not title_key:
+        if status == 404:
+            title_key, message_key = "error.not_found_title", "error.not_found"
+        elif status == 413:
+            title_key, message_key = "error.server_title", "error.too_large"
+        else:
+            title_key, message_key = "error.server_title", "error.server"
+    return _render(
+        request,
+        "error",
+        lang,
+        status=status,
+        title=texts.string(title_key, lang),
+        message=texts.string(message_key, lang),
+        home_url="/",
+    )
+
+
+async def new_appeal_form(request: web.Request) -> web.Response:
+    """The empty appeal form."""
+    lang = page_language(request)
+    return _render(
+        request,
+        "new_appeal",
+        lang,
+        action_url="/appeal",
+        form=dict.fromkeys(FORM_FIELDS, ""),
+        errors=[],
+    )
+
+
+async def submit_appeal_form(request: web.Request) -> web.Response:
+    """Take the form, write the appeal to the stream, and send the customer to its status page."""
+    ctx = _ctx(request)
+    lang = page_language(request)
+    posted = await request.post()
+    values = {k: v if isinstance(v := posted.get(k, ""), str) else "" for k in FORM_FIELDS}
+    try:
+        body = NewAppealIn.model_validate({**values, "language": lang})
+    except ValidationError as exc:
+        errors = _form_errors(ctx, exc, lang)
+        return _render(
+            request,
+            "new_appeal",
+            lang,
+            status=422,
+            action_url="/appeal",
+            form=values,
+            errors=errors,
+        )
+    form = WebAppeal(
+        name=body.name,
+        text=body.text,
+        email=body.email,
+        phone=body.phone,
+        subject=body.subject,
+        language=lang,
+    )
+    accepted = await accept_appeal(ctx, form, None)
+    raise web.HTTPSeeOther(f"/s/{status_token(ctx, accepted.receipt)}?sent=1")
+
+
+def _form_errors(ctx: AppContext, exc: ValidationError, lang: str) -> list[str]:
+    keys: list[str] = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if error["type"] == "string_too_long" and field == "text":
+            keys.append("error.form.too_long")
+        elif field in ("name", "email", "phone", "text"):
+            keys.append(f"error.form.{field}")
+        else:
+            keys.append("error.form.contact")
+    unique = list(dict.fromkeys(keys))
+    return [
+        ctx.texts.string(k, lang, limit=MAX_TEXT)
+        if k.endswith("too_long")
+        else ctx.texts.string(k, lang)
+        for k in unique
+    ]
+
+
+async def _appeal_of_token(request: web.Request) -> tuple[str, Appeal | None]:
+    ctx = _ctx(request)
+    try:
+        receipt = ctx.signer.verify(STATUS_PURPOSE, request.match_info["token"], ctx.clock())
+    except ExpiredToken:
+        raise _LinkError("error.link_expired", 410) from None
+    except BadToken:
+        raise _LinkError("error.link_invalid", 403) from None
+    return receipt, await appeal_for_receipt(receipt)
+
+
+class _LinkError(Exception):
+    def __init__(self, key: str, status: int) -> None:
+        super().__init__(key)
+        self.key = key
+        self.status = status
+
+
+async def status_page(request: web.Request) -> web.Response:
+    """The appeal's status and conversation, with a reply form while it is open."""
+    try:
+        receipt, appeal = await _appeal_of_token(request)
+    except _LinkError as exc:
+        return error_page(request, exc.status, "error.link_title", exc.key)
+    ctx = _ctx(request)
+    texts = ctx.texts
+    if appeal is None:
+        lang = page_language(request)
+        return _render(
+            request,
+            "status",
+            lang,
+            appeal={"number": "", "status": "new", "subject": "", "created_at": ""},
+            registered=False,
+            messages=[],
+            reply_url="",
+            can_reply=False,
+            new_url="/",
+            flash="",
+            title=texts.string("page.new_title", lang),
+        )
+    customer = await Customer.get(id=appeal.customer_id)
+    lang = page_language(request, customer.language)
+    messages = await Message.filter(
+        appeal_id=appeal.id, direction__in=[Direction.IN, Direction.OUT]
+    ).order_by("id")
+    flash = ""
+    if "sent" in request.query:
+        flash = texts.string("flash.sent", lang)
+    elif "replied" in request.query:
+        flash = texts.string("flash.replied", lang)
+    return _render(
+        request,
+        "status",
+        lang,
+        appeal={
+            "number": appeal.number,
+            "status": appeal.status.value,
+            "subject": appeal.subject,
+            "created_at": _when(appeal.created_at),
+        },
+        registered=True,
+        messages=[
+            {
+                "direction": m.direction.value,
+                "author": m.author,
+                "text": m.text,
+                "at": _when(m.created_at),
+            }
+            for m in messages
+        ],
+        reply_url=f"/s/{request.match_info['token']}/reply",
+        can_reply=appeal.status is not AppealStatus.CLOSED,
+        new_url="/",
+        flash=flash,
+        title=texts.string("page.status_title", lang, number=appeal.number),
+        receipt=receipt,
+    )
+
+
+async def status_reply(request: web.Request) -> web.Response:
+    """A customer's reply from the status page, into the same appeal (reopening it if needed)."""
+    try:
+        _, appeal = await _appeal_of_token(request)
+    except _LinkError as exc:
+        return error_page(request, exc.status, "error.link_title", exc.key)
+    token = request.match_info["token"]
+    posted = await request.post()
+    text = posted.get("text", "")
+    text = text.strip() if isinstance(text, str) else ""
+    if appeal is None or not text or len(text) > MAX_TEXT:
+        raise web.HTTPSeeOther(f"/s/{token}")
+    customer = await Customer.get(id=appeal.customer_id)
+    await accept_reply(_ctx(request), appeal, text, customer.language)
+    raise web.HTTPSeeOther(f"/s/{token}?replied=1")
+
+
+def _when(moment: Any) -> str:
+    return moment.strftime("%d.%m.%Y %H:%M UTC") if moment is not None else ""
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the customer pages."""
+    app.router.add_get("/", new_appeal_form)
+    app.router.add_post("/appeal", submit_appeal_form)
+    app.router.add_get("/s/{token}", status_page)
+    app.router.add_post("/s/{token}/reply", status_reply)

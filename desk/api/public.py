@@ -1,0 +1,61 @@
+"""The public API: customers and web forms send appeals."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from channels.web import WebAppeal
+from desk.api.app import Operation, QueryParam, ctx_of
+from desk.api.errors import ApiError, read_json
+from desk.api.schemas import NewAppealIn, NewAppealOut
+from desk.webdesk import accept_appeal, status_url
+
+MAX_KEY = 200
+
+
+async def create_appeal(request: web.Request) -> web.Response:
+    """Accept an appeal: 201 with its number, or 202 while it is still being registered."""
+    ctx = ctx_of(request)
+    body = NewAppealIn.model_validate(await read_json(request))
+    key = request.headers.get("Idempotency-Key", "").strip() or None
+    if key is not None and len(key) > MAX_KEY:
+        raise ApiError(400, "bad_request", f"Idempotency-Key is longer than {MAX_KEY} characters")
+    form = WebAppeal(
+        name=body.name,
+        text=body.text,
+        email=body.email,
+        phone=body.phone,
+        subject=body.subject,
+        language=body.language or "",
+    )
+    accepted = await accept_appeal(ctx, form, key)
+    out = NewAppealOut(
+        number=accepted.number,
+        status=accepted.status,
+        status_url=status_url(ctx, accepted.receipt),
+        receipt=accepted.receipt,
+    )
+    return web.json_response(out.model_dump(mode="json"), status=201 if accepted.number else 202)
+
+
+OPERATIONS = [
+    Operation(
+        "POST",
+        "/api/v1/appeals",
+        create_appeal,
+        summary="Send an appeal as a customer (web form, integrations)",
+        auth=False,
+        body=NewAppealIn,
+        response=NewAppealOut,
+        status=201,
+        errors=(400, 413, 422),
+        headers=(
+            QueryParam(
+                "Idempotency-Key",
+                {"type": "string", "maxLength": MAX_KEY},
+                "the same key and body create one appeal",
+            ),
+        ),
+        extra_responses={202: NewAppealOut},
+    ),
+]

@@ -1,0 +1,294 @@
+"""The staff API: list, read, answer, annotate, move and assign appeals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from tortoise.expressions import Q
+
+from desk.api.app import Operation, QueryParam, caller_of, ctx_of
+from desk.api.errors import ApiError, read_json
+from desk.api.schemas import (
+    AppealDetailOut,
+    AppealOut,
+    AppealPage,
+    AssignIn,
+    CustomerOut,
+    EventOut,
+    MessageOut,
+    StatusIn,
+    TextIn,
+)
+from desk.lifecycle import find_agent
+from models import Agent, Appeal, AppealStatus, ContactPoint, Customer, Event, Message, Priority
+
+MAX_PER_PAGE = 200
+
+
+def _appeal_out(appeal: Appeal, assignee: Agent | None) -> AppealOut:
+    return AppealOut(
+        number=appeal.number or "",
+        status=appeal.status,
+        channel=appeal.channel,
+        subject=appeal.subject,
+        category=appeal.category,
+        priority=appeal.priority,
+        tags=list(appeal.tags),
+        assignee=assignee.name if assignee else None,
+        team=appeal.team,
+        customer_id=appeal.customer_id,
+        first_response_due=appeal.first_response_due,
+        first_response_at=appeal.first_response_at,
+        resolution_due=appeal.resolution_due,
+        resolved_at=appeal.resolved_at,
+        created_at=appeal.created_at,
+        updated_at=appeal.updated_at,
+    )
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"query parameter '{name}' must be a number") from None
+    if not low <= value <= high:
+        raise ApiError(400, "bad_request", f"query parameter '{name}' must be {low}..{high}")
+    return value
+
+
+def _enum_param(request: web.Request, name: str, values: list[str]) -> str | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    if raw not in values:
+        raise ApiError(
+            400, "bad_request", f"query parameter '{name}' must be one of: {', '.join(values)}"
+        )
+    return raw
+
+
+async def list_appeals(request: web.Request) -> web.Response:
+    """Appeals, newest first, filtered and paginated."""
+    page = _int_param(request, "page", 1, 1, 1_000_000)
+    per_page = _int_param(request, "per_page", 50, 1, MAX_PER_PAGE)
+    query = Appeal.all()
+    status = _enum_param(request, "status", [s.value for s in AppealStatus])
+    if status:
+        query = query.filter(status=status)
+    priority = _enum_param(request, "priority", [p.value for p in Priority])
+    if priority:
+        query = query.filter(priority=priority)
+    if category := request.query.get("category"):
+        query = query.filter(category=category)
+    if channel := request.query.get("channel"):
+        query = query.filter(channel=channel)
+    if assignee := request.query.get("assignee"):
+        if assignee == "none":
+            query = query.filter(assignee_id__isnull=True)
+        else:
+            agent = await find_agent(assignee)
+            query = query.filter(assignee_id=agent.id)
+    if text := request.query.get("q", "").strip()[:200]:
+        ids = Message.filter(text__icontains=text).values_list("appeal_id", flat=True)
+        query = query.filter(Q(subject__icontains=text) | Q(number=text.upper()) | Q(id__in=ids))
+    total = await query.count()
+    rows = await query.order_by("-id").offset((page - 1) * per_page).limit(per_page)
+    agents = await _agents({a.assignee_id for a in rows})
+    items = [_appeal_out(a, agents.get(a.assignee_id)) for a in rows]
+    out = AppealPage(items=items, page=page, per_page=per_page, total=total)
+    return web.json_response(out.model_dump(mode="json"))
+
+
+async def _agents(ids: set[int | None]) -> dict[int | None, Agent]:
+    wanted = [i for i in ids if i is not None]
+    if not wanted:
+        return {}
+    return {a.id: a for a in await Agent.filter(id__in=wanted)}
+
+
+async def get_appeal(request: web.Request) -> web.Response:
+    """One appeal with its customer, messages and history."""
+    appeal = await ctx_of(request).lifecycle.get(request.match_info["number"])
+    return web.json_response((await appeal_detail(appeal)).model_dump(mode="json"))
+
+
+async def appeal_detail(appeal: Appeal) -> AppealDetailOut:
+    """The full view of one appeal."""
+    customer = await Customer.get(id=appeal.customer_id)
+    contacts = await ContactPoint.filter(customer_id=customer.id).order_by("id")
+    messages = await Message.filter(appeal_id=appeal.id).order_by("id")
+    events = await Event.filter(appeal_id=appeal.id).order_by("id")
+    assignee = await _agents({appeal.assignee_id})
+    base = _appeal_out(appeal, assignee.get(appeal.assignee_id))
+    return AppealDetailOut(
+        **base.model_dump(),
+        customer=CustomerOut(
+            id=customer.id,
+            name=customer.name,
+            language=customer.language,
+            contacts=[
+                {"channel": c.channel, "address": c.address, "reachable": c.reachable}
+                for c in contacts
+            ],
+        ),
+        messages=[
+            MessageOut(
+                id=m.id,
+                direction=m.direction.value,
+                author=m.author,
+                channel=m.channel,
+                text=m.text,
+                attachments=list(m.attachments),
+                delivery_state=m.delivery_state.value,
+                created_at=m.created_at,
+            )
+            for m in messages
+        ],
+        history=[
+            EventOut(
+                id=e.id, kind=e.kind, actor=e.actor, data=dict(e.data), created_at=e.created_at
+            )
+            for e in events
+        ],
+    )
+
+
+async def _acting_agent(body_agent: str | None) -> Agent | None:
+    return await find_agent(body_agent) if body_agent else None
+
+
+def _author(request: web.Request, agent: Agent | None) -> str:
+    return agent.name if agent is not None else caller_of(request).actor
+
+
+async def reply(request: web.Request) -> web.Response:
+    """Answer the customer through the appeal's channel (queued in the outbox)."""
+    ctx = ctx_of(request)
+    body = TextIn.model_validate(await read_json(request))
+    agent = await _acting_agent(body.agent)
+    message = await ctx.lifecycle.reply(
+        request.match_info["number"], body.text, actor=_author(request, agent), agent=agent
+    )
+    return web.json_response(_message_json(message), status=201)
+
+
+async def note(request: web.Request) -> web.Response:
+    """Add an internal note, never shown to the customer."""
+    ctx = ctx_of(request)
+    body = TextIn.model_validate(await read_json(request))
+    agent = await _acting_agent(body.agent)
+    message = await ctx.lifecycle.note(
+        request.match_info["number"], body.text, actor=_author(request, agent), agent=agent
+    )
+    return web.json_response(_message_json(message), status=201)
+
+
+def _message_json(message: Message) -> dict[str, Any]:
+    return MessageOut(
+        id=message.id,
+        direction=message.direction.value,
+        author=message.author,
+        channel=message.channel,
+        text=message.text,
+        attachments=list(message.attachments),
+        delivery_state=message.delivery_state.value,
+        created_at=message.created_at,
+    ).model_dump(mode="json")
+
+
+async def change_status(request: web.Request) -> web.Response:
+    """Move the appeal to another status (409 when the move is impossible)."""
+    ctx = ctx_of(request)
+    body = StatusIn.model_validate(await read_json(request))
+    appeal = await ctx.lifecycle.transition(
+        request.match_info["number"],
+        body.status,
+        actor=caller_of(request).actor,
+        reason=body.reason,
+    )
+    return web.json_response((await appeal_detail(appeal)).model_dump(mode="json"))
+
+
+async def assign(request: web.Request) -> web.Response:
+    """Give the appeal to an agent, or take it back (agent: null)."""
+    ctx = ctx_of(request)
+    body = AssignIn.model_validate(await read_json(request))
+    appeal = await ctx.lifecycle.assign(
+        request.match_info["number"], body.agent, actor=caller_of(request).actor
+    )
+    return web.json_response((await appeal_detail(appeal)).model_dump(mode="json"))
+
+
+_NUMBER = "/api/v1/appeals/{number}"
+_FILTERS = (
+    QueryParam("status", {"type": "string", "enum": [s.value for s in AppealStatus]}),
+    QueryParam("priority", {"type": "string", "enum": [p.value for p in Priority]}),
+    QueryParam("category", {"type": "string"}),
+    QueryParam("channel", {"type": "string"}),
+    QueryParam("assignee", {"type": "string"}, "agent id, Telegram id or name; 'none'"),
+    QueryParam("q", {"type": "string"}, "text in the subject or any message, or a number"),
+    QueryParam("page", {"type": "integer", "minimum": 1}),
+    QueryParam("per_page", {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE}),
+)
+
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/api/v1/appeals",
+        list_appeals,
+        "List and filter appeals",
+        response=AppealPage,
+        errors=(400, 401, 422),
+        query=_FILTERS,
+    ),
+    Operation(
+        "GET",
+        _NUMBER,
+        get_appeal,
+        "One appeal with messages and history",
+        response=AppealDetailOut,
+        errors=(401, 404),
+    ),
+    Operation(
+        "POST",
+        f"{_NUMBER}/messages",
+        reply,
+        "Answer the customer",
+        body=TextIn,
+        response=MessageOut,
+        status=201,
+        errors=(400, 401, 404, 409, 413, 422),
+    ),
+    Operation(
+        "POST",
+        f"{_NUMBER}/notes",
+        note,
+        "Add an internal note",
+        body=TextIn,
+        response=MessageOut,
+        status=201,
+        errors=(400, 401, 404, 413, 422),
+    ),
+    Operation(
+        "POST",
+        f"{_NUMBER}/status",
+        change_status,
+        "Change the status",
+        body=StatusIn,
+        response=AppealDetailOut,
+        errors=(400, 401, 404, 409, 422),
+    ),
+    Operation(
+        "POST",
+        f"{_NUMBER}/assign",
+        assign,
+        "Assign to an agent",
+        body=AssignIn,
+        response=AppealDetailOut,
+        errors=(400, 401, 404, 422),
+    ),
+]

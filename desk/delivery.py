@@ -1,0 +1,225 @@
+"""The delivery worker: outbox rows out through channel adapters, with retries and backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from channels.base import (
+    Attachment,
+    ChannelAdapter,
+    ChannelKind,
+    DeliveryError,
+    OutboundMessage,
+    RateLimited,
+    Unreachable,
+)
+from desk import history
+from desk.outbox import Outbox
+from models import Appeal, DeliveryState, Message, OutboxItem, OutboxStatus
+
+log = logging.getLogger(__name__)
+
+SCAN_LIMIT = 500
+PARALLEL = 16
+MAX_BACKOFF_S = 900.0
+NO_ADAPTER_RETRY_S = 300.0
+
+
+def backoff(attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failed try: 2, 4, 8 … up to 15 minutes."""
+    base = min(MAX_BACKOFF_S, 2.0 ** max(1, attempts))
+    return base * random.uniform(0.8, 1.2)
+
+
+class DeliveryWorker:
+    """Claims due outbox rows (one per conversation at a time) and delivers them."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        adapters: Mapping[str, ChannelAdapter],
+        clock: Callable[[], datetime],
+        *,
+        name: str,
+        lease_s: float = 60.0,
+        max_attempts: int = 12,
+    ) -> None:
+        self._outbox = outbox
+        self._adapters = adapters
+        self._clock = clock
+        self._name = name
+        self._lease = timedelta(seconds=lease_s)
+        self._max_attempts = max_attempts
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set; a failing pass is logged and retried, never fatal."""
+        while not stop.is_set():
+            try:
+                handled = await self.deliver_due()
+            except Exception:  # a task root: log and keep the worker alive
+                log.exception("delivery pass failed")
+                handled = 0
+            if not handled:
+                await self._outbox.wait(timeout=1.0)
+
+    async def deliver_due(self) -> int:
+        """One pass: claim every conversation's next due row and deliver them; returns the count."""
+        claimed = await self._claim()
+        if not claimed:
+            return 0
+        gate = asyncio.Semaphore(PARALLEL)
+
+        async def one(item: OutboxItem) -> None:
+            async with gate:
+                await self._deliver(item)
+
+        await asyncio.gather(*(one(item) for item in claimed))
+        return len(claimed)
+
+    async def _claim(self) -> list[OutboxItem]:
+        now = self._clock()
+        rows = await (
+            OutboxItem.filter(status__in=[OutboxStatus.PENDING, OutboxStatus.SENDING])
+            .order_by("id")
+            .limit(SCAN_LIMIT)
+        )
+        heads: dict[str, OutboxItem] = {}
+        for row in rows:
+            heads.setdefault(row.queue_key, row)  # only the oldest row of a conversation may go
+        claimed: list[OutboxItem] = []
+        for row in heads.values():
+            lease_over = row.locked_until is None or row.locked_until <= now
+            if row.status is OutboxStatus.SENDING and not lease_over:
+                continue  # another worker holds it
+            if row.next_attempt_at > now:
+                continue
+            until = now + self._lease
+            won = await OutboxItem.filter(
+                id=row.id, status=row.status, locked_until=row.locked_until
+            ).update(
+                status=OutboxStatus.SENDING,
+                locked_by=self._name,
+                locked_until=until,
+                attempts=F("attempts") + 1,
+            )
+            if won == 1:
+                row.status, row.locked_until, row.attempts = (
+                    OutboxStatus.SENDING,
+                    until,
+                    row.attempts + 1,
+                )
+                claimed.append(row)
+        return claimed
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        adapter = self._adapters.get(item.channel)
+        if adapter is None:
+            await self._retry_later(
+                item,
+                f"channel {item.channel} is not enabled",
+                NO_ADAPTER_RETRY_S,
+                count_attempt=False,
+            )
+            return
+        try:
+            external_id = await adapter.deliver(_outbound(item))
+        except RateLimited as exc:
+            await self._retry_later(item, str(exc), exc.retry_after, count_attempt=False)
+        except Unreachable as exc:
+            await self._fail(item, str(exc))
+        except DeliveryError as exc:
+            if item.attempts >= self._max_attempts:
+                await self._fail(item, f"gave up after {item.attempts} attempts: {exc}")
+            else:
+                await self._retry_later(item, str(exc), backoff(item.attempts))
+        except Exception as exc:  # an adapter bug must not kill the worker or lose the row
+            log.exception("adapter crashed", extra={"outbox_id": item.id})
+            await self._retry_later(
+                item, f"internal error: {type(exc).__name__}", backoff(item.attempts)
+            )
+        else:
+            await self._sent(item, external_id)
+
+    async def _sent(self, item: OutboxItem, external_id: str) -> None:
+        now = self._clock()
+        async with in_transaction():
+            await OutboxItem.filter(id=item.id).update(
+                status=OutboxStatus.SENT,
+                sent_at=now,
+                external_id=external_id[:200],
+                locked_until=None,
+                last_error="",
+            )
+            if item.message_id is not None:
+                await Message.filter(id=item.message_id).update(
+                    delivery_state=DeliveryState.SENT,
+                    external_id=external_id[:200],
+                    delivery_error="",
+                )
+        log.info("delivered", extra={"outbox_id": item.id, "channel": item.channel})
+
+    async def _retry_later(
+        self, item: OutboxItem, reason: str, delay_s: float, *, count_attempt: bool = True
+    ) -> None:
+        attempts = item.attempts if count_attempt else max(0, item.attempts - 1)
+        await OutboxItem.filter(id=item.id, locked_by=self._name).update(
+            status=OutboxStatus.PENDING,
+            attempts=attempts,
+            locked_until=None,
+            next_attempt_at=self._clock() + timedelta(seconds=delay_s),
+            last_error=reason[:500],
+        )
+        log.warning(
+            "delivery postponed",
+            extra={
+                "outbox_id": item.id,
+                "channel": item.channel,
+                "reason": reason,
+                "delay_s": round(delay_s, 1),
+            },
+        )
+
+    async def _fail(self, item: OutboxItem, reason: str) -> None:
+        async with in_transaction():
+            await OutboxItem.filter(id=item.id).update(
+                status=OutboxStatus.FAILED, locked_until=None, last_error=reason[:500]
+            )
+            if item.message_id is not None:
+                await Message.filter(id=item.message_id).update(
+                    delivery_state=DeliveryState.FAILED, delivery_error=reason[:500]
+                )
+            if item.appeal_id is not None:
+                appeal = await Appeal.get(id=item.appeal_id)
+                await history.record(
+                    "delivery.failed",
+                    actor="delivery",
+                    appeal=appeal,
+                    outbox_id=item.id,
+                    channel=item.channel,
+                    reason=reason,
+                )
+        log.warning(
+            "delivery failed",
+            extra={"outbox_id": item.id, "channel": item.channel, "reason": reason},
+        )
+
+
+def _outbound(item: OutboxItem) -> OutboundMessage:
+    payload = item.payload
+    return OutboundMessage(
+        outbox_id=item.id,
+        channel=ChannelKind(item.channel),
+        address=item.address,
+        text=str(payload.get("text", "")),
+        subject=str(payload.get("subject", "")),
+        attachments=tuple(Attachment(**a) for a in payload.get("attachments", ())),
+        fmt=str(payload.get("fmt", "plain")),
+        extra=dict(payload.get("extra", {})),
+    )

@@ -1,0 +1,44 @@
+"""Domain errors of the desk; the edges (API, bots, CLI) map them to texts and statuses."""
+
+from __future__ import annotations
+
+
+class DeskError(Exception):
+    """Base of every error the desk raises on purpose."""
+
+
+class AppealNotFound(DeskError):
+    """No appeal with that number or id."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"appeal {ref} not found")
+        self.ref = ref
+
+
+class InvalidTransition(DeskError):
+    """The appeal cannot move from its status to the one asked for."""
+
+    def __init__(self, number: str, current: str, wanted: str) -> None:
+        super().__init__(f"appeal {number} is {current}: it cannot become {wanted}")
+        self.current = current
+        self.wanted = wanted
+
+
+class NotAllowed(DeskError):
+    """The actor may not do this."""
+
+
+class AgentNotFound(DeskError):
+    """No active agent matches the reference."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"agent {ref} not found")
+        self.ref = ref
+
+
+class InvalidInput(DeskError):
+    """Input that passed parsing but cannot be used (empty text, text over the limit)."""
+
+
+class IdempotencyConflict(DeskError):
+    """An idempotency key used again with a different request."""

@@ -1,0 +1,59 @@
+"""The intake worker: appeal stream entries into the lifecycle, acked only after the commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from channels.stream import AppealStream, StreamItem
+
+from desk.errors import InvalidInput
+from desk.lifecycle import IngestResult, Lifecycle
+
+log = logging.getLogger(__name__)
+
+BATCH = 100
+ERROR_PAUSE_S = 1.0
+
+
+class IntakeWorker:
+    """Reads the appeal stream and stores every entry exactly once (idempotent by external id)."""
+
+    def __init__(self, stream: AppealStream, lifecycle: Lifecycle, *, block_ms: int = 1000) -> None:
+        self._stream = stream
+        self._lifecycle = lifecycle
+        self._block_ms = block_ms
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process entries until ``stop`` is set; the batch in hand is finished first."""
+        while not stop.is_set():
+            try:
+                items = await self._stream.read(count=BATCH, block_ms=self._block_ms)
+                await self.process(items)
+            except Exception:  # a task root: the entries stay pending and come back
+                log.exception("intake pass failed")
+                await asyncio.sleep(ERROR_PAUSE_S)
+
+    async def process(self, items: list[StreamItem]) -> list[IngestResult]:
+        """Store each entry, ack what is stored, dead-letter what can never be stored."""
+        results: list[IngestResult] = []
+        done: list[str] = []
+        try:
+            for item in items:
+                if item.message is None:
+                    await self._stream.dead_letter(item, item.error or "unreadable entry")
+                    continue
+                try:
+                    result = await self._lifecycle.ingest(item.message)
+                except InvalidInput as exc:
+                    log.warning(
+                        "inbound rejected", extra={"entry": item.entry_id, "reason": str(exc)}
+                    )
+                    await self._stream.dead_letter(item, str(exc))
+                    continue
+                results.append(result)
+                done.append(item.entry_id)
+        finally:
+            if done:
+                await self._stream.ack(done)
+        return results

@@ -1,0 +1,257 @@
+"""Settings: ``DESK_*`` environment variables over the YAML file named by ``DESK_CONFIG``."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from channels.email import EmailSettings
+from channels.telegram import TelegramSettings
+from channels.vk import VkSettings
+from models.enums import AgentRole, Priority
+
+DEFAULT_CONFIG_FILE = "appeal-desk.yaml"
+ENV_PREFIX = "DESK_"
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _identifier(value: str) -> str:
+    if not _ID.match(value):
+        raise ValueError("must be 1-64 lowercase latin letters, digits, '-' or '_'")
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_identifier)]
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+
+class WorkerSettings(Section):
+    intake: int = Field(default=1, ge=0, le=32, description="intake workers in this process")
+    delivery: int = Field(default=1, ge=0, le=32, description="delivery workers in this process")
+    name: str = ""
+    claim_idle_s: float = Field(default=30.0, gt=0)
+    max_deliveries: int = Field(default=5, ge=1)
+
+
+class CompanySettings(Section):
+    name: str = "Appeal Desk"
+    timezone: str = "Europe/Moscow"
+    language: Literal["ru", "en"] = "ru"
+
+
+class LifecycleSettings(Section):
+    reopen_window_hours: float = Field(default=72, ge=0)
+    status_link_days: int = Field(default=90, ge=1)
+    max_text_chars: int = Field(default=20_000, ge=100)
+
+
+class SlaSettings(Section):
+    first_response_minutes: int = Field(default=120, ge=1)
+    resolution_hours: int = Field(default=24, ge=1)
+
+
+class TeamConfig(Section):
+    id: Identifier
+    title: str = ""
+
+
+class CategoryConfig(Section):
+    id: Identifier
+    title: dict[str, str] = Field(default_factory=dict)
+    team: str | None = None
+    priority: Priority = Priority.NORMAL
+
+
+class AgentConfig(Section):
+    telegram_id: int | None = None
+    name: str = Field(min_length=1)
+    role: AgentRole = AgentRole.AGENT
+    teams: list[str] = Field(default_factory=list)
+    capacity: int = Field(default=10, ge=0)
+
+
+class ApiTokenConfig(Section):
+    name: str = Field(min_length=1)
+    token: SecretStr
+    role: AgentRole = AgentRole.AGENT
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("a token must be at least 16 characters")
+        return value
+
+
+class ApiSettings(Section):
+    tokens: list[ApiTokenConfig] = Field(default_factory=list)
+
+
+class Settings(BaseSettings):
+    """Everything the service reads at start-up, validated as a whole."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    database_url: str = "sqlite://appeal-desk.db"
+    redis_url: str | None = None
+    public_url: str | None = None
+    secret_key: SecretStr | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    http: HttpSettings = HttpSettings()
+    workers: WorkerSettings = WorkerSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    vk: VkSettings = VkSettings()
+    email: EmailSettings = EmailSettings()
+    company: CompanySettings = CompanySettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
+    sla: SlaSettings = SlaSettings()
+    api: ApiSettings = ApiSettings()
+    teams: list[TeamConfig] = Field(default_factory=list)
+    categories: list[CategoryConfig] = Field(default_factory=list)
+    agents: list[AgentConfig] = Field(default_factory=list)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0]
+        if scheme not in ("sqlite", "postgres", "postgresql", "asyncpg"):
+            raise ValueError(f"unsupported database '{scheme}' (use sqlite:// or postgres://)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Settings:
+        problems = reference_problems(self.model_dump(mode="json"))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs (see load_settings); environment wins over it.
+        return (env_settings, init_settings)
+
+    def effective_public_url(self) -> str:
+        """The base URL customers reach the service at (for status and rating links)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.http.host in ("0.0.0.0", "::") else self.http.host  # noqa: S104
+        return f"http://{host}:{self.http.port}"
+
+
+def reference_problems(data: dict[str, Any]) -> list[str]:
+    """Checks across sections (unknown teams, duplicate ids) on raw or validated data."""
+
+    def items(key: str) -> list[dict[str, Any]]:
+        value = data.get(key)
+        return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+    problems: list[str] = []
+    team_ids = [str(t.get("id")) for t in items("teams")]
+    problems += _duplicates("teams", team_ids)
+    problems += _duplicates("categories", [str(c.get("id")) for c in items("categories")])
+    known = set(team_ids)
+    for i, category in enumerate(items("categories")):
+        team = category.get("team")
+        if team is not None and team not in known:
+            problems.append(f"categories.{i}.team: unknown team '{team}'")
+    for i, agent in enumerate(items("agents")):
+        teams = agent.get("teams")
+        for team in teams if isinstance(teams, list) else []:
+            if team not in known:
+                problems.append(f"agents.{i}.teams: unknown team '{team}'")
+    tg_ids = [str(a["telegram_id"]) for a in items("agents") if a.get("telegram_id") is not None]
+    problems += _duplicates("agents", tg_ids, what="telegram_id")
+    api = data.get("api")
+    tokens = api.get("tokens") if isinstance(api, dict) else None
+    names = (
+        [str(t.get("name")) for t in tokens if isinstance(t, dict)]
+        if isinstance(tokens, list)
+        else []
+    )
+    problems += _duplicates("api.tokens", names, what="name")
+    return problems
+
+
+def _duplicates(section: str, values: list[str], what: str = "id") -> list[str]:
+    seen: set[str] = set()
+    out: list[str] = []
+    for value in values:
+        if value in seen:
+            out.append(f"{section}: duplicate {what} '{value}'")
+        seen.add(value)
+    return out
+
+
+def config_path(environ: dict[str, str] | None = None) -> Path | None:
+    """The YAML file to read: ``DESK_CONFIG``, else ``appeal-desk.yaml`` when it exists."""
+    env = os.environ if environ is None else environ
+    named = env.get("DESK_CONFIG")
+    if named:
+        return Path(named)
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.exists() else None
+
+
+def load_settings(path: Path | None = None, *, use_default_path: bool = True) -> Settings:
+    """Read and validate the settings; every problem raises one ``ConfigError`` listing them all."""
+    from desk.config_errors import ConfigError, read_yaml, validation_problems
+
+    if path is None and use_default_path:
+        path = config_path()
+    data: dict[str, Any] = read_yaml(path) if path is not None else {}
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = validation_problems(exc, path)
+        source = str(path) if path is not None else "settings"
+        for line in reference_problems(data):
+            if f"{source}:{line}" not in problems:
+                problems.append(f"{source}:{line}")
+        raise ConfigError(problems) from None

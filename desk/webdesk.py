@@ -1,0 +1,102 @@
+"""The web channel's side of the desk: accepting web appeals and replies, status links."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+from tortoise.exceptions import IntegrityError
+
+from channels.base import ChannelKind
+from channels.web import WebAppeal, appeal_inbound, new_receipt, reply_inbound
+from desk.context import AppContext
+from desk.errors import IdempotencyConflict
+from models import Appeal, IdempotencyKey, Message
+
+STATUS_PURPOSE = "status"
+WAIT_S = 3.0
+POLL_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A web appeal written to the stream; ``number`` is set when it was registered in time."""
+
+    receipt: str
+    number: str | None
+    status: str
+
+
+async def accept_appeal(ctx: AppContext, form: WebAppeal, idempotency_key: str | None) -> Accepted:
+    """Write the appeal to the stream (durable before we answer) and wait briefly for its number.
+
+    The same ``Idempotency-Key`` with the same body answers with the same appeal; with a
+    different body it is refused.
+    """
+    receipt = new_receipt()
+    if idempotency_key:
+        receipt = await _receipt_for_key(idempotency_key, form, receipt)
+        appeal = await appeal_for_receipt(receipt)
+        if appeal is not None:
+            return Accepted(receipt, appeal.number, appeal.status.value)
+    await ctx.stream.publish(appeal_inbound(form, receipt))
+    appeal = await wait_for_receipt(receipt, WAIT_S)
+    if appeal is None:
+        return Accepted(receipt, None, "registering")
+    return Accepted(receipt, appeal.number, appeal.status.value)
+
+
+async def accept_reply(ctx: AppContext, appeal: Appeal, text: str, language: str) -> str:
+    """Write a customer's status-page reply to the stream; returns its receipt."""
+    receipt = new_receipt()
+    await ctx.stream.publish(reply_inbound(appeal.number or "", text, receipt, language))
+    await wait_for_receipt(receipt, WAIT_S)
+    return receipt
+
+
+async def _receipt_for_key(key: str, form: WebAppeal, fresh: str) -> str:
+    fingerprint = hashlib.sha256(
+        json.dumps(asdict(form), sort_keys=True, ensure_ascii=False).encode()
+    ).hexdigest()
+    row = await IdempotencyKey.filter(key=key).first()
+    if row is None:
+        try:
+            row = await IdempotencyKey.create(key=key, fingerprint=fingerprint, external_id=fresh)
+        except IntegrityError:  # the same key arrived twice at once
+            row = await IdempotencyKey.get(key=key)
+    if row.fingerprint != fingerprint:
+        raise IdempotencyConflict("this Idempotency-Key was already used with a different request")
+    return row.external_id
+
+
+async def appeal_for_receipt(receipt: str) -> Appeal | None:
+    """The appeal that the web message with this receipt was stored in, if it was yet."""
+    message = await Message.filter(channel=ChannelKind.WEB.value, external_id=receipt).first()
+    if message is None:
+        return None
+    return await Appeal.get(id=message.appeal_id)
+
+
+async def wait_for_receipt(receipt: str, timeout: float) -> Appeal | None:
+    """Poll briefly until the intake worker (in this process or another) stored the message."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        appeal = await appeal_for_receipt(receipt)
+        if appeal is not None or loop.time() >= deadline:
+            return appeal
+        await asyncio.sleep(POLL_S)
+
+
+def status_token(ctx: AppContext, receipt: str) -> str:
+    """A signed token naming the appeal of ``receipt``, valid for the configured days."""
+    days = ctx.settings.lifecycle.status_link_days
+    return ctx.signer.sign(STATUS_PURPOSE, receipt, ctx.clock(), timedelta(days=days))
+
+
+def status_url(ctx: AppContext, receipt: str) -> str:
+    """The customer's link to the status page of the appeal of ``receipt``."""
+    return f"{ctx.settings.effective_public_url()}/s/{status_token(ctx, receipt)}"

@@ -1,0 +1,153 @@
+"""Shared fixtures: a fresh database per test (SQLite, or PostgreSQL when
+DESK_TEST_DATABASE_URL is set), Redis when DESK_TEST_REDIS_URL is set, and a running desk."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from tortoise import Tortoise
+
+from desk.service import Service
+from desk.settings import Settings
+from models import db
+
+PG_URL = os.environ.get("DESK_TEST_DATABASE_URL") or None
+REDIS_URL = os.environ.get("DESK_TEST_REDIS_URL") or None
+API_TOKEN = "tests-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for every test (migrating each time is slow)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+
+    async def build() -> None:
+        await db.migrate(f"sqlite://{path}")
+        await Tortoise.close_connections()
+
+    asyncio.run(build())
+    return path
+
+
+_pg_migrated = False
+
+
+async def _fresh_postgres(url: str) -> None:
+    global _pg_migrated
+    if not _pg_migrated:
+        await db.migrate(url)
+        await Tortoise.close_connections()
+        _pg_migrated = True
+    await db.connect(url)
+    conn = Tortoise.get_connection("default")
+    tables = list(Tortoise.apps["models"])
+    quoted = ", ".join(f'"{Tortoise.apps["models"][m]._meta.db_table}"' for m in tables)
+    await conn.execute_script(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE")
+    await Tortoise.close_connections()
+
+
+@pytest.fixture
+async def db_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """The URL of an empty, migrated database for this test."""
+    if PG_URL:
+        await _fresh_postgres(PG_URL)
+        return PG_URL
+    path = tmp_path / "desk.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite://{path}"
+
+
+@pytest.fixture
+async def redis_url() -> str | None:
+    """The test Redis (flushed), or None for the local stream."""
+    if REDIS_URL is None:
+        return None
+    import redis.asyncio as redis
+
+    client = redis.from_url(REDIS_URL)
+    await client.flushdb()
+    await client.aclose()
+    return REDIS_URL
+
+
+@pytest.fixture
+def make_settings(db_url: str, redis_url: str | None) -> Callable[..., Settings]:
+    """Settings for a test desk; keyword arguments override sections."""
+
+    def make(**overrides: Any) -> Settings:
+        data: dict[str, Any] = {
+            "database_url": db_url,
+            "redis_url": redis_url,
+            "secret_key": "test-secret-key",
+            "http": {"host": "127.0.0.1", "port": 0},
+            "workers": {"claim_idle_s": 2.0},
+            "api": {"tokens": [{"name": "tests", "token": API_TOKEN, "role": "supervisor"}]},
+            "agents": [{"name": "Ирина", "telegram_id": 1001}],
+        }
+        data.update(overrides)
+        return Settings(**data)
+
+    return make
+
+
+class Desk:
+    """A running desk in this process with an HTTP client pointed at it."""
+
+    def __init__(self, service: Service, session: aiohttp.ClientSession, out: io.StringIO) -> None:
+        self.service = service
+        self.http = session
+        self.out = out
+        self.base = f"http://127.0.0.1:{service.bound_port}"
+        self.auth = {"Authorization": f"Bearer {API_TOKEN}"}
+
+    async def post(
+        self,
+        path: str,
+        payload: Any = None,
+        *,
+        auth: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """POST JSON and return (status, parsed JSON body)."""
+        hdrs = {**(self.auth if auth else {}), **(headers or {})}
+        async with self.http.post(self.base + path, json=payload, headers=hdrs) as resp:
+            return resp.status, await resp.json()
+
+    async def get(self, path: str, *, auth: bool = True) -> tuple[int, Any]:
+        """GET and return (status, parsed JSON body)."""
+        async with self.http.get(self.base + path, headers=self.auth if auth else {}) as resp:
+            return resp.status, await resp.json()
+
+
+@pytest.fixture
+async def start_desk(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Any]]:
+    """Start desks with the given setting overrides; all are stopped at the end."""
+    started: list[Desk] = []
+
+    async def start(**overrides: Any) -> Desk:
+        out = io.StringIO()
+        service = Service(make_settings(**overrides), "serve", out)
+        await service.start()
+        desk = Desk(service, aiohttp.ClientSession(), out)
+        started.append(desk)
+        return desk
+
+    yield start
+    for desk in started:
+        await desk.http.close()
+        await desk.service.stop()
+
+
+@pytest.fixture
+async def desk(start_desk: Callable[..., Any]) -> Desk:
+    """A running desk with the default test settings."""
+    started: Desk = await start_desk()
+    return started

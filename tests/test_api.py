@@ -1,0 +1,270 @@
+"""The HTTP API and the customer pages, through a real aiohttp client against a running desk."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aiohttp
+import pytest
+
+from models import Appeal, Event, Message, OutboxItem, OutboxStatus
+from tests.conftest import Desk
+
+APPEAL = {"name": "Ирина", "email": "irina@example.com", "text": "Где мой заказ 1234?"}
+
+
+async def send_appeal(
+    desk: Desk, payload: dict[str, Any] | None = None, **headers: str
+) -> dict[str, Any]:
+    status, body = await desk.post(
+        "/api/v1/appeals", payload or APPEAL, auth=False, headers=headers or None
+    )
+    assert status == 201, body
+    return body  # type: ignore[no-any-return]
+
+
+async def page(desk: Desk, url: str) -> tuple[int, str]:
+    async with desk.http.get(url) as resp:
+        return resp.status, await resp.text()
+
+
+async def wait_delivered(desk: Desk) -> None:
+    await desk.service.ctx.outbox.wait(0)  # type: ignore[union-attr]
+    import asyncio
+
+    for _ in range(100):
+        if not await OutboxItem.filter(
+            status__in=[OutboxStatus.PENDING, OutboxStatus.SENDING]
+        ).exists():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("outbox not drained")
+
+
+async def test_customer_appeal_gets_number_and_a_working_status_link(desk: Desk) -> None:
+    body = await send_appeal(desk)
+    assert body["number"] == "A-000001" and body["status"] == "new"
+    status, html = await page(desk, body["status_url"])
+    assert status == 200
+    assert "A-000001" in html and "Где мой заказ 1234?" in html
+
+
+async def test_staff_reply_reaches_the_customer_status_page(desk: Desk) -> None:
+    body = await send_appeal(desk)
+    status, msg = await desk.post(
+        "/api/v1/appeals/A-000001/messages", {"text": "Заказ уже в пути <b>сегодня</b>"}
+    )
+    assert status == 201 and msg["direction"] == "out"
+    await wait_delivered(desk)
+    _, html = await page(desk, body["status_url"])
+    assert "Заказ уже в пути &lt;b&gt;сегодня&lt;/b&gt;" in html
+    detail = (await desk.get("/api/v1/appeals/A-000001"))[1]
+    assert detail["status"] == "open" and detail["first_response_at"]
+    assert detail["messages"][-1]["delivery_state"] == "sent"
+
+
+async def test_customer_reply_on_status_page_joins_the_appeal(desk: Desk) -> None:
+    body = await send_appeal(desk)
+    async with desk.http.post(
+        body["status_url"] + "/reply", data={"text": "Спасибо!"}, allow_redirects=False
+    ) as resp:
+        assert resp.status == 303
+    messages = await Message.filter(appeal__number="A-000001").order_by("id")
+    assert [m.text for m in messages] == ["Где мой заказ 1234?", "Спасибо!"]
+
+
+async def test_note_stays_internal(desk: Desk) -> None:
+    body = await send_appeal(desk)
+    status, _ = await desk.post("/api/v1/appeals/A-000001/notes", {"text": "клиент VIP"})
+    assert status == 201
+    _, html = await page(desk, body["status_url"])
+    assert "клиент VIP" not in html
+    assert await OutboxItem.all().count() == 0
+
+
+async def test_same_idempotency_key_creates_one_appeal(desk: Desk) -> None:
+    first = await send_appeal(desk, **{"Idempotency-Key": "order-1234-form"})
+    second = await send_appeal(desk, **{"Idempotency-Key": "order-1234-form"})
+    assert first["number"] == second["number"] == "A-000001"
+    assert await Appeal.all().count() == 1 and await Message.all().count() == 1
+
+
+async def test_idempotency_key_with_other_body_is_refused(desk: Desk) -> None:
+    await send_appeal(desk, **{"Idempotency-Key": "k-1"})
+    status, body = await desk.post(
+        "/api/v1/appeals",
+        {**APPEAL, "text": "другое"},
+        auth=False,
+        headers={"Idempotency-Key": "k-1"},
+    )
+    assert status == 422 and body["error"]["code"] == "idempotency_key_reused"
+
+
+async def test_list_filters_search_and_pages(desk: Desk) -> None:
+    for i in range(3):
+        await send_appeal(
+            desk, {**APPEAL, "text": f"вопрос номер {i}", "email": f"c{i}@example.com"}
+        )
+    await desk.post("/api/v1/appeals/A-000002/status", {"status": "pending"})
+    status, page1 = await desk.get("/api/v1/appeals?per_page=2")
+    assert status == 200 and page1["total"] == 3
+    assert [a["number"] for a in page1["items"]] == ["A-000003", "A-000002"]
+    _, pending = await desk.get("/api/v1/appeals?status=pending")
+    assert [a["number"] for a in pending["items"]] == ["A-000002"]
+    _, found = await desk.get("/api/v1/appeals?q=" + "номер 2")
+    assert [a["number"] for a in found["items"]] == ["A-000003"]
+    _, by_channel = await desk.get("/api/v1/appeals?channel=web&page=2&per_page=2")
+    assert [a["number"] for a in by_channel["items"]] == ["A-000001"]
+
+
+async def test_status_change_and_invalid_move(desk: Desk) -> None:
+    await send_appeal(desk)
+    status, body = await desk.post(
+        "/api/v1/appeals/A-000001/status", {"status": "resolved", "reason": "ответили"}
+    )
+    assert status == 200 and body["status"] == "resolved"
+    await desk.post("/api/v1/appeals/A-000001/status", {"status": "closed"})
+    status, body = await desk.post("/api/v1/appeals/A-000001/status", {"status": "open"})
+    assert status == 409
+    assert body["error"]["message"] == "appeal A-000001 is closed: it cannot become open"
+    kinds = [h["kind"] for h in (await desk.get("/api/v1/appeals/A-000001"))[1]["history"]]
+    assert kinds.count("appeal.status_changed") == 2
+
+
+async def test_assign_to_agent_and_unknown_agent(desk: Desk) -> None:
+    await send_appeal(desk)
+    status, body = await desk.post("/api/v1/appeals/A-000001/assign", {"agent": "Ирина"})
+    assert status == 200 and body["assignee"] == "Ирина" and body["status"] == "open"
+    _, mine = await desk.get("/api/v1/appeals?assignee=1001")
+    assert mine["total"] == 1
+    status, body = await desk.post("/api/v1/appeals/A-000001/assign", {"agent": "Никто"})
+    assert status == 422 and "agent Никто not found" in body["error"]["message"]
+    event = await Event.filter(kind="appeal.assigned").first()
+    assert event is not None and event.actor == "api:tests"
+
+
+async def test_staff_api_needs_a_valid_token(desk: Desk) -> None:
+    status, body = await desk.get("/api/v1/appeals", auth=False)
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+    async with desk.http.get(
+        desk.base + "/api/v1/appeals", headers={"Authorization": "Bearer wrong-token"}
+    ) as resp:
+        assert resp.status == 401
+
+
+async def test_unknown_appeal_is_404(desk: Desk) -> None:
+    status, body = await desk.get("/api/v1/appeals/A-999999")
+    assert status == 404 and body["error"]["message"] == "appeal A-999999 not found"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({**APPEAL, "name": 42}, "name"),
+        ({**APPEAL, "colour": "red"}, "colour"),
+        ({"name": "Ира", "text": "нет контакта"}, "body"),
+        ({**APPEAL, "email": "not-an-email"}, "email"),
+        ({**APPEAL, "text": ""}, "text"),
+        ({**APPEAL, "text": "x" * 20_001}, "text"),
+        ([1, 2, 3], "body"),
+    ],
+)
+async def test_bad_appeal_bodies_get_422_naming_the_field(
+    desk: Desk, payload: Any, field: str
+) -> None:
+    status, body = await desk.post("/api/v1/appeals", payload, auth=False)
+    assert status == 422, body
+    assert field in {f["field"] for f in body["error"]["fields"]} | {"body"}
+    assert await Appeal.all().count() == 0
+
+
+async def test_broken_json_is_400_and_huge_body_is_413(desk: Desk) -> None:
+    async with desk.http.post(
+        desk.base + "/api/v1/appeals",
+        data=b"{not json",
+        headers={"Content-Type": "application/json"},
+    ) as resp:
+        assert resp.status == 400
+        assert "not valid JSON" in (await resp.json())["error"]["message"]
+    huge = b'{"name": "' + b"x" * 10_000_000 + b'"}'
+    try:
+        async with desk.http.post(
+            desk.base + "/api/v1/appeals", data=huge, headers={"Content-Type": "application/json"}
+        ) as resp:
+            assert resp.status == 413
+            assert (await resp.json())["error"]["code"] == "too_large"
+    except aiohttp.ClientOSError:
+        pass  # the server may close the socket while a 10 MB body is still being written
+    assert await Appeal.all().count() == 0
+
+
+async def test_html_in_names_and_texts_is_escaped_everywhere(desk: Desk) -> None:
+    evil = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
+    body = await send_appeal(
+        desk, {"name": evil, "email": "e@example.com", "text": evil, "subject": evil}
+    )
+    _, html = await page(desk, body["status_url"])
+    assert "<script>alert(1)</script>" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+async def test_forged_or_expired_status_link_gets_a_clear_page(desk: Desk) -> None:
+    body = await send_appeal(desk)
+    forged = re.sub(r".$", lambda m: "A" if m.group(0) != "A" else "B", body["status_url"])
+    status, html = await page(desk, forged)
+    assert status == 403 and "A-000001" not in html
+    ctx = desk.service.ctx
+    assert ctx is not None
+    from datetime import timedelta
+
+    old = ctx.signer.sign(
+        "status", body["receipt"], ctx.clock() - timedelta(days=200), timedelta(days=90)
+    )
+    status, html = await page(desk, f"{desk.base}/s/{old}")
+    assert status == 410 and "Где мой заказ" not in html
+
+
+async def test_web_form_submission_redirects_to_status_page(desk: Desk) -> None:
+    async with desk.http.post(
+        desk.base + "/appeal",
+        data={"name": "Олег", "phone": "8 (999) 000-11-22", "text": "Есть ли в наличии?"},
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 303
+        location = resp.headers["Location"]
+    status, html = await page(desk, desk.base + location)
+    assert status == 200 and "Есть ли в наличии?" in html
+    appeal = await Appeal.get(number="A-000001")
+    assert appeal.channel == "web"
+
+
+async def test_web_form_errors_are_shown_and_nothing_is_stored(desk: Desk) -> None:
+    async with desk.http.post(desk.base + "/appeal", data={"name": "", "text": "?"}) as resp:
+        assert resp.status == 422
+        html = await resp.text()
+    assert "<form" in html and await Appeal.all().count() == 0
+
+
+async def test_openapi_describes_every_operation(desk: Desk) -> None:
+    status, spec = await desk.get("/api/v1/openapi.json", auth=False)
+    assert status == 200 and spec["openapi"].startswith("3.")
+    ops = {(m.upper(), p) for p, item in spec["paths"].items() for m in item}
+    assert {
+        ("POST", "/api/v1/appeals"),
+        ("GET", "/api/v1/appeals"),
+        ("GET", "/api/v1/appeals/{number}"),
+        ("POST", "/api/v1/appeals/{number}/messages"),
+        ("POST", "/api/v1/appeals/{number}/notes"),
+        ("POST", "/api/v1/appeals/{number}/status"),
+        ("POST", "/api/v1/appeals/{number}/assign"),
+        ("GET", "/healthz"),
+    } <= ops
+    for ref in re.findall(r'"\$ref": "#/components/schemas/(\w+)"', str(spec).replace("'", '"')):
+        assert ref in spec["components"]["schemas"]
+
+
+async def test_healthz_and_unknown_api_path(desk: Desk) -> None:
+    assert await desk.get("/healthz", auth=False) == (200, {"status": "ok"})
+    status, body = await desk.get("/api/v1/nothing", auth=False)
+    assert status == 404 and body["error"]["code"] == "not_found"

@@ -1,0 +1,117 @@
+"""Configuration: every problem reported as file:key: reason, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from desk.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BROKEN = """\
+http:
+  port: eighty
+  colour: red
+teams:
+  - id: support
+  - id: Support Team
+categories:
+  - id: returns
+    team: warehouse
+agents:
+  - name: Ирина
+    telegram_id: 1
+    teams: [support]
+  - name: Олег
+    telegram_id: 1
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "appeal-desk.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_shipped_example_config_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(ROOT / "appeal-desk.example.yaml")]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_check_config_lists_every_problem_with_file_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, BROKEN)
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    for line in [
+        f"{path}:http.port: Input should be a valid integer",
+        f"{path}:http.colour: unknown key",
+        f"{path}:teams.1.id: must be 1-64 lowercase latin letters",
+        f"{path}:categories.0.team: unknown team 'warehouse'",
+        f"{path}:agents: duplicate telegram_id '1'",
+    ]:
+        assert line in err, err
+    assert "Traceback" not in err
+
+
+def test_yaml_syntax_error_names_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "http:\n  port: 80\n  host: [unclosed\n")
+    assert main(["check-config", str(path)]) == 1
+    assert f"{path}:4:1: invalid YAML" in capsys.readouterr().err
+
+
+def test_missing_file_and_non_mapping_are_clear(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check-config", str(tmp_path / "nope.yaml")]) == 1
+    assert "nope.yaml: file not found" in capsys.readouterr().err
+    path = write(tmp_path, "- just\n- a list\n")
+    assert main(["check-config", str(path)]) == 1
+    assert "top level must be a mapping" in capsys.readouterr().err
+
+
+def test_environment_problem_is_named_by_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DESK_WORKERS__INTAKE", "many")
+    monkeypatch.setenv("DESK_REDIS_URL", "http://localhost")
+    path = write(tmp_path, "company:\n  name: Тест\n")
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "DESK_WORKERS__INTAKE: Input should be a valid integer" in err
+    assert "DESK_REDIS_URL: must start with redis://" in err
+
+
+def test_environment_wins_over_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from desk.settings import load_settings
+
+    monkeypatch.setenv("DESK_HTTP__PORT", "9123")
+    settings = load_settings(write(tmp_path, "http:\n  port: 8000\n  host: 0.0.0.0\n"))
+    assert settings.http.port == 9123
+    assert settings.http.host == "0.0.0.0"  # noqa: S104
+
+
+def test_serve_refuses_a_broken_config_without_traceback(tmp_path: Path) -> None:
+    path = write(tmp_path, BROKEN)
+    env = {**os.environ, "DESK_CONFIG": str(path), "DESK_DATABASE_URL": f"sqlite://{tmp_path}/x.db"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "desk.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert f"{path}:categories.0.team: unknown team 'warehouse'" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "x.db").exists()

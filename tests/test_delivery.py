@@ -1,0 +1,196 @@
+"""The outbox delivery worker: retries, rate limits, permanent failures, order, leases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from channels.base import (
+    ChannelKind,
+    DeliveryError,
+    DeliveryFailed,
+    OutboundMessage,
+    RateLimited,
+    Unreachable,
+)
+from desk.delivery import DeliveryWorker
+from desk.outbox import Outbox
+from models import (
+    Appeal,
+    Customer,
+    DeliveryState,
+    Direction,
+    Event,
+    Message,
+    OutboxItem,
+    OutboxStatus,
+    db,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class ScriptedChannel:
+    """A channel whose sends fail as scripted, then succeed; it records what it delivered."""
+
+    kind = ChannelKind.TELEGRAM
+
+    def __init__(self) -> None:
+        self.failures: dict[str, list[DeliveryError]] = {}
+        self.delivered: list[tuple[str, str]] = []
+        self.calls = 0
+
+    async def deliver(self, out: OutboundMessage) -> str:
+        self.calls += 1
+        queue = self.failures.get(out.text, [])
+        if queue:
+            raise queue.pop(0)
+        self.delivered.append((out.address, out.text))
+        return f"tg-{out.outbox_id}"
+
+
+@pytest.fixture
+async def setup(db_url: str) -> AsyncIterator[tuple[Outbox, ScriptedChannel, Clock, Appeal]]:
+    await db.connect(db_url)
+    clock = Clock()
+    customer = await Customer.create(name="Ира")
+    appeal = await Appeal.create(customer=customer, channel="telegram", number="A-000001")
+    yield Outbox(clock), ScriptedChannel(), clock, appeal
+    await db.disconnect()
+
+
+async def queue(outbox: Outbox, appeal: Appeal, text: str, address: str = "500") -> OutboxItem:
+    message = await Message.create(
+        appeal=appeal,
+        direction=Direction.OUT,
+        channel="telegram",
+        text=text,
+        delivery_state=DeliveryState.QUEUED,
+    )
+    return await outbox.enqueue(
+        channel="telegram", address=address, text=text, appeal=appeal, message=message
+    )
+
+
+def worker(
+    outbox: Outbox, channel: ScriptedChannel, clock: Clock, name: str = "w1", **kw: float
+) -> DeliveryWorker:
+    return DeliveryWorker(outbox, {"telegram": channel}, clock, name=name, **kw)  # type: ignore[arg-type]
+
+
+async def test_transient_failure_is_retried_with_backoff_and_delivered_once(setup: tuple) -> None:
+    outbox, channel, clock, appeal = setup
+    item = await queue(outbox, appeal, "Ответ")
+    channel.failures["Ответ"] = [DeliveryFailed("telegram", "502 Bad Gateway")]
+    w = worker(outbox, channel, clock)
+    assert await w.deliver_due() == 1
+    row = await OutboxItem.get(id=item.id)
+    assert row.status is OutboxStatus.PENDING and "502" in row.last_error
+    assert await w.deliver_due() == 0  # backoff not over yet
+    clock.now += timedelta(seconds=5)
+    assert await w.deliver_due() == 1
+    row = await OutboxItem.get(id=item.id)
+    assert row.status is OutboxStatus.SENT and row.external_id == f"tg-{item.id}"
+    assert channel.delivered == [("500", "Ответ")]
+    message = await Message.get(id=row.message_id)
+    assert message.delivery_state is DeliveryState.SENT
+
+
+async def test_rate_limit_waits_retry_after_without_spending_attempts(setup: tuple) -> None:
+    outbox, channel, clock, appeal = setup
+    item = await queue(outbox, appeal, "Ответ")
+    channel.failures["Ответ"] = [RateLimited(retry_after=30)]
+    w = worker(outbox, channel, clock)
+    await w.deliver_due()
+    row = await OutboxItem.get(id=item.id)
+    assert row.attempts == 0 and row.next_attempt_at == clock.now + timedelta(seconds=30)
+    clock.now += timedelta(seconds=29)
+    assert await w.deliver_due() == 0
+    clock.now += timedelta(seconds=1)
+    assert await w.deliver_due() == 1 and channel.delivered == [("500", "Ответ")]
+
+
+async def test_unreachable_customer_marks_failure_in_message_and_history(setup: tuple) -> None:
+    outbox, channel, clock, appeal = setup
+    item = await queue(outbox, appeal, "Ответ")
+    channel.failures["Ответ"] = [Unreachable("telegram", "bot was blocked by the user")]
+    await worker(outbox, channel, clock).deliver_due()
+    row = await OutboxItem.get(id=item.id)
+    assert row.status is OutboxStatus.FAILED
+    message = await Message.get(id=row.message_id)
+    assert message.delivery_state is DeliveryState.FAILED
+    assert "blocked" in message.delivery_error
+    event = await Event.get(kind="delivery.failed")
+    assert event.appeal_id == appeal.id
+
+
+async def test_gives_up_after_max_attempts(setup: tuple) -> None:
+    outbox, channel, clock, appeal = setup
+    item = await queue(outbox, appeal, "Ответ")
+    channel.failures["Ответ"] = [DeliveryFailed("telegram", "timeout") for _ in range(3)]
+    w = worker(outbox, channel, clock, max_attempts=3)
+    for _ in range(3):
+        await w.deliver_due()
+        clock.now += timedelta(hours=1)
+    row = await OutboxItem.get(id=item.id)
+    assert row.status is OutboxStatus.FAILED and "gave up after 3 attempts" in row.last_error
+
+
+async def test_messages_of_one_conversation_go_in_order_even_after_a_failure(setup: tuple) -> None:
+    outbox, channel, clock, appeal = setup
+    for text in ("первое", "второе", "третье"):
+        await queue(outbox, appeal, text)
+    await queue(outbox, appeal, "другому", address="777")
+    channel.failures["первое"] = [DeliveryFailed("telegram", "500")]
+    w = worker(outbox, channel, clock)
+    await w.deliver_due()
+    assert channel.delivered == [("777", "другому")]  # the blocked conversation waits
+    for _ in range(4):
+        clock.now += timedelta(minutes=1)
+        await w.deliver_due()
+    assert [t for a, t in channel.delivered if a == "500"] == ["первое", "второе", "третье"]
+
+
+async def test_row_of_a_crashed_worker_is_taken_over_after_its_lease(setup: tuple) -> None:
+    outbox, channel, clock, appeal = setup
+    item = await queue(outbox, appeal, "Ответ")
+    await OutboxItem.filter(id=item.id).update(
+        status=OutboxStatus.SENDING,
+        locked_by="dead",
+        locked_until=clock.now + timedelta(seconds=60),
+    )
+    w = worker(outbox, channel, clock)
+    assert await w.deliver_due() == 0
+    clock.now += timedelta(seconds=61)
+    assert await w.deliver_due() == 1 and channel.delivered == [("500", "Ответ")]
+
+
+async def test_two_workers_never_deliver_one_row_twice(setup: tuple) -> None:
+    outbox, channel, clock, appeal = setup
+    for i in range(60):
+        await queue(outbox, appeal, f"m{i}", address=str(i % 12))
+    workers = [worker(outbox, channel, clock, name=f"w{i}") for i in range(2)]
+    for _ in range(10):
+        await asyncio.gather(*(w.deliver_due() for w in workers))
+    texts = [t for _, t in channel.delivered]
+    assert sorted(texts) == sorted(f"m{i}" for i in range(60))
+    assert len(texts) == len(set(texts))
+
+
+async def test_channel_not_enabled_keeps_the_row_for_later(setup: tuple) -> None:
+    outbox, _, clock, appeal = setup
+    item = await queue(outbox, appeal, "Ответ")
+    w = DeliveryWorker(outbox, {}, clock, name="w")
+    await w.deliver_due()
+    row = await OutboxItem.get(id=item.id)
+    assert row.status is OutboxStatus.PENDING and "not enabled" in row.last_error
+    assert row.attempts == 0
