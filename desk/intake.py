@@ -35,9 +35,14 @@ class IntakeWorker:
                 await asyncio.sleep(ERROR_PAUSE_S)
 
     async def process(self, items: list[StreamItem]) -> list[IngestResult]:
-        """Store each entry, ack what is stored, dead-letter what can never be stored."""
+        """Store each entry, ack what is stored, dead-letter what can never be stored.
+
+        An entry that fails for another reason (database down, a bug) stays pending and comes
+        back after its claim times out; the entries after it are still processed.
+        """
         results: list[IngestResult] = []
         done: list[str] = []
+        failed = 0
         try:
             for item in items:
                 if item.message is None:
@@ -51,9 +56,18 @@ class IntakeWorker:
                     )
                     await self._stream.dead_letter(item, str(exc))
                     continue
+                except Exception:  # kept pending: retried later, dead-lettered if it persists
+                    log.exception(
+                        "inbound not stored",
+                        extra={"entry": item.entry_id, "deliveries": item.deliveries},
+                    )
+                    failed += 1
+                    continue
                 results.append(result)
                 done.append(item.entry_id)
         finally:
             if done:
                 await self._stream.ack(done)
+        if failed:
+            await asyncio.sleep(ERROR_PAUSE_S)
         return results

@@ -126,7 +126,7 @@ class Lifecycle:
                 "appeal": appeal.number,
                 "channel": msg.channel.value,
                 "message_id": message.id,
-                "created": created,
+                "new_appeal": created,
             },
         )
         return IngestResult(appeal.id, appeal.number or "", message.id, created, reopened)

@@ -7,6 +7,7 @@ import asyncio
 import io
 import os
 import shutil
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,13 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 _pg_migrated = False
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (status links need the real port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def _fresh_postgres(url: str) -> None:
@@ -87,7 +95,7 @@ def make_settings(db_url: str, redis_url: str | None) -> Callable[..., Settings]
             "database_url": db_url,
             "redis_url": redis_url,
             "secret_key": "test-secret-key",
-            "http": {"host": "127.0.0.1", "port": 0},
+            "http": {"host": "127.0.0.1", "port": free_port()},
             "workers": {"claim_idle_s": 2.0},
             "api": {"tokens": [{"name": "tests", "token": API_TOKEN, "role": "supervisor"}]},
             "agents": [{"name": "Ирина", "telegram_id": 1001}],

@@ -69,7 +69,14 @@ def _is_api(request: web.Request) -> bool:
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into a clear 4xx answer; an unexpected one into a logged 500."""
-    from desk.api.pages import error_page
+    from desk.api.pages import error_page as page
+
+    def error_page(request: web.Request, status: int) -> web.Response:
+        try:
+            return page(request, status)
+        except Exception:  # the page itself failed: still answer, plainly
+            log.exception("error page failed", extra={"status": status})
+            return web.Response(status=status, text=f"{status}")
 
     try:
         return await handler(request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 
 from desk.api.app import Operation, QueryParam, caller_of, ctx_of
 from desk.api.errors import ApiError, read_json
@@ -93,7 +93,7 @@ async def list_appeals(request: web.Request) -> web.Response:
             agent = await find_agent(assignee)
             query = query.filter(assignee_id=agent.id)
     if text := request.query.get("q", "").strip()[:200]:
-        ids = Message.filter(text__icontains=text).values_list("appeal_id", flat=True)
+        ids = Subquery(Message.filter(text__icontains=text).values("appeal_id"))
         query = query.filter(Q(subject__icontains=text) | Q(number=text.upper()) | Q(id__in=ids))
     total = await query.count()
     rows = await query.order_by("-id").offset((page - 1) * per_page).limit(per_page)
