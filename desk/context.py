@@ -6,9 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from channels.stream import AppealStream
-
 from channels.base import ChannelAdapter
+from channels.stream import AppealStream
 from desk.keys import TokenBook
 from desk.lifecycle import Lifecycle
 from desk.outbox import Outbox

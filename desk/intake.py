@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 from channels.stream import AppealStream, StreamItem
-
 from desk.errors import InvalidInput
 from desk.lifecycle import IngestResult, Lifecycle
 

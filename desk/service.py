@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
 from aiohttp import web
-from channels.stream import AppealStream, open_stream
 
 from channels.base import ChannelAdapter
+from channels.stream import AppealStream, open_stream
 from channels.web import WebAdapter
 from desk.context import AppContext, utc_now
 from desk.delivery import DeliveryWorker
