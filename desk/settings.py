@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -55,13 +56,22 @@ class WorkerSettings(Section):
     delivery: int = Field(default=1, ge=0, le=32, description="delivery workers in this process")
     name: str = ""
     claim_idle_s: float = Field(default=30.0, gt=0)
-    max_deliveries: int = Field(default=5, ge=1)
+    max_deliveries: int = Field(default=20, ge=1, description="then an entry is set aside")
 
 
 class CompanySettings(Section):
     name: str = "Appeal Desk"
     timezone: str = "Europe/Moscow"
     language: Literal["ru", "en"] = "ru"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}' (e.g. Europe/Moscow)") from None
+        return value
 
 
 class LifecycleSettings(Section):

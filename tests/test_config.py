@@ -14,6 +14,8 @@ from desk.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 
 BROKEN = """\
+company:
+  timezone: Mars/Olympus
 http:
   port: eighty
   colour: red
@@ -55,6 +57,7 @@ def test_check_config_lists_every_problem_with_file_and_key(
         f"{path}:teams.1.id: must be 1-64 lowercase latin letters",
         f"{path}:categories.0.team: unknown team 'warehouse'",
         f"{path}:agents: duplicate telegram_id '1'",
+        f"{path}:company.timezone: unknown time zone 'Mars/Olympus'",
     ]:
         assert line in err, err
     assert "Traceback" not in err

@@ -165,3 +165,26 @@ async def test_sigkill_while_processing_loses_and_duplicates_nothing(serve: Proc
     texts = await wait_for_count(serve.base, len(accepted))
     assert set(accepted) <= set(texts)
     assert len(texts) == len(set(texts)), "a message was stored twice"
+
+
+async def test_separate_worker_processes_do_the_intake(serve: Proc, tmp_path: Path) -> None:
+    await serve.start(DESK_WORKERS__INTAKE="0")
+    env = {**serve.env, "DESK_WORKERS__NAME": "w-extra"}
+    log = (tmp_path / "worker.log").open("a")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "desk.cli", "worker"],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        accepted = await post_appeals(serve.base, 10)
+        texts = await wait_for_count(serve.base, len(accepted))
+        assert sorted(texts) == sorted(f"Обращение {i}" for i in range(10))
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=15)
+    assert worker.returncode == 0
+    assert "Appeal Desk — worker (w-extra)" in (tmp_path / "worker.log").read_text()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -196,6 +198,7 @@ async def status_page(request: web.Request) -> web.Response:
     messages = await Message.filter(
         appeal_id=appeal.id, direction__in=[Direction.IN, Direction.OUT]
     ).order_by("id")
+    zone = ctx.settings.company.timezone
     flash = ""
     if "sent" in request.query:
         flash = texts.string("flash.sent", lang)
@@ -209,7 +212,7 @@ async def status_page(request: web.Request) -> web.Response:
             "number": appeal.number,
             "status": appeal.status.value,
             "subject": appeal.subject,
-            "created_at": _when(appeal.created_at),
+            "created_at": _when(appeal.created_at, zone),
         },
         registered=True,
         messages=[
@@ -217,7 +220,7 @@ async def status_page(request: web.Request) -> web.Response:
                 "direction": m.direction.value,
                 "author": m.author,
                 "text": m.text,
-                "at": _when(m.created_at),
+                "at": _when(m.created_at, zone),
             }
             for m in messages
         ],
@@ -247,8 +250,15 @@ async def status_reply(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/s/{token}?replied=1")
 
 
-def _when(moment: Any) -> str:
-    return moment.strftime("%d.%m.%Y %H:%M UTC") if moment is not None else ""
+def _when(moment: datetime | None, zone: str) -> str:
+    """A time as the company's clock shows it."""
+    if moment is None:
+        return ""
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return moment.strftime("%d.%m.%Y %H:%M UTC")
+    return moment.astimezone(tz).strftime("%d.%m.%Y %H:%M")
 
 
 def add_routes(app: web.Application) -> None:
