@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from channels.stream import AppealStream, StreamItem
@@ -25,13 +26,29 @@ class IntakeWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process entries until ``stop`` is set; the batch in hand is finished first."""
-        while not stop.is_set():
-            try:
-                items = await self._stream.read(count=BATCH, block_ms=self._block_ms)
-                await self.process(items)
-            except Exception:  # a task root: the entries stay pending and come back
-                log.exception("intake pass failed")
-                await asyncio.sleep(ERROR_PAUSE_S)
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                try:
+                    items = await self._read_unless_stopped(stopping)
+                    await self.process(items)
+                except Exception:  # a task root: the entries stay pending and come back
+                    log.exception("intake pass failed")
+                    await asyncio.sleep(ERROR_PAUSE_S)
+        finally:
+            stopping.cancel()
+
+    async def _read_unless_stopped(self, stopping: asyncio.Task[bool]) -> list[StreamItem]:
+        """A blocking read that gives up at once when the service stops (nothing is lost:
+        unacked entries are handed out again)."""
+        read = asyncio.create_task(self._stream.read(count=BATCH, block_ms=self._block_ms))
+        await asyncio.wait([read, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if read.done():
+            return read.result()
+        read.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await read
+        return []
 
     async def process(self, items: list[StreamItem]) -> list[IngestResult]:
         """Store each entry, ack what is stored, dead-letter what can never be stored.

@@ -200,7 +200,7 @@ class Lifecycle:
 
     async def get(self, number: str) -> Appeal:
         """The appeal with this number; ``AppealNotFound`` otherwise."""
-        appeal = await Appeal.filter(number=number).first()
+        appeal = await Appeal.filter(number=number.strip().upper()).first()
         if appeal is None:
             raise AppealNotFound(number)
         return appeal

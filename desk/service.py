@@ -16,6 +16,7 @@ from aiohttp import web
 from channels.base import ChannelAdapter
 from channels.stream import AppealStream, open_stream
 from channels.web import WebAdapter
+from desk.agents import sync_agents
 from desk.context import AppContext, utc_now
 from desk.delivery import DeliveryWorker
 from desk.errors import DeskError
@@ -134,6 +135,7 @@ class Service:
         settings = self._settings
         await prepare_database(settings, self._role, self._say)
         await db.connect(settings.database_url)
+        await sync_agents(settings.agents)
         name = consumer_name(settings, self._role)
         stream = open_stream(
             settings.redis_url,
@@ -200,6 +202,8 @@ class Service:
             await self._runner.cleanup()
         if hasattr(self, "_stop_workers"):
             self._stop_workers.set()
+            if self.ctx is not None:
+                self.ctx.outbox.wake()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE_S)
             for task in pending:

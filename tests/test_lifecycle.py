@@ -196,3 +196,15 @@ async def test_oversized_text_is_refused_with_clear_error(lifecycle: Lifecycle) 
     with pytest.raises(InvalidInput, match="over the limit of 1000"):
         await lifecycle.ingest(tg("x" * 1001, 1))
     assert await Message.all().count() == 0
+
+
+async def test_concurrent_first_messages_of_one_customer_make_one_appeal(
+    lifecycle: Lifecycle,
+) -> None:
+    import asyncio
+
+    results = await asyncio.gather(*(lifecycle.ingest(tg(f"часть {i}", i)) for i in range(8)))
+    assert len({r.appeal_id for r in results}) == 1
+    assert await Customer.all().count() == 1
+    assert await ContactPoint.all().count() == 1
+    assert await Message.all().count() == 8

@@ -18,7 +18,7 @@ from desk.keys import Caller
 log = logging.getLogger(__name__)
 
 CTX = web.AppKey("ctx", AppContext)
-CALLER = "caller"
+CALLER = web.RequestKey("caller", Caller)
 API_PREFIX = "/api/v1"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

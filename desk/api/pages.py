@@ -45,7 +45,7 @@ def page_language(request: web.Request, default: str = "") -> str:
 
 
 def _render(
-    request: web.Request, name: str, lang: str, status: int = 200, **context: Any
+    request: web.Request, name: str, lang: str, http_status: int = 200, **context: Any
 ) -> web.Response:
     ctx = _ctx(request)
     html = ctx.texts.render(
@@ -53,7 +53,7 @@ def _render(
     )
     return web.Response(
         text=html,
-        status=status,
+        status=http_status,
         content_type=_HTML,
         headers={
             "Cache-Control": "no-store",
@@ -82,6 +82,7 @@ def error_page(
         request,
         "error",
         lang,
+        http_status=status,
         status=status,
         title=texts.string(title_key, lang),
         message=texts.string(message_key, lang),
@@ -116,7 +117,7 @@ async def submit_appeal_form(request: web.Request) -> web.Response:
             request,
             "new_appeal",
             lang,
-            status=422,
+            http_status=422,
             action_url="/appeal",
             form=values,
             errors=errors,
