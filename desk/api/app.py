@@ -10,7 +10,14 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from desk.api.errors import ApiError, error_response, from_domain, from_http, from_validation
+from desk.api.errors import (
+    ApiError,
+    error_response,
+    from_domain,
+    from_http,
+    from_validation,
+    json_response,
+)
 from desk.context import AppContext
 from desk.errors import DeskError
 from desk.keys import Caller
@@ -138,10 +145,10 @@ def make_app(ctx: AppContext) -> web.Application:
     document = openapi_document(operations(), ctx.settings)
 
     async def spec(_: web.Request) -> web.Response:
-        return web.json_response(document)
+        return json_response(document)
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return json_response({"status": "ok"})
 
     app.router.add_get(f"{API_PREFIX}/openapi.json", spec)
     app.router.add_get("/healthz", healthz)

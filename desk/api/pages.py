@@ -219,7 +219,8 @@ async def status_page(request: web.Request) -> web.Response:
         messages=[
             {
                 "direction": m.direction.value,
-                "author": m.author,
+                # Staff show by agent name; API and system senders as the support team.
+                "author": m.author if m.direction is Direction.IN or m.agent_id else "",
                 "text": m.text,
                 "at": _when(m.created_at, zone),
             }

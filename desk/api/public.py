@@ -6,7 +6,7 @@ from aiohttp import web
 
 from channels.web import WebAppeal
 from desk.api.app import Operation, QueryParam, ctx_of
-from desk.api.errors import ApiError, read_json
+from desk.api.errors import ApiError, json_response, read_json
 from desk.api.schemas import NewAppealIn, NewAppealOut
 from desk.webdesk import accept_appeal, status_url
 
@@ -35,7 +35,7 @@ async def create_appeal(request: web.Request) -> web.Response:
         status_url=status_url(ctx, accepted.receipt),
         receipt=accepted.receipt,
     )
-    return web.json_response(out.model_dump(mode="json"), status=201 if accepted.number else 202)
+    return json_response(out.model_dump(mode="json"), status=201 if accepted.number else 202)
 
 
 OPERATIONS = [

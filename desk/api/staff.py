@@ -8,7 +8,7 @@ from aiohttp import web
 from tortoise.expressions import Q, Subquery
 
 from desk.api.app import Operation, QueryParam, caller_of, ctx_of
-from desk.api.errors import ApiError, read_json
+from desk.api.errors import ApiError, json_response, read_json
 from desk.api.schemas import (
     AppealDetailOut,
     AppealOut,
@@ -100,7 +100,7 @@ async def list_appeals(request: web.Request) -> web.Response:
     agents = await _agents({a.assignee_id for a in rows})
     items = [_appeal_out(a, agents.get(a.assignee_id)) for a in rows]
     out = AppealPage(items=items, page=page, per_page=per_page, total=total)
-    return web.json_response(out.model_dump(mode="json"))
+    return json_response(out.model_dump(mode="json"))
 
 
 async def _agents(ids: set[int | None]) -> dict[int | None, Agent]:
@@ -113,7 +113,7 @@ async def _agents(ids: set[int | None]) -> dict[int | None, Agent]:
 async def get_appeal(request: web.Request) -> web.Response:
     """One appeal with its customer, messages and history."""
     appeal = await ctx_of(request).lifecycle.get(request.match_info["number"])
-    return web.json_response((await appeal_detail(appeal)).model_dump(mode="json"))
+    return json_response((await appeal_detail(appeal)).model_dump(mode="json"))
 
 
 async def appeal_detail(appeal: Appeal) -> AppealDetailOut:
@@ -173,7 +173,7 @@ async def reply(request: web.Request) -> web.Response:
     message = await ctx.lifecycle.reply(
         request.match_info["number"], body.text, actor=_author(request, agent), agent=agent
     )
-    return web.json_response(_message_json(message), status=201)
+    return json_response(_message_json(message), status=201)
 
 
 async def note(request: web.Request) -> web.Response:
@@ -184,7 +184,7 @@ async def note(request: web.Request) -> web.Response:
     message = await ctx.lifecycle.note(
         request.match_info["number"], body.text, actor=_author(request, agent), agent=agent
     )
-    return web.json_response(_message_json(message), status=201)
+    return json_response(_message_json(message), status=201)
 
 
 def _message_json(message: Message) -> dict[str, Any]:
@@ -210,7 +210,7 @@ async def change_status(request: web.Request) -> web.Response:
         actor=caller_of(request).actor,
         reason=body.reason,
     )
-    return web.json_response((await appeal_detail(appeal)).model_dump(mode="json"))
+    return json_response((await appeal_detail(appeal)).model_dump(mode="json"))
 
 
 async def assign(request: web.Request) -> web.Response:
@@ -220,7 +220,7 @@ async def assign(request: web.Request) -> web.Response:
     appeal = await ctx.lifecycle.assign(
         request.match_info["number"], body.agent, actor=caller_of(request).actor
     )
-    return web.json_response((await appeal_detail(appeal)).model_dump(mode="json"))
+    return json_response((await appeal_detail(appeal)).model_dump(mode="json"))
 
 
 _NUMBER = "/api/v1/appeals/{number}"
