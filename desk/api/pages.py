@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 from pydantic import ValidationError
 
-from channels.web import WebAppeal
 from desk.api.schemas import MAX_TEXT, NewAppealIn
 from desk.context import AppContext
 from desk.signing import BadToken, ExpiredToken
@@ -122,15 +121,7 @@ async def submit_appeal_form(request: web.Request) -> web.Response:
             form=values,
             errors=errors,
         )
-    form = WebAppeal(
-        name=body.name,
-        text=body.text,
-        email=body.email,
-        phone=body.phone,
-        subject=body.subject,
-        language=lang,
-    )
-    accepted = await accept_appeal(ctx, form, None)
+    accepted = await accept_appeal(ctx, body.web_appeal(lang), None)
     raise web.HTTPSeeOther(f"/s/{status_token(ctx, accepted.receipt)}?sent=1")
 
 

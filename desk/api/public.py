@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from channels.web import WebAppeal
 from desk.api.app import Operation, QueryParam, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
 from desk.api.schemas import NewAppealIn, NewAppealOut
@@ -20,15 +19,7 @@ async def create_appeal(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key", "").strip() or None
     if key is not None and len(key) > MAX_KEY:
         raise ApiError(400, "bad_request", f"Idempotency-Key is longer than {MAX_KEY} characters")
-    form = WebAppeal(
-        name=body.name,
-        text=body.text,
-        email=body.email,
-        phone=body.phone,
-        subject=body.subject,
-        language=body.language or "",
-    )
-    accepted = await accept_appeal(ctx, form, key)
+    accepted = await accept_appeal(ctx, body.web_appeal(body.language or ""), key)
     out = NewAppealOut(
         number=accepted.number,
         status=accepted.status,

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from channels.web import WebAppeal
 from desk.customers import normalise_email, normalise_phone
 from models import AppealStatus, Priority
 
@@ -54,6 +55,17 @@ class NewAppealIn(Body):
         if not self.email and not self.phone:
             raise ValueError("give an email or a phone so the customer can be answered")
         return self
+
+    def web_appeal(self, language: str) -> WebAppeal:
+        """The web channel's form of this appeal."""
+        return WebAppeal(
+            name=self.name,
+            text=self.text,
+            email=self.email,
+            phone=self.phone,
+            subject=self.subject,
+            language=language,
+        )
 
 
 class NewAppealOut(BaseModel):

@@ -165,26 +165,26 @@ def _author(request: web.Request, agent: Agent | None) -> str:
     return agent.name if agent is not None else caller_of(request).actor
 
 
-async def reply(request: web.Request) -> web.Response:
-    """Answer the customer through the appeal's channel (queued in the outbox)."""
-    ctx = ctx_of(request)
+async def _add_text(request: web.Request, kind: str) -> web.Response:
+    """Store an answer (``reply``, queued for the customer) or a ``note`` (internal only)."""
+    lifecycle = ctx_of(request).lifecycle
     body = TextIn.model_validate(await read_json(request))
     agent = await _acting_agent(body.agent)
-    message = await ctx.lifecycle.reply(
+    add = lifecycle.reply if kind == "reply" else lifecycle.note
+    message = await add(
         request.match_info["number"], body.text, actor=_author(request, agent), agent=agent
     )
     return json_response(_message_json(message), status=201)
+
+
+async def reply(request: web.Request) -> web.Response:
+    """Answer the customer through the appeal's channel (queued in the outbox)."""
+    return await _add_text(request, "reply")
 
 
 async def note(request: web.Request) -> web.Response:
     """Add an internal note, never shown to the customer."""
-    ctx = ctx_of(request)
-    body = TextIn.model_validate(await read_json(request))
-    agent = await _acting_agent(body.agent)
-    message = await ctx.lifecycle.note(
-        request.match_info["number"], body.text, actor=_author(request, agent), agent=agent
-    )
-    return json_response(_message_json(message), status=201)
+    return await _add_text(request, "note")
 
 
 def _message_json(message: Message) -> dict[str, Any]:
