@@ -54,7 +54,10 @@ async def connect(url: str) -> None:
 
 async def migrate(url: str) -> None:
     """Apply every migration not yet applied to the database at ``url``."""
-    await run_migrations(config=tortoise_config(url))
+    try:
+        await run_migrations(config=tortoise_config(url))
+    finally:
+        await Tortoise.close_connections()
 
 
 async def disconnect() -> None:

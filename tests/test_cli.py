@@ -1,0 +1,72 @@
+"""The appeal-desk command: migrate and token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from desk.cli import main
+
+
+def test_migrate_applies_once_then_has_nothing_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DESK_DATABASE_URL": f"sqlite://{tmp_path}/cli.db"}
+    for expected in ("applied 1 migration(s)", "nothing to apply"):
+        # A separate process: it must also exit by itself (no connection left open).
+        done = subprocess.run(
+            [sys.executable, "-m", "desk.cli", "migrate"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert expected in done.stdout
+
+
+def test_token_create_prints_a_token_that_the_api_accepts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from desk.keys import TokenBook
+    from desk.settings import Settings
+    from models import db
+
+    url = f"sqlite://{tmp_path}/cli.db"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DESK_DATABASE_URL", url)
+    assert main(["migrate"]) == 0
+    assert main(["token", "create", "crm", "--role", "agent"]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    assert token.startswith("desk_")
+
+    async def check() -> tuple[str, str] | None:
+        await db.connect(url)
+        try:
+            caller = await TokenBook(Settings(database_url=url)).caller(token)
+            wrong = await TokenBook(Settings(database_url=url)).caller(token + "x")
+        finally:
+            await db.disconnect()
+        assert wrong is None
+        return (caller.name, caller.role) if caller else None
+
+    assert asyncio.run(check()) == ("crm", "agent")
+
+
+def test_unreachable_database_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DESK_DATABASE_URL", "postgres://nobody:x@127.0.0.1:1/none")
+    assert main(["migrate"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("appeal-desk: ") and "Traceback" not in err
+    assert "x@" not in err  # the password is not printed
