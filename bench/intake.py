@@ -24,8 +24,12 @@ async def run(messages: int, customers: int) -> None:
     """Publish ``messages`` from ``customers`` senders and time the intake end to end."""
     with tempfile.TemporaryDirectory() as tmp:
         url = os.environ.get("DESK_DATABASE_URL") or f"sqlite://{tmp}/bench.db"
-        settings = Settings(database_url=url, redis_url=os.environ.get("DESK_REDIS_URL"),
-                            http={"port": 0}, secret_key="bench")
+        settings = Settings(
+            database_url=url,
+            redis_url=os.environ.get("DESK_REDIS_URL"),
+            http={"port": 0},
+            secret_key="bench",
+        )
         service = Service(settings, "serve", io.StringIO())
         await service.start()
         assert service.ctx is not None
@@ -33,9 +37,15 @@ async def run(messages: int, customers: int) -> None:
         start = time.perf_counter()
         for i in range(messages):
             user = str(100_000 + i % customers)
-            await stream.publish(InboundMessage(
-                channel=ChannelKind.TELEGRAM, external_id=f"bench:{i}", address=user,
-                text=f"Сообщение {i}: где мой заказ?", sender_name=f"Клиент {user}"))
+            await stream.publish(
+                InboundMessage(
+                    channel=ChannelKind.TELEGRAM,
+                    external_id=f"bench:{i}",
+                    address=user,
+                    text=f"Сообщение {i}: где мой заказ?",
+                    sender_name=f"Клиент {user}",
+                )
+            )
         published = time.perf_counter() - start
         while await Message.all().count() < messages:
             await asyncio.sleep(0.05)
