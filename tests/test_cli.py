@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from desk.cli import main
+from tests.cli import run_cli
 
 
 def test_migrate_applies_once_then_has_nothing_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "DESK_DATABASE_URL": f"sqlite://{tmp_path}/cli.db"}
     for expected in ("applied 1 migration(s)", "nothing to apply"):
         # A separate process: it must also exit by itself (no connection left open).
-        done = subprocess.run(
-            [sys.executable, "-m", "desk.cli", "migrate"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_cli("migrate", env=env, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         assert expected in done.stdout
 

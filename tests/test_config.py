@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from desk.cli import main
+from tests.cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,15 +104,7 @@ def test_environment_wins_over_the_file(tmp_path: Path, monkeypatch: pytest.Monk
 def test_serve_refuses_a_broken_config_without_traceback(tmp_path: Path) -> None:
     path = write(tmp_path, BROKEN)
     env = {**os.environ, "DESK_CONFIG": str(path), "DESK_DATABASE_URL": f"sqlite://{tmp_path}/x.db"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "desk.cli", "serve"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli("serve", env=env, cwd=tmp_path)
     assert proc.returncode == 1
     assert f"{path}:categories.0.team: unknown team 'warehouse'" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout

@@ -1,0 +1,20 @@
+"""Running ``appeal-desk`` as a separate process, as a user would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the command to completion (it must exit by itself within a minute)."""
+    return subprocess.run(
+        [sys.executable, "-m", "desk.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
