@@ -1,6 +1,6 @@
 """Tortoise ORM models of Appeal Desk; the app label is ``models``."""
 
-from models.appeals import Appeal, Event, Message, Rating
+from models.appeals import Appeal, Event, LabelledExample, Message, Rating
 from models.enums import (
     OPEN_STATUSES,
     AgentRole,
@@ -14,11 +14,13 @@ from models.enums import (
     TaskStatus,
     Warmth,
 )
+from models.files import FILE_REF_PREFIX, StoredFile
 from models.infra import ApiToken, IdempotencyKey, KeyValue, OutboxItem, StreamEntry
 from models.people import Agent, ContactPoint, Customer
 from models.work import Order, Task
 
 __all__ = [
+    "FILE_REF_PREFIX",
     "OPEN_STATUSES",
     "Agent",
     "AgentRole",
@@ -32,6 +34,7 @@ __all__ = [
     "Event",
     "IdempotencyKey",
     "KeyValue",
+    "LabelledExample",
     "Lifecycle",
     "Message",
     "Order",
@@ -40,6 +43,7 @@ __all__ = [
     "Priority",
     "Rating",
     "RatingState",
+    "StoredFile",
     "StreamEntry",
     "Task",
     "TaskStatus",

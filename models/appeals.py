@@ -37,6 +37,9 @@ class Appeal(Model):
     closed_at = fields.DatetimeField(null=True)
     staff_thread = fields.CharField(max_length=64, null=True)
     staff_card_ref = fields.CharField(max_length=64, null=True)
+    staff_state: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
+    sla_state: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
+    waiting_since = fields.DatetimeField(null=True)
     rating_state = fields.CharEnumField(RatingState, max_length=16, default=RatingState.NONE)
     last_message_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -53,6 +56,7 @@ class Appeal(Model):
             ("assignee_id", "status"),
             ("category", "status"),
             ("channel", "created_at"),
+            ("status", "waiting_since"),
         )
 
     def __str__(self) -> str:
@@ -76,11 +80,13 @@ class Message(Model):
     channel = fields.CharField(max_length=16)
     address = fields.CharField(max_length=320, default="")
     external_id = fields.CharField(max_length=200, null=True)
+    source_ref = fields.CharField(max_length=200, null=True, unique=True)
     text = fields.TextField(default="")
     attachments: fields.Field[list[dict[str, Any]]] = fields.JSONField(default=list)
     delivery_state = fields.CharEnumField(DeliveryState, max_length=16, default=DeliveryState.NONE)
     delivery_error = fields.CharField(max_length=500, default="")
     sent_at = fields.DatetimeField(null=True)
+    edited_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -131,3 +137,21 @@ class Event(Model):
     class Meta:
         table = "event"
         indexes = (("appeal_id", "id"), ("customer_id", "id"), ("kind", "created_at"))
+
+
+class LabelledExample(Model):
+    """A text with the category a person gave it: what the router's model learns from."""
+
+    id = fields.BigIntField(primary_key=True)
+    text = fields.TextField()
+    category = fields.CharField(max_length=64)
+    source = fields.CharField(max_length=32, default="agent")  # agent | import
+    appeal: fields.ForeignKeyNullableRelation[Appeal] = fields.ForeignKeyField(
+        "models.Appeal", related_name="examples", null=True, on_delete=fields.SET_NULL
+    )
+    appeal_id: int | None
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "labelled_example"
+        indexes = (("category",),)

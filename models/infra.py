@@ -38,7 +38,11 @@ class OutboxItem(Model):
 
     class Meta:
         table = "outbox"
-        indexes = (("status", "next_attempt_at"), ("queue_key", "status", "id"))
+        indexes = (
+            ("status", "next_attempt_at"),
+            ("queue_key", "status", "id"),
+            ("channel", "address", "external_id"),
+        )
 
 
 class StreamEntry(Model):
