@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -58,6 +60,8 @@ class InboundMessage:
     contacts: tuple[ContactHint, ...] = ()
     appeal_number: str = ""  # the customer named the appeal (status page reply, email subject)
     new_appeal: bool = False  # the customer asked for a new appeal explicitly
+    group_id: str = ""  # parts with one group id are one message (a Telegram album)
+    edit_of: str = ""  # external id of the message this one edits
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; ``from_json`` reads it back."""
@@ -87,6 +91,8 @@ class InboundMessage:
                 ),
                 appeal_number=str(data.get("appeal_number", "")),
                 new_appeal=bool(data.get("new_appeal", False)),
+                group_id=str(data.get("group_id", "")),
+                edit_of=str(data.get("edit_of", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInbound(f"malformed stream entry: {exc}") from exc
@@ -97,13 +103,14 @@ class OutboundMessage:
     """One message to deliver, read from an outbox row."""
 
     outbox_id: int
-    channel: ChannelKind
+    channel: str  # a ChannelKind value, or "staff" for posts in the staff group
     address: str
     text: str
     subject: str = ""
     attachments: tuple[Attachment, ...] = ()
     fmt: str = "plain"  # plain | html
     extra: dict[str, Any] = field(default_factory=dict)
+    appeal_id: int | None = None
 
 
 class BadInbound(ValueError):
@@ -140,11 +147,26 @@ class Unreachable(DeliveryError):
         self.reason = reason
 
 
+class Rejected(DeliveryError):
+    """The platform refused this message for good (malformed, too big): do not retry it."""
+
+    def __init__(self, channel: ChannelKind | str, reason: str) -> None:
+        super().__init__(f"{channel}: {reason}")
+        self.channel = channel
+        self.reason = reason
+
+
 class ChannelAdapter(Protocol):
     """What the delivery worker needs of a channel."""
 
-    kind: ChannelKind
+    kind: str  # a ChannelKind value, or "staff"
 
     async def deliver(self, out: OutboundMessage) -> str:
         """Send one message; returns the platform's id for it. Raises a ``DeliveryError``."""
         ...
+
+
+async def wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less when ``stop`` is set meanwhile (loops of long-lived tasks)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

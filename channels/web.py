@@ -62,7 +62,7 @@ def reply_inbound(number: str, text: str, receipt: str, language: str = "") -> I
 class WebAdapter:
     """Delivers to the status page: an answer is visible there once its row exists."""
 
-    kind = ChannelKind.WEB
+    kind: str = ChannelKind.WEB
 
     async def deliver(self, out: OutboundMessage) -> str:
         """Nothing to send over a network: the status page reads the stored message."""

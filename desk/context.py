@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from channels.base import ChannelAdapter
 from channels.stream import AppealStream
@@ -14,6 +15,13 @@ from desk.outbox import Outbox
 from desk.settings import Settings
 from desk.signing import Signer
 from desk.texts import Texts
+from desk.triage import Triage
+
+if TYPE_CHECKING:
+    from bots.desk_bot import TelegramDesk
+    from bots.vk_desk import VkDesk
+    from desk.routing import Routing
+    from desk.sla import SlaClock
 
 
 def utc_now() -> datetime:
@@ -23,14 +31,19 @@ def utc_now() -> datetime:
 
 @dataclass
 class AppContext:
-    """Settings, stream, lifecycle, outbox, adapters, texts, signer, tokens and the clock."""
+    """Settings, stream, lifecycle and triage, outbox, adapters, texts, signer, tokens, clock."""
 
     settings: Settings
     stream: AppealStream
     lifecycle: Lifecycle
+    triage: Triage
     outbox: Outbox
     signer: Signer
     tokens: TokenBook
     texts: Texts = field(default_factory=Texts)
     adapters: dict[str, ChannelAdapter] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
+    telegram: TelegramDesk | None = None
+    vk: VkDesk | None = None
+    routing: Routing | None = None
+    sla: SlaClock | None = None

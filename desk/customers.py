@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 
+from tortoise.transactions import in_transaction
+
 from channels.base import ChannelKind, InboundMessage
-from models import ContactPoint, Customer
+from channels.web import PHONE_CHANNEL as PHONE
+from desk.events import EventBus
+from models import Appeal, ContactPoint, Customer, Event, Order, Rating, Task
 
 _EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[^@\s<>\"']{1,255}\.[^@\s<>\"'.]{2,}$")
 
@@ -34,7 +38,12 @@ def contact_keys(msg: InboundMessage) -> list[tuple[str, str]]:
     if msg.channel is not ChannelKind.WEB and msg.address:
         keys.append((msg.channel.value, msg.address))
     for hint in msg.contacts:
-        key = (hint.channel, hint.address)
+        address = hint.address
+        if hint.channel == PHONE:
+            address = normalise_phone(address) or address
+        elif hint.channel == ChannelKind.EMAIL.value:
+            address = normalise_email(address) or address
+        key = (hint.channel, address)
         if key not in keys:
             keys.append(key)
     return keys
@@ -58,7 +67,10 @@ async def resolve_customer(msg: InboundMessage) -> tuple[Customer, bool]:
         customer = await Customer.get(id=owner_id)
     else:
         customer = await Customer.create(
-            name=msg.sender_name[:200], language=_language(msg.language)
+            name=msg.sender_name[:200],
+            language=_language(msg.language),
+            # Where they first wrote is where notifications go until they say otherwise.
+            preferred_channel=None if msg.channel is ChannelKind.WEB else msg.channel.value,
         )
         created = True
     for channel, address in keys:
@@ -73,3 +85,59 @@ async def resolve_customer(msg: InboundMessage) -> tuple[Customer, bool]:
 def _language(code: str) -> str:
     # Telegram's rule for the desk: Russian for ru, English for anyone else who said a language.
     return "ru" if not code or code.lower().startswith("ru") else "en"
+
+
+async def link_phone(
+    channel: str,
+    address: str,
+    phone: str,
+    *,
+    name: str,
+    language: str,
+    events: EventBus,
+) -> Customer:
+    """Tie a chat to the customer who has ``phone``: the two customers become one.
+
+    The chat's own customer (if any) is merged into the phone's owner, so appeals from every
+    channel are one history. Idempotent: linking twice changes nothing more.
+    """
+    number = normalise_phone(phone) or phone.strip()
+    async with in_transaction():
+        chat = await ContactPoint.filter(channel=channel, address=address).first()
+        owner = await ContactPoint.filter(channel=PHONE, address=number).first()
+        if chat is not None and owner is not None:
+            if chat.customer_id != owner.customer_id:
+                await merge_customers(chat.customer_id, owner.customer_id, events, actor="customer")
+            customer = await Customer.get(id=owner.customer_id)
+        elif owner is not None:
+            customer = await Customer.get(id=owner.customer_id)
+            await ContactPoint.create(customer=customer, channel=channel, address=address)
+        else:
+            if chat is not None:
+                customer = await Customer.get(id=chat.customer_id)
+            else:
+                customer = await Customer.create(name=name[:200], language=_language(language))
+                await ContactPoint.create(customer=customer, channel=channel, address=address)
+            await ContactPoint.create(
+                customer=customer, channel=PHONE, address=number, verified=True
+            )
+        await events.emit("customer.linked", actor="customer", customer=customer, channel=channel)
+    return customer
+
+
+async def merge_customers(source_id: int, target_id: int, events: EventBus, *, actor: str) -> None:
+    """Move everything of customer ``source_id`` (contact points, appeals, history, tasks,
+    ratings, orders) to ``target_id`` and delete the source; call inside a transaction."""
+    if source_id == target_id:
+        return
+    source = await Customer.get(id=source_id)
+    target = await Customer.get(id=target_id)
+    for model in (ContactPoint, Appeal, Event, Task, Rating, Order):
+        await model.filter(customer_id=source_id).update(customer_id=target_id)
+    if not target.name and source.name:
+        target.name = source.name
+        await target.save(update_fields=["name", "updated_at"])
+    await source.delete()
+    await events.emit(
+        "customer.merged", actor=actor, customer=target, merged=source_id, name=source.name
+    )

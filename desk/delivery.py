@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
 from tortoise.expressions import F
@@ -14,13 +14,13 @@ from tortoise.transactions import in_transaction
 from channels.base import (
     Attachment,
     ChannelAdapter,
-    ChannelKind,
     DeliveryError,
     OutboundMessage,
     RateLimited,
+    Rejected,
     Unreachable,
 )
-from desk import history
+from desk.events import EventBus
 from desk.outbox import Outbox
 from models import Appeal, DeliveryState, Message, OutboxItem, OutboxStatus
 
@@ -30,6 +30,7 @@ SCAN_LIMIT = 500
 PARALLEL = 16
 MAX_BACKOFF_S = 900.0
 NO_ADAPTER_RETRY_S = 300.0
+UnreachableHook = Callable[[OutboxItem, str], Awaitable[None]]
 
 
 def backoff(attempts: int) -> float:
@@ -50,6 +51,9 @@ class DeliveryWorker:
         name: str,
         lease_s: float = 60.0,
         max_attempts: int = 12,
+        idle_s: float = 1.0,
+        events: EventBus | None = None,
+        on_unreachable: UnreachableHook | None = None,
     ) -> None:
         self._outbox = outbox
         self._adapters = adapters
@@ -57,6 +61,9 @@ class DeliveryWorker:
         self._name = name
         self._lease = timedelta(seconds=lease_s)
         self._max_attempts = max_attempts
+        self._idle = idle_s
+        self._events = events or EventBus()
+        self._on_unreachable = on_unreachable
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; a failing pass is logged and retried, never fatal."""
@@ -67,7 +74,7 @@ class DeliveryWorker:
                 log.exception("delivery pass failed")
                 handled = 0
             if not handled:
-                await self._outbox.wait(timeout=1.0)
+                await self._outbox.wait(timeout=self._idle)
 
     async def deliver_due(self) -> int:
         """One pass: claim every conversation's next due row and deliver them; returns the count."""
@@ -133,6 +140,8 @@ class DeliveryWorker:
         except RateLimited as exc:
             await self._retry_later(item, str(exc), exc.retry_after, count_attempt=False)
         except Unreachable as exc:
+            await self._fail(item, str(exc), unreachable=True)
+        except Rejected as exc:
             await self._fail(item, str(exc))
         except DeliveryError as exc:
             if item.attempts >= self._max_attempts:
@@ -169,6 +178,7 @@ class DeliveryWorker:
         self, item: OutboxItem, reason: str, delay_s: float, *, count_attempt: bool = True
     ) -> None:
         attempts = item.attempts if count_attempt else max(0, item.attempts - 1)
+        level = logging.WARNING if count_attempt else logging.DEBUG
         await OutboxItem.filter(id=item.id, locked_by=self._name).update(
             status=OutboxStatus.PENDING,
             attempts=attempts,
@@ -176,7 +186,8 @@ class DeliveryWorker:
             next_attempt_at=self._clock() + timedelta(seconds=delay_s),
             last_error=reason[:500],
         )
-        log.warning(
+        log.log(
+            level,
             "delivery postponed",
             extra={
                 "outbox_id": item.id,
@@ -186,7 +197,7 @@ class DeliveryWorker:
             },
         )
 
-    async def _fail(self, item: OutboxItem, reason: str) -> None:
+    async def _fail(self, item: OutboxItem, reason: str, *, unreachable: bool = False) -> None:
         async with in_transaction():
             await OutboxItem.filter(id=item.id).update(
                 status=OutboxStatus.FAILED, locked_until=None, last_error=reason[:500]
@@ -197,7 +208,7 @@ class DeliveryWorker:
                 )
             if item.appeal_id is not None:
                 appeal = await Appeal.get(id=item.appeal_id)
-                await history.record(
+                await self._events.emit(
                     "delivery.failed",
                     actor="delivery",
                     appeal=appeal,
@@ -205,6 +216,8 @@ class DeliveryWorker:
                     channel=item.channel,
                     reason=reason,
                 )
+            if unreachable and self._on_unreachable is not None:
+                await self._on_unreachable(item, reason)
         log.warning(
             "delivery failed",
             extra={"outbox_id": item.id, "channel": item.channel, "reason": reason},
@@ -215,11 +228,12 @@ def _outbound(item: OutboxItem) -> OutboundMessage:
     payload = item.payload
     return OutboundMessage(
         outbox_id=item.id,
-        channel=ChannelKind(item.channel),
+        channel=item.channel,
         address=item.address,
         text=str(payload.get("text", "")),
         subject=str(payload.get("subject", "")),
         attachments=tuple(Attachment(**a) for a in payload.get("attachments", ())),
         fmt=str(payload.get("fmt", "plain")),
         extra=dict(payload.get("extra", {})),
+        appeal_id=item.appeal_id,
     )

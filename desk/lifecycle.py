@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -12,9 +12,9 @@ from tortoise.exceptions import IntegrityError, TransactionManagementError
 from tortoise.transactions import in_transaction
 
 from channels.base import Attachment, ChannelKind, InboundMessage
-from desk import history
 from desk.customers import resolve_customer
-from desk.errors import AgentNotFound, AppealNotFound, InvalidInput, InvalidTransition
+from desk.errors import AppealNotFound, InvalidInput, InvalidTransition
+from desk.events import EventBus
 from desk.outbox import Outbox
 from desk.settings import Settings
 from models import (
@@ -26,6 +26,8 @@ from models import (
     DeliveryState,
     Direction,
     Message,
+    OutboxItem,
+    OutboxStatus,
 )
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ TRANSITIONS: dict[AppealStatus, frozenset[AppealStatus]] = {
     AppealStatus.CLOSED: frozenset(),
 }
 _RETRIES = 4
+EDITABLE_CHANNELS = (ChannelKind.TELEGRAM.value, ChannelKind.VK.value)
 
 
 def appeal_number(appeal_id: int) -> str:
@@ -64,15 +67,19 @@ class IngestResult:
     created: bool = False
     reopened: bool = False
     duplicate: bool = False
+    edited: bool = False
 
 
 class Lifecycle:
     """Every change of an appeal goes through here, with its history event in one transaction."""
 
-    def __init__(self, settings: Settings, outbox: Outbox, clock: Clock) -> None:
+    def __init__(
+        self, settings: Settings, outbox: Outbox, clock: Clock, events: EventBus | None = None
+    ) -> None:
         self._settings = settings
         self._outbox = outbox
         self._clock = clock
+        self.events = events or EventBus(clock)
 
     # -- intake -------------------------------------------------------------------------------
 
@@ -81,44 +88,56 @@ class Lifecycle:
         limit = self._settings.lifecycle.max_text_chars
         if len(msg.text) > limit:
             raise InvalidInput(f"text of {len(msg.text)} characters is over the limit of {limit}")
-        return await self._retrying(lambda: self._ingest_once(msg))
+        result = await self.atomic(lambda: self._ingest_once(msg))
+        self._outbox.wake()
+        return result
 
     async def _ingest_once(self, msg: InboundMessage) -> IngestResult:
         async with in_transaction():
-            existing = await Message.filter(
-                channel=msg.channel.value, external_id=msg.external_id
-            ).first()
+            channel = msg.channel.value
+            external_id = f"group:{msg.group_id}" if msg.group_id else msg.external_id
+            existing = await Message.filter(channel=channel, external_id=external_id).first()
+            if existing is None and msg.edit_of:
+                existing = await Message.filter(channel=channel, external_id=msg.edit_of).first()
+                if existing is not None:
+                    return await self._edit(existing, msg)
             if existing is not None:
+                if msg.group_id:
+                    return await self._extend(existing, msg)
                 appeal = await Appeal.get(id=existing.appeal_id)
                 return IngestResult(appeal.id, appeal.number or "", existing.id, duplicate=True)
             customer, new_customer = await resolve_customer(msg)
             # Serialise the threading decision per customer (PostgreSQL; SQLite has one writer).
             await Customer.filter(id=customer.id).select_for_update().first()
             if new_customer:
-                await history.record(
-                    "customer.created", actor="intake", customer=customer, channel=msg.channel.value
+                await self.events.emit(
+                    "customer.created", actor="intake", customer=customer, channel=channel
                 )
             appeal, created, reopened = await self._thread(msg, customer)
             message = await Message.create(
                 appeal=appeal,
                 direction=Direction.IN,
                 author=msg.sender_name[:200] or "customer",
-                channel=msg.channel.value,
+                channel=channel,
                 address=msg.address,
-                external_id=msg.external_id,
+                external_id=external_id,
                 text=msg.text,
-                attachments=[_attachment_json(a) for a in msg.attachments],
+                attachments=[attachment_json(a) for a in msg.attachments],
                 delivery_state=DeliveryState.RECEIVED,
                 sent_at=msg.sent_at,
             )
-            appeal.last_message_at = self._clock()
-            await appeal.save(update_fields=["last_message_at", "updated_at"])
-            await history.record(
+            now = self._clock()
+            appeal.last_message_at = now
+            appeal.waiting_since = appeal.waiting_since or now
+            await appeal.save(update_fields=["last_message_at", "waiting_since", "updated_at"])
+            await self.events.emit(
                 "message.received",
                 actor="customer",
                 appeal=appeal,
                 message_id=message.id,
-                channel=msg.channel.value,
+                channel=channel,
+                album=bool(msg.group_id),
+                first=created,
             )
         log.info(
             "message stored",
@@ -130,6 +149,46 @@ class Lifecycle:
             },
         )
         return IngestResult(appeal.id, appeal.number or "", message.id, created, reopened)
+
+    async def _edit(self, original: Message, msg: InboundMessage) -> IngestResult:
+        """The customer edited a stored message: keep the new text, tell the staff the old one."""
+        appeal = await Appeal.get(id=original.appeal_id)
+        if original.edited_at is not None and original.edited_at >= msg.sent_at:
+            return IngestResult(appeal.id, appeal.number or "", original.id, duplicate=True)
+        before = original.text
+        original.text = msg.text
+        original.edited_at = msg.sent_at
+        await original.save(update_fields=["text", "edited_at"])
+        await self.events.emit(
+            "message.edited",
+            actor="customer",
+            appeal=appeal,
+            message_id=original.id,
+            before=before,
+            after=msg.text,
+        )
+        return IngestResult(appeal.id, appeal.number or "", original.id, edited=True)
+
+    async def _extend(self, message: Message, msg: InboundMessage) -> IngestResult:
+        """Another part of an album: its files (and caption) join the album's message."""
+        appeal = await Appeal.get(id=message.appeal_id)
+        known = {str(a.get("ref")) for a in message.attachments}
+        added = [attachment_json(a) for a in msg.attachments if a.ref not in known]
+        text = msg.text.strip()
+        if not added and (not text or text in message.text):
+            return IngestResult(appeal.id, appeal.number or "", message.id, duplicate=True)
+        message.attachments = [*message.attachments, *added]
+        if text and text not in message.text:
+            message.text = f"{message.text}\n{text}".strip()
+        await message.save(update_fields=["attachments", "text"])
+        await self.events.emit(
+            "message.extended",
+            actor="customer",
+            appeal=appeal,
+            message_id=message.id,
+            added=len(added),
+        )
+        return IngestResult(appeal.id, appeal.number or "", message.id)
 
     async def _thread(self, msg: InboundMessage, customer: Customer) -> tuple[Appeal, bool, bool]:
         """The appeal a message belongs to: named, open, reopened inside the window, or new."""
@@ -164,7 +223,7 @@ class Lifecycle:
                 and resolved_at is not None
                 and now - resolved_at <= window
             ):
-                await self._move(
+                await self.move(
                     candidate,
                     AppealStatus.OPEN,
                     actor="customer",
@@ -174,29 +233,33 @@ class Lifecycle:
         return await self._create(msg, customer, now), True, False
 
     async def _create(self, msg: InboundMessage, customer: Customer, now: datetime) -> Appeal:
-        sla = self._settings.sla
         subject = (msg.subject or _first_line(msg.text))[:300]
+        # Due times come from the SLA clock, which hears appeal.created.
         appeal = await Appeal.create(
             customer=customer,
             channel=msg.channel.value,
             subject=subject,
             status=AppealStatus.NEW,
-            first_response_due=now + timedelta(minutes=sla.first_response_minutes),
-            resolution_due=now + timedelta(hours=sla.resolution_hours),
             last_message_at=now,
+            created_at=now,
         )
         appeal.number = appeal_number(appeal.id)
         await appeal.save(update_fields=["number"])
-        await history.record(
+        await self.events.emit(
             "appeal.created",
             actor="customer",
             appeal=appeal,
             channel=msg.channel.value,
+            address=msg.address,
             number=appeal.number,
         )
         return appeal
 
     # -- staff actions ------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Tell the delivery workers that a committed change queued messages."""
+        self._outbox.wake()
 
     async def get(self, number: str) -> Appeal:
         """The appeal with this number; ``AppealNotFound`` otherwise."""
@@ -213,12 +276,15 @@ class Lifecycle:
         async def run() -> Appeal:
             async with in_transaction():
                 appeal = await self.get(number)
-                await self._move(appeal, to, actor=actor, reason=reason)
+                await self.move(appeal, to, actor=actor, reason=reason)
                 return appeal
 
-        return await self._retrying(run)
+        appeal = await self.atomic(run)
+        self._outbox.wake()
+        return appeal
 
-    async def _move(self, appeal: Appeal, to: AppealStatus, *, actor: str, reason: str) -> None:
+    async def move(self, appeal: Appeal, to: AppealStatus, *, actor: str, reason: str) -> None:
+        """Change the status of an appeal already loaded; call inside a transaction."""
         current = appeal.status
         if to not in TRANSITIONS[current]:
             raise InvalidTransition(appeal.number or "", current.value, to.value)
@@ -242,94 +308,181 @@ class Lifecycle:
             if current is AppealStatus.RESOLVED and to is AppealStatus.OPEN
             else "appeal.status_changed"
         )
-        await history.record(
+        await self.events.emit(
             kind, actor=actor, appeal=appeal, before=current.value, after=to.value, reason=reason
         )
 
     async def reply(
-        self, number: str, text: str, *, actor: str, agent: Agent | None = None
+        self,
+        number: str,
+        text: str,
+        *,
+        actor: str,
+        agent: Agent | None = None,
+        attachments: Sequence[Attachment] = (),
+        signature: str = "",
+        source: str = "api",
+        source_ref: str | None = None,
     ) -> Message:
-        """A staff answer to the customer: stored, queued in the outbox, counted as a response."""
-        text = _checked_text(text, self._settings.lifecycle.max_text_chars)
+        """A staff answer to the customer: stored, queued in the outbox, counted as a response.
+
+        ``signature`` is added to what the customer receives; ``source_ref`` (the id of the
+        agent's message where it was written) makes a repeated call return the first answer.
+        """
+        text = text.strip()
+        if not attachments:
+            text = checked_text(text, self._settings.lifecycle.max_text_chars)
 
         async def run() -> Message:
             async with in_transaction():
+                if (done := await _by_source(source_ref)) is not None:
+                    return done
                 appeal = await self.get(number)
                 if appeal.status is AppealStatus.CLOSED:
                     raise InvalidTransition(appeal.number or "", "closed", "answered")
                 channel, address = await self._reply_route(appeal)
+                files = [attachment_json(a) for a in attachments]
                 message = await Message.create(
                     appeal=appeal,
                     direction=Direction.OUT,
                     author=actor,
                     agent=agent,
                     channel=channel,
+                    address=address,
                     text=text,
+                    attachments=files,
+                    source_ref=source_ref,
                     delivery_state=DeliveryState.QUEUED,
                 )
+                delivered = f"{text}\n\n{signature}".strip() if signature else text
                 await self._outbox.enqueue(
-                    channel=channel, address=address, text=text, appeal=appeal, message=message
+                    channel=channel,
+                    address=address,
+                    text=delivered,
+                    attachments=attachments,
+                    appeal=appeal,
+                    message=message,
                 )
                 now = self._clock()
                 if appeal.first_response_at is None:
                     appeal.first_response_at = now
                 appeal.last_message_at = now
+                appeal.waiting_since = None
                 await appeal.save(
-                    update_fields=["first_response_at", "last_message_at", "updated_at"]
+                    update_fields=[
+                        "first_response_at",
+                        "last_message_at",
+                        "waiting_since",
+                        "updated_at",
+                    ]
                 )
-                await history.record(
+                await self.events.emit(
                     "message.sent",
                     actor=actor,
                     appeal=appeal,
                     message_id=message.id,
                     channel=channel,
+                    source=source,
                 )
                 if appeal.status is AppealStatus.NEW:
-                    await self._move(appeal, AppealStatus.OPEN, actor=actor, reason="first answer")
+                    await self.move(appeal, AppealStatus.OPEN, actor=actor, reason="first answer")
                 return message
 
-        message = await self._retrying(run)
+        message = await self.atomic(run)
         self._outbox.wake()
         return message
 
+    async def edit_reply(
+        self, source_ref: str, text: str, *, actor: str, signature: str = ""
+    ) -> bool | None:
+        """An agent corrected an answer: the stored text changes, and the customer's copy is
+        edited where the channel allows it (Telegram, VK). Returns None when no answer has that
+        source, False when the customer's copy cannot be changed (a mail already sent)."""
+        text = checked_text(text, self._settings.lifecycle.max_text_chars)
+
+        async def run() -> bool | None:
+            async with in_transaction():
+                message = await Message.filter(
+                    source_ref=source_ref, direction=Direction.OUT
+                ).first()
+                if message is None:
+                    return None
+                if message.text == text:
+                    return True
+                appeal = await Appeal.get(id=message.appeal_id)
+                before = message.text
+                message.text = text
+                message.edited_at = self._clock()
+                await message.save(update_fields=["text", "edited_at"])
+                delivered = f"{text}\n\n{signature}".strip() if signature else text
+                waiting = await OutboxItem.filter(
+                    message_id=message.id, status=OutboxStatus.PENDING
+                ).first()
+                editable = True
+                if waiting is not None:
+                    waiting.payload = {**waiting.payload, "text": delivered}
+                    await waiting.save(update_fields=["payload"])
+                elif message.external_id and message.channel in EDITABLE_CHANNELS:
+                    await self._outbox.enqueue(
+                        channel=message.channel,
+                        address=message.address,
+                        text=delivered,
+                        appeal=appeal,
+                        extra={"edit_of": message.external_id},
+                    )
+                else:
+                    editable = False
+                await self.events.emit(
+                    "reply.edited",
+                    actor=actor,
+                    appeal=appeal,
+                    message_id=message.id,
+                    before=before,
+                    after=text,
+                    delivered=editable,
+                )
+                return editable
+
+        result = await self.atomic(run)
+        self._outbox.wake()
+        return result
+
     async def note(
-        self, number: str, text: str, *, actor: str, agent: Agent | None = None
+        self,
+        number: str,
+        text: str,
+        *,
+        actor: str,
+        agent: Agent | None = None,
+        source: str = "api",
+        source_ref: str | None = None,
     ) -> Message:
         """An internal staff note: kept in the appeal, never sent to the customer."""
-        text = _checked_text(text, self._settings.lifecycle.max_text_chars)
-        async with in_transaction():
-            appeal = await self.get(number)
-            message = await Message.create(
-                appeal=appeal,
-                direction=Direction.NOTE,
-                author=actor,
-                agent=agent,
-                channel="staff",
-                text=text,
-                delivery_state=DeliveryState.NONE,
-            )
-            await history.record("note.added", actor=actor, appeal=appeal, message_id=message.id)
-            return message
+        text = checked_text(text, self._settings.lifecycle.max_text_chars)
 
-    async def assign(self, number: str, agent_ref: str | None, *, actor: str) -> Appeal:
-        """Give the appeal to an agent (by id, Telegram id or name), or take it from everyone."""
-        async with in_transaction():
-            appeal = await self.get(number)
-            agent = await find_agent(agent_ref) if agent_ref else None
-            before = appeal.assignee_id
-            appeal.assignee = agent
-            await appeal.save(update_fields=["assignee_id", "updated_at"])
-            await history.record(
-                "appeal.assigned",
-                actor=actor,
-                appeal=appeal,
-                before=before,
-                after=agent.id if agent else None,
-                agent=agent.name if agent else None,
-            )
-            if agent is not None and appeal.status is AppealStatus.NEW:
-                await self._move(appeal, AppealStatus.OPEN, actor=actor, reason="assigned")
-            return appeal
+        async def run() -> Message:
+            async with in_transaction():
+                if (done := await _by_source(source_ref)) is not None:
+                    return done
+                appeal = await self.get(number)
+                message = await Message.create(
+                    appeal=appeal,
+                    direction=Direction.NOTE,
+                    author=actor,
+                    agent=agent,
+                    channel="staff",
+                    text=text,
+                    source_ref=source_ref,
+                    delivery_state=DeliveryState.NONE,
+                )
+                await self.events.emit(
+                    "note.added", actor=actor, appeal=appeal, message_id=message.id, source=source
+                )
+                return message
+
+        message = await self.atomic(run)
+        self._outbox.wake()
+        return message
 
     async def _reply_route(self, appeal: Appeal) -> tuple[str, str]:
         """Where an answer goes: the channel and address of the customer's last message."""
@@ -340,7 +493,7 @@ class Lifecycle:
             return ChannelKind.WEB.value, appeal.number or ""
         return last_in.channel, last_in.address
 
-    async def _retrying(self, action: Callable[[], Awaitable[T]]) -> T:
+    async def atomic(self, action: Callable[[], Awaitable[T]]) -> T:
         """Run a transaction again when a concurrent writer won a unique key or a lock."""
         for attempt in range(_RETRIES):
             try:
@@ -352,23 +505,14 @@ class Lifecycle:
         raise AssertionError("unreachable")
 
 
-async def find_agent(ref: str) -> Agent:
-    """An active agent by database id, Telegram id or exact name."""
-    query = Agent.filter(active=True)
-    agent = None
-    if ref.isdigit():
-        agent = (
-            await query.filter(id=int(ref)).first()
-            or await query.filter(telegram_id=int(ref)).first()
-        )
-    if agent is None:
-        agent = await query.filter(name=ref).first()
-    if agent is None:
-        raise AgentNotFound(ref)
-    return agent
+async def _by_source(source_ref: str | None) -> Message | None:
+    """The message already stored from this staff message (a repeated update), if any."""
+    if source_ref is None:
+        return None
+    return await Message.filter(source_ref=source_ref).first()
 
 
-def _checked_text(text: str, limit: int) -> str:
+def checked_text(text: str, limit: int) -> str:
     text = text.strip()
     if not text:
         raise InvalidInput("text is empty")
@@ -384,5 +528,5 @@ def _first_line(text: str) -> str:
     return ""
 
 
-def _attachment_json(attachment: Attachment) -> dict[str, object]:
+def attachment_json(attachment: Attachment) -> dict[str, object]:
     return asdict(attachment)

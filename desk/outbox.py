@@ -37,8 +37,14 @@ class Outbox:
         fmt: str = "plain",
         attachments: Sequence[Attachment] = (),
         extra: dict[str, Any] | None = None,
+        queue: str | None = None,
+        not_before: datetime | None = None,
     ) -> OutboxItem:
-        """Add one message to deliver; call inside the transaction that decided to send it."""
+        """Add one message to deliver; call inside the transaction that decided to send it.
+
+        ``queue`` names the conversation whose rows go one at a time in order (by default the
+        channel and address); ``not_before`` delays the row.
+        """
         payload = {
             "text": text,
             "subject": subject,
@@ -51,10 +57,10 @@ class Outbox:
             message=message,
             channel=channel,
             address=address,
-            queue_key=queue_key(channel, address),
+            queue_key=queue or queue_key(channel, address),
             payload=payload,
             status=OutboxStatus.PENDING,
-            next_attempt_at=self._clock(),
+            next_attempt_at=max(self._clock(), not_before or self._clock()),
         )
 
     def wake(self) -> None:

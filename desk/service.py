@@ -9,24 +9,35 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, TextIO
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from aiohttp import web
+from tortoise.transactions import in_transaction
 
-from channels.base import ChannelAdapter
+from bots.staff_sync import STAFF_CHANNEL
+from channels.base import ChannelAdapter, ChannelKind, wait_or_stop
 from channels.stream import AppealStream, open_stream
 from channels.web import WebAdapter
 from desk.agents import sync_agents
 from desk.context import AppContext, utc_now
 from desk.delivery import DeliveryWorker
 from desk.errors import DeskError
+from desk.fallback import Fallback
 from desk.intake import IntakeWorker
 from desk.keys import TokenBook, bootstrap_token, signing_key
 from desk.lifecycle import Lifecycle
+from desk.notices import ACK_TEMPLATES, Acknowledgements
 from desk.outbox import Outbox
+from desk.routing import Routing
 from desk.settings import Settings
 from desk.signing import Signer
+from desk.sla import SlaClock
+from desk.triage import Triage
 from models import db
+
+if TYPE_CHECKING:
+    from channels.mail_parse import ParsedMail
 
 log = logging.getLogger(__name__)
 
@@ -100,26 +111,63 @@ async def prepare_database(settings: Settings, role: Role, say: Callable[[str], 
         await asyncio.sleep(2.0)
 
 
-async def build_context(settings: Settings, stream: AppealStream) -> AppContext:
+async def build_context(
+    settings: Settings, stream: AppealStream, clock: Callable[[], datetime] = utc_now
+) -> AppContext:
     """Every part of the service wired together (the ORM must be connected already)."""
-    outbox = Outbox(utc_now)
+    outbox = Outbox(clock)
     adapters: dict[str, ChannelAdapter] = {"web": WebAdapter()}
-    return AppContext(
+    lifecycle = Lifecycle(settings, outbox, clock)
+    ctx = AppContext(
         settings=settings,
         stream=stream,
-        lifecycle=Lifecycle(settings, outbox, utc_now),
+        lifecycle=lifecycle,
+        triage=Triage(lifecycle, settings),
         outbox=outbox,
         signer=Signer(await signing_key(settings)),
         tokens=TokenBook(settings),
         adapters=adapters,
+        clock=clock,
     )
+    if settings.telegram.disabled_reason() is None:
+        from bots.desk_bot import TelegramDesk
+
+        ctx.telegram = TelegramDesk(ctx)
+    if settings.vk.disabled_reason() is None:
+        from bots.vk_desk import VkDesk
+
+        ctx.vk = VkDesk(ctx)
+    if settings.email.disabled_reason() is None:
+        from channels.email import MailSender
+
+        adapters[ChannelKind.EMAIL.value] = MailSender(
+            settings.email, ctx.texts.render, settings.company.name
+        )
+    ctx.routing = routing = Routing(settings, lifecycle, ctx.triage, clock)
+    await routing.retrain()
+    lifecycle.events.subscribe(routing.on_event)
+    customer_channels = [c for c in adapters if c in ACK_TEMPLATES]
+    ctx.sla = sla = SlaClock(settings, ctx.triage, lifecycle.events, clock)
+    lifecycle.events.subscribe(sla.on_event)
+    lifecycle.events.subscribe(
+        Acknowledgements(outbox, settings, ctx.texts, customer_channels, clock).on_event
+    )
+    return ctx
 
 
 class Service:
     """One process of Appeal Desk; owns every long-lived task it starts."""
 
-    def __init__(self, settings: Settings, role: Role, out: TextIO) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        role: Role,
+        out: TextIO,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self._settings = settings
+        self._clock = clock
         self._role = role
         self._out = out
         self._tasks: list[asyncio.Task[None]] = []
@@ -144,7 +192,14 @@ class Service:
             max_deliveries=settings.workers.max_deliveries,
         )
         await stream.start()
-        self.ctx = ctx = await build_context(settings, stream)
+        self.ctx = ctx = await build_context(settings, stream, self._clock)
+        fallback = Fallback(
+            ctx.outbox,
+            ctx.lifecycle.events,
+            ctx.texts,
+            [c for c in ctx.adapters if c not in ("web", STAFF_CHANNEL)],
+            ctx.clock,
+        )
         token = await bootstrap_token(settings) if self._role == "serve" else None
         self._stop_workers = asyncio.Event()
         for i in range(settings.workers.intake):
@@ -153,19 +208,106 @@ class Service:
                 asyncio.create_task(worker.run(self._stop_workers), name=f"intake-{i}")
             )
         for i in range(settings.workers.delivery):
-            delivery = DeliveryWorker(ctx.outbox, ctx.adapters, ctx.clock, name=f"{name}-d{i}")
+            delivery = DeliveryWorker(
+                ctx.outbox,
+                ctx.adapters,
+                ctx.clock,
+                name=f"{name}-d{i}",
+                idle_s=settings.workers.poll_s,
+                events=ctx.lifecycle.events,
+                on_unreachable=fallback.reroute,
+            )
             self._tasks.append(
                 asyncio.create_task(delivery.run(self._stop_workers), name=f"delivery-{i}")
             )
+        self._tasks.append(asyncio.create_task(self._retrain(ctx.routing), name="router-retrain"))
+        if self._role == "serve" and ctx.sla is not None:
+            self._tasks.append(asyncio.create_task(self._sla_scan(ctx.sla), name="sla-scan"))
         if self._role == "serve":
-            from desk.api.app import make_app
-
-            self._runner = web.AppRunner(make_app(ctx), access_log=None, handler_cancellation=True)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, settings.http.host, settings.http.port)
-            await site.start()
-            self.bound_port = int(self._runner.addresses[0][1])
+            await self._serve_http(ctx)
+            await self._start_telegram(ctx)
+            self._start_mailbox(ctx)
+            if ctx.vk is not None and self._settings.vk.mode == "longpoll":
+                self._tasks.append(
+                    asyncio.create_task(ctx.vk.poller().run(self._stop_workers), name="vk-polling")
+                )
         self._banner(name, token)
+
+    async def _sla_scan(self, sla: SlaClock) -> None:
+        """Warnings and breaches, checked every ``SLA_SCAN_S`` (serve only: one scanner)."""
+        while not self._stop_workers.is_set():
+            try:
+                if await sla.scan() and self.ctx is not None:
+                    self.ctx.outbox.wake()
+            except Exception:  # a task root: the next pass tries again
+                log.exception("SLA scan failed")
+            await wait_or_stop(self._stop_workers, self._settings.workers.sla_scan_s)
+
+    async def _retrain(self, routing: Routing | None) -> None:
+        """Learn again from agents' category choices now and then."""
+        if routing is None:
+            return
+        period = self._settings.router.retrain_minutes * 60
+        while not self._stop_workers.is_set():
+            await wait_or_stop(self._stop_workers, period)
+            if self._stop_workers.is_set():
+                return
+            try:
+                await routing.retrain()
+            except Exception:  # a task root: the next period tries again
+                log.exception("router retrain failed")
+
+    async def _serve_http(self, ctx: AppContext) -> None:
+        from desk.api.app import make_app
+
+        settings = self._settings
+        app = make_app(ctx)
+        if ctx.telegram is not None and settings.telegram.mode == "webhook":
+            ctx.telegram.add_webhook_route(app)
+        if ctx.vk is not None and settings.vk.mode == "callback":
+            ctx.vk.add_callback_route(app)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, settings.http.host, settings.http.port)
+        await site.start()
+        self.bound_port = int(self._runner.addresses[0][1])
+
+    async def _start_telegram(self, ctx: AppContext) -> None:
+        """Updates in (polling task or webhook registration) and the staff feed ticker."""
+        telegram = ctx.telegram
+        if telegram is None:
+            return
+        if self._settings.telegram.mode == "polling":
+            self._tasks.append(
+                asyncio.create_task(telegram.poller().run(self._stop_workers), name="tg-polling")
+            )
+        else:
+            try:
+                await telegram.set_webhook(self._settings.effective_public_url())
+            except Exception as exc:  # Telegram unreachable now: updates wait on its side
+                log.error("setWebhook failed", extra={"reason": str(exc)[:200]})
+                self._say(f"  telegram  setWebhook failed: {exc} (check DESK_PUBLIC_URL)")
+        if telegram.staff is not None:
+            async with in_transaction():
+                await telegram.staff.feed_soon(0)
+            self._tasks.append(
+                asyncio.create_task(telegram.feed_ticker(self._stop_workers), name="tg-feed")
+            )
+
+    def _start_mailbox(self, ctx: AppContext) -> None:
+        """Read the support mailbox (serve only: one reader per mailbox)."""
+        settings = self._settings
+        if settings.email.disabled_reason() is not None:
+            return
+        from channels.mailbox import MailboxReader, store_mail
+
+        async def handle(parsed: ParsedMail, raw: bytes) -> None:
+            await store_mail(
+                parsed, raw, ctx.lifecycle.ingest, max_chars=settings.lifecycle.max_text_chars
+            )
+
+        reader = MailboxReader(settings.email, handle)
+        self._tasks.append(asyncio.create_task(reader.run(self._stop_workers), name="mailbox"))
 
     def _banner(self, consumer: str, token: str | None) -> None:
         s = self._settings
@@ -189,6 +331,14 @@ class Service:
         self._say("  channels  " + ", ".join(f"{c}: enabled" for c in report.enabled))
         for name, reason in report.disabled.items():
             self._say(f"            {name}: disabled — {reason}")
+        if "telegram" in report.enabled:
+            tg = s.telegram
+            staff = (
+                f"staff group {tg.staff_chat_id}"
+                if tg.staff_chat_id is not None
+                else "no staff group (DESK_TELEGRAM__STAFF_CHAT_ID is not set)"
+            )
+            self._say(f"  telegram  {tg.mode} · {staff}")
         if token:
             self._say(f"  api token {token}")
             self._say(
@@ -213,6 +363,10 @@ class Service:
                     await task
         if self.ctx is not None:
             await self.ctx.stream.close()
+            if self.ctx.telegram is not None:
+                await self.ctx.telegram.close()
+            if self.ctx.vk is not None:
+                await self.ctx.vk.close()
         await db.disconnect()
         self._say("stopped")
 

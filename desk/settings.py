@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -24,6 +25,10 @@ from channels.email import EmailSettings
 from channels.telegram import TelegramSettings
 from channels.vk import VkSettings
 from models.enums import AgentRole, Priority
+from router.assign import ShiftHours, Strategy
+from router.classify import Recogniser
+from router.risk import RiskRules
+from router.sla import SlaSettings
 
 DEFAULT_CONFIG_FILE = "appeal-desk.yaml"
 ENV_PREFIX = "DESK_"
@@ -57,6 +62,8 @@ class WorkerSettings(Section):
     name: str = ""
     claim_idle_s: float = Field(default=30.0, gt=0)
     max_deliveries: int = Field(default=20, ge=1, description="then an entry is set aside")
+    poll_s: float = Field(default=0.5, gt=0, le=60, description="idle delivery worker's nap")
+    sla_scan_s: float = Field(default=60.0, gt=0, description="how often SLA timers are checked")
 
 
 class CompanySettings(Section):
@@ -80,14 +87,11 @@ class LifecycleSettings(Section):
     max_text_chars: int = Field(default=20_000, ge=100)
 
 
-class SlaSettings(Section):
-    first_response_minutes: int = Field(default=120, ge=1)
-    resolution_hours: int = Field(default=24, ge=1)
-
-
 class TeamConfig(Section):
     id: Identifier
     title: str = ""
+    strategy: Strategy = Field(default=Strategy.STICKY, description="who gets a new appeal")
+    fallback: Strategy = Strategy.LEAST_LOADED
 
 
 class CategoryConfig(Section):
@@ -95,6 +99,15 @@ class CategoryConfig(Section):
     title: dict[str, str] = Field(default_factory=dict)
     team: str | None = None
     priority: Priority = Priority.NORMAL
+    match: Recogniser = Field(default_factory=Recogniser)
+
+
+class RouterSettings(Section):
+    confident: float = Field(default=0.45, gt=0, lt=1, description="below: a person picks")
+    fallback: str | None = Field(default=None, description="category when nothing fits")
+    learn: bool = Field(default=True, description="learn from agents' category choices")
+    retrain_minutes: float = Field(default=10.0, gt=0)
+    risk: RiskRules = Field(default_factory=RiskRules)
 
 
 class AgentConfig(Section):
@@ -103,6 +116,7 @@ class AgentConfig(Section):
     role: AgentRole = AgentRole.AGENT
     teams: list[str] = Field(default_factory=list)
     capacity: int = Field(default=10, ge=0)
+    hours: ShiftHours | None = Field(default=None, description="working hours; none: any time")
 
 
 class ApiTokenConfig(Section):
@@ -138,6 +152,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    answers_file: str = Field(default="answers.yaml", description="answer templates for /t")
     http: HttpSettings = HttpSettings()
     workers: WorkerSettings = WorkerSettings()
     telegram: TelegramSettings = TelegramSettings()
@@ -149,6 +164,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     teams: list[TeamConfig] = Field(default_factory=list)
     categories: list[CategoryConfig] = Field(default_factory=list)
+    router: RouterSettings = RouterSettings()
     agents: list[AgentConfig] = Field(default_factory=list)
 
     @field_validator("database_url")
@@ -193,6 +209,19 @@ class Settings(BaseSettings):
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.http.host in ("0.0.0.0", "::") else self.http.host  # noqa: S104
         return f"http://{host}:{self.http.port}"
+
+
+def default_categories() -> list[CategoryConfig]:
+    """The categories shipped with the desk (seed 001's kinds of appeal), used when the config
+    names none."""
+    path = Path(__file__).resolve().parent.parent / "router" / "categories.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    return [CategoryConfig.model_validate(item) for item in data]
+
+
+def categories_of(settings: Settings) -> list[CategoryConfig]:
+    """The categories in force: the config's, else the shipped ones."""
+    return list(settings.categories) or default_categories()
 
 
 def reference_problems(data: dict[str, Any]) -> list[str]:

@@ -34,16 +34,36 @@ class Texts:
         )
         self._root = root
 
-    def render(self, name: str, lang: str, **context: Any) -> str:
+    def render(self, template: str, lang: str, /, **context: Any) -> str:
         """Render ``<lang>/<name>`` (e.g. ``web/status.html.j2``) with ``lang`` in the context."""
         lang = lang if lang in LANGUAGES else LANGUAGES[0]
-        return self._env.get_template(f"{lang}/{name}").render(lang=lang, **context)
+        return self._env.get_template(f"{lang}/{template}").render(lang=lang, **context)
 
     def string(self, key: str, lang: str, **values: Any) -> str:
         """A short UI string from ``<lang>/strings.yaml``, with ``{placeholders}`` filled."""
         lang = lang if lang in LANGUAGES else LANGUAGES[0]
         text = _strings(self._root, lang)[key]
         return text.format(**values) if values else text
+
+    def duration(self, minutes: int, lang: str) -> str:
+        """A span for people, in the accusative where Russian needs it: «2 часа», «30 минут»."""
+        for unit, size in (("day", 1440), ("hour", 60), ("minute", 1)):
+            if minutes >= size and (minutes % size == 0 or unit == "minute"):
+                count = minutes // size
+                return f"{count} {self.plural(f'unit.{unit}', count, lang)}"
+        return f"{minutes} {self.plural('unit.minute', minutes, lang)}"
+
+    def plural(self, key: str, count: int, lang: str) -> str:
+        """The form of a ``one|few|many`` string (ru) or ``one|other`` string (en) for ``count``."""
+        forms = self.string(key, lang).split("|")
+        if lang == "ru" and len(forms) == 3:
+            tail, tens = count % 10, count % 100
+            if tail == 1 and tens != 11:
+                return forms[0]
+            if 2 <= tail <= 4 and not 12 <= tens <= 14:
+                return forms[1]
+            return forms[2]
+        return forms[0] if count == 1 else forms[-1]
 
 
 @cache

@@ -189,3 +189,11 @@ class HealthOut(BaseModel):
     """Liveness."""
 
     status: Literal["ok"]
+
+
+class MergeIn(BaseModel):
+    """Which customer to merge into the one in the path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: int = Field(ge=1)

@@ -6,7 +6,9 @@ from typing import Any
 
 from aiohttp import web
 from tortoise.expressions import Q, Subquery
+from tortoise.transactions import in_transaction
 
+from channels.base import DeliveryError
 from desk.api.app import Operation, QueryParam, caller_of, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
 from desk.api.schemas import (
@@ -16,12 +18,24 @@ from desk.api.schemas import (
     AssignIn,
     CustomerOut,
     EventOut,
+    MergeIn,
     MessageOut,
     StatusIn,
     TextIn,
 )
-from desk.lifecycle import find_agent
-from models import Agent, Appeal, AppealStatus, ContactPoint, Customer, Event, Message, Priority
+from desk.customers import merge_customers
+from desk.triage import find_agent
+from models import (
+    Agent,
+    Appeal,
+    AppealStatus,
+    ContactPoint,
+    Customer,
+    Event,
+    Message,
+    Priority,
+    StoredFile,
+)
 
 MAX_PER_PAGE = 200
 
@@ -217,10 +231,74 @@ async def assign(request: web.Request) -> web.Response:
     """Give the appeal to an agent, or take it back (agent: null)."""
     ctx = ctx_of(request)
     body = AssignIn.model_validate(await read_json(request))
-    appeal = await ctx.lifecycle.assign(
+    appeal = await ctx.triage.assign(
         request.match_info["number"], body.agent, actor=caller_of(request).actor
     )
     return json_response((await appeal_detail(appeal)).model_dump(mode="json"))
+
+
+async def attachment(request: web.Request) -> web.StreamResponse:
+    """The content of one file of a message (Telegram files are fetched by their file id)."""
+    ctx = ctx_of(request)
+    appeal = await ctx.lifecycle.get(request.match_info["number"])
+    raw_id, raw_index = request.match_info["message_id"], request.match_info["index"]
+    message = (
+        await Message.get_or_none(id=int(raw_id), appeal_id=appeal.id) if raw_id.isdigit() else None
+    )
+    files = list(message.attachments) if message is not None else []
+    if not raw_index.isdigit() or int(raw_index) >= len(files):
+        raise ApiError(404, "not_found", "no such attachment")
+    file = files[int(raw_index)]
+    stored = await StoredFile.by_ref(str(file.get("ref", "")))
+    telegram = ctx.telegram
+    if stored is not None:
+        data = stored.content
+    elif message is None or message.channel != "telegram" or telegram is None:
+        raise ApiError(404, "not_found", "this attachment was not kept (see its name and size)")
+    elif file.get("kind") == "location":
+        raise ApiError(404, "not_found", "a location has no file")
+    else:
+        try:
+            data = await telegram.sender.download(str(file["ref"]))
+        except DeliveryError as exc:
+            raise ApiError(502, "channel_error", f"Telegram did not give the file: {exc}") from exc
+    name = str(file.get("name") or f"{file.get('kind', 'file')}-{raw_id}-{raw_index}")
+    return web.Response(
+        body=data,
+        content_type=str(file.get("mime") or "application/octet-stream"),
+        headers={"Content-Disposition": f'attachment; filename="{_safe_name(name)}"'},
+    )
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100] or "file"
+
+
+async def merge_customer(request: web.Request) -> web.Response:
+    """Merge another customer into this one (the same person writing from elsewhere)."""
+    ctx = ctx_of(request)
+    body = MergeIn.model_validate(await read_json(request))
+    raw = request.match_info["customer_id"]
+    target = await Customer.get_or_none(id=int(raw)) if raw.isdigit() else None
+    source = await Customer.get_or_none(id=body.customer_id)
+    if target is None or source is None:
+        raise ApiError(404, "not_found", "no such customer")
+    if target.id == source.id:
+        raise ApiError(409, "conflict", "a customer cannot be merged into itself")
+    async with in_transaction():
+        await merge_customers(
+            source.id, target.id, ctx.lifecycle.events, actor=caller_of(request).actor
+        )
+    points = await ContactPoint.filter(customer_id=target.id).order_by("id")
+    appeals = await Appeal.filter(customer_id=target.id).count()
+    return json_response(
+        {
+            "id": target.id,
+            "name": target.name,
+            "appeals": appeals,
+            "contacts": [{"channel": p.channel, "address": p.address} for p in points],
+        }
+    )
 
 
 _NUMBER = "/api/v1/appeals/{number}"
@@ -262,6 +340,21 @@ OPERATIONS = [
         response=MessageOut,
         status=201,
         errors=(400, 401, 404, 409, 413, 422),
+    ),
+    Operation(
+        "GET",
+        f"{_NUMBER}/messages/{{message_id}}/attachments/{{index}}",
+        attachment,
+        "Download a file of a message",
+        errors=(401, 404, 502),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/customers/{customer_id}/merge",
+        merge_customer,
+        "Merge another customer into this one",
+        body=MergeIn,
+        errors=(400, 401, 404, 409, 422),
     ),
     Operation(
         "POST",

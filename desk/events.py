@@ -1,0 +1,64 @@
+"""Domain events: each one is a history row, and subscribers react inside the same transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from desk import history
+from models import Appeal, Customer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DomainEvent:
+    """Something that happened to an appeal or a customer (``appeal.created``, …)."""
+
+    kind: str
+    actor: str
+    appeal: Appeal | None = None
+    customer_id: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Subscriber = Callable[[DomainEvent], Awaitable[None]]
+
+
+class EventBus:
+    """Records events in the history and hands them to subscribers (staff topic, notifications).
+
+    Subscribers run inside the caller's transaction and only write rows (outbox, tasks), so an
+    event and what it causes commit or roll back together.
+    """
+
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._clock = clock
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Call ``subscriber`` for every event from now on."""
+        self._subscribers.append(subscriber)
+
+    async def emit(
+        self,
+        kind: str,
+        /,
+        *,
+        actor: str,
+        appeal: Appeal | None = None,
+        customer: Customer | None = None,
+        **data: Any,
+    ) -> DomainEvent:
+        """Write the history row and tell every subscriber; call inside the change's transaction."""
+        at = self._clock() if self._clock is not None else None
+        row = await history.record(
+            kind, actor=actor, appeal=appeal, customer=customer, at=at, **data
+        )
+        event = DomainEvent(kind, actor, appeal, row.customer_id, data)
+        for subscriber in self._subscribers:
+            await subscriber(event)
+        return event
