@@ -1,12 +1,32 @@
-"""Telegram channel: settings now; the aiogram adapter arrives with the Telegram issue (#4)."""
+"""Telegram channel: settings, the bot, updates in (polling or webhook), messages normalised."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError, TelegramConflictError
+from aiogram.types import Message, Update
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from channels.base import Attachment, BadInbound, ChannelKind, InboundMessage, wait_or_stop
+
+log = logging.getLogger(__name__)
 
 TELEGRAM_API_URL = "https://api.telegram.org"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+UpdateHandler = Callable[[Update], Awaitable[None]]
 
 
 class TelegramSettings(BaseModel):
@@ -18,9 +38,14 @@ class TelegramSettings(BaseModel):
     api_url: str = TELEGRAM_API_URL
     mode: Literal["polling", "webhook"] = "polling"
     webhook_secret: SecretStr | None = None
+    webhook_path: str = "/telegram/webhook"
     staff_chat_id: int | None = None
     managers_chat_id: int | None = None
     timeout_s: float = Field(default=10.0, gt=0)
+    poll_timeout_s: int = Field(default=25, ge=0, le=50)
+    sign_replies: bool = Field(default=True, description="add the agent's name to answers")
+    album_wait_s: float = Field(default=2.0, ge=0, description="wait for an album's parts")
+    feed_interval_s: float = Field(default=30.0, ge=1, description="at most one feed edit per")
 
     @field_validator("token")
     @classmethod
@@ -32,10 +57,222 @@ class TelegramSettings(BaseModel):
             raise ValueError("a bot token looks like 123456:ABC-DEF (from @BotFather)")
         return value
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        secret = value.get_secret_value()
+        if not 1 <= len(secret) <= 256 or not all(c.isalnum() or c in "_-" for c in secret):
+            raise ValueError("1-256 characters: letters, digits, '_' and '-' (Telegram's rule)")
+        return value
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _path_shape(cls, value: str) -> str:
+        if not value.startswith("/") or value.startswith(("/api/", "/feedback/")):
+            raise ValueError("a path of its own starting with '/', e.g. /telegram/webhook")
+        return value
+
     def disabled_reason(self) -> str | None:
         """Why the channel cannot run with these settings, or None when it can."""
         if self.token is None:
             return "DESK_TELEGRAM__TOKEN is not set"
         if self.mode == "webhook" and self.webhook_secret is None:
             return "webhook mode needs DESK_TELEGRAM__WEBHOOK_SECRET"
-        return "the Telegram adapter is not part of this version yet (issue #4)"
+        return None
+
+
+def make_bot(settings: TelegramSettings) -> Bot:
+    """The aiogram bot for these settings, talking to ``api_url`` (Telegram, or a local server)."""
+    if settings.token is None:
+        raise ValueError("DESK_TELEGRAM__TOKEN is not set")
+    base = settings.api_url.rstrip("/")
+    api = PRODUCTION if base == TELEGRAM_API_URL else TelegramAPIServer.from_base(base)
+    session = AiohttpSession(api=api, timeout=settings.timeout_s)
+    return Bot(settings.token.get_secret_value(), session=session)
+
+
+# -- messages in ------------------------------------------------------------------------------
+
+
+def message_key(message: Message) -> str:
+    """The external id of a Telegram message: unique per chat and message."""
+    return f"{message.chat.id}:{message.message_id}"
+
+
+def customer_inbound(message: Message, *, new_appeal: bool = False) -> InboundMessage:
+    """A customer's private message as an InboundMessage; content we cannot keep is BadInbound."""
+    attachments = attachments_of(message)
+    text = message.text or message.caption or ""
+    if message.location is not None:
+        text = text or f"📍 {message.location.latitude}, {message.location.longitude}"
+    if not text and not attachments:
+        raise BadInbound(f"unsupported content type {message.content_type}")
+    user = message.from_user
+    edit_date = message.edit_date
+    sent_at = message.date
+    if edit_date is not None:
+        sent_at = (
+            datetime.fromtimestamp(edit_date, UTC) if isinstance(edit_date, int) else edit_date
+        )
+    return InboundMessage(
+        channel=ChannelKind.TELEGRAM,
+        external_id=message_key(message) + (f":e{int(sent_at.timestamp())}" if edit_date else ""),
+        address=str(message.chat.id),
+        text=text,
+        sender_name=user.full_name if user is not None else "",
+        language=(user.language_code or "") if user is not None else "",
+        sent_at=sent_at,
+        attachments=attachments,
+        new_appeal=new_appeal,
+        group_id=f"{message.chat.id}:{message.media_group_id}" if message.media_group_id else "",
+        edit_of=message_key(message) if edit_date else "",
+    )
+
+
+def attachments_of(message: Message) -> tuple[Attachment, ...]:
+    """The files of a message, kept by Telegram file id (the largest size of a photo)."""
+    if message.photo:
+        best = max(message.photo, key=lambda p: p.width * p.height)
+        return (Attachment("photo", best.file_id, size=best.file_size or 0),)
+    if message.document is not None:
+        doc = message.document
+        return (
+            Attachment(
+                "document",
+                doc.file_id,
+                name=doc.file_name or "",
+                mime=doc.mime_type or "",
+                size=doc.file_size or 0,
+            ),
+        )
+    for kind in ("video", "voice", "audio", "video_note", "animation"):
+        media = getattr(message, kind)
+        if media is not None:
+            stored = "video" if kind in ("video_note", "animation") else kind
+            if stored == "audio":
+                stored = "document"
+            return (
+                Attachment(
+                    stored,
+                    media.file_id,
+                    name=getattr(media, "file_name", None) or "",
+                    mime=getattr(media, "mime_type", None) or "",
+                    size=media.file_size or 0,
+                ),
+            )
+    if message.sticker is not None:
+        return (Attachment("sticker", message.sticker.file_id, name=message.sticker.emoji or ""),)
+    if message.location is not None:
+        ref = f"{message.location.latitude},{message.location.longitude}"
+        return (Attachment("location", ref),)
+    return ()
+
+
+# -- updates in -------------------------------------------------------------------------------
+
+
+class Poller:
+    """getUpdates long polling that moves the offset on only after an update is handled.
+
+    aiogram's own polling confirms an update even when its handler fails; here an update whose
+    handler raised (the database is down, say) is fetched and handled again, so nothing
+    acknowledged is lost. Handlers are idempotent by message id.
+    """
+
+    def __init__(
+        self,
+        bot: Bot,
+        handle: UpdateHandler,
+        *,
+        timeout_s: int = 25,
+        max_failures: int = 20,
+    ) -> None:
+        self._bot = bot
+        self._handle = handle
+        self._timeout = timeout_s
+        self._max_failures = max_failures
+        self._offset: int | None = None
+        self._failures = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set; errors are logged and retried with a pause."""
+        with contextlib.suppress(TelegramAPIError):
+            await self._bot.delete_webhook(drop_pending_updates=False)
+        pause = 1.0
+        while not stop.is_set():
+            try:
+                updates = await self._fetch(stop)
+                for update in updates:
+                    await self._one(update)
+                pause = 1.0
+            except TelegramConflictError:
+                log.error("another process takes this bot's updates (or a webhook is set)")
+                await wait_or_stop(stop, 5.0)
+            except Exception:  # a task root: log, wait, poll again
+                log.exception("telegram polling failed")
+                await wait_or_stop(stop, pause)
+                pause = min(pause * 2, 30.0)
+
+    async def _fetch(self, stop: asyncio.Event) -> list[Update]:
+        fetch = asyncio.ensure_future(
+            self._bot.get_updates(
+                offset=self._offset,
+                timeout=self._timeout,
+                allowed_updates=ALLOWED_UPDATES,
+                request_timeout=self._timeout + 10,
+            )
+        )
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([fetch, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not fetch.done():
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetch
+            return []
+        return fetch.result()
+
+    async def _one(self, update: Update) -> None:
+        try:
+            await self._handle(update)
+        except Exception:
+            self._failures += 1
+            if self._failures < self._max_failures:
+                raise  # fetched again from the same offset after the pause
+            log.exception(
+                "update dropped after repeated failures", extra={"update": update.update_id}
+            )
+        self._failures = 0
+        self._offset = update.update_id + 1
+
+
+def webhook_view(
+    secret: str, bot: Bot, handle: UpdateHandler
+) -> Callable[..., Awaitable[web.Response]]:
+    """The aiohttp view of the webhook: the secret header checked, the update handled before
+    the answer (Telegram sends it again on anything but 200)."""
+
+    async def view(request: web.Request) -> web.Response:
+        given = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), secret.encode()):
+            log.warning("webhook call with a wrong secret")
+            return web.json_response({"ok": False, "error": "unauthorized"}, status=401)
+        try:
+            data = json.loads(await request.read())
+            update = Update.model_validate(data, context={"bot": bot})
+        except (ValueError, ValidationError) as exc:
+            # A clear 400: sending the same bytes again would not make them readable.
+            log.warning("unreadable telegram update", extra={"reason": str(exc)[:200]})
+            return web.json_response({"ok": False, "error": "bad update"}, status=400)
+        try:
+            await handle(update)
+        except Exception:
+            log.exception("telegram update not handled", extra={"update": update.update_id})
+            return web.json_response({"ok": False, "error": "try again"}, status=500)
+        return web.json_response({"ok": True})
+
+    return view

@@ -1,0 +1,162 @@
+"""The customer's bot: /start and its menu, every message into the appeal stream, edits too."""
+
+from __future__ import annotations
+
+import html
+import logging
+
+from aiogram import F, Router
+from aiogram.enums import ChatType
+from aiogram.filters import CommandStart
+from aiogram.types import KeyboardButton, Message, ReplyKeyboardMarkup
+
+from bots.deps import BotDeps
+from channels.base import BadInbound, ChannelKind
+from channels.telegram import customer_inbound
+from desk.customers import link_phone
+from desk.texts import LANGUAGES, language_of
+from models import Appeal, ContactPoint, KeyValue
+
+log = logging.getLogger(__name__)
+
+MY_APPEALS_LIMIT = 10
+
+
+def customer_router() -> Router:
+    """The handlers of customers' private chats (a new router per dispatcher)."""
+    router = Router(name="customer")
+    router.message.filter(F.chat.type == ChatType.PRIVATE)
+    router.edited_message.filter(F.chat.type == ChatType.PRIVATE)
+    router.message.register(start, CommandStart())
+    router.message.register(shared_contact, F.contact)
+    router.message.register(text_message, F.text.as_("label"))
+    router.message.register(any_message)
+    router.edited_message.register(edited_message)
+    return router
+
+
+def _lang(message: Message) -> str:
+    user = message.from_user
+    return language_of(user.language_code if user is not None else None)
+
+
+def _labels(deps: BotDeps, key: str) -> set[str]:
+    return {deps.ctx.texts.string(key, lang) for lang in LANGUAGES}
+
+
+def menu(deps: BotDeps, lang: str) -> ReplyKeyboardMarkup:
+    """The customer's keyboard: new appeal, my appeals, share phone."""
+    s = deps.ctx.texts.string
+    return ReplyKeyboardMarkup(
+        keyboard=[
+            [KeyboardButton(text=s("menu.new", lang)), KeyboardButton(text=s("menu.list", lang))],
+            [KeyboardButton(text=s("menu.phone", lang), request_contact=True)],
+        ],
+        resize_keyboard=True,
+        is_persistent=True,
+    )
+
+
+async def start(message: Message, deps: BotDeps) -> None:
+    """Greet in the customer's language and show the menu."""
+    lang = _lang(message)
+    user = message.from_user
+    text = deps.ctx.texts.render(
+        "telegram/start.html.j2",
+        lang,
+        name=user.first_name if user is not None else "",
+        company=deps.ctx.settings.company.name,
+    )
+    await deps.tell_customer(message.chat.id, text, markup=menu(deps, lang))
+
+
+async def shared_contact(message: Message, deps: BotDeps) -> None:
+    """A shared phone links this chat to the customer who already has that phone."""
+    lang = _lang(message)
+    contact = message.contact
+    user = message.from_user
+    if contact is None or user is None or contact.user_id != user.id:
+        await deps.tell_customer(message.chat.id, _s(deps, "customer.phone_not_own", lang))
+        return
+    await link_phone(
+        ChannelKind.TELEGRAM.value,
+        str(message.chat.id),
+        contact.phone_number,
+        name=user.full_name,
+        language=lang,
+        events=deps.ctx.lifecycle.events,
+    )
+    await deps.tell_customer(message.chat.id, _s(deps, "customer.phone_linked", lang))
+
+
+async def text_message(message: Message, deps: BotDeps, label: str) -> None:
+    """Menu buttons, or a customer's text for their appeal."""
+    lang = _lang(message)
+    if label in _labels(deps, "menu.new"):
+        await KeyValue.update_or_create(key=_new_key(message.chat.id), defaults={"value": "1"})
+        await deps.tell_customer(message.chat.id, _s(deps, "customer.new_prompt", lang))
+        return
+    if label in _labels(deps, "menu.list"):
+        await _my_appeals(message, deps, lang)
+        return
+    await to_stream(message, deps)
+
+
+async def any_message(message: Message, deps: BotDeps) -> None:
+    """Photos, documents, voice, video, stickers, locations: into the appeal stream."""
+    await to_stream(message, deps)
+
+
+async def edited_message(message: Message, deps: BotDeps) -> None:
+    """An edit reaches the staff as an edit note; the stored text follows it."""
+    await to_stream(message, deps)
+
+
+async def to_stream(message: Message, deps: BotDeps) -> None:
+    """Write the message durably to the appeal stream (before Telegram hears "ok")."""
+    lang = _lang(message)
+    key = _new_key(message.chat.id)
+    wants_new = message.edit_date is None and await KeyValue.filter(key=key).exists()
+    try:
+        inbound = customer_inbound(message, new_appeal=wants_new)
+    except BadInbound:
+        await deps.tell_customer(message.chat.id, _s(deps, "customer.unsupported", lang))
+        return
+    limit = deps.ctx.settings.lifecycle.max_text_chars
+    if len(inbound.text) > limit:
+        await deps.tell_customer(message.chat.id, _s(deps, "customer.too_long", lang, limit=limit))
+        return
+    await deps.ctx.stream.publish(inbound)
+    if wants_new and not inbound.group_id:
+        await KeyValue.filter(key=key).delete()
+
+
+async def _my_appeals(message: Message, deps: BotDeps, lang: str) -> None:
+    point = await ContactPoint.filter(
+        channel=ChannelKind.TELEGRAM.value, address=str(message.chat.id)
+    ).first()
+    appeals = []
+    if point is not None:
+        rows = (
+            await Appeal.filter(customer_id=point.customer_id)
+            .order_by("-id")
+            .limit(MY_APPEALS_LIMIT)
+        )
+        appeals = [
+            {
+                "number": a.number,
+                "subject": a.subject,
+                "status": deps.ctx.texts.string(f"status.{a.status.value}", lang),
+            }
+            for a in rows
+        ]
+    text = deps.ctx.texts.render("telegram/my_appeals.html.j2", lang, appeals=appeals)
+    await deps.tell_customer(message.chat.id, text)
+
+
+def _new_key(chat_id: int) -> str:
+    return f"telegram.new_appeal.{chat_id}"
+
+
+def _s(deps: BotDeps, key: str, lang: str, **values: object) -> str:
+    return html.escape(deps.ctx.texts.string(key, lang, **values), quote=False)

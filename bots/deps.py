@@ -1,0 +1,46 @@
+"""What the Telegram handlers need, handed to them by the dispatcher (never module globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardMarkup
+from tortoise.transactions import in_transaction
+
+from bots.staff_sync import StaffSync
+from channels.base import ChannelKind
+from channels.telegram_send import TelegramSender
+from desk.answers import AnswerBook
+from desk.context import AppContext
+
+
+@dataclass
+class BotDeps:
+    """The service context plus the Telegram parts: sender, staff sync, answer templates."""
+
+    ctx: AppContext
+    sender: TelegramSender
+    staff: StaffSync | None
+    answers: AnswerBook
+
+    async def tell_customer(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        markup: InlineKeyboardMarkup | ReplyKeyboardMarkup | None = None,
+    ) -> None:
+        """Queue an HTML message to a customer's private chat (the outbox keeps the limits)."""
+        extra: dict[str, Any] = {}
+        if markup is not None:
+            extra["reply_markup"] = markup.model_dump(mode="json", exclude_none=True)
+        async with in_transaction():
+            await self.ctx.outbox.enqueue(
+                channel=ChannelKind.TELEGRAM.value,
+                address=str(chat_id),
+                text=text,
+                fmt="html",
+                extra=extra,
+            )
+        self.ctx.outbox.wake()

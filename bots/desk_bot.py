@@ -1,0 +1,99 @@
+"""The Telegram side of the service wired together: bot, dispatcher, sender, staff group."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from aiogram import Dispatcher
+from aiogram.types import Update
+from aiohttp import web
+from tortoise.transactions import in_transaction
+
+from bots.customer import customer_router
+from bots.deps import BotDeps
+from bots.feed import FeedBoard
+from bots.staff import staff_router
+from bots.staff_posts import StaffPoster
+from bots.staff_sync import STAFF_CHANNEL, StaffSync
+from channels.base import ChannelKind, wait_or_stop
+from channels.telegram import ALLOWED_UPDATES, Poller, make_bot, webhook_view
+from channels.telegram_send import TelegramLimiter, TelegramSender
+from desk.answers import AnswerBook
+from desk.context import AppContext
+
+log = logging.getLogger(__name__)
+
+FEED_TICK_S = 60.0
+
+
+class TelegramDesk:
+    """Everything Telegram: registered on the context as the ``telegram`` and ``staff``
+    adapters and as event subscribers, so every process (serve or worker) delivers the same."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        settings = ctx.settings.telegram
+        self.ctx = ctx
+        self.settings = settings
+        self.bot = make_bot(settings)
+        limiter = TelegramLimiter(lambda: ctx.clock().timestamp())
+        self.sender = TelegramSender(self.bot, limiter, timeout_s=settings.timeout_s)
+        self.staff: StaffSync | None = None
+        if settings.staff_chat_id is not None:
+            self.staff = StaffSync(ctx.outbox, ctx.settings, ctx.texts, ctx.clock)
+        answers = AnswerBook(Path(ctx.settings.answers_file))
+        self.deps = BotDeps(ctx, self.sender, self.staff, answers)
+        self.dispatcher = Dispatcher()
+        self.dispatcher.include_router(staff_router())
+        self.dispatcher.include_router(customer_router())
+        ctx.adapters[ChannelKind.TELEGRAM.value] = self.sender
+        if self.staff is not None:
+            feed = FeedBoard(self.sender, ctx.settings, ctx.texts, ctx.clock)
+            ctx.adapters[STAFF_CHANNEL] = StaffPoster(self.sender, ctx.settings, ctx.texts, feed)
+            ctx.lifecycle.events.subscribe(self.staff.on_event)
+
+    async def handle(self, update: Update) -> None:
+        """Handle one update to the end (written durably) before it is acknowledged."""
+        await self.dispatcher.feed_update(self.bot, update, deps=self.deps)
+
+    def poller(self) -> Poller:
+        """Long polling that confirms an update only after ``handle`` returned."""
+        return Poller(self.bot, self.handle, timeout_s=self.settings.poll_timeout_s)
+
+    def add_webhook_route(self, app: web.Application) -> None:
+        """Serve the webhook on the service's own HTTP server."""
+        secret = self.settings.webhook_secret
+        if secret is None:
+            raise ValueError("webhook mode needs DESK_TELEGRAM__WEBHOOK_SECRET")
+        view = webhook_view(secret.get_secret_value(), self.bot, self.handle)
+        app.router.add_post(self.settings.webhook_path, view)
+
+    async def set_webhook(self, public_url: str) -> None:
+        """Tell Telegram where to post updates (with the secret it must send back)."""
+        secret = self.settings.webhook_secret
+        await self.bot.set_webhook(
+            url=public_url.rstrip("/") + self.settings.webhook_path,
+            secret_token=secret.get_secret_value() if secret else None,
+            allowed_updates=ALLOWED_UPDATES,
+            drop_pending_updates=False,
+        )
+
+    async def feed_ticker(self, stop: asyncio.Event) -> None:
+        """Keep the feed's "time left" fresh while appeals wait (one edit a minute at most)."""
+        if self.staff is None:
+            return
+        while not stop.is_set():
+            await wait_or_stop(stop, max(FEED_TICK_S, self.settings.feed_interval_s))
+            if stop.is_set():
+                return
+            try:
+                async with in_transaction():
+                    await self.staff.feed_soon(0)
+                self.ctx.outbox.wake()
+            except Exception:  # a task root: the next tick tries again
+                log.exception("feed tick failed")
+
+    async def close(self) -> None:
+        """Close the bot's HTTP session."""
+        await self.bot.session.close()

@@ -1,0 +1,116 @@
+"""The empty feed: one pinned message in the staff group listing appeals that wait for an answer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from bots.cards import CardMaker
+from channels.telegram_send import MessageGone, TelegramSender
+from desk.settings import Settings
+from desk.sla import promise_minutes
+from desk.texts import Texts
+from models import Appeal, AppealStatus, Customer, KeyValue
+
+FEED_LIMIT = 30
+WAITING = (AppealStatus.NEW, AppealStatus.OPEN)
+
+
+async def waiting_appeals(limit: int = FEED_LIMIT) -> tuple[list[Appeal], int]:
+    """Appeals whose customer waits for an answer, oldest first, and how many there are."""
+    query = Appeal.filter(status__in=list(WAITING), waiting_since__isnull=False)
+    total = await query.count()
+    return await query.order_by("waiting_since", "id").limit(limit), total
+
+
+class FeedBoard:
+    """Renders the feed and keeps its pinned message up to date by editing it."""
+
+    def __init__(
+        self,
+        sender: TelegramSender,
+        settings: Settings,
+        texts: Texts,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._sender = sender
+        self._chat = settings.telegram.staff_chat_id or 0
+        self._settings = settings
+        self._texts = texts
+        self._clock = clock
+        self._lang = settings.company.language
+        self._cards = CardMaker(settings, texts)
+        self._key = f"telegram.feed.{self._chat}"
+
+    async def render(self) -> tuple[str, int]:
+        """The feed's text and how many appeals wait."""
+        appeals, total = await waiting_appeals()
+        now = self._clock()
+        names = {
+            c.id: c.name
+            for c in await Customer.filter(id__in=[a.customer_id for a in appeals]).only(
+                "id", "name"
+            )
+        }
+        step = timedelta(minutes=promise_minutes(self._settings, None, "normal"))
+        rows = []
+        for appeal in appeals:
+            due = appeal.first_response_due if appeal.first_response_at is None else None
+            due = due or ((appeal.waiting_since or now) + step)
+            left = int((due - now).total_seconds() // 60)
+            rows.append(
+                {
+                    "number": appeal.number,
+                    "name": names.get(appeal.customer_id, ""),
+                    "subject": appeal.subject[:60],
+                    "left": left,
+                    "link": self._link(appeal),
+                }
+            )
+        text = self._texts.render(
+            "telegram/feed.html.j2",
+            self._lang,
+            rows=rows,
+            total=total,
+            more=max(0, total - len(rows)),
+            updated=self._cards.local(now),
+        )
+        return text, total
+
+    async def refresh(self) -> str:
+        """Edit the pinned feed (post and pin it the first time); returns its message id."""
+        text, total = await self.render()
+        state = await self._state()
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        message_id = state.get("message_id")
+        if message_id and state.get("digest") != digest:
+            try:
+                await self._sender.edit(self._chat, int(message_id), text, markup=None)
+            except MessageGone:
+                message_id = None
+        if not message_id:
+            ids = await self._sender.send(self._chat, text, html=True)
+            message_id = ids[0]
+            await self._sender.pin(self._chat, message_id)
+        await self._save({"message_id": message_id, "digest": digest, "waiting": total})
+        return str(message_id)
+
+    def _link(self, appeal: Appeal) -> str:
+        """A t.me link to the appeal's topic (for supergroups: -100… ids)."""
+        chat = str(self._chat)
+        if not chat.startswith("-100") or not appeal.staff_thread:
+            return ""
+        return f"https://t.me/c/{chat[4:]}/{appeal.staff_thread}"
+
+    async def _state(self) -> dict[str, Any]:
+        row = await KeyValue.get_or_none(key=self._key)
+        if row is None:
+            return {}
+        loaded = json.loads(row.value)
+        return loaded if isinstance(loaded, dict) else {}
+
+    async def _save(self, state: dict[str, Any]) -> None:
+        await KeyValue.update_or_create(key=self._key, defaults={"value": json.dumps(state)})

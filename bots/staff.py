@@ -1,0 +1,457 @@
+"""The staff group: agents' messages become answers or notes, commands and buttons act on the
+appeal of the topic they are in. Only registered agents act; others are refused politely."""
+
+from __future__ import annotations
+
+import html
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiogram import Router
+from aiogram.filters import Filter
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+
+from bots.cards import callback
+from bots.deps import BotDeps
+from bots.staff_commands import COMMANDS, CommandContext, parse_command
+from channels.base import Attachment, ChannelKind
+from channels.telegram import attachments_of
+from desk.errors import AgentNotFound, DeskError, InvalidInput, InvalidTransition
+from desk.triage import IMPORTANT_TAG
+from models import (
+    Agent,
+    AgentRole,
+    Appeal,
+    AppealStatus,
+    Customer,
+    Direction,
+    KeyValue,
+    OutboxItem,
+    StoredFile,
+)
+from models import Message as StoredMessage
+
+log = logging.getLogger(__name__)
+
+SUPERVISORS = (AgentRole.SUPERVISOR, AgentRole.MANAGER)
+PICKER_LIMIT = 12
+REFUSAL_PAUSE = timedelta(minutes=10)
+
+
+class InStaffChat(Filter):
+    """Passes updates from the configured staff group only."""
+
+    async def __call__(self, event: Message | CallbackQuery, deps: BotDeps) -> bool:
+        settings = deps.ctx.settings.telegram
+        message = event.message if isinstance(event, CallbackQuery) else event
+        if message is None:
+            return False
+        if isinstance(event, CallbackQuery) and message.chat.id == settings.managers_chat_id:
+            return True  # «Взять» under a managers' alert
+        return settings.staff_chat_id is not None and message.chat.id == settings.staff_chat_id
+
+
+def staff_router() -> Router:
+    """The handlers of the staff group (a new router per dispatcher)."""
+    router = Router(name="staff")
+    router.message.filter(InStaffChat())
+    router.callback_query.filter(InStaffChat())
+    router.message.register(staff_message)
+    router.edited_message.filter(InStaffChat())
+    router.edited_message.register(staff_edit)
+    router.callback_query.register(staff_button)
+    return router
+
+
+async def staff_message(message: Message, deps: BotDeps) -> None:
+    """An agent wrote in the staff group."""
+    await StaffDesk(deps).on_message(message)
+
+
+async def staff_edit(message: Message, deps: BotDeps) -> None:
+    """An agent corrected a message in the staff group."""
+    await StaffDesk(deps).on_edit(message)
+
+
+async def staff_button(query: CallbackQuery, deps: BotDeps) -> None:
+    """An agent pressed a button under a card, a picker or a join request."""
+    await StaffDesk(deps).on_button(query)
+
+
+async def active_agent(telegram_id: int) -> Agent | None:
+    """The registered, active agent with this Telegram id."""
+    return await Agent.filter(telegram_id=telegram_id, active=True).first()
+
+
+class StaffDesk:
+    """Handles one staff update; every answer goes to the group through the outbox."""
+
+    def __init__(self, deps: BotDeps) -> None:
+        self.deps = deps
+        self.ctx = deps.ctx
+        self.lang = deps.ctx.settings.company.language
+        self.chat = deps.ctx.settings.telegram.staff_chat_id or 0
+
+    def s(self, key: str, **values: Any) -> str:
+        """A staff string, escaped for Telegram HTML."""
+        return html.escape(self.ctx.texts.string(key, self.lang, **values), quote=False)
+
+    async def say(
+        self,
+        appeal: Appeal | None,
+        text: str,
+        *,
+        reply_to: int | None = None,
+        markup: InlineKeyboardMarkup | None = None,
+    ) -> None:
+        """Post ``text`` (HTML) in the appeal's topic, or in General."""
+        if self.deps.staff is None:
+            return
+        await self.deps.staff.enqueue(
+            appeal,
+            "post",
+            text=text,
+            reply_to=reply_to,
+            markup=markup.model_dump(mode="json", exclude_none=True) if markup else None,
+        )
+        self.ctx.outbox.wake()
+
+    # -- messages -----------------------------------------------------------------------------
+
+    async def on_message(self, message: Message) -> None:
+        """Route one message: /join, refusal, command, note or answer."""
+        user = message.from_user
+        if user is None or user.is_bot or _is_service(message):
+            return
+        text = message.text or message.caption or ""
+        command, args = parse_command(text)
+        appeal = await self.appeal_of(message)
+        agent = await active_agent(user.id)
+        if command == "join":
+            await self.join(message, agent)
+            return
+        if agent is None:
+            if (command or appeal is not None) and await self._may_refuse(user.id):
+                await self.say(appeal, self.s("staff.not_agent"), reply_to=message.message_id)
+            return
+        if command:
+            handler = COMMANDS.get(command)
+            if handler is None:
+                await self.say(
+                    appeal,
+                    self.s("staff.unknown_command", command=command),
+                    reply_to=message.message_id,
+                )
+                return
+            await handler(CommandContext(self, message, agent, appeal, args))
+            return
+        if appeal is None:
+            return  # talk in General stays between colleagues
+        source_ref = f"tg:{message.chat.id}:{message.message_id}"
+        try:
+            if text.startswith("//"):
+                await self.ctx.lifecycle.note(
+                    appeal.number or "",
+                    text[2:],
+                    actor=agent.name,
+                    agent=agent,
+                    source="telegram",
+                    source_ref=source_ref,
+                )
+                return
+            await self.answer(appeal, agent, text, message, source_ref)
+        except InvalidTransition:
+            await self.say(appeal, self.s("staff.closed_appeal"), reply_to=message.message_id)
+        except InvalidInput as exc:
+            await self.say(
+                appeal, self.s("staff.error", reason=str(exc)), reply_to=message.message_id
+            )
+
+    async def on_edit(self, message: Message) -> None:
+        """An agent fixed an answer: the customer's copy follows (where the channel allows)."""
+        user = message.from_user
+        text = message.text or message.caption or ""
+        if user is None or text.startswith(("/", "//")) or not text.strip():
+            return
+        agent = await active_agent(user.id)
+        appeal = await self.appeal_of(message)
+        if agent is None or appeal is None:
+            return
+        signature = ""
+        if self.ctx.settings.telegram.sign_replies:
+            lang = await _customer_language(appeal)
+            signature = self.ctx.texts.string("reply.signature", lang, name=agent.name)
+        edited = await self.ctx.lifecycle.edit_reply(
+            f"tg:{message.chat.id}:{message.message_id}",
+            text,
+            actor=agent.name,
+            signature=signature,
+        )
+        if edited is False:
+            await self.say(appeal, self.s("staff.edit_not_sent"), reply_to=message.message_id)
+
+    async def _may_refuse(self, user_id: int) -> bool:
+        """One refusal per stranger per ``REFUSAL_PAUSE``: a chatty guest must not spend the
+        group's message budget."""
+        now = self.ctx.clock()
+        key = f"telegram.refused.{user_id}"
+        last = await KeyValue.get_or_none(key=key)
+        if last is not None and now - datetime.fromisoformat(last.value) < REFUSAL_PAUSE:
+            return False
+        await KeyValue.update_or_create(key=key, defaults={"value": now.isoformat()})
+        return True
+
+    async def answer(
+        self, appeal: Appeal, agent: Agent, text: str, message: Message, source_ref: str
+    ) -> None:
+        """Relay an agent's message (text and files) to the customer, signed per config."""
+        files = attachments_of(message)
+        if not text.strip() and not files:
+            return
+        if files and await _answer_channel(appeal) != ChannelKind.TELEGRAM.value:
+            files = await self._stored(files)
+        signature = ""
+        if self.ctx.settings.telegram.sign_replies:
+            customer_lang = await _customer_language(appeal)
+            signature = self.ctx.texts.string("reply.signature", customer_lang, name=agent.name)
+        await self.ctx.lifecycle.reply(
+            appeal.number or "",
+            text,
+            actor=agent.name,
+            agent=agent,
+            attachments=files,
+            signature=signature,
+            source="telegram",
+            source_ref=source_ref,
+        )
+
+    async def _stored(self, files: tuple[Attachment, ...]) -> tuple[Attachment, ...]:
+        """Telegram files copied into the desk's store, for a customer on VK or email."""
+        kept = []
+        for item in files:
+            if item.kind == "location":
+                continue
+            content = await self.deps.sender.download(item.ref)
+            stored = await StoredFile.keep(content, name=item.name or item.kind, mime=item.mime)
+            kept.append(Attachment(item.kind, stored.ref, item.name, item.mime, len(content)))
+        return tuple(kept)
+
+    async def appeal_of(self, message: Message) -> Appeal | None:
+        """The appeal a staff message belongs to: by topic, or by what it replies to."""
+        if message.is_topic_message and message.message_thread_id:
+            return await Appeal.filter(staff_thread=str(message.message_thread_id)).first()
+        reply = message.reply_to_message
+        if reply is None:
+            return None
+        ref = str(reply.message_id)
+        appeal = await Appeal.filter(staff_card_ref=ref).first()
+        if appeal is not None:
+            return appeal
+        row = await OutboxItem.filter(
+            channel="staff", address=str(message.chat.id), external_id=ref
+        ).first()
+        if row is not None and row.appeal_id is not None:
+            return await Appeal.get_or_none(id=row.appeal_id)
+        stored = await StoredMessage.filter(source_ref=f"tg:{message.chat.id}:{ref}").first()
+        return await Appeal.get_or_none(id=stored.appeal_id) if stored is not None else None
+
+    # -- joining ------------------------------------------------------------------------------
+
+    async def join(self, message: Message, agent: Agent | None) -> None:
+        """Ask for access: supervisors get a request with Approve / Decline buttons."""
+        user = message.from_user
+        if user is None:
+            return
+        if agent is not None:
+            await self.say(None, self.s("staff.join_exists"), reply_to=message.message_id)
+            return
+        await KeyValue.update_or_create(
+            key=f"telegram.join.{user.id}", defaults={"value": user.full_name[:200]}
+        )
+        buttons = InlineKeyboardMarkup(
+            inline_keyboard=[
+                [
+                    InlineKeyboardButton(
+                        text=self.ctx.texts.string("button.approve", self.lang),
+                        callback_data=f"join:ok:{user.id}",
+                    ),
+                    InlineKeyboardButton(
+                        text=self.ctx.texts.string("button.decline", self.lang),
+                        callback_data=f"join:no:{user.id}",
+                    ),
+                ]
+            ]
+        )
+        request = "🙋 " + self.s("staff.join_request", name=user.full_name, user_id=user.id)
+        await self.say(None, request, markup=buttons)
+        await self.say(None, self.s("staff.join_sent"), reply_to=message.message_id)
+
+    async def decide_join(self, query: CallbackQuery, agent: Agent | None, data: str) -> None:
+        _, verdict, raw_id = data.split(":", 2)
+        if agent is None or agent.role not in SUPERVISORS:
+            await self.deps.sender.answer_callback(
+                query.id, self.ctx.texts.string("staff.join_not_supervisor", self.lang), True
+            )
+            return
+        request = await KeyValue.get_or_none(key=f"telegram.join.{raw_id}")
+        if request is None:
+            await self.deps.sender.answer_callback(
+                query.id, self.ctx.texts.string("staff.join_gone", self.lang), True
+            )
+            return
+        name = request.value
+        if verdict == "ok":
+            existing = await Agent.filter(telegram_id=int(raw_id)).first()
+            if existing is None:
+                await Agent.create(telegram_id=int(raw_id), name=name, role=AgentRole.AGENT)
+            else:
+                await Agent.filter(id=existing.id).update(active=True)
+            text = self.s("staff.join_approved", name=name, by=agent.name)
+        else:
+            text = self.s("staff.join_declined", name=name, by=agent.name)
+        await request.delete()
+        await self.say(None, text)
+        await self.deps.sender.answer_callback(
+            query.id, self.ctx.texts.string("staff.done", self.lang)
+        )
+
+    # -- buttons ------------------------------------------------------------------------------
+
+    async def on_button(self, query: CallbackQuery) -> None:
+        """One pressed button; the answer is the small notice above the chat."""
+        data = query.data or ""
+        agent = await active_agent(query.from_user.id)
+        if data.startswith("join:"):
+            await self.decide_join(query, agent, data)
+            return
+        if data.startswith("cat:") and agent is not None:
+            await self._pick_category(query, agent, data)
+            return
+        notice = self.ctx.texts.string("staff.done", self.lang)
+        alert = False
+        if agent is None:
+            notice, alert = self.ctx.texts.string("staff.callback_not_agent", self.lang), True
+        else:
+            try:
+                notice = await self._press(data, agent) or notice
+            except InvalidTransition as exc:
+                status = self.ctx.texts.string(f"status.{exc.current}", self.lang)
+                notice = self.ctx.texts.string("staff.not_allowed", self.lang, status=status)
+                alert = True
+            except DeskError as exc:
+                notice = self.ctx.texts.string("staff.error", self.lang, reason=str(exc))
+                alert = True
+        try:
+            await self.deps.sender.answer_callback(query.id, notice, alert)
+        except DeskError:
+            pass
+        except Exception:  # an old query cannot be answered; the action itself is done
+            log.info("callback answer failed", extra={"query": query.id})
+
+    async def _press(self, data: str, agent: Agent) -> str | None:
+        parts = data.split(":")
+        if len(parts) < 3 or parts[0] != "ap" or not parts[2].isdigit():
+            return None
+        action, appeal = parts[1], await Appeal.get_or_none(id=int(parts[2]))
+        if appeal is None or appeal.number is None:
+            return None
+        number, actor = appeal.number, agent.name
+        if action == "take":
+            await self.ctx.triage.assign(number, str(agent.id), actor=actor)
+        elif action == "done":
+            await self.ctx.lifecycle.transition(number, AppealStatus.RESOLVED, actor=actor)
+        elif action == "later":
+            await self.ctx.lifecycle.transition(number, AppealStatus.PENDING, actor=actor)
+        elif action == "reopen":
+            await self.ctx.lifecycle.transition(number, AppealStatus.OPEN, actor=actor)
+        elif action == "imp":
+            await self.ctx.triage.tag(number, IMPORTANT_TAG, actor=actor)
+        elif action == "pass":
+            await self.picker(appeal, agent)
+        elif action == "give" and len(parts) == 4:
+            try:
+                await self.ctx.triage.assign(number, parts[3], actor=actor)
+            except AgentNotFound:
+                return self.ctx.texts.string("staff.no_agent", self.lang, agent=parts[3])
+        return None
+
+    async def _pick_category(self, query: CallbackQuery, agent: Agent, data: str) -> None:
+        """One tap on the router's question: the category is set and remembered."""
+        _, raw_id, category = [*data.split(":", 2), "", ""][:3]
+        appeal = await Appeal.get_or_none(id=int(raw_id)) if raw_id.isdigit() else None
+        routing = self.ctx.routing
+        notice = self.ctx.texts.string("staff.done", self.lang)
+        alert = False
+        if appeal is None or routing is None or appeal.number is None:
+            notice, alert = self.ctx.texts.string("staff.join_gone", self.lang), True
+        else:
+            try:
+                await routing.choose(appeal.number, category, actor=agent.name)
+                self.ctx.outbox.wake()
+                title = routing.categories[category].title.get(self.lang) or category
+                notice = self.ctx.texts.string(
+                    "staff.categorised", self.lang, number=appeal.number, category=title
+                )
+            except DeskError as exc:
+                notice, alert = (
+                    self.ctx.texts.string("staff.error", self.lang, reason=str(exc)),
+                    True,
+                )
+        await self.deps.sender.answer_callback(query.id, notice, alert)
+
+    async def picker(self, appeal: Appeal, agent: Agent) -> None:
+        """Post the colleagues on duty as buttons: one tap hands the appeal over."""
+        others = (
+            await Agent.filter(active=True, on_duty=True)
+            .exclude(id=agent.id)
+            .order_by("name")
+            .limit(PICKER_LIMIT)
+        )
+        if not others:
+            await self.say(appeal, self.s("staff.no_agents"))
+            return
+        rows = [
+            [
+                InlineKeyboardButton(
+                    text=o.name, callback_data=callback("give", appeal.id, str(o.id))
+                )
+            ]
+            for o in others
+        ]
+        await self.say(
+            appeal,
+            self.s("staff.pick_agent", number=appeal.number),
+            markup=InlineKeyboardMarkup(inline_keyboard=rows),
+        )
+
+
+def _is_service(message: Message) -> bool:
+    """Topic created/edited/closed notices, pins and joins: nothing for the desk to do."""
+    return message.content_type not in (
+        "text",
+        "photo",
+        "document",
+        "video",
+        "voice",
+        "audio",
+        "animation",
+        "sticker",
+        "location",
+        "video_note",
+    )
+
+
+async def _answer_channel(appeal: Appeal) -> str:
+    """The channel an answer goes through: where the customer wrote last."""
+    last = (
+        await StoredMessage.filter(appeal_id=appeal.id, direction=Direction.IN)
+        .order_by("-id")
+        .first()
+    )
+    return last.channel if last is not None else appeal.channel
+
+
+async def _customer_language(appeal: Appeal) -> str:
+    customer = await Customer.get(id=appeal.customer_id)
+    return customer.language

@@ -1,0 +1,305 @@
+"""Commands agents type in the staff group: /take, /assign, /transfer, /close, /postpone, …"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiogram.types import InlineKeyboardMarkup, Message
+from tortoise.transactions import in_transaction
+
+from bots.feed import FeedBoard
+from desk.customers import merge_customers
+from desk.errors import AgentNotFound, AppealNotFound, InvalidInput, InvalidTransition
+from models import OPEN_STATUSES, Agent, Appeal, AppealStatus, ContactPoint, Customer, Priority
+from router.assign import offered_back
+
+if TYPE_CHECKING:
+    from bots.staff import StaffDesk
+
+HISTORY_LIMIT = 15
+PICKER_LIMIT = 10
+PRIORITY_WORDS = {
+    "low": Priority.LOW,
+    "низкий": Priority.LOW,
+    "normal": Priority.NORMAL,
+    "обычный": Priority.NORMAL,
+    "high": Priority.HIGH,
+    "высокий": Priority.HIGH,
+    "urgent": Priority.URGENT,
+    "срочный": Priority.URGENT,
+}
+
+
+def parse_command(text: str) -> tuple[str, str]:
+    """``("take", "")`` for ``/take@desk_bot``; ``("", "")`` for plain text and ``//`` notes."""
+    if not text.startswith("/") or text.startswith("//"):
+        return "", ""
+    parts = text[1:].split(maxsplit=1)
+    if not parts:
+        return "", ""
+    return parts[0].split("@", 1)[0].lower(), parts[1].strip() if len(parts) > 1 else ""
+
+
+@dataclass
+class CommandContext:
+    """One typed command: who, where, what."""
+
+    desk: StaffDesk
+    message: Message
+    agent: Agent
+    appeal: Appeal | None
+    args: str
+
+    async def say(self, text: str) -> None:
+        """Answer in place, as a reply to the command."""
+        await self.desk.say(self.appeal, text, reply_to=self.message.message_id)
+
+    def s(self, key: str, **values: object) -> str:
+        return self.desk.s(key, **values)
+
+    async def usage(self, command: str) -> None:
+        """Answer with how the command is written (``usage.<command>`` in strings.yaml)."""
+        written = self.desk.ctx.texts.string(f"usage.{command}", self.desk.lang)
+        await self.say(self.s("staff.usage", usage=written))
+
+    @property
+    def number(self) -> str:
+        return self.appeal.number or "" if self.appeal is not None else ""
+
+
+Command = Callable[[CommandContext], Awaitable[None]]
+COMMANDS: dict[str, Command] = {}
+
+
+def command(
+    *names: str, needs_appeal: bool = True, needs_args: bool = False
+) -> Callable[[Command], Command]:
+    """Register a command under its names; appeal commands refuse outside a topic, and
+    domain errors become a polite answer."""
+
+    def register(func: Command) -> Command:
+        async def run(c: CommandContext) -> None:
+            if needs_appeal and c.appeal is None:
+                await c.say(c.s("staff.no_appeal"))
+                return
+            if needs_args and not c.args:
+                await c.usage(names[0])
+                return
+            try:
+                await func(c)
+            except InvalidTransition as exc:
+                status = c.desk.ctx.texts.string(f"status.{exc.current}", c.desk.lang)
+                await c.say(c.s("staff.not_allowed", status=status))
+            except AgentNotFound as exc:
+                await c.say(c.s("staff.no_agent", agent=exc.args[0] if exc.args else c.args))
+            except (InvalidInput, AppealNotFound) as exc:
+                await c.say(c.s("staff.error", reason=str(exc)))
+
+        for name in names:
+            COMMANDS[name] = run
+        return func
+
+    return register
+
+
+@command("take")
+async def take(c: CommandContext) -> None:
+    await c.desk.ctx.triage.assign(c.number, str(c.agent.id), actor=c.agent.name)
+    await c.say(c.s("staff.taken", agent=c.agent.name))
+
+
+@command("assign", needs_args=True)
+async def assign(c: CommandContext) -> None:
+    appeal = await c.desk.ctx.triage.assign(c.number, c.args, actor=c.agent.name)
+    agent = await Agent.get(id=appeal.assignee_id) if appeal.assignee_id else None
+    await c.say(c.s("staff.assigned", agent=agent.name if agent else c.args))
+
+
+@command("transfer", needs_args=True)
+async def transfer(c: CommandContext) -> None:
+    await c.desk.ctx.triage.transfer(c.number, c.args, actor=c.agent.name)
+    await c.say(c.s("staff.transferred", target=c.args))
+
+
+@command("close", "done")
+async def close(c: CommandContext) -> None:
+    await c.desk.ctx.lifecycle.transition(c.number, AppealStatus.RESOLVED, actor=c.agent.name)
+    await c.say(c.s("staff.resolved", agent=c.agent.name))
+
+
+@command("postpone", "later")
+async def postpone(c: CommandContext) -> None:
+    await c.desk.ctx.lifecycle.transition(
+        c.number, AppealStatus.PENDING, actor=c.agent.name, reason=c.args
+    )
+    reason = f": {c.args}" if c.args else ""
+    await c.say(c.s("staff.postponed", agent=c.agent.name, reason=reason))
+
+
+@command("reopen")
+async def reopen(c: CommandContext) -> None:
+    await c.desk.ctx.lifecycle.transition(c.number, AppealStatus.OPEN, actor=c.agent.name)
+    await c.say(c.s("staff.reopened", agent=c.agent.name))
+
+
+@command("tag", needs_args=True)
+async def tag(c: CommandContext) -> None:
+    appeal = await c.desk.ctx.triage.tag(c.number, c.args, actor=c.agent.name)
+    added = any(t.casefold() == c.args.strip().casefold() for t in appeal.tags)
+    await c.say(
+        c.s("staff.tagged", tag=c.args, state=c.s("staff.tag_on" if added else "staff.tag_off"))
+    )
+
+
+@command("priority", needs_args=True)
+async def priority(c: CommandContext) -> None:
+    level = PRIORITY_WORDS.get(c.args.strip().lower())
+    if level is None:
+        await c.usage("priority")
+        return
+    await c.desk.ctx.triage.set_priority(c.number, level, actor=c.agent.name)
+    title = c.desk.ctx.texts.string(f"priority.{level.value}", c.desk.lang)
+    await c.say(c.s("staff.priority", priority=title))
+
+
+@command("note", needs_args=True)
+async def note(c: CommandContext) -> None:
+    await c.desk.ctx.lifecycle.note(
+        c.number,
+        c.args,
+        actor=c.agent.name,
+        agent=c.agent,
+        source="telegram",
+        source_ref=f"tg:{c.message.chat.id}:{c.message.message_id}",
+    )
+    await c.say(c.s("staff.noted"))
+
+
+@command("t", "template")
+async def template(c: CommandContext) -> None:
+    assert c.appeal is not None
+    book = c.desk.deps.answers
+    ctx = c.desk.ctx
+    if not book.names():
+        await c.say(c.s("staff.no_templates", path=str(book.path)))
+        return
+    if not c.args:
+        text = ctx.texts.render("telegram/answers.html.j2", c.desk.lang, answers=book.names())
+        await c.say(text)
+        return
+    customer = await Customer.get(id=c.appeal.customer_id)
+    try:
+        text = book.render(
+            c.args,
+            customer.language,
+            customer=customer.name,
+            number=c.number,
+            agent=c.agent.name,
+            company=ctx.settings.company.name,
+        )
+    except KeyError:
+        names = ", ".join(name for name, _ in book.names())
+        await c.say(c.s("staff.no_template", name=c.args, names=names))
+        return
+    await c.desk.answer(
+        c.appeal,
+        c.agent,
+        text,
+        c.message,
+        source_ref=f"tg:{c.message.chat.id}:{c.message.message_id}",
+    )
+
+
+@command("customer", "client")
+async def customer_history(c: CommandContext) -> None:
+    assert c.appeal is not None
+    ctx = c.desk.ctx
+    customer = await Customer.get(id=c.appeal.customer_id)
+    contacts = await ContactPoint.filter(customer_id=customer.id).order_by("id")
+    total = await Appeal.filter(customer_id=customer.id).count()
+    appeals = await Appeal.filter(customer_id=customer.id).order_by("-id").limit(HISTORY_LIMIT)
+    text = ctx.texts.render(
+        "telegram/customer_history.html.j2",
+        c.desk.lang,
+        name=customer.name or ctx.texts.string("card.no_name", c.desk.lang),
+        contacts=[
+            {"channel": p.channel, "address": p.address, "reachable": p.reachable} for p in contacts
+        ],
+        appeals=[
+            {
+                "number": a.number,
+                "channel": a.channel,
+                "subject": a.subject,
+                "status": ctx.texts.string(f"status.{a.status.value}", c.desk.lang),
+                "created": a.created_at.strftime("%d.%m.%Y"),
+            }
+            for a in appeals
+        ],
+        more=total > len(appeals),
+    )
+    await c.say(text)
+
+
+@command("merge", needs_args=True)
+async def merge(c: CommandContext) -> None:
+    """The customer of another appeal is the same person: one customer, one history."""
+    assert c.appeal is not None
+    ctx = c.desk.ctx
+    other = await ctx.lifecycle.get(c.args.split()[0])
+    async with in_transaction():
+        await merge_customers(
+            other.customer_id, c.appeal.customer_id, ctx.lifecycle.events, actor=c.agent.name
+        )
+        if c.desk.deps.staff is not None:
+            await c.desk.deps.staff.card(c.appeal)  # contacts and appeals so far changed
+    ctx.outbox.wake()
+    await c.say(c.s("staff.merged", number=other.number))
+
+
+@command("duty", needs_appeal=False, needs_args=True)
+async def duty(c: CommandContext) -> None:
+    """On or off duty; going off hands one's open appeals back to the team."""
+    wanted = c.args.strip().lower()
+    if wanted not in ("on", "off", "вкл", "выкл"):
+        await c.usage("duty")
+        return
+    on = wanted in ("on", "вкл")
+    await Agent.filter(id=c.agent.id).update(on_duty=on)
+    if on:
+        await c.say(c.s("staff.duty_on", agent=c.agent.name))
+        return
+    mine = await Appeal.filter(assignee_id=c.agent.id, status__in=list(OPEN_STATUSES)).order_by(
+        "id"
+    )
+    numbers = offered_back(c.agent.id, [a.number or "" for a in mine])
+    async with in_transaction():
+        for appeal in mine:
+            await c.desk.ctx.triage.assign_in_place(
+                appeal, None, actor=c.agent.name, reason="off duty"
+            )
+    c.desk.ctx.outbox.wake()
+    if not numbers:
+        await c.say(c.s("staff.duty_off", agent=c.agent.name))
+        return
+    rows = [
+        [{"text": f"🙋 {a.number}", "callback_data": f"ap:take:{a.id}"}]
+        for a in mine[:PICKER_LIMIT]
+    ]
+    text = c.s("staff.duty_off_offered", agent=c.agent.name, numbers=", ".join(numbers))
+    await c.desk.say(
+        None, text, markup=InlineKeyboardMarkup.model_validate({"inline_keyboard": rows})
+    )
+
+
+@command("help", "start", needs_appeal=False)
+async def help_(c: CommandContext) -> None:
+    await c.say(c.desk.ctx.texts.render("telegram/help.html.j2", c.desk.lang))
+
+
+@command("queue", "feed", needs_appeal=False)
+async def queue(c: CommandContext) -> None:
+    board = FeedBoard(c.desk.deps.sender, c.desk.ctx.settings, c.desk.ctx.texts, c.desk.ctx.clock)
+    text, _ = await board.render()
+    await c.say(text)

@@ -1,0 +1,228 @@
+"""Domain events become rows for the staff group: cards, customer messages, notes, the feed."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from desk.events import DomainEvent
+from desk.outbox import Outbox
+from desk.settings import Settings, categories_of
+from desk.texts import Texts
+from models import Agent, Appeal, Customer, Message, OutboxItem, OutboxStatus
+
+STAFF_CHANNEL = "staff"
+FEED_QUEUE = "staff:feed"
+CARD_EVENTS = frozenset(
+    {
+        "appeal.status_changed",
+        "appeal.reopened",
+        "appeal.assigned",
+        "appeal.tagged",
+        "appeal.priority_changed",
+        "appeal.transferred",
+        "appeal.categorised",
+    }
+)
+FEED_EVENTS = CARD_EVENTS | {"appeal.created", "message.received", "message.sent"}
+
+
+def appeal_queue(appeal_id: int) -> str:
+    """One queue per appeal: its posts reach its topic in order."""
+    return f"staff:{appeal_id}"
+
+
+class StaffSync:
+    """Subscribes to domain events and queues what the staff group must show."""
+
+    def __init__(
+        self, outbox: Outbox, settings: Settings, texts: Texts, clock: Callable[[], datetime]
+    ) -> None:
+        self._outbox = outbox
+        self._settings = settings
+        self._texts = texts
+        self._clock = clock
+        self._chat = str(settings.telegram.staff_chat_id)
+        self._lang = settings.company.language
+
+    async def on_event(self, event: DomainEvent) -> None:
+        """Queue the staff-group side of one event (runs inside its transaction)."""
+        appeal = event.appeal
+        if appeal is not None:
+            await self._for_appeal(event, appeal)
+        if event.kind in FEED_EVENTS:
+            await self.feed_soon()
+
+    async def _for_appeal(self, event: DomainEvent, appeal: Appeal) -> None:
+        kind, data = event.kind, event.data
+        if kind == "appeal.created" or kind in CARD_EVENTS:
+            await self.card(appeal)
+        elif kind == "message.received":
+            delay = self._settings.telegram.album_wait_s if data.get("album") else 0.0
+            await self.enqueue(
+                appeal,
+                "relay",
+                message_id=data["message_id"],
+                not_before=self._clock() + timedelta(seconds=delay),
+            )
+        elif kind == "message.extended":
+            await self._album_rest(appeal, int(data["message_id"]), int(data.get("added", 0)))
+        elif kind == "message.edited":
+            text = self._texts.render(
+                "telegram/edited.html.j2", self._lang, before=data["before"], after=data["after"]
+            )
+            await self.enqueue(appeal, "post", text=text)
+        elif kind in ("message.sent", "note.added") and data.get("source") != "telegram":
+            await self.enqueue(appeal, "echo", message_id=data["message_id"])
+        elif kind in ("sla.warning", "sla.breached"):
+            await self._sla(appeal, kind, data)
+        elif kind == "appeal.unsorted":
+            await self._picker(appeal)
+        elif kind == "appeal.important":
+            await self._alert(appeal, list(data.get("reasons", [])))
+        elif kind in ("delivery.failed", "delivery.rerouted", "task.created"):
+            if data.get("channel") == STAFF_CHANNEL:
+                return  # the staff group itself failed: telling it would fail again
+            text = self._texts.render(
+                f"telegram/{kind.replace('.', '_')}.html.j2", self._lang, actor=event.actor, **data
+            )
+            await self.enqueue(appeal, "post", text=text)
+
+    async def _sla(self, appeal: Appeal, kind: str, data: dict[str, Any]) -> None:
+        """A warning in the appeal's topic; a breach there and in the managers chat."""
+        string = self._texts.string
+        target = string(f"sla.{data.get('target', 'first_response')}", self._lang)
+        due = datetime.fromisoformat(str(data["due"]))
+        minutes = max(1, int((due - self._clock()).total_seconds() // 60))
+        left = self._texts.duration(minutes, self._lang)
+        line = string(kind, self._lang, number=appeal.number, target=target, left=left)
+        text = html.escape(line, quote=False)
+        agent = await Agent.get_or_none(id=appeal.assignee_id) if appeal.assignee_id else None
+        if agent is not None and agent.telegram_id:
+            # A mention, so the assignee's Telegram rings even with the topic muted.
+            name = html.escape(agent.name, quote=False)
+            text += f' <a href="tg://user?id={agent.telegram_id}">{name}</a>'
+        await self.enqueue(appeal, "post", text=text)
+        if kind == "sla.breached":
+            await self._alert(appeal, [line])
+
+    async def _picker(self, appeal: Appeal) -> None:
+        """The router is unsure: one tap in General picks the category (and teaches it)."""
+        message = await Message.filter(appeal_id=appeal.id).order_by("id").first()
+        text = self._texts.render(
+            "telegram/unsorted.html.j2",
+            self._lang,
+            number=appeal.number,
+            text=(message.text if message is not None else appeal.subject)[:300],
+        )
+        buttons = [
+            {
+                "text": (c.title.get(self._lang) or c.id)[:30],
+                "callback_data": f"cat:{appeal.id}:{c.id}",
+            }
+            for c in categories_of(self._settings)
+        ]
+        rows = [buttons[i : i + 3] for i in range(0, len(buttons), 3)]
+        await self.enqueue(None, "post", text=text, markup={"inline_keyboard": rows})
+
+    async def _alert(self, appeal: Appeal, reasons: list[str]) -> None:
+        """A customer may be lost: the managers hear at once, with the appeal's card."""
+        customer = await Customer.get(id=appeal.customer_id)
+        text = self._texts.render(
+            "telegram/alert.html.j2",
+            self._lang,
+            number=appeal.number,
+            name=customer.name,
+            subject=appeal.subject,
+            reasons=reasons,
+        )
+        take = {
+            "text": self._texts.string("button.take", self._lang),
+            "callback_data": f"ap:take:{appeal.id}",
+        }
+        managers = self._settings.telegram.managers_chat_id
+        await self.enqueue(
+            None,
+            "post",
+            text=text,
+            markup={"inline_keyboard": [[take]]},
+            chat=managers if managers is not None else None,
+            queue="staff:managers",
+        )
+
+    async def card(self, appeal: Appeal) -> None:
+        """Bring the card and topic up to date, unless an update is already waiting."""
+        if not await _pending(appeal.id, kind="card"):
+            await self.enqueue(appeal, "card")
+
+    async def enqueue(
+        self,
+        appeal: Appeal | None,
+        kind: str,
+        *,
+        text: str = "",
+        markup: dict[str, Any] | None = None,
+        reply_to: int | None = None,
+        not_before: datetime | None = None,
+        **extra: Any,
+    ) -> OutboxItem:
+        """A row for the staff group: in the appeal's topic, or in General without an appeal."""
+        queue = extra.pop("queue", None)
+        payload: dict[str, Any] = {
+            "kind": kind,
+            **{k: v for k, v in extra.items() if v is not None},
+        }
+        if appeal is not None:
+            payload["appeal_id"] = appeal.id
+        if markup is not None:
+            payload["reply_markup"] = markup
+        if reply_to is not None:
+            payload["reply_to"] = reply_to
+        return await self._outbox.enqueue(
+            channel=STAFF_CHANNEL,
+            address=self._chat,
+            text=text,
+            fmt="html",
+            appeal=appeal,
+            extra=payload,
+            queue=queue or (appeal_queue(appeal.id) if appeal is not None else "staff:general"),
+            not_before=not_before,
+        )
+
+    async def feed_soon(self, delay_s: float | None = None) -> None:
+        """Refresh the pinned feed soon: one waiting refresh at a time, at most one per
+        ``feed_interval_s`` (edits, not new posts)."""
+        if await OutboxItem.filter(queue_key=FEED_QUEUE, status=OutboxStatus.PENDING).exists():
+            return
+        delay = self._settings.telegram.feed_interval_s if delay_s is None else delay_s
+        await self._outbox.enqueue(
+            channel=STAFF_CHANNEL,
+            address=self._chat,
+            text="",
+            extra={"kind": "feed"},
+            queue=FEED_QUEUE,
+            not_before=self._clock() + timedelta(seconds=delay),
+        )
+
+    async def _album_rest(self, appeal: Appeal, message_id: int, added: int) -> None:
+        """More parts of an album: the waiting relay shows them; after it went, post the rest."""
+        if not added or await _pending(appeal.id, kind="relay", message_id=message_id):
+            return
+        message = await Message.get(id=message_id)
+        await self.enqueue(
+            appeal, "relay", message_id=message_id, start=len(message.attachments) - added
+        )
+
+
+async def _pending(appeal_id: int, **wanted: Any) -> bool:
+    """Whether a row of the appeal's queue with these payload fields still waits."""
+    rows = await OutboxItem.filter(
+        queue_key=appeal_queue(appeal_id), status=OutboxStatus.PENDING
+    ).values_list("payload", flat=True)
+    for payload in rows:
+        extra: dict[str, Any] = payload.get("extra", {}) if isinstance(payload, dict) else {}
+        if all(extra.get(k) == v for k, v in wanted.items()):
+            return True
+    return False

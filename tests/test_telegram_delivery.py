@@ -1,0 +1,232 @@
+"""Telegram's hard edges: blocked users, webhooks, flood limits, plain groups, the feed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from models import Appeal, ContactPoint, Event, Message, OutboxItem, Task
+from tests.conftest import Desk, free_port
+from tests.fakes.telegram import FakeTelegram, Limits
+from tests.telegram_world import (
+    AGENT_ID,
+    STAFF_CHAT,
+    FastClock,
+    eventually,
+    open_appeal,
+    telegram_settings,
+    texts_in,
+)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as tg:
+        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
+        tg.add_user(AGENT_ID, "Ирина")
+        yield tg
+
+
+async def test_blocked_customer_gets_a_call_task_and_the_topic_is_told(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    await start_desk(**telegram_settings(fake))
+    appeal = await open_appeal(fake, 701, "Перезвоните мне")
+    fake.block_user(701)
+    fake.group_message(STAFF_CHAT, AGENT_ID, "Сейчас перезвоним", int(appeal.staff_thread))
+
+    task = await eventually(lambda: Task.filter(appeal_id=appeal.id, kind="call").first())
+    assert appeal.number in task.text
+    point = await ContactPoint.get(channel="telegram", address="701")
+    assert point.reachable is False
+    kinds = await Event.filter(appeal_id=appeal.id).values_list("kind", flat=True)
+    assert "delivery.failed" in kinds and "task.created" in kinds
+    await eventually(
+        lambda: any("позвонить" in t for t in texts_in(fake, STAFF_CHAT, int(appeal.staff_thread)))
+    )
+
+
+async def test_blocked_customer_with_another_chat_gets_the_message_there(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    await start_desk(**telegram_settings(fake))
+    appeal = await open_appeal(fake, 702, "Вопрос")
+    fake.add_private_chat(703, "Второй аккаунт")
+    fake.user_message(703, "Это я же")
+    await eventually(lambda: ContactPoint.filter(address="703").exists())
+    # The same person: both chats shared the same phone.
+    fake.user_contact(702, "+79990001122")
+    fake.user_contact(703, "+79990001122")
+    await eventually(
+        lambda: ContactPoint.filter(address="703", customer_id=appeal.customer_id).exists()
+    )
+    fake.block_user(702)
+    fake.group_message(STAFF_CHAT, AGENT_ID, "Ответ по вопросу", int(appeal.staff_thread))
+    await eventually(lambda: any("Ответ по вопросу" in t for t in texts_in(fake, 703)))
+    assert "delivery.rerouted" in await Event.filter(appeal_id=appeal.id).values_list(
+        "kind", flat=True
+    )
+
+
+async def test_webhook_checks_the_secret_and_stores_an_update_once(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    port = free_port()
+    desk: Desk = await start_desk(
+        **telegram_settings(fake, telegram={"mode": "webhook", "webhook_secret": "s3cret-Token_1"}),
+        http={"host": "127.0.0.1", "port": port},
+        public_url=f"http://127.0.0.1:{port}",
+    )
+    assert fake.webhook is not None and fake.webhook.url.endswith("/telegram/webhook")
+    fake.add_private_chat(710, "Лена")
+    update = fake.user_message(710, "Через вебхук")
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{desk.base}/telegram/webhook",
+            json=update,
+            headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"},
+        ) as resp:
+            assert resp.status == 401
+        async with http.post(f"{desk.base}/telegram/webhook", json=update) as resp:
+            assert resp.status == 401
+        async with http.post(
+            f"{desk.base}/telegram/webhook",
+            data=b"{not json",
+            headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token_1"},
+        ) as resp:
+            assert resp.status == 400
+    await eventually(lambda: Message.filter(text="Через вебхук").exists())
+    fake.redeliver(update)
+    await eventually(lambda: len(fake.webhook_attempts) >= 2)
+    await eventually(lambda: any("Через вебхук" in t for t in texts_in(fake, STAFF_CHAT)))
+    assert await Message.filter(text="Через вебхук").count() == 1
+
+
+@pytest.fixture
+async def plain_fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as tg:
+        tg.add_group(STAFF_CHAT, "Поддержка", forum=False, members=[AGENT_ID])
+        tg.add_user(AGENT_ID, "Ирина")
+        yield tg
+
+
+@pytest.fixture
+def fast_clock() -> FastClock:
+    return FastClock(speed=60.0)
+
+
+@pytest.fixture
+async def fast_fake(fast_clock: FastClock) -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(clock=fast_clock.monotonic) as tg:
+        tg.limits = Limits()  # Telegram's: 20 per minute in the group, 1/s per private chat
+        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
+        yield tg
+
+
+async def test_plain_group_threads_by_replies_to_the_card(
+    plain_fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    fake = plain_fake
+    await start_desk(**telegram_settings(fake))
+    fake.add_private_chat(720, "Денис")
+    fake.user_message(720, "Без тем")
+    appeal = await eventually(lambda: Appeal.filter(staff_card_ref__isnull=False).first())
+    relay = await eventually(
+        lambda: [
+            s
+            for s in fake.sent_to(STAFF_CHAT)
+            if (s.body or "").startswith("👤") and "Без тем" in (s.body or "")
+        ]
+    )
+    assert relay[0].message["reply_to_message"]["message_id"] == int(appeal.staff_card_ref)
+    fake.group_message(
+        STAFF_CHAT, AGENT_ID, "Отвечаю реплаем", reply_to_message_id=relay[0].message_id
+    )
+    await eventually(lambda: any("Отвечаю реплаем" in t for t in texts_in(fake, 720)))
+    fake.group_message(STAFF_CHAT, AGENT_ID, "Просто болтаю")
+    # Updates are handled in order: once a later reply has arrived, the chatter was handled too.
+    fake.group_message(
+        STAFF_CHAT, AGENT_ID, "Второй ответ", reply_to_message_id=relay[0].message_id
+    )
+    await eventually(lambda: any("Второй ответ" in t for t in texts_in(fake, 720)))
+    assert not any("болтаю" in t for t in texts_in(fake, 720))
+
+
+async def test_feed_is_pinned_and_empties_when_everyone_is_answered(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    await start_desk(**telegram_settings(fake))
+    appeal = await open_appeal(fake, 730, "Жду ответа")
+    chat = fake.chat(STAFF_CHAT)
+
+    def feed_text() -> str:
+        return chat.messages[chat.pinned[-1]]["text"] if chat.pinned else ""
+
+    await eventually(lambda: appeal.number in feed_text(), what="appeal in the feed")
+    fake.group_message(STAFF_CHAT, AGENT_ID, "Ответили", int(appeal.staff_thread))
+    await eventually(lambda: "Лента пуста" in feed_text(), what="empty feed")
+    assert len(chat.pinned) == 1  # edited, not re-posted
+
+
+async def test_300_messages_from_30_customers_reach_their_topics_in_order_once(
+    fast_clock: FastClock, fast_fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    clock, fake = fast_clock, fast_fake
+    await start_desk(clock=clock.now, **telegram_settings(fake, telegram={"feed_interval_s": 30}))
+    for user in range(800, 830):
+        fake.add_private_chat(user, f"Клиент {user}")
+    for i in range(10):
+        for user in range(800, 830):
+            fake.user_message(user, f"m-{user}-{i:02d}")
+
+    async def all_relayed() -> bool:
+        return (
+            await Message.filter(direction="in").count() == 300
+            and not await OutboxItem.filter(channel="staff", status__in=["pending", "sending"])
+            .exclude(queue_key="staff:feed")
+            .exists()
+        )
+
+    await eventually(all_relayed, timeout=60, what="every message relayed")
+    for user in range(800, 830):
+        appeal = await Appeal.get(customer__contact_points__address=str(user))
+        seen = [
+            token
+            for text in texts_in(fake, STAFF_CHAT, int(appeal.staff_thread))
+            for token in text.split()
+            if token.startswith(f"m-{user}-")
+        ]
+        assert seen == [f"m-{user}-{i:02d}" for i in range(10)], user
+    posts = [s for s in fake.sent if s.chat_id == STAFF_CHAT and s.method != "editMessageText"]
+    assert len(posts) < 30 * 11  # merged, not one post per message
+
+
+async def test_webhook_answers_500_when_storing_fails_and_telegram_sends_again(
+    fake: FakeTelegram, start_desk: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    desk: Desk = await start_desk(
+        **telegram_settings(fake, telegram={"mode": "webhook", "webhook_secret": "abc"}),
+        http={"host": "127.0.0.1", "port": port},
+        public_url=f"http://127.0.0.1:{port}",
+    )
+    stream = desk.service.ctx.stream  # type: ignore[union-attr]
+    real = stream.publish
+    calls: list[str] = []
+
+    async def flaky(message: Any) -> str:
+        calls.append(message.external_id)
+        if len(calls) == 1:
+            raise ConnectionError("the database is restarting")
+        return await real(message)
+
+    monkeypatch.setattr(stream, "publish", flaky)
+    fake.add_private_chat(740, "Зоя")
+    fake.user_message(740, "Дойду со второго раза")
+    await eventually(lambda: Message.filter(text="Дойду со второго раза").exists())
+    statuses = [a.status for a in fake.webhook_attempts]
+    assert 500 in statuses and statuses[-1] == 200
+    assert await Message.filter(text="Дойду со второго раза").count() == 1
