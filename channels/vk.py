@@ -1,12 +1,50 @@
-"""VK channel: settings now; the vkbottle adapter arrives with the VK and email issue (#5)."""
+"""VK channel: community messages in (Bots Long Poll or Callback API), answers out, via vkbottle."""
 
 from __future__ import annotations
 
-from typing import Literal
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
 
+import aiohttp
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from vkbottle import API, VKAPIError
+from vkbottle.http import AiohttpClient
+from vkbottle.tools import DocMessagesUploader, PhotoMessageUploader
+
+from channels.base import (
+    Attachment,
+    BadInbound,
+    ChannelKind,
+    ContactHint,
+    DeliveryFailed,
+    InboundMessage,
+    OutboundMessage,
+    RateLimited,
+    Rejected,
+    Unreachable,
+    wait_or_stop,
+)
+from channels.textsplit import split_text
+from channels.web import PHONE_CHANNEL as PHONE
+from models import KeyValue, StoredFile
+
+log = logging.getLogger(__name__)
 
 VK_API_URL = "https://api.vk.com"
+API_VERSION = "5.199"
+TEXT_LIMIT = 4096
+RATE_LIMITED = {6, 9, 29}  # too many requests per second, flood control, rate limit reached
+UNREACHABLE = {7, 900, 901, 902}  # no permission, blacklisted, messages not allowed, privacy
+EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class VkSettings(BaseModel):
@@ -20,7 +58,10 @@ class VkSettings(BaseModel):
     mode: Literal["longpoll", "callback"] = "longpoll"
     secret: SecretStr | None = None
     confirmation: str = ""
+    callback_path: str = "/vk/callback"
     timeout_s: float = Field(default=10.0, gt=0)
+    wait_s: int = Field(default=25, ge=1, le=90, description="long poll wait")
+    calls_per_second: int = Field(default=20, ge=1, le=20)
 
     def disabled_reason(self) -> str | None:
         """Why the channel cannot run with these settings, or None when it can."""
@@ -28,4 +69,356 @@ class VkSettings(BaseModel):
             return "DESK_VK__TOKEN is not set"
         if self.group_id is None:
             return "DESK_VK__GROUP_ID is not set"
-        return "the VK adapter is not part of this version yet (issue #5)"
+        if self.mode == "callback" and (self.secret is None or not self.confirmation):
+            return "callback mode needs DESK_VK__SECRET and DESK_VK__CONFIRMATION"
+        return None
+
+
+def make_api(settings: VkSettings) -> API:
+    """vkbottle's API client for these settings, talking to ``api_url``."""
+    if settings.token is None:
+        raise ValueError("DESK_VK__TOKEN is not set")
+    api = API(settings.token.get_secret_value(), http_client=AiohttpClient())
+    api.API_URL = settings.api_url.rstrip("/") + "/method/"
+    api.API_VERSION = API_VERSION
+    return api
+
+
+class VkLimiter:
+    """VK's limit for a community token: about 20 calls a second."""
+
+    def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._per_second = per_second
+        self._clock = clock
+        self._calls: deque[float] = deque()
+
+    def reserve(self) -> float:
+        """Seconds to wait before the next call; 0 means the call may go now (and is counted)."""
+        now = self._clock()
+        while self._calls and self._calls[0] <= now - 1.0:
+            self._calls.popleft()
+        if len(self._calls) < self._per_second:
+            self._calls.append(now)
+            return 0.0
+        return self._calls[0] + 1.0 - now + 0.01
+
+
+class VkChannel:
+    """Everything VK: updates in, names of users, files stored, messages out."""
+
+    kind: str = ChannelKind.VK
+
+    def __init__(self, settings: VkSettings, api: API | None = None) -> None:
+        self.settings = settings
+        self.api = api or make_api(settings)
+        self._limiter = VkLimiter(settings.calls_per_second)
+        self._profiles: dict[int, tuple[str, str]] = {}
+        self._http: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        """Close the HTTP sessions."""
+        await self.api.http_client.close()
+        if self._http is not None:
+            await self._http.close()
+
+    # -- calls --------------------------------------------------------------------------------
+
+    async def call(self, method: str, **params: Any) -> Any:
+        """One API call within the limits; VK's errors become delivery errors."""
+        wait = self._limiter.reserve()
+        if wait > 0:
+            raise RateLimited(wait)
+        try:
+            answer = await asyncio.wait_for(
+                self.api.request(method, params), self.settings.timeout_s
+            )
+        except VKAPIError as exc:
+            code = int(getattr(exc, "code", 0) or 0)
+            text = f"{code} {exc.error_msg}"
+            if code in RATE_LIMITED:
+                raise RateLimited(1.0) from exc
+            if code in UNREACHABLE:
+                raise Unreachable(ChannelKind.VK, text) from exc
+            if code in (100, 914, 911, 913):
+                raise Rejected(ChannelKind.VK, text) from exc
+            raise DeliveryFailed(ChannelKind.VK, text) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise DeliveryFailed(ChannelKind.VK, f"{type(exc).__name__}: {exc}") from exc
+        return answer.get("response") if isinstance(answer, dict) else answer
+
+    # -- messages in --------------------------------------------------------------------------
+
+    async def inbound(self, message: dict[str, Any], *, edited: bool = False) -> InboundMessage:
+        """A ``message_new`` (or ``message_edit``) object as an InboundMessage; files stored."""
+        try:
+            peer = int(message["peer_id"])
+            sender = int(message.get("from_id", peer))
+            number = int(message.get("conversation_message_id") or message["id"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInbound(f"malformed VK message: {exc}") from exc
+        found = [await self._file(item) for item in message.get("attachments") or []]
+        files = tuple(a for a in found if a is not None)
+        text = str(message.get("text") or "")
+        if not text and not files:
+            raise BadInbound("a VK message with nothing we can keep")
+        key = f"{peer}:{number}"
+        name, phone = await self.profile(sender)
+        digits = sum(c.isdigit() for c in phone)
+        stamp = message.get("update_time") if edited else message.get("date")
+        when = datetime.fromtimestamp(int(stamp or time.time()), UTC)
+        return InboundMessage(
+            channel=ChannelKind.VK,
+            external_id=f"{key}:e{int(when.timestamp())}" if edited else key,
+            address=str(peer),
+            text=text,
+            sender_name=name,
+            contacts=(ContactHint(PHONE, phone),) if digits >= 10 else (),
+            language="",  # VK does not tell; the customer gets the company's language
+            sent_at=when,
+            attachments=files,
+            edit_of=key if edited else "",
+        )
+
+    async def profile(self, user_id: int) -> tuple[str, str]:
+        """A user's name and, where their profile shows it, phone (cached per process)."""
+        if user_id not in self._profiles:
+            name, phone = "", ""
+            try:
+                users = await self.call("users.get", user_ids=str(user_id), fields="contacts")
+                first = users[0] if users else {}
+                name = f"{first.get('first_name', '')} {first.get('last_name', '')}".strip()
+                phone = str(first.get("mobile_phone") or first.get("home_phone") or "")
+            except (RateLimited, DeliveryFailed, Unreachable, Rejected, IndexError, TypeError):
+                pass
+            self._profiles[user_id] = (name or f"id{user_id}", phone)
+        return self._profiles[user_id]
+
+    async def _file(self, item: dict[str, Any]) -> Attachment | None:
+        kind = item.get("type")
+        body = item.get(kind or "") or {}
+        if kind == "photo":
+            sizes = body.get("sizes") or []
+            best: dict[str, Any] = max(
+                sizes, key=lambda s: s.get("width", 0) * s.get("height", 0), default={}
+            )
+            url = str(best.get("url", ""))
+            return await self._download("photo", url, "photo.jpg", "image/jpeg")
+        if kind == "doc":
+            name = str(body.get("title") or f"file.{body.get('ext', 'bin')}")
+            return await self._download("document", str(body.get("url", "")), name, "")
+        if kind == "audio_message":
+            url = str(body.get("link_ogg") or body.get("link_mp3") or "")
+            return await self._download("voice", url, "voice.ogg", "audio/ogg")
+        if kind == "sticker":
+            images = body.get("images") or []
+            url = str(images[-1].get("url", "")) if images else ""
+            return await self._download("sticker", url, "sticker.png", "image/png")
+        if kind:
+            return Attachment("file", "", name=str(kind))
+        return None
+
+    async def _download(self, kind: str, url: str, name: str, mime: str) -> Attachment:
+        """Keep the file's bytes: VK's links do not live for ever."""
+        if not url:
+            return Attachment(kind, "", name=name, mime=mime)
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s * 3)
+            )
+        try:
+            async with self._http.get(url) as response:
+                response.raise_for_status()
+                content = await response.read()
+                mime = mime or response.content_type
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("VK file not downloaded", extra={"reason": str(exc)[:200]})
+            return Attachment(kind, url, name=name, mime=mime)
+        stored = await StoredFile.keep(content, name=name, mime=mime)
+        return Attachment(kind, stored.ref, name=name, mime=mime, size=len(content))
+
+    # -- messages out -------------------------------------------------------------------------
+
+    async def deliver(self, out: OutboundMessage) -> str:
+        """Send an outbox row: text split at 4096, files uploaded, keyboard on the last part.
+
+        ``random_id`` comes from the outbox id, so VK drops a repeated send of the same part.
+        """
+        peer = int(out.address)
+        if edit_of := out.extra.get("edit_of"):
+            await self.call(
+                "messages.edit",
+                peer_id=peer,
+                message_id=int(edit_of),
+                message=out.text[:TEXT_LIMIT],
+            )
+            return str(edit_of)
+        uploaded = [a for item in out.attachments if (a := await self._upload(peer, item))]
+        parts = split_text(out.text, TEXT_LIMIT) if out.text.strip() else [""]
+        keyboard = out.extra.get("keyboard")
+        first = ""
+        for i, part in enumerate(parts):
+            params: dict[str, Any] = {
+                "peer_id": peer,
+                "random_id": out.outbox_id * 100 + i,
+                "message": part,
+            }
+            if i == 0 and uploaded:
+                params["attachment"] = ",".join(uploaded)
+            if i == len(parts) - 1 and keyboard:
+                params["keyboard"] = json.dumps(keyboard, ensure_ascii=False)
+            if not part and "attachment" not in params:
+                continue
+            sent = await self.call("messages.send", **params)
+            first = first or str(sent)
+        return first
+
+    async def _upload(self, peer: int, item: Attachment) -> str | None:
+        stored = await StoredFile.by_ref(item.ref)
+        if stored is None:
+            return None
+        try:
+            if item.kind == "photo":
+                return str(
+                    await PhotoMessageUploader(self.api).upload(
+                        file_source=stored.content, peer_id=peer
+                    )
+                )
+            return str(
+                await DocMessagesUploader(self.api).upload(
+                    file_source=stored.content, peer_id=peer, title=item.name or stored.name
+                )
+            )
+        except VKAPIError as exc:
+            raise DeliveryFailed(ChannelKind.VK, f"upload failed: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryFailed(ChannelKind.VK, f"upload failed: {exc}") from exc
+
+    async def answer_event(self, event: dict[str, Any], text: str = "") -> None:
+        """Answer a callback button press (``message_event``) so the button stops spinning."""
+        data = {"type": "show_snackbar", "text": text[:90]} if text else None
+        params: dict[str, Any] = {
+            "event_id": event.get("event_id"),
+            "user_id": event.get("user_id"),
+            "peer_id": event.get("peer_id"),
+        }
+        if data is not None:
+            params["event_data"] = json.dumps(data, ensure_ascii=False)
+        await self.call("messages.sendMessageEventAnswer", **params)
+
+
+class VkPoller:
+    """Bots Long Poll that moves ``ts`` on only after every update of a batch was handled."""
+
+    def __init__(self, channel: VkChannel, handle: EventHandler) -> None:
+        self._channel = channel
+        self._handle = handle
+        self._server: dict[str, Any] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._ts_key = f"vk.longpoll.ts.{channel.settings.group_id}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop``; errors are logged and retried after a pause."""
+        pause = 1.0
+        timeout = aiohttp.ClientTimeout(total=self._channel.settings.wait_s + 15)
+        self._http = aiohttp.ClientSession(timeout=timeout)
+        try:
+            while not stop.is_set():
+                try:
+                    await self._once(stop)
+                    pause = 1.0
+                except Exception as exc:  # a task root: log, wait, poll again
+                    log.warning(
+                        "VK polling failed", extra={"reason": f"{type(exc).__name__}: {exc}"}
+                    )
+                    await wait_or_stop(stop, pause)
+                    pause = min(pause * 2, 30.0)
+        finally:
+            await self._http.close()
+
+    async def _once(self, stop: asyncio.Event) -> None:
+        if self._server is None:
+            self._server = await self._new_server()
+        server = self._server
+        assert self._http is not None
+        params = {
+            "act": "a_check",
+            "key": server["key"],
+            "ts": server["ts"],
+            "wait": self._channel.settings.wait_s,
+        }
+        request = asyncio.ensure_future(self._http.get(str(server["server"]), params=params))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([request, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not request.done():
+            request.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await request
+            return
+        async with request.result() as response:
+            data = await response.json(content_type=None)
+        failed = data.get("failed")
+        if failed == 1:  # our ts is too old or too new: VK says where to go on from
+            await self._moved_to(str(data.get("ts", server["ts"])))
+            return
+        if failed == 2:  # the key expired: a new key, the same ts (nothing is skipped)
+            self._server = await self._new_server(keep_ts=True)
+            return
+        if failed == 3:  # the history is gone: a new key and ts
+            self._server = await self._new_server(keep_ts=False)
+            return
+        for update in data.get("updates") or []:
+            await self._handle(update)
+        await self._moved_to(str(data.get("ts", server["ts"])))
+
+    async def _new_server(self, *, keep_ts: bool = True) -> dict[str, Any]:
+        """A long poll key; the ts kept in the database is used again after a restart, so
+        messages written while the service was down are read too."""
+        group = self._channel.settings.group_id
+        server = dict(await self._channel.call("groups.getLongPollServer", group_id=group))
+        saved = await KeyValue.get_or_none(key=self._ts_key)
+        if keep_ts and saved is not None:
+            server["ts"] = saved.value
+        elif self._server is not None and keep_ts:
+            server["ts"] = self._server["ts"]
+        return server
+
+    async def _moved_to(self, ts: str) -> None:
+        assert self._server is not None
+        if self._server["ts"] != ts:
+            self._server["ts"] = ts
+            await KeyValue.update_or_create(key=self._ts_key, defaults={"value": ts})
+
+
+def callback_view(
+    settings: VkSettings, handle: EventHandler
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The Callback API endpoint: the confirmation code, the secret checked, each event handled
+    before "ok" (VK sends it again otherwise)."""
+    secret = settings.secret.get_secret_value() if settings.secret else ""
+
+    async def view(request: web.Request) -> web.Response:
+        try:
+            event = json.loads(await request.read())
+        except ValueError:
+            return web.Response(status=400, text="bad request")
+        if not isinstance(event, dict):
+            return web.Response(status=400, text="bad request")
+        if event.get("type") == "confirmation":
+            if event.get("group_id") != settings.group_id:
+                return web.Response(status=403, text="unknown community")
+            return web.Response(text=settings.confirmation)
+        given = str(event.get("secret", ""))
+        if not hmac.compare_digest(given.encode(), secret.encode()):
+            log.warning("VK callback with a wrong secret")
+            return web.Response(status=403, text="forbidden")
+        try:
+            await handle(event)
+        except Exception:
+            log.exception("VK event not handled")
+            return web.Response(status=500, text="try again")
+        return web.Response(text="ok")
+
+    return view

@@ -1,0 +1,145 @@
+"""The VK side of the service wired together: community updates into the appeal stream."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from typing import Any
+
+from aiohttp import web
+from tortoise.transactions import in_transaction
+
+from channels.base import BadInbound, ChannelKind
+from channels.vk import VkChannel, VkPoller, callback_view
+from desk.context import AppContext
+from models import Appeal, ContactPoint, KeyValue
+
+log = logging.getLogger(__name__)
+
+
+class VkDesk:
+    """Registers the ``vk`` adapter; turns community updates into stream entries."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings.vk
+        self.lang = ctx.settings.company.language  # VK does not tell a user's language
+        self.channel = VkChannel(self.settings)
+        ctx.adapters[ChannelKind.VK.value] = self.channel
+
+    async def handle(self, update: dict[str, Any]) -> None:
+        """Store one update durably before VK hears "ok" (or before ts moves on)."""
+        kind = update.get("type")
+        payload = update.get("object") or {}
+        if kind in ("message_new", "message_edit"):
+            message = payload.get("message", payload) if kind == "message_new" else payload
+            if int(message.get("out", 0) or 0) == 1:
+                return  # our own message, echoed by VK
+            if kind == "message_new" and _command(message.get("payload")) == "start":
+                await self.greet(int(message["peer_id"]), int(message.get("from_id", 0)))
+                return
+            await self._store(message, edited=kind == "message_edit")
+        elif kind == "message_event":
+            await self._button(payload)
+
+    async def _store(self, message: dict[str, Any], *, edited: bool) -> None:
+        key = _new_key(int(message.get("peer_id", 0)))
+        wants_new = not edited and await KeyValue.filter(key=key).exists()
+        try:
+            inbound = await self.channel.inbound(message, edited=edited)
+        except BadInbound as exc:
+            log.info("VK message not kept", extra={"reason": str(exc)})
+            return
+        if wants_new:
+            inbound = replace(inbound, new_appeal=True)
+        await self.ctx.stream.publish(inbound)
+        if wants_new:
+            await KeyValue.filter(key=key).delete()
+
+    async def greet(self, peer: int, user_id: int) -> None:
+        """The «Начать» button: a greeting with the menu (callback buttons)."""
+        name, _ = await self.channel.profile(user_id or peer)
+        text = self.ctx.texts.render(
+            "vk/start.txt.j2",
+            self.lang,
+            name=name.split()[0],
+            company=self.ctx.settings.company.name,
+        )
+        await self._tell(peer, text, keyboard=self.menu())
+
+    def menu(self) -> dict[str, Any]:
+        """New appeal / my appeals, as inline callback buttons."""
+        s = self.ctx.texts.string
+
+        def button(key: str, command: str) -> dict[str, Any]:
+            return {
+                "action": {
+                    "type": "callback",
+                    "label": s(key, self.lang)[:40],
+                    "payload": json.dumps({"desk": command}),
+                }
+            }
+
+        return {
+            "inline": True,
+            "buttons": [[button("menu.new", "new")], [button("menu.list", "list")]],
+        }
+
+    async def _button(self, event: dict[str, Any]) -> None:
+        command = _command(event.get("payload"))
+        peer = int(event.get("peer_id", 0))
+        notice = ""
+        if command == "new":
+            await KeyValue.update_or_create(key=_new_key(peer), defaults={"value": "1"})
+            notice = self.ctx.texts.string("customer.new_prompt", self.lang)
+        elif command == "list":
+            await self._tell(peer, await self._appeals_text(peer))
+        await self.channel.answer_event(event, notice)
+
+    async def _appeals_text(self, peer: int) -> str:
+        point = await ContactPoint.filter(channel=ChannelKind.VK.value, address=str(peer)).first()
+        rows = []
+        if point is not None:
+            for a in await Appeal.filter(customer_id=point.customer_id).order_by("-id").limit(10):
+                status = self.ctx.texts.string(f"status.{a.status.value}", self.lang)
+                rows.append({"number": a.number, "subject": a.subject, "status": status})
+        return self.ctx.texts.render("vk/my_appeals.txt.j2", self.lang, appeals=rows)
+
+    async def _tell(self, peer: int, text: str, *, keyboard: dict[str, Any] | None = None) -> None:
+        async with in_transaction():
+            await self.ctx.outbox.enqueue(
+                channel=ChannelKind.VK.value,
+                address=str(peer),
+                text=text.strip(),
+                extra={"keyboard": keyboard} if keyboard else None,
+            )
+        self.ctx.outbox.wake()
+
+    def poller(self) -> VkPoller:
+        """Bots Long Poll into ``handle``."""
+        return VkPoller(self.channel, self.handle)
+
+    def add_callback_route(self, app: web.Application) -> None:
+        """Serve the Callback API endpoint on the service's HTTP server."""
+        app.router.add_post(self.settings.callback_path, callback_view(self.settings, self.handle))
+
+    async def close(self) -> None:
+        """Close HTTP sessions."""
+        await self.channel.close()
+
+
+def _command(payload: Any) -> str:
+    """The command a button carries: ``{"command": "start"}`` (VK's «Начать») or ours."""
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            return ""
+    if not isinstance(payload, dict):
+        return ""
+    return str(payload.get("desk") or payload.get("command") or "")
+
+
+def _new_key(peer: int) -> str:
+    return f"vk.new_appeal.{peer}"
