@@ -1,10 +1,37 @@
-"""Email channel: settings now; the IMAP/SMTP adapter arrives with the VK and email issue (#5)."""
+"""Email channel: settings, mails in as InboundMessage (threaded), answers out through SMTP."""
 
 from __future__ import annotations
 
-from typing import Literal
+import hashlib
+import html
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formataddr, make_msgid
+from typing import TYPE_CHECKING, Literal
 
+import aiosmtplib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from channels.base import (
+    Attachment,
+    ChannelKind,
+    DeliveryFailed,
+    InboundMessage,
+    OutboundMessage,
+    Rejected,
+    Unreachable,
+)
+from models import Appeal, Customer, Direction, Message, StoredFile
+
+if TYPE_CHECKING:
+    from channels.mail_parse import ParsedMail
+
+NUMBER_IN_SUBJECT = re.compile(r"\[(A-\d{6,})\]")
+REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|отв|ответ|пересл)\s*(\[\d+\])?\s*:\s*)+", re.I)
+Render = Callable[..., str]
 
 
 class EmailSettings(BaseModel):
@@ -13,17 +40,22 @@ class EmailSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     address: str = ""
+    name: str = Field(default="", description="display name of the desk's address")
     imap_host: str = ""
     imap_port: int = Field(default=993, ge=1, le=65535)
     imap_user: str = ""
     imap_password: SecretStr | None = None
-    imap_tls: Literal["ssl", "starttls", "none"] = "ssl"
+    imap_tls: Literal["ssl", "none"] = "ssl"
+    imap_folder: str = "INBOX"
     smtp_host: str = ""
     smtp_port: int = Field(default=465, ge=1, le=65535)
     smtp_user: str = ""
     smtp_password: SecretStr | None = None
     smtp_tls: Literal["ssl", "starttls", "none"] = "ssl"
     max_attachment_bytes: int = Field(default=10_485_760, ge=0)
+    poll_s: float = Field(default=60.0, gt=0, description="polling interval without IDLE")
+    idle_s: float = Field(default=600.0, gt=0, description="renew IDLE this often")
+    timeout_s: float = Field(default=30.0, gt=0)
 
     def disabled_reason(self) -> str | None:
         """Why the channel cannot run with these settings, or None when it can."""
@@ -31,4 +63,166 @@ class EmailSettings(BaseModel):
             return "DESK_EMAIL__ADDRESS is not set"
         if not self.imap_host or not self.smtp_host:
             return "DESK_EMAIL__IMAP_HOST and DESK_EMAIL__SMTP_HOST are needed"
-        return "the email adapter is not part of this version yet (issue #5)"
+        return None
+
+    @property
+    def domain(self) -> str:
+        """The desk's mail domain, for Message-IDs."""
+        return self.address.rpartition("@")[2] or "appeal-desk.local"
+
+
+def clean_subject(subject: str) -> str:
+    """The subject without Re:/Fwd: prefixes and our ``[A-000123]`` mark."""
+    subject = NUMBER_IN_SUBJECT.sub("", subject)
+    return " ".join(REPLY_PREFIX.sub("", subject).split())
+
+
+async def mail_inbound(parsed: ParsedMail, raw: bytes, *, max_chars: int) -> InboundMessage:
+    """A parsed customer mail as an InboundMessage: files stored, the raw mail kept, threaded
+    by our Message-IDs in In-Reply-To/References, then by ``[A-000123]`` in the subject."""
+    files: list[Attachment] = []
+    for item in parsed.attachments:
+        if item.skipped:
+            files.append(Attachment("skipped", "", name=item.name, mime=item.mime, size=item.size))
+            continue
+        stored = await StoredFile.keep(item.content, name=item.name, mime=item.mime)
+        kind = "photo" if item.mime.startswith("image/") and not item.inline else "document"
+        files.append(Attachment(kind, stored.ref, name=item.name, mime=item.mime, size=item.size))
+    original = await StoredFile.keep(raw, name="original.eml", mime="message/rfc822")
+    files.append(Attachment("email", original.ref, name="original.eml", mime="message/rfc822"))
+    external_id = parsed.message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
+    address = parsed.reply_to or parsed.from_address
+    text = parsed.text or parsed.body
+    if len(text) > max_chars:
+        text = text[: max_chars - 1].rstrip() + "…"  # the whole mail stays in original.eml
+    return InboundMessage(
+        channel=ChannelKind.EMAIL,
+        external_id=external_id[:200],
+        address=address,
+        text=text,
+        sender_name=parsed.from_name,
+        language="ru" if re.search("[а-яёіїєґ]", parsed.body + parsed.subject, re.I) else "en",
+        sent_at=parsed.date or datetime.now(UTC),
+        subject=clean_subject(parsed.subject),
+        attachments=tuple(files),
+        appeal_number=await _thread_number(parsed),
+    )
+
+
+async def _thread_number(parsed: ParsedMail) -> str:
+    ids = [i for i in (parsed.in_reply_to, *parsed.references) if i]
+    if ids:
+        known = await Message.filter(channel=ChannelKind.EMAIL.value, external_id__in=ids).first()
+        if known is not None:
+            appeal = await Appeal.get(id=known.appeal_id)
+            return appeal.number or ""
+    match = NUMBER_IN_SUBJECT.search(parsed.subject)
+    return match.group(1) if match else ""
+
+
+class MailSender:
+    """Delivers answers by SMTP, threaded so the customer's mail client shows one conversation."""
+
+    kind: str = ChannelKind.EMAIL
+
+    def __init__(self, settings: EmailSettings, render: Render, company: str) -> None:
+        self._settings = settings
+        self._render = render
+        self._company = company
+
+    async def deliver(self, out: OutboundMessage) -> str:
+        """Send one mail; returns its Message-ID (our external id, used to thread replies)."""
+        mail = await self.compose(out)
+        s = self._settings
+        try:
+            await aiosmtplib.send(
+                mail,
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                username=s.smtp_user or None,
+                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+                use_tls=s.smtp_tls == "ssl",
+                start_tls=s.smtp_tls == "starttls",
+                timeout=s.timeout_s,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            if all(500 <= c < 600 for c in codes):
+                raise Unreachable(ChannelKind.EMAIL, f"recipient refused: {exc}") from exc
+            raise DeliveryFailed(ChannelKind.EMAIL, f"recipient deferred: {exc}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            if 500 <= exc.code < 600:
+                raise Rejected(ChannelKind.EMAIL, f"{exc.code} {exc.message}") from exc
+            raise DeliveryFailed(ChannelKind.EMAIL, f"{exc.code} {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise DeliveryFailed(ChannelKind.EMAIL, f"{type(exc).__name__}: {exc}") from exc
+        return str(mail["Message-ID"])
+
+    async def compose(self, out: OutboundMessage) -> EmailMessage:
+        """The mail for an outbox row: From the desk, the appeal number in the subject, text
+        and HTML parts, and In-Reply-To/References to the conversation so far."""
+        s = self._settings
+        appeal = await Appeal.get_or_none(id=out.appeal_id) if out.appeal_id else None
+        number = appeal.number if appeal is not None else ""
+        subject = out.subject or (appeal.subject if appeal is not None else "") or self._company
+        if number and number not in subject:
+            subject = f"[{number}] {subject}"
+        mail = EmailMessage()
+        mail["From"] = formataddr((s.name or self._company, s.address))
+        mail["To"] = _address(out.address)
+        mail["Reply-To"] = s.address
+        mail["Subject"] = subject if out.subject else f"Re: {subject}"
+        mail["Message-ID"] = make_msgid(idstring=number or None, domain=s.domain)
+        mail["Auto-Submitted"] = "auto-replied" if out.extra.get("automatic") else "no"
+        if appeal is not None:
+            parent, references = await _conversation(appeal.id)
+            if parent:
+                mail["In-Reply-To"] = parent
+                mail["References"] = " ".join(references)
+        lang = await _language(appeal)
+        text = self._render("email/message.txt.j2", lang, text=out.text, number=number)
+        body = out.extra.get("html") or html.escape(out.text).replace("\n", "<br>\n")
+        mail.set_content(text)
+        mail.add_alternative(
+            self._render("email/message.html.j2", lang, body=body, number=number), subtype="html"
+        )
+        for item in out.attachments:
+            stored = await StoredFile.by_ref(item.ref)
+            if stored is not None:
+                maintype, _, subtype = (stored.mime or "application/octet-stream").partition("/")
+                mail.add_attachment(
+                    stored.content,
+                    maintype=maintype,
+                    subtype=subtype or "octet-stream",
+                    filename=item.name or stored.name or "file",
+                )
+        return mail
+
+
+async def _language(appeal: Appeal | None) -> str:
+    if appeal is None:
+        return "ru"
+    customer = await Customer.get_or_none(id=appeal.customer_id)
+    return customer.language if customer is not None else "ru"
+
+
+async def _conversation(appeal_id: int) -> tuple[str, list[str]]:
+    """The Message-ID to answer (the customer's latest mail, else our latest) and the chain."""
+    rows = await Message.filter(
+        appeal_id=appeal_id, channel=ChannelKind.EMAIL.value, external_id__isnull=False
+    ).order_by("id")
+    ids = [
+        r.external_id
+        for r in rows
+        if r.external_id and r.external_id.startswith("<") and r.direction is not Direction.NOTE
+    ]
+    if not ids:
+        return "", []
+    return ids[-1], ids[-20:]
+
+
+def _address(value: str) -> str:
+    try:
+        return str(Address(addr_spec=value))
+    except (ValueError, IndexError):  # IndexError: the stdlib's parser on some broken input
+        raise Rejected(ChannelKind.EMAIL, f"not an email address: {value!r}") from None

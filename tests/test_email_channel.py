@@ -1,0 +1,250 @@
+"""The support mailbox end to end: real Dovecot in, real SMTP out, threads kept both ways."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from email.message import EmailMessage
+from email.utils import make_msgid
+from typing import Any
+
+import pytest
+
+from models import Appeal, ContactPoint, Customer, Message, Task
+from tests.conftest import Desk
+from tests.fakes.telegram import FakeTelegram
+from tests.mailserver import MailAccount, SmtpCapture
+from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, telegram_settings, texts_in
+
+
+def customer_mail(
+    text: str,
+    *,
+    subject: str = "Не пришёл заказ",
+    sender: str = "Анна Петрова <anna@example.com>",
+    **headers: str,
+) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = sender
+    mail["To"] = "support@desk.example"
+    mail["Subject"] = subject
+    mail["Message-ID"] = make_msgid(domain="example.com")
+    mail["Date"] = "Mon, 23 Nov 2026 10:00:00 +0300"
+    for name, value in headers.items():
+        mail[name.replace("_", "-")] = value
+    mail.set_content(text)
+    return mail
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as tg:
+        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
+        tg.add_user(AGENT_ID, "Ирина")
+        yield tg
+
+
+def email_settings(mailbox: MailAccount, smtp: SmtpCapture) -> dict[str, Any]:
+    return {
+        "address": mailbox.address,
+        "name": "Поддержка",
+        "imap_host": mailbox.host,
+        "imap_port": mailbox.port,
+        "imap_user": mailbox.user,
+        "imap_password": mailbox.password,
+        "imap_tls": "none",
+        "smtp_host": smtp.host,
+        "smtp_port": smtp.port,
+        "smtp_tls": "none",
+        "poll_s": 0.5,
+    }
+
+
+@pytest.fixture
+def start_mail_desk(
+    fake: FakeTelegram,
+    mailbox: MailAccount,
+    smtp_capture: SmtpCapture,
+    start_desk: Callable[..., Any],
+) -> Callable[..., Any]:
+    async def start() -> Desk:
+        desk: Desk = await start_desk(
+            **telegram_settings(fake), email=email_settings(mailbox, smtp_capture)
+        )
+        return desk
+
+    return start
+
+
+async def test_mail_opens_appeal_is_acknowledged_and_answered_in_thread(
+    start_mail_desk: Callable[..., Any],
+    fake: FakeTelegram,
+    mailbox: MailAccount,
+    smtp_capture: SmtpCapture,
+) -> None:
+    await start_mail_desk()
+    first = customer_mail("Здравствуйте! Заказ 4521 так и не пришёл.\n\nАнна")
+    await mailbox.deliver(first)
+
+    appeal = await eventually(lambda: Appeal.filter(channel="email").first(), timeout=15)
+    assert appeal.subject == "Не пришёл заказ"
+    ack = (await smtp_capture.wait_for(1, timeout=10))[0]
+    assert ack.rcpt_tos == ["anna@example.com"]
+    assert f"[{appeal.number}]" in ack.message["Subject"]
+    assert ack.message["Auto-Submitted"] is not None
+    flags = await mailbox.flags()
+    assert all("\\Seen" in f for f in flags.values())
+
+    appeal = await eventually(
+        lambda: Appeal.filter(id=appeal.id, staff_thread__isnull=False).first()
+    )
+    thread = int(appeal.staff_thread)
+    await eventually(lambda: any("4521" in t for t in texts_in(fake, STAFF_CHAT, thread)))
+    fake.group_message(STAFF_CHAT, AGENT_ID, "Анна, заказ передан в доставку повторно.", thread)
+    answer = (await smtp_capture.wait_for(2, timeout=10))[1].message
+    assert answer["In-Reply-To"] == first["Message-ID"]
+    assert first["Message-ID"] in answer["References"]
+    assert f"[{appeal.number}]" in answer["Subject"] and answer["Subject"].startswith("Re:")
+    assert mailbox.address in answer["From"]
+    assert answer.get_body(("plain",)).get_content().startswith("Анна, заказ передан")
+    assert answer.get_body(("html",)) is not None
+
+    # The customer answers our mail with another subject: still the same appeal.
+    reply = customer_mail(
+        "Спасибо, жду.",
+        subject="Re: доставка",
+        In_Reply_To=answer["Message-ID"],
+        References=f"{first['Message-ID']} {answer['Message-ID']}",
+    )
+    await mailbox.deliver(reply)
+    await eventually(lambda: Message.filter(appeal_id=appeal.id, text="Спасибо, жду.").exists())
+    assert await Appeal.filter(channel="email").count() == 1
+
+
+async def test_number_in_subject_threads_and_auto_replies_open_nothing(
+    start_mail_desk: Callable[..., Any],
+    mailbox: MailAccount,
+    smtp_capture: SmtpCapture,
+) -> None:
+    await start_mail_desk()
+    await mailbox.deliver(customer_mail("Нужен счёт"))
+    appeal = await eventually(lambda: Appeal.filter(channel="email").first(), timeout=15)
+    await smtp_capture.wait_for(1, timeout=10)
+
+    await mailbox.deliver(
+        customer_mail(
+            "И акт тоже", subject=f"Вопрос по [{appeal.number}]", sender="anna@example.com"
+        )
+    )
+    await mailbox.deliver(
+        customer_mail(
+            "Я в отпуске до понедельника.",
+            subject="Автоответ: Не пришёл заказ",
+            Auto_Submitted="auto-replied",
+        )
+    )
+    await mailbox.deliver(
+        customer_mail("Рассылка", sender="news@shop.example", List_Id="<news.shop.example>")
+    )
+    await eventually(lambda: Message.filter(text="И акт тоже").exists(), timeout=15)
+    flags = await eventually(
+        lambda: _all_seen(mailbox, 4), timeout=10, what="every mail marked handled"
+    )
+    assert flags
+    assert await Appeal.all().count() == 1
+    assert not await Message.filter(text__contains="отпуске").exists()
+    assert not await ContactPoint.filter(address="news@shop.example").exists()
+    assert len(smtp_capture.messages) == 1  # only the acknowledgement, no answers to robots
+
+
+async def _all_seen(mailbox: MailAccount, count: int) -> bool:
+    flags = await mailbox.flags()
+    return len(flags) == count and all("\\Seen" in f for f in flags.values())
+
+
+async def test_restart_neither_skips_nor_repeats_a_mail(
+    start_mail_desk: Callable[..., Any],
+    mailbox: MailAccount,
+    smtp_capture: SmtpCapture,
+) -> None:
+    desk = await start_mail_desk()
+    await mailbox.deliver(customer_mail("Первое письмо"))
+    await eventually(lambda: Message.filter(text="Первое письмо").exists(), timeout=15)
+    await desk.service.stop()
+    await mailbox.deliver(customer_mail("Пока вы спали"))
+    await start_mail_desk()
+    await eventually(lambda: Message.filter(text="Пока вы спали").exists(), timeout=15)
+    assert await Message.filter(text="Первое письмо").count() == 1
+    assert await Customer.all().count() == 1
+
+
+async def test_smtp_refusing_for_a_while_delays_the_answer_without_losing_it(
+    start_mail_desk: Callable[..., Any],
+    mailbox: MailAccount,
+    smtp_capture: SmtpCapture,
+) -> None:
+    desk = await start_mail_desk()
+    await mailbox.deliver(customer_mail("Ответьте, пожалуйста"))
+    appeal = await eventually(lambda: Appeal.filter(channel="email").first(), timeout=15)
+    await smtp_capture.wait_for(1, timeout=10)
+    smtp_capture.refuse_next(2, code=451)
+    status, _ = await desk.post(f"/api/v1/appeals/{appeal.number}/messages", {"text": "Отвечаем"})
+    assert status == 201
+    mails = await smtp_capture.wait_for(2, timeout=20)
+    assert "Отвечаем" in mails[1].message.get_body(("plain",)).get_content()
+    bodies = [m.message.get_body(("plain",)).get_content() for m in smtp_capture.messages]
+    assert sum("Отвечаем" in b for b in bodies) == 1
+    assert smtp_capture.refused == 2
+
+
+async def test_attachments_reach_the_topic_and_oversized_ones_are_listed(
+    fake: FakeTelegram,
+    mailbox: MailAccount,
+    smtp_capture: SmtpCapture,
+    start_desk: Callable[..., Any],
+) -> None:
+    settings = email_settings(mailbox, smtp_capture) | {"max_attachment_bytes": 2000}
+    desk: Desk = await start_desk(**telegram_settings(fake), email=settings)
+    mail = customer_mail("Счёт и скан во вложении.")
+    mail.add_attachment(
+        b"%PDF-1.4 small invoice", maintype="application", subtype="pdf", filename="Счёт №5.pdf"
+    )
+    mail.add_attachment(b"x" * 5000, maintype="image", subtype="png", filename="скан.png")
+    await mailbox.deliver(mail)
+    appeal = await eventually(
+        lambda: Appeal.filter(channel="email", staff_card_ref__isnull=False).first(), timeout=15
+    )
+    thread = int(appeal.staff_thread)
+    docs = await eventually(
+        lambda: [s for s in fake.sent_to(STAFF_CHAT, thread) if s.media_type == "document"]
+    )
+    assert fake.calls("sendDocument")[-1].files  # uploaded from the desk's store
+    assert "Счёт и скан" in (docs[0].caption or "")
+    assert "скан.png" in (docs[0].caption or "")  # over the cap: named, not lost silently
+    stored = await Message.get(appeal_id=appeal.id)
+    kinds = [a["kind"] for a in stored.attachments]
+    assert kinds.count("document") == 1 and "skipped" in kinds and "email" in kinds
+    index = kinds.index("email")
+    async with desk.http.get(
+        f"{desk.base}/api/v1/appeals/{appeal.number}/messages/{stored.id}/attachments/{index}",
+        headers=desk.auth,
+    ) as resp:
+        assert resp.status == 200
+        assert b"Subject:" in await resp.read()  # the raw mail is kept
+
+
+async def test_recipient_refused_for_good_makes_a_call_task(
+    start_mail_desk: Callable[..., Any],
+    mailbox: MailAccount,
+    smtp_capture: SmtpCapture,
+) -> None:
+    desk = await start_mail_desk()
+    await mailbox.deliver(customer_mail("Позвоните мне", sender="gone@example.com"))
+    appeal = await eventually(lambda: Appeal.filter(channel="email").first(), timeout=15)
+    await smtp_capture.wait_for(1, timeout=10)
+    smtp_capture.refuse_next(1, code=550, text="5.1.1 No such user", at="RCPT")
+    await desk.post(f"/api/v1/appeals/{appeal.number}/messages", {"text": "Ответ"})
+    task = await eventually(
+        lambda: Task.filter(appeal_id=appeal.id, kind="call").first(), timeout=10
+    )
+    assert appeal.number in task.text
+    assert not (await ContactPoint.get(channel="email", address="gone@example.com")).reachable
