@@ -34,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", help="validate the config; problems as file:key: reason, exit 1"
     )
     check.add_argument("file", nargs="?", type=Path, help="the file to check")
+    evaluate = sub.add_parser(
+        "router-eval", help="the classifier's accuracy on labelled appeals (held-out part)"
+    )
+    evaluate.add_argument(
+        "--labelled", type=Path, help="a YAML list of {text, category} (default: the database)"
+    )
+    evaluate.add_argument("--held-out", type=float, default=0.2, help="share kept for testing")
     token = sub.add_parser("token", help="staff API tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = token_sub.add_parser("create", help="create a token and print it once")
@@ -76,6 +83,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         await db.migrate(settings.database_url)
         print(f"applied {len(pending)} migration(s)" if pending else "nothing to apply")
         return 0
+    if args.command == "router-eval":
+        return await _router_eval(args, settings)
     if args.command == "token":
         from desk.keys import create_token
 
@@ -92,6 +101,47 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await run_until_stopped(settings, args.command, sys.stdout, stop)
+    return 0
+
+
+async def _router_eval(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the classifier's accuracy: labelled examples from a file or the database."""
+    from desk.settings import categories_of
+    from models import LabelledExample
+    from router.evaluate import evaluate
+
+    if args.labelled is not None:
+        import yaml
+
+        try:
+            data = yaml.safe_load(args.labelled.read_text(encoding="utf-8")) or []
+        except yaml.YAMLError as exc:
+            print(f"appeal-desk: {args.labelled} is not readable YAML: {exc}", file=sys.stderr)
+            return 1
+        rows = data if isinstance(data, list) else []
+        examples = [
+            (str(x["text"]), str(x["category"]))
+            for x in rows
+            if isinstance(x, dict) and x.get("text") and x.get("category")
+        ]
+    else:
+        await db.connect(settings.database_url)
+        try:
+            rows = await LabelledExample.all().values_list("text", "category")
+        finally:
+            await db.disconnect()
+        examples = [(str(t), str(c)) for t, c in rows]
+    if len(examples) < 10:
+        print(f"only {len(examples)} labelled appeals: too few to measure (need 10 or more)")
+        return 1
+    rules = [(c.id, c.match) for c in categories_of(settings)]
+    result = evaluate(examples, rules, held_out=args.held_out)
+    print(f"trained on {result.trained_on}, tested on {result.tested_on} held-out appeals")
+    print(f"accuracy  {result.accuracy:.1%}   (unsure: {result.unsure})")
+    for category, share in result.per_category.items():
+        print(f"  {category:<16} {share:.1%}")
+    for wanted, got, count in result.confusions:
+        print(f"  mistaken: {wanted} → {got} ×{count}")
     return 0
 
 

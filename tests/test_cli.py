@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from desk.cli import main
 from tests.cli import run_cli
@@ -15,7 +16,10 @@ def test_migrate_applies_once_then_has_nothing_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     env = {**os.environ, "DESK_DATABASE_URL": f"sqlite://{tmp_path}/cli.db"}
-    for expected in ("applied 1 migration(s)", "nothing to apply"):
+    from models.db import known_migrations
+
+    applied = f"applied {len(known_migrations())} migration(s)"
+    for expected in (applied, "nothing to apply"):
         # A separate process: it must also exit by itself (no connection left open).
         done = run_cli("migrate", env=env, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
@@ -60,3 +64,29 @@ def test_unreachable_database_is_one_clear_line(
     err = capsys.readouterr().err
     assert err.startswith("appeal-desk: ") and "Traceback" not in err
     assert "x@" not in err  # the password is not printed
+
+
+def test_router_eval_reports_accuracy_on_a_labelled_file(tmp_path: Path) -> None:
+    examples = [
+        {"text": f"{text} {i}", "category": category}
+        for i in range(6)
+        for text, category in (
+            ("хочу вернуть товар размер не подошел", "returns"),
+            ("пришлите акт сверки и счет", "documents"),
+            ("где мой заказ когда доставят", "order_status"),
+        )
+    ]
+    data = tmp_path / "labelled.yaml"
+    data.write_text(yaml.safe_dump(examples, allow_unicode=True), encoding="utf-8")
+    env = {**os.environ, "DESK_DATABASE_URL": f"sqlite://{tmp_path}/cli.db"}
+    done = run_cli("router-eval", "--labelled", str(data), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "accuracy  100.0%" in done.stdout
+    assert "returns" in done.stdout and "held-out" in done.stdout
+
+
+def test_router_eval_with_too_few_examples_says_so(tmp_path: Path) -> None:
+    data = tmp_path / "few.yaml"
+    data.write_text("- {text: привет, category: general}\n", encoding="utf-8")
+    done = run_cli("router-eval", "--labelled", str(data), env=dict(os.environ), cwd=tmp_path)
+    assert done.returncode == 1 and "too few" in done.stdout

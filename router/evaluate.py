@@ -1,0 +1,78 @@
+"""How well the classifier does: a seeded hold-out split of labelled appeals, trained on the
+rest (rules plus the model learnt from them), scored on the held-out part."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from router.classify import Classifier, Recogniser
+from router.model import NaiveBayes
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """Accuracy overall and per category on the held-out part, and the commonest mistakes."""
+
+    trained_on: int
+    tested_on: int
+    accuracy: float
+    per_category: dict[str, float] = field(default_factory=dict)
+    unsure: int = 0
+    confusions: tuple[tuple[str, str, int], ...] = ()
+
+
+def split(
+    examples: Sequence[tuple[str, str]], held_out: float = 0.2, seed: int = 7
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """A stratified split: ``held_out`` of every category goes to the test part."""
+    by_category: dict[str, list[tuple[str, str]]] = {}
+    for example in examples:
+        by_category.setdefault(example[1], []).append(example)
+    rng = random.Random(seed)
+    train: list[tuple[str, str]] = []
+    test: list[tuple[str, str]] = []
+    for items in by_category.values():
+        shuffled = items[:]
+        rng.shuffle(shuffled)
+        cut = max(1, round(len(shuffled) * held_out)) if len(shuffled) > 1 else 0
+        test += shuffled[:cut]
+        train += shuffled[cut:]
+    return train, test
+
+
+def evaluate(
+    examples: Sequence[tuple[str, str]],
+    recognisers: Sequence[tuple[str, Recogniser]],
+    *,
+    held_out: float = 0.2,
+    seed: int = 7,
+    confident: float = 0.0,
+) -> Evaluation:
+    """Train on the rest, score on the held-out part; an unsure verdict counts as wrong."""
+    train, test = split(examples, held_out, seed)
+    classifier = Classifier(recognisers, NaiveBayes.trained(train), confident=confident)
+    right: Counter[str] = Counter()
+    seen: Counter[str] = Counter()
+    confusions: Counter[tuple[str, str]] = Counter()
+    unsure = 0
+    for text, category in test:
+        guess = classifier.classify(text).category
+        seen[category] += 1
+        if guess == category:
+            right[category] += 1
+        elif guess is None:
+            unsure += 1
+        else:
+            confusions[(category, guess)] += 1
+    total = sum(seen.values())
+    return Evaluation(
+        trained_on=len(train),
+        tested_on=total,
+        accuracy=sum(right.values()) / total if total else 0.0,
+        per_category={c: right[c] / seen[c] for c in sorted(seen)},
+        unsure=unsure,
+        confusions=tuple((a, b, n) for (a, b), n in confusions.most_common(8)),
+    )

@@ -1,0 +1,118 @@
+"""The router in the running desk: categories, the one-tap question, alerts for managers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from models import Agent, Appeal, AppealStatus, Event, LabelledExample, Priority
+from tests.conftest import Desk
+from tests.fakes.telegram import FakeTelegram
+from tests.telegram_world import (
+    AGENT_ID,
+    STAFF_CHAT,
+    SUPERVISOR_ID,
+    eventually,
+    open_appeal,
+    telegram_settings,
+)
+
+MANAGERS_CHAT = -1009876543210
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as tg:
+        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID, SUPERVISOR_ID])
+        tg.add_group(MANAGERS_CHAT, "Руководители", forum=False, members=[SUPERVISOR_ID])
+        tg.add_user(AGENT_ID, "Ирина")
+        tg.add_user(SUPERVISOR_ID, "Олег")
+        yield tg
+
+
+@pytest.fixture
+async def tdesk(fake: FakeTelegram, start_desk: Callable[..., Any]) -> Desk:
+    desk: Desk = await start_desk(
+        **telegram_settings(fake, telegram={"managers_chat_id": MANAGERS_CHAT})
+    )
+    return desk
+
+
+async def test_clear_appeals_get_category_team_and_priority(
+    tdesk: Desk, fake: FakeTelegram
+) -> None:
+    returns = await open_appeal(fake, 401, "Хочу вернуть кроссовки, не подошёл размер")
+    documents = await open_appeal(fake, 402, "Пришлите пожалуйста акт сверки и счёт-фактуру за май")
+    assert (returns.category, returns.team, returns.priority) == (
+        "returns",
+        "support",
+        Priority.HIGH,
+    )
+    assert (documents.category, documents.team) == ("documents", "accounting")
+    assert returns.status is AppealStatus.OPEN
+    topic = fake.chat(STAFF_CHAT).topics[int(documents.staff_thread)]
+    await eventually(lambda: topic.name.endswith("Документы"))
+
+
+async def test_unsure_appeal_waits_for_one_tap_and_the_choice_is_learnt(
+    tdesk: Desk, fake: FakeTelegram
+) -> None:
+    appeal = await open_appeal(fake, 403, "Помогите пожалуйста")
+    assert appeal.status is AppealStatus.NEW and appeal.category is None
+    question = await eventually(
+        lambda: [s for s in fake.sent_to(STAFF_CHAT) if (s.body or "").startswith("❓")]
+    )
+    assert question[0].message_thread_id is None  # in General
+    buttons = [b for row in question[0].reply_markup["inline_keyboard"] for b in row]
+    documents = next(b for b in buttons if b["text"] == "Документы")
+    fake.callback(AGENT_ID, STAFF_CHAT, question[0].message_id, documents["callback_data"])
+
+    await eventually(lambda: Appeal.filter(id=appeal.id, category="documents").exists())
+    placed = await Appeal.get(id=appeal.id)
+    assert placed.status is AppealStatus.OPEN and placed.team == "accounting"
+    example = await LabelledExample.get(appeal_id=appeal.id)
+    assert example.category == "documents" and "Помогите" in example.text
+    assert tdesk.service.ctx.routing.model.size == 1  # type: ignore[union-attr]
+
+
+async def test_customer_who_may_be_lost_alerts_managers_who_can_take_it(
+    tdesk: Desk, fake: FakeTelegram
+) -> None:
+    appeal = await open_appeal(
+        fake, 404, "Третий раз пишу! Верните деньги за заказ, иначе жалоба в Роспотребнадзор"
+    )
+    assert "Важно" in appeal.tags and appeal.priority in (Priority.HIGH, Priority.URGENT)
+    alert = await eventually(lambda: fake.sent_to(MANAGERS_CHAT))
+    assert appeal.number in (alert[0].text or "") and "Роспотребнадзор" in (alert[0].text or "")
+    take = alert[0].reply_markup["inline_keyboard"][0][0]["callback_data"]
+    fake.callback(SUPERVISOR_ID, MANAGERS_CHAT, alert[0].message_id, take)
+    oleg = await Agent.get(telegram_id=SUPERVISOR_ID)
+    await eventually(lambda: Appeal.filter(id=appeal.id, assignee_id=oleg.id).exists())
+
+
+async def test_new_appeals_go_to_an_agent_on_duty_and_come_back_when_they_leave(
+    tdesk: Desk, fake: FakeTelegram
+) -> None:
+    irina = await Agent.get(telegram_id=AGENT_ID)
+    oleg = await Agent.get(telegram_id=SUPERVISOR_ID)
+    fake.group_message(STAFF_CHAT, SUPERVISOR_ID, "/duty off")
+    await eventually(lambda: Agent.filter(id=oleg.id, on_duty=False).exists())
+    first = await open_appeal(fake, 405, "Где мой заказ 1001?")
+    second = await open_appeal(fake, 406, "Где мой заказ 1002?")
+    assert first.assignee_id == irina.id and second.assignee_id == irina.id
+    history = await Event.filter(appeal_id=first.id, kind="appeal.assigned").first()
+    assert history is not None and history.actor == "router" and history.data["reason"]
+
+    fake.group_message(STAFF_CHAT, AGENT_ID, "/duty off")
+    offer = await eventually(
+        lambda: [s for s in fake.sent_to(STAFF_CHAT) if "Ждут исполнителя" in (s.body or "")]
+    )
+    assert first.number in (offer[0].body or "") and second.number in (offer[0].body or "")
+    assert not await Appeal.filter(assignee_id=irina.id).exists()
+    button = offer[0].reply_markup["inline_keyboard"][0][0]["callback_data"]
+    fake.group_message(STAFF_CHAT, SUPERVISOR_ID, "/duty on")
+    await eventually(lambda: Agent.filter(id=oleg.id, on_duty=True).exists())
+    fake.callback(SUPERVISOR_ID, STAFF_CHAT, offer[0].message_id, button)
+    await eventually(lambda: Appeal.filter(id=first.id, assignee_id=oleg.id).exists())
