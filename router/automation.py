@@ -1,0 +1,228 @@
+"""Automation rules: ``on`` an event, ``if`` a condition holds, ``do`` actions. This module
+decides which rules fire and with which actions; ``desk/`` carries the actions out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from router.conditions import ConditionError, Node, holds, names, parse
+
+# The events rules may listen to, with the fields their data offers (besides ``appeal.*``,
+# ``customer.*`` and ``order.*``, which the desk adds when the event concerns one).
+EVENTS: dict[str, frozenset[str]] = {
+    "appeal.created": frozenset({"channel", "number"}),
+    "appeal.status_changed": frozenset({"before", "after", "reason"}),
+    "appeal.assigned": frozenset({"before", "after", "agent", "reason"}),
+    "appeal.priority_changed": frozenset({"before", "after"}),
+    "message.received": frozenset({"channel", "first", "message_id"}),
+    "message.sent": frozenset({"channel", "source", "message_id"}),
+    "sla.warning": frozenset({"target", "due", "share"}),
+    "sla.breached": frozenset({"target", "due", "share"}),
+    "rating.received": frozenset({"score", "comment"}),
+    "order.created": frozenset({"stage", "external_id"}),
+    "order.stage_changed": frozenset({"before", "after", "external_id"}),
+    "customer.state_changed": frozenset({"before", "after", "field", "reason"}),
+    "task.created": frozenset({"kind", "task_id", "reason"}),
+    "task.due": frozenset({"kind", "task_id"}),
+}
+OBJECTS = ("appeal", "customer", "order", "task", "rating")
+MAX_CHAIN = 3  # a rule fires at most this deep inside a chain of automation-made events
+
+
+class QuietHours(BaseModel):
+    """When automatic messages may reach a customer (their local time)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: time = time(9, 0)
+    end: time = time(21, 0)
+
+
+class NotifyCustomer(BaseModel):
+    """A message to the customer from a template, by their preferred channel."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["notify_customer"]
+    template: str = Field(min_length=1)
+    channels: Literal["preferred", "conversation", "any"] = "preferred"
+    quiet_hours: QuietHours | None = QuietHours()
+
+
+class NotifyStaff(BaseModel):
+    """A post in the appeal's topic."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["notify_staff"]
+    template: str = Field(min_length=1)
+
+
+class AlertManagers(BaseModel):
+    """An alert in the managers chat, with the appeal's card."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["alert_managers"]
+    template: str = "alert"
+
+
+class CreateTask(BaseModel):
+    """A task for a person: a call-back, a follow-up."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["create_task"]
+    kind: str = "call"
+    assignee: Literal["appeal_assignee", "manager"] | str = "appeal_assignee"
+    due_minutes: int = Field(default=120, ge=0)
+    template: str = Field(min_length=1)
+
+
+class SetPriority(BaseModel):
+    """Set the appeal's priority."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["set_priority"]
+    priority: Literal["low", "normal", "high", "urgent"]
+
+
+class AddTag(BaseModel):
+    """Add a tag to the appeal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["add_tag"]
+    tag: str = Field(min_length=1, max_length=40)
+
+
+class Assign(BaseModel):
+    """Give the appeal to an agent or a team."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["assign"]
+    agent: str | None = None
+    team: str | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Assign:
+        if (self.agent is None) == (self.team is None):
+            raise ValueError("assign needs exactly one of agent or team")
+        return self
+
+
+class RequestRating(BaseModel):
+    """Ask the customer how it went (the rating flow)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["request_rating"]
+
+
+class CallWebhook(BaseModel):
+    """A signed JSON POST to another system, retried through the outbox."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["call_webhook"]
+    url: str = Field(pattern=r"^https?://")
+
+
+Action = Annotated[
+    NotifyCustomer
+    | NotifyStaff
+    | AlertManagers
+    | CreateTask
+    | SetPriority
+    | AddTag
+    | Assign
+    | RequestRating
+    | CallWebhook,
+    Field(discriminator="action"),
+]
+TEMPLATE_ACTIONS = (NotifyCustomer, NotifyStaff, AlertManagers, CreateTask)
+
+
+class Rule(BaseModel):
+    """One automation rule from the config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=100)
+    on: str
+    when: str = Field(default="", alias="if")
+    do: list[Action] = Field(min_length=1)
+    enabled: bool = True
+
+    @field_validator("on")
+    @classmethod
+    def _known_event(cls, value: str) -> str:
+        if value not in EVENTS:
+            raise ValueError(f"unknown event '{value}' (known: {', '.join(sorted(EVENTS))})")
+        return value
+
+    @model_validator(mode="after")
+    def _fields_exist(self) -> Rule:
+        if not self.when:
+            return self
+        try:
+            tree = parse(self.when)
+        except ConditionError as exc:
+            raise ValueError(f"condition: {exc}") from None
+        known = EVENTS[self.on]
+        for name in names(tree):
+            head = name.split(".", 1)[0]
+            if name not in known and head not in OBJECTS:
+                raise ValueError(
+                    f"condition reads '{name}', which {self.on} does not have "
+                    f"(it has {', '.join(sorted(known))}, and appeal.*, customer.*, order.*)"
+                )
+        return self
+
+    def condition(self) -> Node | None:
+        """The parsed ``if``, or None when the rule always applies."""
+        return parse(self.when) if self.when else None
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """A rule that fires for an event, and what it asks for."""
+
+    rule: str
+    actions: tuple[Any, ...]
+
+
+def firing(
+    rules: Sequence[Rule],
+    event: str,
+    data: Mapping[str, Any],
+    *,
+    chain: Sequence[str] = (),
+) -> list[Firing]:
+    """The rules that fire for ``event`` with ``data``, in config order.
+
+    ``chain`` names the rules whose actions led to this event; a rule already in it does not
+    fire again (loop protection), and nothing fires deeper than ``MAX_CHAIN``.
+    """
+    if len(chain) >= MAX_CHAIN:
+        return []
+    out: list[Firing] = []
+    for rule in rules:
+        if not rule.enabled or rule.on != event or rule.name in chain:
+            continue
+        tree = rule.condition()
+        if tree is None or holds(tree, data):
+            out.append(Firing(rule.name, tuple(rule.do)))
+    return out
+
+
+def templates_of(rules: Sequence[Rule]) -> set[str]:
+    """Every template the rules name (for check-config to look for)."""
+    return {a.template for r in rules for a in r.do if isinstance(a, TEMPLATE_ACTIONS)}
