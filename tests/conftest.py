@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +18,27 @@ import aiohttp
 import pytest
 from tortoise import Tortoise
 
+from desk.context import utc_now
 from desk.service import Service
 from desk.settings import Settings
 from models import db
 
 PG_URL = os.environ.get("DESK_TEST_DATABASE_URL") or None
 REDIS_URL = os.environ.get("DESK_TEST_REDIS_URL") or None
+pytest_plugins = ["tests.mailserver", "tests.exit_watchdog"]
+
 API_TOKEN = "tests-token-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _root_logging() -> Iterator[None]:
+    """Commands run in-process set up logging on the stderr pytest captures for that test
+    only; later tests must not log into that closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
@@ -140,9 +156,9 @@ async def start_desk(make_settings: Callable[..., Settings]) -> AsyncIterator[Ca
     """Start desks with the given setting overrides; all are stopped at the end."""
     started: list[Desk] = []
 
-    async def start(**overrides: Any) -> Desk:
+    async def start(clock: Callable[[], datetime] | None = None, **overrides: Any) -> Desk:
         out = io.StringIO()
-        service = Service(make_settings(**overrides), "serve", out)
+        service = Service(make_settings(**overrides), "serve", out, clock=clock or utc_now)
         await service.start()
         desk = Desk(service, aiohttp.ClientSession(), out)
         started.append(desk)
