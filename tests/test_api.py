@@ -44,7 +44,7 @@ async def wait_delivered(desk: Desk) -> None:
 
 async def test_customer_appeal_gets_number_and_a_working_status_link(desk: Desk) -> None:
     body = await send_appeal(desk)
-    assert body["number"] == "A-000001" and body["status"] == "new"
+    assert body["number"] == "A-000001" and body["status"] == "open"  # the router placed it
     status, html = await page(desk, body["status_url"])
     assert status == 200
     assert "A-000001" in html and "Где мой заказ 1234?" in html
@@ -129,7 +129,7 @@ async def test_status_change_and_invalid_move(desk: Desk) -> None:
     assert status == 409
     assert body["error"]["message"] == "appeal A-000001 is closed: it cannot become open"
     kinds = [h["kind"] for h in (await desk.get("/api/v1/appeals/A-000001"))[1]["history"]]
-    assert kinds.count("appeal.status_changed") == 2
+    assert kinds.count("appeal.status_changed") == 3  # categorised, resolved, closed
 
 
 async def test_assign_to_agent_and_unknown_agent(desk: Desk) -> None:
@@ -140,8 +140,9 @@ async def test_assign_to_agent_and_unknown_agent(desk: Desk) -> None:
     assert mine["total"] == 1
     status, body = await desk.post("/api/v1/appeals/A-000001/assign", {"agent": "Никто"})
     assert status == 422 and "agent Никто not found" in body["error"]["message"]
-    event = await Event.filter(kind="appeal.assigned").first()
-    assert event is not None and event.actor == "api:tests"
+    first, second = await Event.filter(kind="appeal.assigned").order_by("id")
+    assert first.actor == "router" and "least_loaded" in first.data["reason"]
+    assert second.actor == "api:tests"
 
 
 async def test_staff_api_needs_a_valid_token(desk: Desk) -> None:
@@ -268,3 +269,29 @@ async def test_healthz_and_unknown_api_path(desk: Desk) -> None:
     assert await desk.get("/healthz", auth=False) == (200, {"status": "ok"})
     status, body = await desk.get("/api/v1/nothing", auth=False)
     assert status == 404 and body["error"]["code"] == "not_found"
+
+
+async def test_two_customers_merged_through_the_api_share_one_history(desk: Desk) -> None:
+    first = await send_appeal(desk)
+    second = await send_appeal(
+        desk, {"name": "Ирина П.", "phone": "+7 916 555-44-33", "text": "Это я, с другого телефона"}
+    )
+    a = await Appeal.get(number=first["number"])
+    b = await Appeal.get(number=second["number"])
+    assert a.customer_id != b.customer_id
+    status, body = await desk.post(
+        f"/api/v1/customers/{a.customer_id}/merge", {"customer_id": b.customer_id}
+    )
+    assert status == 200, body
+    assert body["appeals"] == 2
+    assert {c["channel"] for c in body["contacts"]} == {"email", "phone"}
+    assert (await Appeal.get(id=b.id)).customer_id == a.customer_id
+    assert await Event.filter(kind="customer.merged", customer_id=a.customer_id).exists()
+    status, body = await desk.post(
+        f"/api/v1/customers/{a.customer_id}/merge", {"customer_id": a.customer_id}
+    )
+    assert status == 409
+    status, body = await desk.post("/api/v1/customers/999999/merge", {"customer_id": 1})
+    assert status == 404
+    status, body = await desk.post(f"/api/v1/customers/{a.customer_id}/merge", {"customer_id": "x"})
+    assert status == 422

@@ -12,6 +12,8 @@ from desk.errors import InvalidInput, InvalidTransition
 from desk.lifecycle import Lifecycle
 from desk.outbox import Outbox
 from desk.settings import Settings
+from desk.sla import SlaClock
+from desk.triage import Triage
 from models import Appeal, AppealStatus, ContactPoint, Customer, Event, Message, OutboxItem, db
 
 
@@ -36,7 +38,10 @@ async def lifecycle(db_url: str, clock: Clock) -> AsyncIterator[Lifecycle]:
     settings = Settings(
         database_url=db_url, lifecycle={"reopen_window_hours": 72, "max_text_chars": 1000}
     )
-    yield Lifecycle(settings, Outbox(clock), clock)
+    life = Lifecycle(settings, Outbox(clock), clock)
+    sla = SlaClock(settings, Triage(life, settings), life.events, clock)
+    life.events.subscribe(sla.on_event)
+    yield life
     await db.disconnect()
 
 
@@ -63,7 +68,8 @@ async def test_first_message_registers_appeal_with_number_and_history(
     assert result.created and appeal.number == "A-000001"
     assert appeal.status is AppealStatus.NEW
     assert appeal.subject == "Хочу вернуть заказ"
-    assert appeal.first_response_due == clock.now + timedelta(hours=2)  # "answer in 2 hours"
+    # «answer in 2 hours»: Monday 12:00 in Moscow, two working hours later
+    assert appeal.first_response_due == clock.now + timedelta(hours=2)
     assert await kinds(appeal.id) == ["appeal.created", "message.received"]
     assert await Event.filter(kind="customer.created", customer_id=appeal.customer_id).exists()
     point = await ContactPoint.get(channel="telegram", address="500")
