@@ -81,7 +81,7 @@ class StaffSync:
         elif kind == "appeal.unsorted":
             await self._picker(appeal)
         elif kind == "appeal.important":
-            await self._alert(appeal, list(data.get("reasons", [])))
+            await self.alert(appeal, list(data.get("reasons", [])))
         elif kind in ("delivery.failed", "delivery.rerouted", "task.created"):
             if data.get("channel") == STAFF_CHANNEL:
                 return  # the staff group itself failed: telling it would fail again
@@ -106,7 +106,7 @@ class StaffSync:
             text += f' <a href="tg://user?id={agent.telegram_id}">{name}</a>'
         await self.enqueue(appeal, "post", text=text)
         if kind == "sla.breached":
-            await self._alert(appeal, [line])
+            await self.alert(appeal, [line])
 
     async def _picker(self, appeal: Appeal) -> None:
         """The router is unsure: one tap in General picks the category (and teaches it)."""
@@ -127,17 +127,21 @@ class StaffSync:
         rows = [buttons[i : i + 3] for i in range(0, len(buttons), 3)]
         await self.enqueue(None, "post", text=text, markup={"inline_keyboard": rows})
 
-    async def _alert(self, appeal: Appeal, reasons: list[str]) -> None:
-        """A customer may be lost: the managers hear at once, with the appeal's card."""
-        customer = await Customer.get(id=appeal.customer_id)
-        text = self._texts.render(
-            "telegram/alert.html.j2",
-            self._lang,
-            number=appeal.number,
-            name=customer.name,
-            subject=appeal.subject,
-            reasons=reasons,
-        )
+    async def alert(
+        self, appeal: Appeal, reasons: list[str] | None = None, *, text: str | None = None
+    ) -> None:
+        """A customer may be lost: the managers hear at once, with the appeal's card (``text``
+        replaces the standard alert, e.g. from an automation rule's template)."""
+        if text is None:
+            customer = await Customer.get(id=appeal.customer_id)
+            text = self._texts.render(
+                "telegram/alert.html.j2",
+                self._lang,
+                number=appeal.number,
+                name=customer.name,
+                subject=appeal.subject,
+                reasons=reasons or [],
+            )
         take = {
             "text": self._texts.string("button.take", self._lang),
             "callback_data": f"ap:take:{appeal.id}",

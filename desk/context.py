@@ -20,6 +20,7 @@ from desk.triage import Triage
 if TYPE_CHECKING:
     from bots.desk_bot import TelegramDesk
     from bots.vk_desk import VkDesk
+    from desk.notify import Notifier
     from desk.routing import Routing
     from desk.sla import SlaClock
 
@@ -47,3 +48,4 @@ class AppContext:
     vk: VkDesk | None = None
     routing: Routing | None = None
     sla: SlaClock | None = None
+    notifier: Notifier | None = None

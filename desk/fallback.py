@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 from channels.web import PHONE_CHANNEL as PHONE
 from desk.events import EventBus
 from desk.outbox import Outbox
+from desk.tasks import create_task
 from desk.texts import Texts
-from models import Appeal, ContactPoint, Customer, OutboxItem, Task
+from models import Appeal, ContactPoint, Customer, OutboxItem
 
 log = logging.getLogger(__name__)
 
@@ -81,20 +82,13 @@ class Fallback:
             channel=item.channel,
             phones=", ".join(str(p) for p in phones) or "—",
         )
-        task = await Task.create(
+        await create_task(
+            self._events,
             kind="call",
-            customer_id=customer.id,
-            appeal_id=appeal.id,
-            assignee_id=appeal.assignee_id,
             text=text,
             due_at=self._clock() + CALL_DUE,
-        )
-        await self._events.emit(
-            "task.created",
             actor="delivery",
-            appeal=appeal,
-            task_id=task.id,
-            kind="call",
             reason=reason,
+            appeal=appeal,
         )
         log.info("call task created for unreachable customer", extra={"appeal": appeal.number})

@@ -340,7 +340,7 @@ class Lifecycle:
                 appeal = await self.get(number)
                 if appeal.status is AppealStatus.CLOSED:
                     raise InvalidTransition(appeal.number or "", "closed", "answered")
-                channel, address = await self._reply_route(appeal)
+                channel, address = await self.reply_route(appeal)
                 files = [attachment_json(a) for a in attachments]
                 message = await Message.create(
                     appeal=appeal,
@@ -484,7 +484,7 @@ class Lifecycle:
         self._outbox.wake()
         return message
 
-    async def _reply_route(self, appeal: Appeal) -> tuple[str, str]:
+    async def reply_route(self, appeal: Appeal) -> tuple[str, str]:
         """Where an answer goes: the channel and address of the customer's last message."""
         last_in = await (
             Message.filter(appeal_id=appeal.id, direction=Direction.IN).order_by("-id").first()

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Literal, TextIO
 from aiohttp import web
 from tortoise.transactions import in_transaction
 
-from bots.staff_sync import STAFF_CHANNEL
 from channels.base import ChannelAdapter, ChannelKind, wait_or_stop
 from channels.stream import AppealStream, open_stream
 from channels.web import WebAdapter
+from channels.webhook import KIND as WEBHOOK_KIND
+from channels.webhook import WebhookSender
 from desk.agents import sync_agents
+from desk.automation import Automation
 from desk.context import AppContext, utc_now
 from desk.delivery import DeliveryWorker
 from desk.errors import DeskError
@@ -27,7 +29,8 @@ from desk.fallback import Fallback
 from desk.intake import IntakeWorker
 from desk.keys import TokenBook, bootstrap_token, signing_key
 from desk.lifecycle import Lifecycle
-from desk.notices import ACK_TEMPLATES, Acknowledgements
+from desk.notice_templates import VARIANTS
+from desk.notify import Notifier
 from desk.outbox import Outbox
 from desk.routing import Routing
 from desk.settings import Settings
@@ -146,12 +149,28 @@ async def build_context(
     ctx.routing = routing = Routing(settings, lifecycle, ctx.triage, clock)
     await routing.retrain()
     lifecycle.events.subscribe(routing.on_event)
-    customer_channels = [c for c in adapters if c in ACK_TEMPLATES]
+    customer_channels = [c for c in adapters if c in VARIANTS]
     ctx.sla = sla = SlaClock(settings, ctx.triage, lifecycle.events, clock)
     lifecycle.events.subscribe(sla.on_event)
-    lifecycle.events.subscribe(
-        Acknowledgements(outbox, settings, ctx.texts, customer_channels, clock).on_event
+    ctx.notifier = Notifier(
+        outbox, lifecycle.events, lifecycle, settings, ctx.texts, customer_channels, clock
     )
+    secret = settings.automation.webhook_secret
+    adapters[WEBHOOK_KIND] = WebhookSender(
+        secret.get_secret_value().encode() if secret is not None else b"", clock
+    )
+    automation = Automation(
+        settings,
+        ctx.notifier,
+        outbox,
+        ctx.triage,
+        lifecycle.events,
+        ctx.texts,
+        clock,
+        staff=ctx.telegram.staff if ctx.telegram is not None else None,
+        routing=routing,
+    )
+    lifecycle.events.subscribe(automation.on_event)  # last: sees the routed, timed appeal
     return ctx
 
 
@@ -197,7 +216,7 @@ class Service:
             ctx.outbox,
             ctx.lifecycle.events,
             ctx.texts,
-            [c for c in ctx.adapters if c not in ("web", STAFF_CHANNEL)],
+            [c for c in ctx.adapters if c in VARIANTS],
             ctx.clock,
         )
         token = await bootstrap_token(settings) if self._role == "serve" else None
@@ -367,6 +386,9 @@ class Service:
                 await self.ctx.telegram.close()
             if self.ctx.vk is not None:
                 await self.ctx.vk.close()
+            webhooks = self.ctx.adapters.get(WEBHOOK_KIND)
+            if isinstance(webhooks, WebhookSender):
+                await webhooks.close()
         await db.disconnect()
         self._say("stopped")
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -24,8 +23,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from channels.email import EmailSettings
 from channels.telegram import TelegramSettings
 from channels.vk import VkSettings
+from desk.config_errors import load_yaml
 from models.enums import AgentRole, Priority
 from router.assign import ShiftHours, Strategy
+from router.automation import Rule
 from router.classify import Recogniser
 from router.risk import RiskRules
 from router.sla import SlaSettings
@@ -136,6 +137,34 @@ class ApiSettings(Section):
     tokens: list[ApiTokenConfig] = Field(default_factory=list)
 
 
+class AutomationSettings(Section):
+    defaults: bool = Field(default=True, description="the shipped rules (router/rules.yaml)")
+    off: list[str] = Field(default_factory=list, description="shipped rules switched off, by name")
+    rules: list[Rule] = Field(
+        default_factory=list, description="a rule named like a shipped one replaces it"
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC key of call_webhook requests (X-Desk-Signature)"
+    )
+
+    @model_validator(mode="after")
+    def _rules_make_sense(self) -> AutomationSettings:
+        from desk.notice_templates import rule_problems
+        from desk.texts import Texts
+
+        shipped = {r.name for r in default_rules()}
+        problems = [f"off: no shipped rule '{n}'" for n in self.off if n not in shipped]
+        problems += _duplicates("automation.rules", [r.name for r in self.rules], what="name")
+        texts = Texts()
+        for rule in self.rules:
+            problems += rule_problems(texts, rule)
+            if self.webhook_secret is None and any(a.action == "call_webhook" for a in rule.do):
+                problems.append(f"rule '{rule.name}', call_webhook: set automation.webhook_secret")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
 class Settings(BaseSettings):
     """Everything the service reads at start-up, validated as a whole."""
 
@@ -166,6 +195,7 @@ class Settings(BaseSettings):
     categories: list[CategoryConfig] = Field(default_factory=list)
     router: RouterSettings = RouterSettings()
     agents: list[AgentConfig] = Field(default_factory=list)
+    automation: AutomationSettings = Field(default_factory=AutomationSettings)
 
     @field_validator("database_url")
     @classmethod
@@ -215,8 +245,25 @@ def default_categories() -> list[CategoryConfig]:
     """The categories shipped with the desk (seed 001's kinds of appeal), used when the config
     names none."""
     path = Path(__file__).resolve().parent.parent / "router" / "categories.yaml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    data = load_yaml(path.read_text(encoding="utf-8")) or []
     return [CategoryConfig.model_validate(item) for item in data]
+
+
+def default_rules() -> list[Rule]:
+    """The automation rules shipped with the desk (seeds 000 and 004)."""
+    path = Path(__file__).resolve().parent.parent / "router" / "rules.yaml"
+    data = load_yaml(path.read_text(encoding="utf-8")) or []
+    return [Rule.model_validate(item) for item in data]
+
+
+def rules_of(settings: Settings) -> list[Rule]:
+    """The rules in force: the shipped ones (unless switched off or replaced), then the
+    config's own."""
+    own = settings.automation.rules
+    if not settings.automation.defaults:
+        return list(own)
+    names = {r.name for r in own} | set(settings.automation.off)
+    return [r for r in default_rules() if r.name not in names] + list(own)
 
 
 def categories_of(settings: Settings) -> list[CategoryConfig]:

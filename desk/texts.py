@@ -39,6 +39,11 @@ class Texts:
         lang = lang if lang in LANGUAGES else LANGUAGES[0]
         return self._env.get_template(f"{lang}/{template}").render(lang=lang, **context)
 
+    def exists(self, template: str, lang: str) -> bool:
+        """Whether ``<lang>/<template>`` is there (optional variants of a template)."""
+        lang = lang if lang in LANGUAGES else LANGUAGES[0]
+        return (self._root / lang / template).is_file()
+
     def string(self, key: str, lang: str, **values: Any) -> str:
         """A short UI string from ``<lang>/strings.yaml``, with ``{placeholders}`` filled."""
         lang = lang if lang in LANGUAGES else LANGUAGES[0]

@@ -101,7 +101,7 @@ class Triage:
         async def run() -> Appeal:
             async with in_transaction():
                 appeal = await life.get(number)
-                await self._change_priority(appeal, priority, actor=actor)
+                await self.set_priority_in_place(appeal, priority, actor=actor)
                 return appeal
 
         return await self._done(await life.atomic(run))
@@ -143,11 +143,12 @@ class Triage:
         """Raise a loaded appeal's priority to at least ``floor``; call inside a transaction."""
         order = list(Priority)
         if order.index(appeal.priority) < order.index(floor):
-            await self._change_priority(appeal, floor, actor=actor, reason=reason)
+            await self.set_priority_in_place(appeal, floor, actor=actor, reason=reason)
 
-    async def _change_priority(
+    async def set_priority_in_place(
         self, appeal: Appeal, priority: Priority, *, actor: str, reason: str = ""
     ) -> None:
+        """Set a loaded appeal's priority; call inside a transaction."""
         before = appeal.priority
         if before is priority:
             return

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from datetime import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from router.conditions import ConditionError, Node, holds, names, parse
 
@@ -52,6 +59,7 @@ class NotifyCustomer(BaseModel):
     template: str = Field(min_length=1)
     channels: Literal["preferred", "conversation", "any"] = "preferred"
     quiet_hours: QuietHours | None = QuietHours()
+    if_unreachable: Literal["call_task", "skip"] = "call_task"
 
 
 class NotifyStaff(BaseModel):
@@ -147,7 +155,6 @@ Action = Annotated[
     | CallWebhook,
     Field(discriminator="action"),
 ]
-TEMPLATE_ACTIONS = (NotifyCustomer, NotifyStaff, AlertManagers, CreateTask)
 
 
 class Rule(BaseModel):
@@ -163,9 +170,12 @@ class Rule(BaseModel):
 
     @field_validator("on")
     @classmethod
-    def _known_event(cls, value: str) -> str:
+    def _known_event(cls, value: str, info: ValidationInfo) -> str:
         if value not in EVENTS:
-            raise ValueError(f"unknown event '{value}' (known: {', '.join(sorted(EVENTS))})")
+            raise ValueError(
+                f"rule '{info.data.get('name', '?')}': unknown event '{value}' "
+                f"(known: {', '.join(sorted(EVENTS))})"
+            )
         return value
 
     @model_validator(mode="after")
@@ -175,14 +185,15 @@ class Rule(BaseModel):
         try:
             tree = parse(self.when)
         except ConditionError as exc:
-            raise ValueError(f"condition: {exc}") from None
+            raise ValueError(f"rule '{self.name}': condition: {exc}") from None
         known = EVENTS[self.on]
         for name in names(tree):
             head = name.split(".", 1)[0]
             if name not in known and head not in OBJECTS:
                 raise ValueError(
-                    f"condition reads '{name}', which {self.on} does not have "
-                    f"(it has {', '.join(sorted(known))}, and appeal.*, customer.*, order.*)"
+                    f"rule '{self.name}': the condition reads '{name}', which {self.on} does "
+                    f"not have (it has {', '.join(sorted(known))}, and appeal.*, customer.*, "
+                    "order.*)"
                 )
         return self
 
@@ -221,8 +232,3 @@ def firing(
         if tree is None or holds(tree, data):
             out.append(Firing(rule.name, tuple(rule.do)))
     return out
-
-
-def templates_of(rules: Sequence[Rule]) -> set[str]:
-    """Every template the rules name (for check-config to look for)."""
-    return {a.template for r in rules for a in r.do if isinstance(a, TEMPLATE_ACTIONS)}

@@ -55,6 +55,16 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str 
         await asyncio.sleep(0.05)
 
 
+class MovableClock:
+    """The desk's time, moved by the test."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 class FastClock:
     """Time that runs ``speed`` times faster than the wall: minutes of Telegram's flood limits
     pass in seconds, for the fake and the desk alike."""

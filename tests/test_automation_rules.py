@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
 
-from router.automation import MAX_CHAIN, Rule, firing, templates_of
+from desk.notice_templates import rule_problems
+from desk.notify import next_allowed
+from desk.settings import default_rules
+from desk.texts import Texts
+from router.automation import MAX_CHAIN, QuietHours, Rule, firing
 
 LOW_RATING: dict[str, Any] = {
     "name": "low rating → call the customer",
@@ -84,9 +90,45 @@ def test_config_mistakes_are_named(change: dict[str, Any], message: str) -> None
         Rule.model_validate({**LOW_RATING, **change})
 
 
-def test_templates_named_by_rules_are_listed_for_checking() -> None:
-    assert templates_of(rules(LOW_RATING, THANKS)) == {"low_rating_call", "alert", "thank_you"}
+def test_shipped_rules_name_templates_that_exist() -> None:
+    texts = Texts()
+    shipped = default_rules()
+    assert {r.name for r in shipped} >= {"acknowledge", "notify on resolve", "low rating"}
+    assert [p for r in shipped for p in rule_problems(texts, r)] == []
+    missing = rules({**THANKS, "do": [{"action": "notify_customer", "template": "nope"}]})[0]
+    assert rule_problems(texts, missing) == [
+        "rule 'high rating → thank you', notify_customer: template 'nope' is missing for ru, "
+        "en: add templates/<lang>/notify/nope.txt.j2 (or one variant per channel)"
+    ]
 
 
 def test_disabled_rules_stay_quiet() -> None:
     assert not firing(rules({**THANKS, "enabled": False}), "rating.received", {"score": 5})
+
+
+BERLIN = ZoneInfo("Europe/Berlin")  # summer time ends on 25 October 2026 at 03:00
+
+
+@pytest.mark.parametrize(
+    ("now", "window", "expected"),
+    [
+        # Inside the window: at once.
+        (datetime(2026, 11, 23, 12, 0, tzinfo=UTC), (9, 21), datetime(2026, 11, 23, 12, 0)),
+        # 23:10 local: 09:00 the next morning.
+        (datetime(2026, 11, 23, 22, 10, tzinfo=UTC), (9, 21), datetime(2026, 11, 24, 8, 0)),
+        # 06:30 local: 09:00 the same morning.
+        (datetime(2026, 11, 24, 5, 30, tzinfo=UTC), (9, 21), datetime(2026, 11, 24, 8, 0)),
+        # 23:30 summer time on the night the clocks go back: 09:00 winter time = 08:00 UTC.
+        (datetime(2026, 10, 24, 21, 30, tzinfo=UTC), (9, 21), datetime(2026, 10, 25, 8, 0)),
+        # The evening before: 09:00 summer time = 07:00 UTC.
+        (datetime(2026, 10, 23, 21, 30, tzinfo=UTC), (9, 21), datetime(2026, 10, 24, 7, 0)),
+        # A window across midnight (20:00-02:00): 01:00 is inside, 03:00 waits for 20:00.
+        (datetime(2026, 11, 23, 0, 0, tzinfo=UTC), (20, 2), datetime(2026, 11, 23, 0, 0)),
+        (datetime(2026, 11, 23, 2, 0, tzinfo=UTC), (20, 2), datetime(2026, 11, 23, 19, 0)),
+    ],
+)
+def test_quiet_hours_hold_until_the_window_opens_in_local_time(
+    now: datetime, window: tuple[int, int], expected: datetime
+) -> None:
+    quiet = QuietHours(start=time(window[0]), end=time(window[1]))
+    assert next_allowed(now, BERLIN, quiet) == expected.replace(tzinfo=UTC)

@@ -109,3 +109,74 @@ def test_serve_refuses_a_broken_config_without_traceback(tmp_path: Path) -> None
     assert f"{path}:categories.0.team: unknown team 'warehouse'" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "x.db").exists()
+
+
+BROKEN_RULE_SHAPES = """\
+automation:
+  rules:
+    - name: after midnight
+      on: appeal.exploded
+      do:
+        - action: add_tag
+          tag: boom
+    - name: wrong field
+      on: rating.received
+      if: stars < 3
+      do:
+        - action: alert_managers
+    - name: bad action
+      on: appeal.created
+      do:
+        - action: launch_rocket
+"""
+BROKEN_RULE_REFERENCES = """\
+automation:
+  off: [no such rule]
+  rules:
+    - name: lost template
+      on: appeal.created
+      do:
+        - action: notify_customer
+          template: no_such_letter
+        - action: create_task
+          template: no_such_task
+    - name: unsigned hook
+      on: appeal.created
+      do:
+        - action: call_webhook
+          url: https://crm.example.com/hook
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            BROKEN_RULE_SHAPES,
+            [
+                "automation.rules.0.on: rule 'after midnight': unknown event 'appeal.exploded'",
+                "rule 'wrong field': the condition reads 'stars', which rating.received does not",
+                "automation.rules.2.do.0: Input tag 'launch_rocket'",
+            ],
+        ),
+        (
+            BROKEN_RULE_REFERENCES,
+            [
+                "off: no shipped rule 'no such rule'",
+                "rule 'lost template', notify_customer: template 'no_such_letter' is missing",
+                "rule 'lost template', create_task: template 'tasks/no_such_task.txt.j2' is "
+                "missing",
+                "rule 'unsigned hook', call_webhook: set automation.webhook_secret",
+            ],
+        ),
+    ],
+)
+def test_check_config_names_the_rule_of_every_automation_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: list[str]
+) -> None:
+    path = write(tmp_path, text)
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    for piece in expected:
+        assert piece in err, (piece, err)
+    assert "Traceback" not in err

@@ -13,6 +13,7 @@ from tests.fakes.telegram import FakeTelegram
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,
+    MovableClock,
     eventually,
     open_appeal,
     telegram_settings,
@@ -20,16 +21,6 @@ from tests.telegram_world import (
 )
 
 MANAGERS_CHAT = -1009876543210
-
-
-class MovableClock:
-    """The desk's time, moved by the test."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

@@ -1,0 +1,243 @@
+"""Automatic messages to customers: through which channel, from which template, and when
+(templates: see ``desk/notice_templates.py``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from channels.base import ChannelKind
+from channels.web import PHONE_CHANNEL
+from desk.events import EventBus
+from desk.lifecycle import Lifecycle
+from desk.notice_templates import EMAIL_SUBJECT, GENERIC, VARIANTS
+from desk.outbox import Outbox
+from desk.settings import Settings
+from desk.sla import promise_minutes
+from desk.tasks import create_task
+from desk.texts import Texts, language_of
+from models import Appeal, ContactPoint, Customer
+from router.automation import QuietHours
+
+log = logging.getLogger(__name__)
+
+Policy = Literal["preferred", "conversation", "any"]
+
+CALL_SCRIPT = "tasks/call_script.txt.j2"
+CALL_DUE = timedelta(hours=2)
+
+
+def local_zone(settings: Settings, customer: Customer) -> ZoneInfo:
+    """The customer's time zone, else the company's."""
+    for name in (customer.timezone, settings.company.timezone):
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                log.warning("unknown time zone", extra={"zone": name, "customer": customer.id})
+    return ZoneInfo("UTC")
+
+
+def next_allowed(now: datetime, zone: ZoneInfo, window: QuietHours) -> datetime:
+    """``now`` if it is inside the allowed window in ``zone``, else the window's next start
+    (a window may span midnight, e.g. 20:00–02:00)."""
+    local = now.astimezone(zone)
+    at, start, end = local.time(), window.start, window.end
+    inside = start <= at < end if start <= end else (at >= start or at < end)
+    if inside or start == end:
+        return now
+    day = local.date() if at < start else local.date() + timedelta(days=1)
+    return datetime.combine(day, start, tzinfo=zone).astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What became of one notification (written to the history)."""
+
+    result: Literal["queued", "call_task", "skipped"]
+    channel: str = ""
+    at: datetime | None = None
+    outbox_id: int | None = None
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"result": self.result}
+        if self.channel:
+            out["channel"] = self.channel
+        if self.at is not None:
+            out["not_before"] = self.at.isoformat()
+        if self.outbox_id is not None:
+            out["outbox_id"] = self.outbox_id
+        return out
+
+
+class Notifier:
+    """Queues notifications in the outbox by the channel policy, holding them for quiet hours;
+    with no reachable contact point, the assignee gets a call task with the script instead."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        events: EventBus,
+        lifecycle: Lifecycle,
+        settings: Settings,
+        texts: Texts,
+        channels: Collection[str],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._outbox = outbox
+        self._events = events
+        self._lifecycle = lifecycle
+        self._settings = settings
+        self._texts = texts
+        self._channels = channels  # the customer channels this service can deliver to
+        self._clock = clock
+
+    async def notify(
+        self,
+        customer: Customer,
+        template: str,
+        *,
+        appeal: Appeal | None = None,
+        policy: Policy = "preferred",
+        quiet: QuietHours | None = None,
+        values: dict[str, Any] | None = None,
+        markup: dict[str, Any] | None = None,
+        actor: str = "automation",
+        call_if_unreachable: bool = True,
+    ) -> Sent:
+        """Queue ``template`` for ``customer``; call inside the transaction that decided it."""
+        if customer.do_not_contact:
+            return Sent("skipped")
+        lang = language_of(customer.language)
+        context = {**self.values(customer, appeal, lang), **(values or {})}
+        route = await self.route(customer, appeal, policy)
+        if route is None:
+            if not call_if_unreachable:
+                return Sent("skipped")
+            script = self.render(template, ChannelKind.WEB.value, lang, context)[0]
+            await self._call_task(customer, appeal, script, lang, actor)
+            return Sent("call_task")
+        channel, address = route
+        text, fmt = self.render(template, channel, lang, context)
+        subject = ""
+        if channel == ChannelKind.EMAIL.value:
+            subject_path = EMAIL_SUBJECT.format(template)
+            subject = (
+                self._texts.render(subject_path, lang, **context).strip()
+                if self._texts.exists(subject_path, lang)
+                else self._texts.string("notify.subject", lang, **context)
+            )
+        now = self._clock()
+        at = next_allowed(now, local_zone(self._settings, customer), quiet) if quiet else now
+        extra: dict[str, Any] = {"automatic": True}  # an automatic message: Auto-Submitted
+        if markup is not None:
+            extra["reply_markup"] = markup
+        item = await self._outbox.enqueue(
+            channel=channel,
+            address=address,
+            text=text,
+            subject=subject,
+            fmt=fmt,
+            appeal=appeal,
+            extra=extra,
+            not_before=at,
+        )
+        return Sent("queued", channel, at if at > now else None, item.id)
+
+    def render(
+        self, template: str, channel: str, lang: str, context: dict[str, Any]
+    ) -> tuple[str, str]:
+        """(text, format) of a notification for one channel."""
+        pattern, fmt = VARIANTS.get(channel, (GENERIC, "plain"))
+        path = pattern.format(template)
+        if not self._texts.exists(path, lang):
+            path, fmt = GENERIC.format(template), "plain"
+        return self._texts.render(path, lang, **context).strip(), fmt
+
+    def values(self, customer: Customer, appeal: Appeal | None, lang: str) -> dict[str, Any]:
+        """What every notification template may use."""
+        zone = local_zone(self._settings, customer)
+        out: dict[str, Any] = {
+            "name": customer.name,
+            "company": self._settings.company.name,
+            "number": "",
+            "subject": "",
+            "date": "",
+        }
+        if appeal is not None:
+            created = appeal.created_at or self._clock()
+            out |= {
+                "number": appeal.number or "",
+                "subject": appeal.subject,
+                "date": created.astimezone(zone).strftime("%d.%m.%Y"),
+                "promise": self._promise(appeal, lang),
+            }
+        return out
+
+    def _promise(self, appeal: Appeal, lang: str) -> str:
+        """«не позже чем через 2 часа», or «до 11:00 24.11» when working hours push it later."""
+        minutes = promise_minutes(self._settings, appeal.category, appeal.priority.value)
+        due = appeal.first_response_due
+        now = self._clock()
+        if due is None or (due - now).total_seconds() <= (minutes + 1) * 60:
+            return self._texts.string("ack.within", lang, span=self._texts.duration(minutes, lang))
+        local = due.astimezone(ZoneInfo(self._settings.company.timezone))
+        return self._texts.string("ack.until", lang, time=local.strftime("%H:%M %d.%m"))
+
+    async def route(
+        self, customer: Customer, appeal: Appeal | None, policy: Policy
+    ) -> tuple[str, str] | None:
+        """The channel and address for a notification, or None when nothing is reachable."""
+        points = await ContactPoint.filter(
+            customer_id=customer.id, reachable=True, channel__in=list(self._channels)
+        ).order_by("-last_seen_at", "-id")
+        if not points:
+            return None
+        conversation: tuple[str, str] | None = None
+        if appeal is not None:
+            channel, address = await self._lifecycle.reply_route(appeal)
+            if any(p.channel == channel and p.address == address for p in points):
+                conversation = (channel, address)
+        preferred = next(
+            (
+                (p.channel, p.address)
+                for p in points
+                if customer.preferred_channel and p.channel == customer.preferred_channel
+            ),
+            None,
+        )
+        latest = (points[0].channel, points[0].address)
+        order = {
+            "conversation": (conversation, preferred, latest),
+            "preferred": (preferred, conversation, latest),
+            "any": (latest,),
+        }[policy]
+        return next((r for r in order if r is not None), None)
+
+    async def _call_task(
+        self, customer: Customer, appeal: Appeal | None, script: str, lang: str, actor: str
+    ) -> None:
+        phones = await ContactPoint.filter(
+            customer_id=customer.id, channel=PHONE_CHANNEL
+        ).values_list("address", flat=True)
+        text = self._texts.render(
+            CALL_SCRIPT,
+            lang,
+            name=customer.name,
+            phones=", ".join(str(p) for p in phones),
+            script=script,
+        ).strip()
+        await create_task(
+            self._events,
+            kind="call",
+            text=text,
+            due_at=self._clock() + CALL_DUE,
+            actor=actor,
+            reason=self._texts.string("task.no_channel", self._settings.company.language),
+            appeal=appeal,
+            customer=customer,
+        )

@@ -1,0 +1,216 @@
+"""Automation rules in the running desk: shipped and configured rules, quiet hours in the
+customer's time zone, call tasks when nobody can be reached, signed webhooks with retries."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from models import Appeal, Customer, Event, OutboxItem, OutboxStatus, Priority, Task
+from tests.conftest import Desk, free_port
+from tests.fakes.telegram import FakeTelegram
+from tests.telegram_world import (
+    AGENT_ID,
+    STAFF_CHAT,
+    MovableClock,
+    eventually,
+    open_appeal,
+    telegram_settings,
+    texts_in,
+)
+
+LATE_EVENING = datetime(2026, 11, 23, 20, 10, tzinfo=UTC)  # 23:10 in Moscow
+WEBHOOK_SECRET = "webhook-secret-0123456789"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as tg:
+        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
+        tg.add_user(AGENT_ID, "Ирина")
+        yield tg
+
+
+async def fired(appeal: Appeal) -> list[dict[str, Any]]:
+    rows = await Event.filter(appeal_id=appeal.id, kind="automation.fired").order_by("id")
+    return [r.data for r in rows]
+
+
+async def resolve(desk: Desk, appeal: Appeal) -> None:
+    status, body = await desk.post(
+        f"/api/v1/appeals/{appeal.number}/status", {"status": "resolved"}
+    )
+    assert status == 200, body
+
+
+async def test_resolved_late_in_the_evening_is_told_the_next_morning(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    clock = MovableClock(LATE_EVENING)
+    desk: Desk = await start_desk(clock=clock, **telegram_settings(fake))
+    appeal = await open_appeal(fake, 601, "Где мой заказ 5512?", name="Анна")
+    # The acknowledgement answers a live conversation: sent at once, even at 23:10.
+    await eventually(lambda: any("зарегистрировано" in t for t in texts_in(fake, 601)))
+
+    await resolve(desk, appeal)
+    held = await eventually(
+        lambda: OutboxItem.filter(
+            appeal_id=appeal.id, channel="telegram", status=OutboxStatus.PENDING
+        ).first()
+    )
+    assert held.next_attempt_at == datetime(2026, 11, 24, 6, 0, tzinfo=UTC)  # 09:00 Moscow
+    await asyncio.sleep(0.5)
+    assert not any("решено" in t for t in texts_in(fake, 601))
+
+    clock.now = datetime(2026, 11, 24, 6, 0, 5, tzinfo=UTC)
+    desk.service.ctx.outbox.wake()  # type: ignore[union-attr]
+    told = await eventually(lambda: [t for t in texts_in(fake, 601) if "решено" in t])
+    assert appeal.number in told[0] and "Анна" in told[0]
+
+    history = await fired(appeal)
+    assert [h["rule"] for h in history] == ["acknowledge", "notify on resolve"]
+    assert history[1]["outcomes"] == [
+        {
+            "action": "notify_customer",
+            "result": "queued",
+            "channel": "telegram",
+            "not_before": "2026-11-24T06:00:00+00:00",
+            "outbox_id": held.id,
+        }
+    ]
+
+
+async def test_quiet_hours_follow_the_customer_time_zone(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    clock = MovableClock(LATE_EVENING)  # 06:10 the next morning in Vladivostok
+    desk: Desk = await start_desk(clock=clock, **telegram_settings(fake))
+    appeal = await open_appeal(fake, 602, "Подскажите по размеру")
+    await Customer.filter(id=appeal.customer_id).update(timezone="Asia/Vladivostok")
+    await resolve(desk, appeal)
+    held = await eventually(
+        lambda: OutboxItem.filter(
+            appeal_id=appeal.id, channel="telegram", status=OutboxStatus.PENDING
+        ).first()
+    )
+    assert held.next_attempt_at == datetime(2026, 11, 23, 23, 0, tzinfo=UTC)  # 09:00 there
+
+
+async def test_configured_rules_tag_notify_staff_and_stop_at_themselves(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    rules = [
+        {
+            "name": "urgent → staff",
+            "on": "appeal.priority_changed",
+            "if": "after == 'urgent' and appeal.channel == 'telegram'",
+            "do": [
+                {"action": "add_tag", "tag": "Срочно"},
+                {"action": "notify_staff", "template": "rule_note"},
+                # Its own priority change must not fire it again.
+                {"action": "set_priority", "priority": "high"},
+                {"action": "set_priority", "priority": "urgent"},
+            ],
+        }
+    ]
+    desk: Desk = await start_desk(**telegram_settings(fake, automation={"rules": rules}))
+    appeal = await open_appeal(fake, 603, "Подскажите, какой размер взять")
+    thread = int(appeal.staff_thread)
+    await desk.service.ctx.triage.set_priority(  # type: ignore[union-attr]
+        appeal.number, Priority.URGENT, actor="Ирина"
+    )
+    await eventually(lambda: any("urgent → staff" in t for t in texts_in(fake, STAFF_CHAT, thread)))
+    fresh = await Appeal.get(id=appeal.id)
+    assert fresh.tags == ["Срочно"] and fresh.priority is Priority.URGENT
+    history = [h for h in await fired(appeal) if h["rule"] == "urgent → staff"]
+    assert len(history) == 1
+    assert [o["result"] for o in history[0]["outcomes"]] == ["done", "posted", "done", "done"]
+
+
+async def test_nobody_reachable_means_a_call_task_with_the_script(
+    desk: Desk,
+) -> None:
+    status, body = await desk.post(
+        "/api/v1/appeals",
+        {"name": "Пётр", "phone": "+7 912 000-11-22", "text": "Перезвоните по заказу 77"},
+        auth=False,
+    )
+    assert status == 201, body
+    appeal = await Appeal.get(number=body["number"])
+    await resolve(desk, appeal)
+    task = await eventually(lambda: Task.filter(appeal_id=appeal.id, kind="call").first())
+    assert "+79120001122" in task.text.replace(" ", "") and "решено" in task.text
+    assert task.due_at is not None
+    outcomes = [h["outcomes"] for h in await fired(appeal) if h["rule"] == "notify on resolve"]
+    assert outcomes == [[{"action": "notify_customer", "result": "call_task"}]]
+
+
+class WebhookReceiver:
+    """A partner system: fails first with 503, then accepts; keeps what arrived."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.received: list[tuple[dict[str, str], bytes]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.failures > 0:
+            self.failures -= 1
+            return web.Response(status=503)
+        self.received.append((dict(request.headers), body))
+        return web.Response(status=204)
+
+
+async def test_webhook_is_signed_and_retried_until_it_lands(
+    start_desk: Callable[..., Any],
+) -> None:
+    receiver = WebhookReceiver(failures=1)
+    app = web.Application()
+    app.router.add_post("/hook", receiver.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    clock = MovableClock(datetime.now(UTC))
+    try:
+        rules = [
+            {
+                "name": "to CRM",
+                "on": "appeal.created",
+                "do": [{"action": "call_webhook", "url": f"http://127.0.0.1:{port}/hook"}],
+            }
+        ]
+        desk: Desk = await start_desk(
+            clock=clock, automation={"rules": rules, "webhook_secret": WEBHOOK_SECRET}
+        )
+        status, body = await desk.post(
+            "/api/v1/appeals", {"name": "Ольга", "email": "olga@example.com", "text": "Счёт"}
+        )
+        assert status == 201
+        row = await eventually(
+            lambda: OutboxItem.filter(
+                channel="webhook", attempts__gte=1, last_error__not=""
+            ).first()
+        )
+        assert "503" in row.last_error and not receiver.received
+        clock.now += timedelta(minutes=1)  # past the backoff
+        desk.service.ctx.outbox.wake()  # type: ignore[union-attr]
+        await eventually(lambda: receiver.received)
+    finally:
+        await runner.cleanup()
+    headers, raw = receiver.received[0]
+    stamp = headers["X-Desk-Timestamp"]
+    expected = hmac.new(WEBHOOK_SECRET.encode(), stamp.encode() + b"." + raw, hashlib.sha256)
+    assert headers["X-Desk-Signature"] == "sha256=" + expected.hexdigest()
+    payload = json.loads(raw)
+    assert payload["event"] == "appeal.created"
+    assert payload["appeal"]["number"] == body["number"]
+    assert payload["customer"]["name"] == "Ольга"
