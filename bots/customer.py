@@ -8,12 +8,13 @@ import logging
 from aiogram import F, Router
 from aiogram.enums import ChatType
 from aiogram.filters import CommandStart
-from aiogram.types import KeyboardButton, Message, ReplyKeyboardMarkup
+from aiogram.types import CallbackQuery, KeyboardButton, Message, ReplyKeyboardMarkup
 
 from bots.deps import BotDeps
 from channels.base import BadInbound, ChannelKind
 from channels.telegram import customer_inbound
 from desk.customers import link_phone
+from desk.orders import CHOICE_PREFIX, UnknownChoice
 from desk.texts import LANGUAGES, language_of
 from models import Appeal, ContactPoint, KeyValue
 
@@ -27,6 +28,8 @@ def customer_router() -> Router:
     router = Router(name="customer")
     router.message.filter(F.chat.type == ChatType.PRIVATE)
     router.edited_message.filter(F.chat.type == ChatType.PRIVATE)
+    router.callback_query.filter(F.message.chat.type == ChatType.PRIVATE)
+    router.callback_query.register(choice_pressed, F.data.startswith(f"{CHOICE_PREFIX}:"))
     router.message.register(start, CommandStart())
     router.message.register(shared_contact, F.contact)
     router.message.register(text_message, F.text.as_("label"))
@@ -50,7 +53,10 @@ def menu(deps: BotDeps, lang: str) -> ReplyKeyboardMarkup:
     return ReplyKeyboardMarkup(
         keyboard=[
             [KeyboardButton(text=s("menu.new", lang)), KeyboardButton(text=s("menu.list", lang))],
-            [KeyboardButton(text=s("menu.phone", lang), request_contact=True)],
+            [
+                KeyboardButton(text=s("menu.orders", lang)),
+                KeyboardButton(text=s("menu.phone", lang), request_contact=True),
+            ],
         ],
         resize_keyboard=True,
         is_persistent=True,
@@ -98,6 +104,9 @@ async def text_message(message: Message, deps: BotDeps, label: str) -> None:
         return
     if label in _labels(deps, "menu.list"):
         await _my_appeals(message, deps, lang)
+        return
+    if label in _labels(deps, "menu.orders"):
+        await _my_orders(message, deps, lang)
         return
     await to_stream(message, deps)
 
@@ -152,6 +161,44 @@ async def _my_appeals(message: Message, deps: BotDeps, lang: str) -> None:
         ]
     text = deps.ctx.texts.render("telegram/my_appeals.html.j2", lang, appeals=appeals)
     await deps.tell_customer(message.chat.id, text)
+
+
+async def _my_orders(message: Message, deps: BotDeps, lang: str) -> None:
+    orders = deps.ctx.orders
+    point = await ContactPoint.filter(
+        channel=ChannelKind.TELEGRAM.value, address=str(message.chat.id)
+    ).first()
+    rows = []
+    if point is not None and orders is not None:
+        rows = [
+            {"external_id": o.external_id, "stage": orders.stage_title(o.stage, lang)}
+            for o in await orders.of_customer(point.customer_id)
+        ]
+    text = deps.ctx.texts.render("telegram/my_orders.html.j2", lang, orders=rows)
+    await deps.tell_customer(message.chat.id, text)
+
+
+async def choice_pressed(query: CallbackQuery, deps: BotDeps) -> None:
+    """A customer's answer to an order's question (a delivery slot, «позвоните мне»)."""
+    user = query.from_user
+    lang = language_of(user.language_code)
+    orders = deps.ctx.orders
+    if orders is None or query.message is None:
+        await query.answer()
+        return
+    try:
+        order, choice = await orders.answer(
+            query.data or "",
+            via=ChannelKind.TELEGRAM.value,
+            actor=user.full_name or str(user.id),
+            sender=str(user.id),
+        )
+    except UnknownChoice:
+        await query.answer(deps.ctx.texts.string("order.choice_stale", lang), show_alert=True)
+        return
+    deps.ctx.outbox.wake()
+    title = orders.choice_title(order, choice, lang)
+    await query.answer(deps.ctx.texts.string("order.choice_saved", lang, choice=title))
 
 
 def _new_key(chat_id: int) -> str:

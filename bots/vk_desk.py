@@ -13,6 +13,7 @@ from tortoise.transactions import in_transaction
 from channels.base import BadInbound, ChannelKind
 from channels.vk import VkChannel, VkPoller, callback_view
 from desk.context import AppContext
+from desk.orders import CHOICE_PREFIX, UnknownChoice
 from models import Appeal, ContactPoint, KeyValue
 
 log = logging.getLogger(__name__)
@@ -90,12 +91,29 @@ class VkDesk:
         command = _command(event.get("payload"))
         peer = int(event.get("peer_id", 0))
         notice = ""
-        if command == "new":
+        if command.startswith(f"{CHOICE_PREFIX}:"):
+            notice = await self._choice(command, int(event.get("user_id", 0)))
+        elif command == "new":
             await KeyValue.update_or_create(key=_new_key(peer), defaults={"value": "1"})
             notice = self.ctx.texts.string("customer.new_prompt", self.lang)
         elif command == "list":
             await self._tell(peer, await self._appeals_text(peer))
         await self.channel.answer_event(event, notice)
+
+    async def _choice(self, action: str, user_id: int) -> str:
+        """An order's question answered with a button: stored, and a word of thanks."""
+        orders = self.ctx.orders
+        if orders is None:
+            return ""
+        try:
+            order, choice = await orders.answer(
+                action, via=ChannelKind.VK.value, actor=f"vk:{user_id}", sender=str(user_id)
+            )
+        except UnknownChoice:
+            return self.ctx.texts.string("order.choice_stale", self.lang)
+        self.ctx.outbox.wake()
+        title = orders.choice_title(order, choice, self.lang)
+        return self.ctx.texts.string("order.choice_saved", self.lang, choice=title)
 
     async def _appeals_text(self, peer: int) -> str:
         point = await ContactPoint.filter(channel=ChannelKind.VK.value, address=str(peer)).first()
@@ -138,7 +156,7 @@ def _command(payload: Any) -> str:
             return ""
     if not isinstance(payload, dict):
         return ""
-    return str(payload.get("desk") or payload.get("command") or "")
+    return str(payload.get("desk") or payload.get("command") or payload.get("choice") or "")
 
 
 def _new_key(peer: int) -> str:

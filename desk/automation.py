@@ -18,9 +18,10 @@ from desk import history
 from desk.errors import DeskError
 from desk.events import DomainEvent, EventBus
 from desk.notice_templates import STAFF, TASK
-from desk.notify import Notifier
+from desk.notify import Button, Notifier
+from desk.orders import CHOICE_PREFIX
 from desk.outbox import Outbox
-from desk.settings import Settings, rules_of
+from desk.settings import Settings, rules_of, stages_of
 from desk.tasks import create_task
 from desk.texts import Texts, language_of
 from desk.triage import Triage, find_agent
@@ -114,6 +115,7 @@ class Automation:
         routing: Routing | None = None,
     ) -> None:
         self._rules: list[Rule] = rules_of(settings)
+        self._stages = stages_of(settings)
         self._settings = settings
         self._notifier = notifier
         self._outbox = outbox
@@ -181,6 +183,7 @@ class Automation:
                 policy=action.channels,
                 quiet=action.quiet_hours,
                 values=self._values(target),
+                buttons=self._choices(action, target),
                 call_if_unreachable=action.if_unreachable == "call_task",
             )
             return sent.describe()
@@ -216,8 +219,23 @@ class Automation:
     def _values(self, target: Target) -> dict[str, Any]:
         values: dict[str, Any] = {"event": dict(target.event.data), "rule": target.rule}
         if target.order is not None:
-            values["order"] = {"external_id": target.order.external_id, "stage": target.order.stage}
+            order = target.order
+            stage = self._stages.get(order.stage)
+            values["order"] = {
+                "external_id": order.external_id,
+                "stage": order.stage,
+                "title": stage.title if stage is not None else {},
+                "lines": stage.lines if stage is not None else {},
+            }
         return values
+
+    @staticmethod
+    def _choices(action: NotifyCustomer, target: Target) -> list[Button]:
+        if target.order is None:
+            return []
+        return [
+            Button(c.title, f"{CHOICE_PREFIX}:{target.order.id}:{c.id}") for c in action.choices
+        ]
 
     def _staff_text(self, template: str, target: Target) -> str:
         appeal, customer = target.appeal, target.customer

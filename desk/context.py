@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bots.desk_bot import TelegramDesk
     from bots.vk_desk import VkDesk
     from desk.notify import Notifier
+    from desk.orders import Orders
     from desk.routing import Routing
     from desk.sla import SlaClock
 
@@ -49,3 +50,4 @@ class AppContext:
     routing: Routing | None = None
     sla: SlaClock | None = None
     notifier: Notifier | None = None
+    orders: Orders | None = None

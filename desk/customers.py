@@ -55,7 +55,20 @@ async def resolve_customer(msg: InboundMessage) -> tuple[Customer, bool]:
     Call inside a transaction: a concurrent writer can make the inserts fail on the
     (channel, address) unique key, and the caller retries the whole ingest.
     """
-    keys = contact_keys(msg)
+    return await customer_by_contacts(
+        contact_keys(msg),
+        name=msg.sender_name,
+        language=msg.language,
+        # Where they first wrote is where notifications go until they say otherwise.
+        preferred=None if msg.channel is ChannelKind.WEB else msg.channel.value,
+    )
+
+
+async def customer_by_contacts(
+    keys: list[tuple[str, str]], *, name: str, language: str, preferred: str | None
+) -> tuple[Customer, bool]:
+    """The customer owning the first known of ``keys`` (strongest first), created if none is
+    known; the other keys become their contact points. Call inside a transaction."""
     found: dict[tuple[str, str], ContactPoint] = {}
     for channel, address in keys:
         point = await ContactPoint.filter(channel=channel, address=address).first()
@@ -67,17 +80,14 @@ async def resolve_customer(msg: InboundMessage) -> tuple[Customer, bool]:
         customer = await Customer.get(id=owner_id)
     else:
         customer = await Customer.create(
-            name=msg.sender_name[:200],
-            language=_language(msg.language),
-            # Where they first wrote is where notifications go until they say otherwise.
-            preferred_channel=None if msg.channel is ChannelKind.WEB else msg.channel.value,
+            name=name[:200], language=_language(language), preferred_channel=preferred
         )
         created = True
     for channel, address in keys:
         if (channel, address) not in found:
             await ContactPoint.create(customer=customer, channel=channel, address=address)
-    if not customer.name and msg.sender_name:
-        customer.name = msg.sender_name[:200]
+    if not customer.name and name:
+        customer.name = name[:200]
         await customer.save(update_fields=["name", "updated_at"])
     return customer, created
 

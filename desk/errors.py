@@ -42,3 +42,11 @@ class InvalidInput(DeskError):
 
 class IdempotencyConflict(DeskError):
     """An idempotency key used again with a different request."""
+
+
+class OrderNotFound(DeskError):
+    """No order with that external id."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"order {ref} not found")
+        self.ref = ref

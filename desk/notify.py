@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -55,6 +56,15 @@ def next_allowed(now: datetime, zone: ZoneInfo, window: QuietHours) -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
+class Button:
+    """A choice under a notification: its label per language and the action it answers with
+    (``oc:<order>:<choice>``)."""
+
+    label: dict[str, str]
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
 class Sent:
     """What became of one notification (written to the history)."""
 
@@ -87,8 +97,10 @@ class Notifier:
         texts: Texts,
         channels: Collection[str],
         clock: Callable[[], datetime],
+        links: Callable[[str], str],
     ) -> None:
         self._outbox = outbox
+        self._links = links  # the confirming page of a choice for mail
         self._events = events
         self._lifecycle = lifecycle
         self._settings = settings
@@ -105,7 +117,7 @@ class Notifier:
         policy: Policy = "preferred",
         quiet: QuietHours | None = None,
         values: dict[str, Any] | None = None,
-        markup: dict[str, Any] | None = None,
+        buttons: Sequence[Button] = (),
         actor: str = "automation",
         call_if_unreachable: bool = True,
     ) -> Sent:
@@ -134,8 +146,8 @@ class Notifier:
         now = self._clock()
         at = next_allowed(now, local_zone(self._settings, customer), quiet) if quiet else now
         extra: dict[str, Any] = {"automatic": True}  # an automatic message: Auto-Submitted
-        if markup is not None:
-            extra["reply_markup"] = markup
+        if buttons:
+            text = self._buttons(channel, buttons, lang, text, extra)
         item = await self._outbox.enqueue(
             channel=channel,
             address=address,
@@ -147,6 +159,36 @@ class Notifier:
             not_before=at,
         )
         return Sent("queued", channel, at if at > now else None, item.id)
+
+    def _buttons(
+        self, channel: str, buttons: Sequence[Button], lang: str, text: str, extra: dict[str, Any]
+    ) -> str:
+        """Put the choices on the message: Telegram inline buttons, a VK inline keyboard, or in
+        a mail links to a page where the choice is confirmed (a link scanner picks nothing)."""
+        labels = [(b.label.get(lang) or next(iter(b.label.values()), b.action), b) for b in buttons]
+        if channel == ChannelKind.TELEGRAM.value:
+            rows = [[{"text": label[:64], "callback_data": b.action}] for label, b in labels]
+            extra["reply_markup"] = {"inline_keyboard": rows}
+        elif channel == ChannelKind.VK.value:
+            extra["keyboard"] = {
+                "inline": True,
+                "buttons": [
+                    [
+                        {
+                            "action": {
+                                "type": "callback",
+                                "label": label[:40],
+                                "payload": json.dumps({"choice": b.action}),
+                            }
+                        }
+                    ]
+                    for label, b in labels
+                ],
+            }
+        else:
+            links = [f"{label}: {self._links(b.action)}" for label, b in labels]
+            text = "\n\n".join([text, "\n".join(links)])
+        return text
 
     def render(
         self, template: str, channel: str, lang: str, context: dict[str, Any]

@@ -31,12 +31,14 @@ from desk.keys import TokenBook, bootstrap_token, signing_key
 from desk.lifecycle import Lifecycle
 from desk.notice_templates import VARIANTS
 from desk.notify import Notifier
+from desk.orders import Orders
 from desk.outbox import Outbox
 from desk.routing import Routing
 from desk.settings import Settings
 from desk.signing import Signer
 from desk.sla import SlaClock
 from desk.triage import Triage
+from desk.webdesk import choice_url
 from models import db
 
 if TYPE_CHECKING:
@@ -153,8 +155,16 @@ async def build_context(
     ctx.sla = sla = SlaClock(settings, ctx.triage, lifecycle.events, clock)
     lifecycle.events.subscribe(sla.on_event)
     ctx.notifier = Notifier(
-        outbox, lifecycle.events, lifecycle, settings, ctx.texts, customer_channels, clock
+        outbox,
+        lifecycle.events,
+        lifecycle,
+        settings,
+        ctx.texts,
+        customer_channels,
+        clock,
+        links=lambda action: choice_url(ctx, action),
     )
+    ctx.orders = Orders(settings, lifecycle.events, clock)
     secret = settings.automation.webhook_secret
     adapters[WEBHOOK_KIND] = WebhookSender(
         secret.get_secret_value().encode() if secret is not None else b"", clock

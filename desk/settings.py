@@ -26,7 +26,7 @@ from channels.vk import VkSettings
 from desk.config_errors import load_yaml
 from models.enums import AgentRole, Priority
 from router.assign import ShiftHours, Strategy
-from router.automation import Rule
+from router.automation import Choice, CreateTask, NotifyCustomer, QuietHours, RequestRating, Rule
 from router.classify import Recogniser
 from router.risk import RiskRules
 from router.sla import SlaSettings
@@ -137,6 +137,40 @@ class ApiSettings(Section):
     tokens: list[ApiTokenConfig] = Field(default_factory=list)
 
 
+class StageConfig(Section):
+    title: dict[str, str] = Field(default_factory=dict, description="per language")
+    notify: bool = Field(default=True, description="tell the customer of this stage")
+    template: str = Field(default="order_stage", min_length=1)
+    channels: Literal["preferred", "conversation", "any"] = "preferred"
+    quiet_hours: QuietHours | None = QuietHours()
+    call: bool = Field(default=False, description="a call task with the script instead")
+    lines: dict[str, str] = Field(default_factory=dict, description="extra lines (upsell)")
+    choices: list[Choice] = Field(default_factory=list)
+    rating: bool = Field(default=False, description="ask for a rating at this stage")
+
+
+class OrderSettings(Section):
+    stages: dict[str, StageConfig] = Field(
+        default_factory=dict, description="none: the shipped stages (router/stages.yaml)"
+    )
+
+    @model_validator(mode="after")
+    def _templates_exist(self) -> OrderSettings:
+        from desk.notice_templates import notice_problems
+        from desk.texts import Texts
+
+        texts = Texts()
+        problems = [
+            f"stage '{stage_id}': {problem}"
+            for stage_id, stage in self.stages.items()
+            if stage.notify and not stage.call
+            for problem in notice_problems(texts, stage.template)
+        ]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
 class AutomationSettings(Section):
     defaults: bool = Field(default=True, description="the shipped rules (router/rules.yaml)")
     off: list[str] = Field(default_factory=list, description="shipped rules switched off, by name")
@@ -196,6 +230,7 @@ class Settings(BaseSettings):
     router: RouterSettings = RouterSettings()
     agents: list[AgentConfig] = Field(default_factory=list)
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
+    orders: OrderSettings = Field(default_factory=OrderSettings)
 
     @field_validator("database_url")
     @classmethod
@@ -257,13 +292,85 @@ def default_rules() -> list[Rule]:
 
 
 def rules_of(settings: Settings) -> list[Rule]:
-    """The rules in force: the shipped ones (unless switched off or replaced), then the
-    config's own."""
+    """The rules in force: the shipped ones (unless switched off or replaced), those of the
+    order stages, then the config's own."""
     own = settings.automation.rules
-    if not settings.automation.defaults:
-        return list(own)
     names = {r.name for r in own} | set(settings.automation.off)
-    return [r for r in default_rules() if r.name not in names] + list(own)
+    shipped = default_rules() if settings.automation.defaults else []
+    shipped += stage_rules(stages_of(settings))
+    return [r for r in shipped if r.name not in names] + list(own)
+
+
+def default_stages() -> dict[str, StageConfig]:
+    """The order stages shipped with the desk (seed 003)."""
+    path = Path(__file__).resolve().parent.parent / "router" / "stages.yaml"
+    data = load_yaml(path.read_text(encoding="utf-8")) or {}
+    return {k: StageConfig.model_validate(v) for k, v in data.items()}
+
+
+def stages_of(settings: Settings) -> dict[str, StageConfig]:
+    """The order stages in force: the config's, else the shipped ones."""
+    return dict(settings.orders.stages) or default_stages()
+
+
+def stage_rules(stages: dict[str, StageConfig]) -> list[Rule]:
+    """Automation rules that carry out the stage settings: a notice (with its choices) or a
+    call task when an order enters a stage, a task for choices that ask for one."""
+    rules: list[Rule] = []
+    for stage_id, stage in stages.items():
+        actions: list[Any] = []
+        if stage.notify and stage.call:
+            actions.append(
+                CreateTask(
+                    action="create_task",
+                    kind="call",
+                    assignee="manager",
+                    template="order_stage_call",
+                )
+            )
+        elif stage.notify:
+            actions.append(
+                NotifyCustomer(
+                    action="notify_customer",
+                    template=stage.template,
+                    channels=stage.channels,
+                    quiet_hours=stage.quiet_hours,
+                    choices=stage.choices,
+                )
+            )
+        if stage.rating:
+            actions.append(RequestRating(action="request_rating"))
+        if actions:
+            rules.append(
+                Rule.model_validate(
+                    {
+                        "name": f"order stage: {stage_id}",
+                        "on": "order.stage_changed",
+                        "if": f"after == {stage_id!r}",
+                        "do": actions,
+                    }
+                )
+            )
+        for choice in stage.choices:
+            if choice.task:
+                rules.append(
+                    Rule.model_validate(
+                        {
+                            "name": f"order choice: {stage_id}/{choice.id}",
+                            "on": "order.answered",
+                            "if": f"stage == {stage_id!r} and choice == {choice.id!r}",
+                            "do": [
+                                CreateTask(
+                                    action="create_task",
+                                    kind="call",
+                                    assignee="manager",
+                                    template="order_choice_call",
+                                )
+                            ],
+                        }
+                    )
+                )
+    return rules
 
 
 def categories_of(settings: Settings) -> list[CategoryConfig]:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-
-from tortoise.exceptions import IntegrityError
 
 from channels.base import ChannelKind
 from channels.web import WebAppeal, appeal_inbound, new_receipt, reply_inbound
 from desk.context import AppContext
-from desk.errors import IdempotencyConflict
-from models import Appeal, IdempotencyKey, Message
+from desk.idempotency import claim
+from models import Appeal, Message
 
 STATUS_PURPOSE = "status"
+CHOICE_PURPOSE = "choice"
+CHOICE_TTL = timedelta(days=14)
 WAIT_S = 3.0
 POLL_S = 0.05
 
@@ -38,7 +36,7 @@ async def accept_appeal(ctx: AppContext, form: WebAppeal, idempotency_key: str |
     """
     receipt = new_receipt()
     if idempotency_key:
-        receipt = await _receipt_for_key(idempotency_key, form, receipt)
+        receipt, _ = await claim(idempotency_key, asdict(form), receipt)
         appeal = await appeal_for_receipt(receipt)
         if appeal is not None:
             return Accepted(receipt, appeal.number, appeal.status.value)
@@ -55,21 +53,6 @@ async def accept_reply(ctx: AppContext, appeal: Appeal, text: str, language: str
     await ctx.stream.publish(reply_inbound(appeal.number or "", text, receipt, language))
     await wait_for_receipt(receipt, WAIT_S)
     return receipt
-
-
-async def _receipt_for_key(key: str, form: WebAppeal, fresh: str) -> str:
-    fingerprint = hashlib.sha256(
-        json.dumps(asdict(form), sort_keys=True, ensure_ascii=False).encode()
-    ).hexdigest()
-    row = await IdempotencyKey.filter(key=key).first()
-    if row is None:
-        try:
-            row = await IdempotencyKey.create(key=key, fingerprint=fingerprint, external_id=fresh)
-        except IntegrityError:  # the same key arrived twice at once
-            row = await IdempotencyKey.get(key=key)
-    if row.fingerprint != fingerprint:
-        raise IdempotencyConflict("this Idempotency-Key was already used with a different request")
-    return row.external_id
 
 
 async def appeal_for_receipt(receipt: str) -> Appeal | None:
@@ -100,3 +83,9 @@ def status_token(ctx: AppContext, receipt: str) -> str:
 def status_url(ctx: AppContext, receipt: str) -> str:
     """The customer's link to the status page of the appeal of ``receipt``."""
     return f"{ctx.settings.effective_public_url()}/s/{status_token(ctx, receipt)}"
+
+
+def choice_url(ctx: AppContext, action: str) -> str:
+    """A mail's link to the page where the customer confirms a choice (``oc:<order>:<id>``)."""
+    token = ctx.signer.sign(CHOICE_PURPOSE, action, ctx.clock(), CHOICE_TTL)
+    return f"{ctx.settings.effective_public_url()}/c/{token}"

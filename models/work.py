@@ -18,6 +18,7 @@ class Order(Model):
     customer: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
         "models.Customer", related_name="orders", on_delete=fields.CASCADE
     )
+    customer_id: int
     stage = fields.CharField(max_length=64, default="new")
     stage_history: fields.Field[list[dict[str, Any]]] = fields.JSONField(default=list)
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -33,6 +33,7 @@ EVENTS: dict[str, frozenset[str]] = {
     "rating.received": frozenset({"score", "comment"}),
     "order.created": frozenset({"stage", "external_id"}),
     "order.stage_changed": frozenset({"before", "after", "external_id"}),
+    "order.answered": frozenset({"stage", "choice", "channel", "external_id"}),
     "customer.state_changed": frozenset({"before", "after", "field", "reason"}),
     "task.created": frozenset({"kind", "task_id", "reason"}),
     "task.due": frozenset({"kind", "task_id"}),
@@ -50,6 +51,16 @@ class QuietHours(BaseModel):
     end: time = time(21, 0)
 
 
+class Choice(BaseModel):
+    """An answer the customer can give with one tap (or a confirmed link in a mail)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9_-]{1,24}$")
+    title: dict[str, str] = Field(min_length=1, description="the button's label per language")
+    task: bool = Field(default=False, description="picking it makes a task for a manager")
+
+
 class NotifyCustomer(BaseModel):
     """A message to the customer from a template, by their preferred channel."""
 
@@ -60,6 +71,7 @@ class NotifyCustomer(BaseModel):
     channels: Literal["preferred", "conversation", "any"] = "preferred"
     quiet_hours: QuietHours | None = QuietHours()
     if_unreachable: Literal["call_task", "skip"] = "call_task"
+    choices: list[Choice] = Field(default_factory=list, description="buttons (order events)")
 
 
 class NotifyStaff(BaseModel):

@@ -523,3 +523,20 @@ async def smtp_capture() -> AsyncIterator[SmtpCapture]:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server.wait_closed(), 5)
         await asyncio.sleep(0)  # let the sessions' connection_lost run in this loop
+
+
+def email_settings(mailbox: MailAccount, smtp: SmtpCapture) -> dict[str, Any]:
+    """The ``email`` settings of a desk that reads ``mailbox`` and sends through ``smtp``."""
+    return {
+        "address": mailbox.address,
+        "name": "Поддержка",
+        "imap_host": mailbox.host,
+        "imap_port": mailbox.port,
+        "imap_user": mailbox.user,
+        "imap_password": mailbox.password,
+        "imap_tls": "none",
+        "smtp_host": smtp.host,
+        "smtp_port": smtp.port,
+        "smtp_tls": "none",
+        "poll_s": 0.5,
+    }

@@ -12,7 +12,7 @@ import pytest
 from models import Appeal, ContactPoint, Customer, Message, Task
 from tests.conftest import Desk
 from tests.fakes.telegram import FakeTelegram
-from tests.mailserver import MailAccount, SmtpCapture
+from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, telegram_settings, texts_in
 
 
@@ -41,22 +41,6 @@ async def fake() -> AsyncIterator[FakeTelegram]:
         tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
         tg.add_user(AGENT_ID, "Ирина")
         yield tg
-
-
-def email_settings(mailbox: MailAccount, smtp: SmtpCapture) -> dict[str, Any]:
-    return {
-        "address": mailbox.address,
-        "name": "Поддержка",
-        "imap_host": mailbox.host,
-        "imap_port": mailbox.port,
-        "imap_user": mailbox.user,
-        "imap_password": mailbox.password,
-        "imap_tls": "none",
-        "smtp_host": smtp.host,
-        "smtp_port": smtp.port,
-        "smtp_tls": "none",
-        "poll_s": 0.5,
-    }
 
 
 @pytest.fixture

@@ -88,8 +88,13 @@ async def test_start_greets_in_the_customers_language_with_the_menu(
     ru = await eventually(lambda: fake.sent_to(511))
     assert "Hello" in (en[0].text or "") and "Здравствуйте" in (ru[0].text or "")
     labels = [b["text"] for row in ru[0].reply_markup["keyboard"] for b in row]
-    assert labels == ["📝 Новое обращение", "📋 Мои обращения", "📱 Поделиться телефоном"]
-    assert ru[0].reply_markup["keyboard"][1][0]["request_contact"] is True
+    assert labels == [
+        "📝 Новое обращение",
+        "📋 Мои обращения",
+        "📦 Мои заказы",
+        "📱 Поделиться телефоном",
+    ]
+    assert ru[0].reply_markup["keyboard"][1][1]["request_contact"] is True
     assert not await Appeal.all().exists()
 
 

@@ -125,9 +125,9 @@ def _authenticated(handler: Handler) -> Handler:
 
 def operations() -> list[Operation]:
     """Every documented endpoint."""
-    from desk.api import public, staff
+    from desk.api import orders, public, staff
 
-    return [*public.OPERATIONS, *staff.OPERATIONS]
+    return [*public.OPERATIONS, *staff.OPERATIONS, *orders.OPERATIONS]
 
 
 def make_app(ctx: AppContext) -> web.Application:

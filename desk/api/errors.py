@@ -19,6 +19,7 @@ from desk.errors import (
     InvalidInput,
     InvalidTransition,
     NotAllowed,
+    OrderNotFound,
 )
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def from_validation(exc: ValidationError) -> ApiError:
 
 def from_domain(exc: DeskError) -> ApiError:
     """The HTTP status of a domain error."""
-    if isinstance(exc, AppealNotFound):
+    if isinstance(exc, AppealNotFound | OrderNotFound):
         return ApiError(404, "not_found", str(exc))
     if isinstance(exc, InvalidTransition):
         return ApiError(409, "conflict", str(exc))
