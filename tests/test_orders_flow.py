@@ -200,3 +200,18 @@ async def test_vk_buttons_answer_an_order_question(
     order = await Order.get(external_id="5001")
     answers = [(h["choice"], h["via"]) for h in order.stage_history if h["kind"] == "answer"]
     assert answers == [("evening", "vk")]
+
+
+async def test_status_page_shows_the_customers_orders(desk: Desk) -> None:
+    status, appeal = await desk.post(
+        "/api/v1/appeals",
+        {"name": "Ольга", "email": "olga@example.com", "text": "Когда привезут диван?"},
+        auth=False,
+    )
+    assert status == 201
+    body = order_body("6001", stage="shipped", email="OLGA@example.com")
+    assert (await desk.post("/api/v1/orders", body))[0] == 201
+    async with aiohttp.ClientSession() as http, http.get(appeal["status_url"]) as resp:
+        page = await resp.text()
+    assert resp.status == 200
+    assert "Ваши заказы" in page and "6001" in page and "Заказ передан в доставку" in page

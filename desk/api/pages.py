@@ -179,6 +179,7 @@ async def status_page(request: web.Request) -> web.Response:
             appeal={"number": "", "status": "new", "subject": "", "created_at": ""},
             registered=False,
             messages=[],
+            orders=[],
             reply_url="",
             can_reply=False,
             new_url="/",
@@ -217,6 +218,7 @@ async def status_page(request: web.Request) -> web.Response:
             }
             for m in messages
         ],
+        orders=await _orders_of(ctx, customer.id, lang),
         reply_url=f"/s/{request.match_info['token']}/reply",
         can_reply=appeal.status is not AppealStatus.CLOSED,
         new_url="/",
@@ -224,6 +226,16 @@ async def status_page(request: web.Request) -> web.Response:
         title=texts.string("page.status_title", lang, number=appeal.number),
         receipt=receipt,
     )
+
+
+async def _orders_of(ctx: AppContext, customer_id: int, lang: str) -> list[dict[str, str]]:
+    """The customer's orders with their current stage, for the status page."""
+    if ctx.orders is None:
+        return []
+    return [
+        {"external_id": o.external_id, "stage": ctx.orders.stage_title(o.stage, lang)}
+        for o in await ctx.orders.of_customer(customer_id)
+    ]
 
 
 async def status_reply(request: web.Request) -> web.Response:
