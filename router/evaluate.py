@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from router.classify import Classifier, Recogniser
-from router.model import NaiveBayes
+from router.model import TextModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ def evaluate(
 ) -> Evaluation:
     """Train on the rest, score on the held-out part; an unsure verdict counts as wrong."""
     train, test = split(examples, held_out, seed)
-    classifier = Classifier(recognisers, NaiveBayes.trained(train), confident=confident)
+    classifier = Classifier(recognisers, TextModel.trained(train), confident=confident)
     right: Counter[str] = Counter()
     seen: Counter[str] = Counter()
     confusions: Counter[tuple[str, str]] = Counter()

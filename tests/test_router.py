@@ -10,14 +10,14 @@ import yaml
 from desk.settings import Settings, categories_of
 from router.classify import Classifier, CustomerFacts, Recogniser
 from router.evaluate import evaluate, split
-from router.model import NaiveBayes
+from router.model import NaiveBayes, TextModel
 from router.risk import RiskRules, assess
 from router.words import lemmas
 
 DATA = Path(__file__).parent / "data" / "appeals.yaml"
-# The target is 0.90 on the held-out part; this floor guards what is reached today
-# (about 0.80 over three splits) against regressions while the rules and model improve.
-ACCURACY_FLOOR = 0.75
+# The target: 0.90 on the held-out part of every split the test uses (reached: 0.95,
+# 0.92 and 0.93 on seeds 1, 2 and 7).
+ACCURACY_FLOOR = 0.90
 
 
 def shipped() -> list[tuple[str, Recogniser]]:
@@ -33,10 +33,21 @@ def shipped() -> list[tuple[str, Recogniser]]:
         ("счёт-фактура", "счет"),
         ("хочу повернути замовлення і рахунок", "повернути"),
         ("I returned the boots", "return"),
+        ("zakaz 52210 gde?", "заказ"),
+        ("dobryi den, hochu vernut kurtku", "вернуть"),
+        ("дуже дякую, все прийшло", "дякувати"),
     ],
 )
 def test_word_forms_meet_in_one_lemma(text: str, expected: str) -> None:
     assert expected in lemmas(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["where is my order status", "Samsung Galaxy S24 Ultra", "well done, great service"],
+)
+def test_english_is_not_read_as_russian_in_latin_letters(text: str) -> None:
+    assert lemmas(text) == lemmas(text, latin_as_russian=False)
 
 
 @pytest.mark.parametrize(
@@ -52,10 +63,26 @@ def test_word_forms_meet_in_one_lemma(text: str, expected: str) -> None:
         ("хамство вашего курьера, позовите руководителя", "complaint"),
         ("де моє замовлення? вже тиждень чекаю", "order_status"),
         ("Which size should I choose, what is the difference between M and L?", "consultation"),
+        ("это не жалоба, просто пожелание: добавьте тёмную тему", "feedback"),
+        ("куртка не подошла, можно обменять на размер больше?", "returns"),
+        ("скасуйте будь ласка замовлення 40021", "order_status"),
+        ("привет, как дела?", "general"),
     ],
 )
 def test_shipped_rules_place_typical_appeals(text: str, category: str) -> None:
     assert Classifier(shipped()).classify(text).category == category
+
+
+def test_a_negated_word_is_no_rule_hit() -> None:
+    classifier = Classifier([("consultation", Recogniser(keywords=["подойти"]))])
+    assert classifier.classify("подойдёт ли к айфону?").category == "consultation"
+    assert classifier.classify("не подошёл к айфону").category is None
+
+
+def test_one_phrase_in_several_forms_counts_once() -> None:
+    rules = [("returns", Recogniser(phrases=["не подошёл", "не подошла", "не подошли"]))]
+    hits, reasons = Classifier(rules).rule_hits("туфли не подошли")
+    assert hits == {"returns": 2.0} and len(reasons) == 1
 
 
 def test_unsure_when_nothing_is_recognised() -> None:
@@ -97,6 +124,42 @@ def test_model_learns_from_agents_choices() -> None:
     )
 
 
+def labelled() -> list[tuple[str, str]]:
+    data = yaml.safe_load(DATA.read_text(encoding="utf-8"))
+    return [(str(x["text"]), str(x["category"])) for x in data]
+
+
+def test_a_large_model_takes_an_agents_choice_at_once() -> None:
+    model = TextModel.trained(labelled())
+    text = "прошу принять телевизор в гарантийный ремонт, экран гаснет"
+    model.learn(text, "repairs")
+    chances = model.predict(text)
+    assert max(chances, key=chances.__getitem__) == "repairs"
+    assert abs(sum(chances.values()) - 1.0) < 1e-9
+    where = model.predict("где мой заказ? трек не обновляется")
+    assert max(where, key=where.__getitem__) == "order_status"
+
+
+def test_the_model_places_what_no_rule_recognises() -> None:
+    model = TextModel.trained(labelled())
+    text = "можно ли ваш утюг использовать для отпаривания штор"
+    verdict = Classifier(shipped(), model).classify(text)
+    assert verdict.category == "consultation" and verdict.reasons == (verdict.reasons[-1],)
+    assert verdict.reasons[-1].startswith("model: consultation")
+
+
+def test_a_model_of_a_few_appeals_does_not_outvote_a_clear_rule() -> None:
+    model = TextModel.trained([("нужен счёт на оплату", "documents")] * 3)
+    verdict = Classifier(shipped(), model).classify("хочу вернуть кроссовки, размер не подошёл")
+    assert verdict.category == "returns"
+
+
+def test_unsure_when_neither_rules_nor_model_are_sure() -> None:
+    classifier = Classifier(shipped(), TextModel.trained(labelled()))
+    verdict = classifier.classify("ыыы 123")
+    assert verdict.category is None and verdict.reasons[-1] == "not sure enough"
+
+
 @pytest.mark.parametrize(
     ("text", "facts", "important", "priority"),
     [
@@ -129,8 +192,7 @@ def test_labelled_set_is_large_and_varied() -> None:
 
 
 def test_held_out_accuracy_on_the_labelled_set() -> None:
-    data = yaml.safe_load(DATA.read_text(encoding="utf-8"))
-    examples = [(str(x["text"]), str(x["category"])) for x in data]
+    examples = labelled()
     train, test = split(examples, 0.2, seed=7)
     assert not {t for t, _ in train} & {t for t, _ in test}
     scores = [evaluate(examples, shipped(), seed=seed).accuracy for seed in (1, 2, 7)]
