@@ -116,7 +116,6 @@ class Automation:
     ) -> None:
         self._rules: list[Rule] = rules_of(settings)
         self._stages = stages_of(settings)
-        self._settings = settings
         self._notifier = notifier
         self._outbox = outbox
         self._triage = triage

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from channels.web import PHONE_CHANNEL as PHONE
 from desk.events import EventBus
 from desk.outbox import Outbox
-from desk.tasks import create_task
+from desk.tasks import CALL_DUE, create_task, phones_of
 from desk.texts import Texts
 from models import Appeal, ContactPoint, Customer, OutboxItem
 
 log = logging.getLogger(__name__)
-
-CALL_DUE = timedelta(hours=2)
 
 
 class Fallback:
@@ -72,15 +69,12 @@ class Fallback:
             )
             log.info("delivery rerouted", extra={"appeal": appeal.number, "to": other.channel})
             return
-        phones = await ContactPoint.filter(customer_id=customer.id, channel=PHONE).values_list(
-            "address", flat=True
-        )
         text = self._texts.string(
             "task.call_unreachable",
             customer.language,
             number=appeal.number,
             channel=item.channel,
-            phones=", ".join(str(p) for p in phones) or "—",
+            phones=await phones_of(customer.id) or "—",
         )
         await create_task(
             self._events,

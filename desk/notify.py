@@ -12,14 +12,13 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from channels.base import ChannelKind
-from channels.web import PHONE_CHANNEL
 from desk.events import EventBus
 from desk.lifecycle import Lifecycle
 from desk.notice_templates import EMAIL_SUBJECT, GENERIC, VARIANTS
 from desk.outbox import Outbox
 from desk.settings import Settings
 from desk.sla import promise_minutes
-from desk.tasks import create_task
+from desk.tasks import CALL_DUE, create_task, phones_of
 from desk.texts import Texts, language_of
 from models import Appeal, ContactPoint, Customer
 from router.automation import QuietHours
@@ -29,7 +28,6 @@ log = logging.getLogger(__name__)
 Policy = Literal["preferred", "conversation", "any"]
 
 CALL_SCRIPT = "tasks/call_script.txt.j2"
-CALL_DUE = timedelta(hours=2)
 
 
 def local_zone(settings: Settings, customer: Customer) -> ZoneInfo:
@@ -263,15 +261,9 @@ class Notifier:
     async def _call_task(
         self, customer: Customer, appeal: Appeal | None, script: str, lang: str, actor: str
     ) -> None:
-        phones = await ContactPoint.filter(
-            customer_id=customer.id, channel=PHONE_CHANNEL
-        ).values_list("address", flat=True)
+        phones = await phones_of(customer.id)
         text = self._texts.render(
-            CALL_SCRIPT,
-            lang,
-            name=customer.name,
-            phones=", ".join(str(p) for p in phones),
-            script=script,
+            CALL_SCRIPT, lang, name=customer.name, phones=phones, script=script
         ).strip()
         await create_task(
             self._events,

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from channels.web import PHONE_CHANNEL
 from desk.events import EventBus
-from models import Appeal, Customer, Task
+from models import Appeal, ContactPoint, Customer, Task
+
+CALL_DUE = timedelta(hours=2)  # when a call task is due, from its creation
+
+
+async def phones_of(customer_id: int) -> str:
+    """The customer's phone numbers for a call task, comma-separated ("" when none)."""
+    phones = await ContactPoint.filter(customer_id=customer_id, channel=PHONE_CHANNEL).values_list(
+        "address", flat=True
+    )
+    return ", ".join(str(p) for p in phones)
 
 
 async def create_task(
