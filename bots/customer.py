@@ -140,17 +140,19 @@ async def to_stream(message: Message, deps: BotDeps) -> None:
         await KeyValue.filter(key=key).delete()
 
 
-async def _my_appeals(message: Message, deps: BotDeps, lang: str) -> None:
+async def _customer_id(chat_id: int) -> int | None:
+    """The customer behind a private chat, if the desk knows them."""
     point = await ContactPoint.filter(
-        channel=ChannelKind.TELEGRAM.value, address=str(message.chat.id)
+        channel=ChannelKind.TELEGRAM.value, address=str(chat_id)
     ).first()
+    return point.customer_id if point is not None else None
+
+
+async def _my_appeals(message: Message, deps: BotDeps, lang: str) -> None:
+    customer_id = await _customer_id(message.chat.id)
     appeals = []
-    if point is not None:
-        rows = (
-            await Appeal.filter(customer_id=point.customer_id)
-            .order_by("-id")
-            .limit(MY_APPEALS_LIMIT)
-        )
+    if customer_id is not None:
+        rows = await Appeal.filter(customer_id=customer_id).order_by("-id").limit(MY_APPEALS_LIMIT)
         appeals = [
             {
                 "number": a.number,
@@ -165,14 +167,12 @@ async def _my_appeals(message: Message, deps: BotDeps, lang: str) -> None:
 
 async def _my_orders(message: Message, deps: BotDeps, lang: str) -> None:
     orders = deps.ctx.orders
-    point = await ContactPoint.filter(
-        channel=ChannelKind.TELEGRAM.value, address=str(message.chat.id)
-    ).first()
+    customer_id = await _customer_id(message.chat.id)
     rows = []
-    if point is not None and orders is not None:
+    if customer_id is not None and orders is not None:
         rows = [
             {"external_id": o.external_id, "stage": orders.stage_title(o.stage, lang)}
-            for o in await orders.of_customer(point.customer_id)
+            for o in await orders.of_customer(customer_id)
         ]
     text = deps.ctx.texts.render("telegram/my_orders.html.j2", lang, orders=rows)
     await deps.tell_customer(message.chat.id, text)

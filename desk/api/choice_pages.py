@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from desk.api.pages import _ctx, _render, error_page, page_language
+from desk.api.pages import error_page, page_ctx, page_language, render_page
 from desk.orders import UnknownChoice
 from desk.signing import BadToken, ExpiredToken
 from desk.webdesk import CHOICE_PURPOSE
@@ -13,7 +13,7 @@ from models import Customer, Order
 
 
 async def _action(request: web.Request) -> str | web.Response:
-    ctx = _ctx(request)
+    ctx = page_ctx(request)
     try:
         return ctx.signer.verify(CHOICE_PURPOSE, request.match_info["token"], ctx.clock())
     except ExpiredToken:
@@ -23,7 +23,7 @@ async def _action(request: web.Request) -> str | web.Response:
 
 
 async def _page(request: web.Request, action: str, *, done: bool) -> web.Response:
-    ctx = _ctx(request)
+    ctx = page_ctx(request)
     orders = ctx.orders
     _, order_id, choice = [*action.split(":"), "", ""][:3]
     order = await Order.get_or_none(id=int(order_id)) if order_id.isdigit() else None
@@ -31,7 +31,7 @@ async def _page(request: web.Request, action: str, *, done: bool) -> web.Respons
         return error_page(request, 404)
     customer = await Customer.get(id=order.customer_id)
     lang = page_language(request, customer.language)
-    return _render(
+    return render_page(
         request,
         "choice",
         lang,
@@ -56,7 +56,7 @@ async def confirm_choice(request: web.Request) -> web.Response:
     action = await _action(request)
     if isinstance(action, web.Response):
         return action
-    ctx = _ctx(request)
+    ctx = page_ctx(request)
     if ctx.orders is None:
         return error_page(request, 404)
     try:

@@ -26,7 +26,8 @@ FORM_FIELDS = ("name", "email", "phone", "subject", "text")
 _HTML = "text/html"
 
 
-def _ctx(request: web.Request) -> AppContext:
+def page_ctx(request: web.Request) -> AppContext:
+    """The service context of a page request."""
     from desk.api.app import CTX
 
     return request.app[CTX]
@@ -38,15 +39,16 @@ def page_language(request: web.Request, default: str = "") -> str:
     if not chosen:
         chosen = (
             request.headers.get("Accept-Language", "")[:2]
-            or _ctx(request).settings.company.language
+            or page_ctx(request).settings.company.language
         )
     return language_of(chosen)
 
 
-def _render(
+def render_page(
     request: web.Request, name: str, lang: str, http_status: int = 200, **context: Any
 ) -> web.Response:
-    ctx = _ctx(request)
+    """``templates/<lang>/web/<name>.html.j2`` as an uncached HTML page."""
+    ctx = page_ctx(request)
     html = ctx.texts.render(
         f"web/{name}.html.j2", lang, company=ctx.settings.company.name, **context
     )
@@ -69,7 +71,7 @@ def error_page(
 ) -> web.Response:
     """A friendly error page in the visitor's language."""
     lang = page_language(request)
-    texts = _ctx(request).texts
+    texts = page_ctx(request).texts
     if not title_key:
         if status == 404:
             title_key, message_key = "error.not_found_title", "error.not_found"
@@ -77,7 +79,7 @@ def error_page(
             title_key, message_key = "error.server_title", "error.too_large"
         else:
             title_key, message_key = "error.server_title", "error.server"
-    return _render(
+    return render_page(
         request,
         "error",
         lang,
@@ -92,7 +94,7 @@ def error_page(
 async def new_appeal_form(request: web.Request) -> web.Response:
     """The empty appeal form."""
     lang = page_language(request)
-    return _render(
+    return render_page(
         request,
         "new_appeal",
         lang,
@@ -104,7 +106,7 @@ async def new_appeal_form(request: web.Request) -> web.Response:
 
 async def submit_appeal_form(request: web.Request) -> web.Response:
     """Take the form, write the appeal to the stream, and send the customer to its status page."""
-    ctx = _ctx(request)
+    ctx = page_ctx(request)
     lang = page_language(request)
     posted = await request.post()
     values = {k: v if isinstance(v := posted.get(k, ""), str) else "" for k in FORM_FIELDS}
@@ -112,7 +114,7 @@ async def submit_appeal_form(request: web.Request) -> web.Response:
         body = NewAppealIn.model_validate({**values, "language": lang})
     except ValidationError as exc:
         errors = _form_errors(ctx, exc, lang)
-        return _render(
+        return render_page(
             request,
             "new_appeal",
             lang,
@@ -145,7 +147,7 @@ def _form_errors(ctx: AppContext, exc: ValidationError, lang: str) -> list[str]:
 
 
 async def _appeal_of_token(request: web.Request) -> tuple[str, Appeal | None]:
-    ctx = _ctx(request)
+    ctx = page_ctx(request)
     try:
         receipt = ctx.signer.verify(STATUS_PURPOSE, request.match_info["token"], ctx.clock())
     except ExpiredToken:
@@ -168,11 +170,11 @@ async def status_page(request: web.Request) -> web.Response:
         receipt, appeal = await _appeal_of_token(request)
     except _LinkError as exc:
         return error_page(request, exc.status, "error.link_title", exc.key)
-    ctx = _ctx(request)
+    ctx = page_ctx(request)
     texts = ctx.texts
     if appeal is None:
         lang = page_language(request)
-        return _render(
+        return render_page(
             request,
             "status",
             lang,
@@ -197,7 +199,7 @@ async def status_page(request: web.Request) -> web.Response:
         flash = texts.string("flash.sent", lang)
     elif "replied" in request.query:
         flash = texts.string("flash.replied", lang)
-    return _render(
+    return render_page(
         request,
         "status",
         lang,
@@ -251,7 +253,7 @@ async def status_reply(request: web.Request) -> web.Response:
     if appeal is None or not text or len(text) > MAX_TEXT:
         raise web.HTTPSeeOther(f"/s/{token}")
     customer = await Customer.get(id=appeal.customer_id)
-    await accept_reply(_ctx(request), appeal, text, customer.language)
+    await accept_reply(page_ctx(request), appeal, text, customer.language)
     raise web.HTTPSeeOther(f"/s/{token}?replied=1")
 
 
