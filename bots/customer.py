@@ -15,6 +15,7 @@ from channels.base import BadInbound, ChannelKind
 from channels.telegram import customer_inbound
 from desk.customers import link_phone
 from desk.orders import CHOICE_PREFIX, UnknownChoice
+from desk.ratings import is_rating_action
 from desk.texts import LANGUAGES, language_of
 from models import Appeal, ContactPoint, KeyValue
 
@@ -30,6 +31,7 @@ def customer_router() -> Router:
     router.edited_message.filter(F.chat.type == ChatType.PRIVATE)
     router.callback_query.filter(F.message.chat.type == ChatType.PRIVATE)
     router.callback_query.register(choice_pressed, F.data.startswith(f"{CHOICE_PREFIX}:"))
+    router.callback_query.register(rating_pressed, F.data.func(is_rating_action))
     router.message.register(start, CommandStart())
     router.message.register(shared_contact, F.contact)
     router.message.register(text_message, F.text.as_("label"))
@@ -199,6 +201,24 @@ async def choice_pressed(query: CallbackQuery, deps: BotDeps) -> None:
     deps.ctx.outbox.wake()
     title = orders.choice_title(order, choice, lang)
     await query.answer(deps.ctx.texts.string("order.choice_saved", lang, choice=title))
+
+
+async def rating_pressed(query: CallbackQuery, deps: BotDeps) -> None:
+    """A score under a rating request, or «Пропустить» under the comment prompt."""
+    ratings = deps.ctx.ratings
+    if ratings is None or query.message is None:
+        await query.answer()
+        return
+    chat = query.message.chat.id
+    notice, warning = await ratings.press(
+        query.data or "",
+        channel=ChannelKind.TELEGRAM.value,
+        address=str(chat),
+        customer_id=await _customer_id(chat),
+        lang=language_of(query.from_user.language_code),
+    )
+    deps.ctx.outbox.wake()
+    await query.answer(notice, show_alert=warning)
 
 
 def _new_key(chat_id: int) -> str:

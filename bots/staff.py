@@ -11,13 +11,16 @@ from typing import Any
 from aiogram import Router
 from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from tortoise.transactions import in_transaction
 
 from bots.cards import callback
 from bots.deps import BotDeps
 from bots.staff_commands import COMMANDS, CommandContext, parse_command
+from bots.staff_sync import CALL_PREFIX
 from channels.base import Attachment, ChannelKind
 from channels.telegram import attachments_of
 from desk.errors import AgentNotFound, DeskError, InvalidInput, InvalidTransition
+from desk.tasks import CALL_DUE, create_task, phones_of
 from desk.triage import IMPORTANT_TAG
 from models import (
     Agent,
@@ -328,6 +331,10 @@ class StaffDesk:
         if data.startswith("cat:") and agent is not None:
             await self._pick_category(query, agent, data)
             return
+        if data.startswith(f"{CALL_PREFIX}:") and agent is not None:
+            notice = await self._call_back(data, agent)
+            await self.deps.sender.answer_callback(query.id, notice, False)
+            return
         notice = self.ctx.texts.string("staff.done", self.lang)
         alert = False
         if agent is None:
@@ -359,6 +366,15 @@ class StaffDesk:
         number, actor = appeal.number, agent.name
         if action == "take":
             await self.ctx.triage.assign(number, str(agent.id), actor=actor)
+        elif action == "mtake":  # from a managers' alert: the appeal needs work again
+            if appeal.status is AppealStatus.RESOLVED:
+                await self.ctx.lifecycle.transition(
+                    number, AppealStatus.OPEN, actor=actor, reason="taken from an alert"
+                )
+            await self.ctx.triage.assign(number, str(agent.id), actor=actor)
+            return self.ctx.texts.string(
+                "staff.reopened_taken", self.lang, agent=agent.name, number=number
+            )
         elif action == "done":
             await self.ctx.lifecycle.transition(number, AppealStatus.RESOLVED, actor=actor)
         elif action == "later":
@@ -375,6 +391,45 @@ class StaffDesk:
             except AgentNotFound:
                 return self.ctx.texts.string("staff.no_agent", self.lang, agent=parts[3])
         return None
+
+    async def _call_back(self, data: str, agent: Agent) -> str:
+        """«Перезвонить» under an alert: a call task for whoever pressed it."""
+        _, raw_customer, raw_appeal = [*data.split(":"), "", ""][:3]
+        customer = (
+            await Customer.get_or_none(id=int(raw_customer)) if raw_customer.isdigit() else None
+        )
+        if customer is None:
+            return self.ctx.texts.string("staff.join_gone", self.lang)
+        appeal = (
+            await Appeal.get_or_none(id=int(raw_appeal))
+            if raw_appeal.isdigit() and raw_appeal != "0"
+            else None
+        )
+
+        async def run() -> None:
+            async with in_transaction():
+                text = self.ctx.texts.render(
+                    "tasks/manager_callback.txt.j2",
+                    self.lang,
+                    name=customer.name,
+                    phones=await phones_of(customer.id),
+                    number=appeal.number if appeal is not None else "",
+                    subject=appeal.subject if appeal is not None else "",
+                ).strip()
+                await create_task(
+                    self.ctx.lifecycle.events,
+                    kind="call",
+                    text=text,
+                    due_at=self.ctx.clock() + CALL_DUE,
+                    actor=agent.name,
+                    appeal=appeal,
+                    customer=customer,
+                    assignee_id=agent.id,
+                )
+
+        await self.ctx.lifecycle.atomic(run)
+        self.ctx.outbox.wake()
+        return self.ctx.texts.string("staff.call_task", self.lang, agent=agent.name)
 
     async def _pick_category(self, query: CallbackQuery, agent: Agent, data: str) -> None:
         """One tap on the router's question: the category is set and remembered."""

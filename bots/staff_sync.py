@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ from models import Agent, Appeal, Customer, Message, OutboxItem, OutboxStatus
 
 STAFF_CHANNEL = "staff"
 FEED_QUEUE = "staff:feed"
+CALL_PREFIX = "call"  # «Перезвонить» under an alert: call:<customer id>:<appeal id or 0>
 CARD_EVENTS = frozenset(
     {
         "appeal.status_changed",
@@ -80,6 +81,14 @@ class StaffSync:
             await self._sla(appeal, kind, data)
         elif kind == "appeal.unsorted":
             await self._picker(appeal)
+        elif kind in ("rating.received", "rating.commented"):
+            text = self._texts.render(
+                f"telegram/{kind.replace('.', '_')}.html.j2",
+                self._lang,
+                score=data.get("score"),
+                comment=data.get("comment", ""),
+            )
+            await self.enqueue(appeal, "post", text=text)
         elif kind == "appeal.important":
             await self.alert(appeal, list(data.get("reasons", [])))
         elif kind in ("delivery.failed", "delivery.rerouted", "task.created"):
@@ -128,11 +137,20 @@ class StaffSync:
         await self.enqueue(None, "post", text=text, markup={"inline_keyboard": rows})
 
     async def alert(
-        self, appeal: Appeal, reasons: list[str] | None = None, *, text: str | None = None
+        self,
+        appeal: Appeal | None,
+        reasons: list[str] | None = None,
+        *,
+        text: str | None = None,
+        buttons: Sequence[str] = ("take",),
+        customer_id: int | None = None,
     ) -> None:
         """A customer may be lost: the managers hear at once, with the appeal's card (``text``
-        replaces the standard alert, e.g. from an automation rule's template)."""
+        replaces the standard alert, e.g. from an automation rule's template). «Взять» takes
+        the appeal (reopening it); «Перезвонить» makes a call task for whoever pressed."""
         if text is None:
+            if appeal is None:
+                raise ValueError("an alert without an appeal needs its text")
             customer = await Customer.get(id=appeal.customer_id)
             text = self._texts.render(
                 "telegram/alert.html.j2",
@@ -142,16 +160,28 @@ class StaffSync:
                 subject=appeal.subject,
                 reasons=reasons or [],
             )
-        take = {
-            "text": self._texts.string("button.take", self._lang),
-            "callback_data": f"ap:take:{appeal.id}",
-        }
+        row = []
+        if "take" in buttons and appeal is not None:
+            row.append(
+                {
+                    "text": self._texts.string("button.take", self._lang),
+                    "callback_data": f"ap:mtake:{appeal.id}",
+                }
+            )
+        who = customer_id if customer_id is not None else (appeal.customer_id if appeal else None)
+        if "call" in buttons and who is not None:
+            row.append(
+                {
+                    "text": self._texts.string("button.call", self._lang),
+                    "callback_data": f"{CALL_PREFIX}:{who}:{appeal.id if appeal else 0}",
+                }
+            )
         managers = self._settings.telegram.managers_chat_id
         await self.enqueue(
             None,
             "post",
             text=text,
-            markup={"inline_keyboard": [[take]]},
+            markup={"inline_keyboard": [row]} if row else None,
             chat=managers if managers is not None else None,
             queue="staff:managers",
         )

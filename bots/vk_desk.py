@@ -14,6 +14,7 @@ from channels.base import BadInbound, ChannelKind
 from channels.vk import VkChannel, VkPoller, callback_view
 from desk.context import AppContext
 from desk.orders import CHOICE_PREFIX, UnknownChoice
+from desk.ratings import is_rating_action
 from models import Appeal, ContactPoint, KeyValue
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,18 @@ class VkDesk:
         notice = ""
         if command.startswith(f"{CHOICE_PREFIX}:"):
             notice = await self._choice(command, int(event.get("user_id", 0)))
+        elif is_rating_action(command) and self.ctx.ratings is not None:
+            point = await ContactPoint.filter(
+                channel=ChannelKind.VK.value, address=str(peer)
+            ).first()
+            notice, _ = await self.ctx.ratings.press(
+                command,
+                channel=ChannelKind.VK.value,
+                address=str(peer),
+                customer_id=point.customer_id if point is not None else None,
+                lang=self.lang,
+            )
+            self.ctx.outbox.wake()
         elif command == "new":
             await KeyValue.update_or_create(key=_new_key(peer), defaults={"value": "1"})
             notice = self.ctx.texts.string("customer.new_prompt", self.lang)

@@ -21,6 +21,7 @@ from desk.notice_templates import STAFF, TASK
 from desk.notify import Button, Notifier
 from desk.orders import CHOICE_PREFIX
 from desk.outbox import Outbox
+from desk.ratings import Ratings, Skipped
 from desk.settings import Settings, rules_of, stages_of
 from desk.tasks import create_task
 from desk.texts import Texts, language_of
@@ -113,6 +114,7 @@ class Automation:
         *,
         staff: StaffSync | None = None,
         routing: Routing | None = None,
+        ratings: Ratings | None = None,
     ) -> None:
         self._rules: list[Rule] = rules_of(settings)
         self._stages = stages_of(settings)
@@ -124,6 +126,7 @@ class Automation:
         self._clock = clock
         self._staff = staff
         self._routing = routing
+        self._ratings = ratings
         self._lang = settings.company.language
 
     async def on_event(self, event: DomainEvent) -> None:
@@ -190,16 +193,27 @@ class Automation:
             return await self._task(action, target)
         if isinstance(action, CallWebhook):
             return await self._webhook(action, target)
-        if appeal is None:
-            raise ActionSkipped("the event has no appeal")
-        if isinstance(action, NotifyStaff | AlertManagers):
+        if isinstance(action, RequestRating):
+            return await self._rating(action, target)
+        if isinstance(action, AlertManagers):
             if self._staff is None:
                 raise ActionSkipped("no staff group is configured")
             text = self._staff_text(action.template, target)
-            if isinstance(action, AlertManagers):
-                await self._staff.alert(appeal, text=text)
-            else:
-                await self._staff.enqueue(appeal, "post", text=text)
+            await self._staff.alert(
+                appeal,
+                text=text,
+                buttons=action.buttons,
+                customer_id=target.customer.id if target.customer is not None else None,
+            )
+            return {"result": "posted"}
+        if appeal is None:
+            raise ActionSkipped("the event has no appeal")
+        if isinstance(action, NotifyStaff):
+            if self._staff is None:
+                raise ActionSkipped("no staff group is configured")
+            await self._staff.enqueue(
+                appeal, "post", text=self._staff_text(action.template, target)
+            )
             return {"result": "posted"}
         if isinstance(action, SetPriority):
             await self._triage.set_priority_in_place(
@@ -211,8 +225,6 @@ class Automation:
             return {"result": "done", "tag": action.tag}
         if isinstance(action, Assign):
             return await self._assign(action, appeal)
-        if isinstance(action, RequestRating):
-            raise ActionSkipped("rating requests come with the ratings flow")
         raise ActionSkipped(f"unknown action {action.action}")
 
     def _values(self, target: Target) -> dict[str, Any]:
@@ -277,6 +289,24 @@ class Automation:
             assignee_id=assignee.id if assignee is not None else None,
         )
         return {"result": "created", "task_id": task.id}
+
+    async def _rating(self, action: RequestRating, target: Target) -> dict[str, Any]:
+        if self._ratings is None:
+            raise ActionSkipped("ratings are not set up")
+        if target.customer is None:
+            raise ActionSkipped("the event has no customer")
+        try:
+            request, sent = await self._ratings.request(
+                target.customer,
+                appeal=target.appeal,
+                order=target.order,
+                template=action.template,
+                policy=action.channels,
+                quiet=action.quiet_hours,
+            )
+        except Skipped as exc:
+            raise ActionSkipped(str(exc)) from exc
+        return {**sent.describe(), "request_id": request.id}
 
     async def _assign(self, action: Assign, appeal: Appeal) -> dict[str, Any]:
         if action.agent is not None:

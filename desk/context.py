@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from bots.vk_desk import VkDesk
     from desk.notify import Notifier
     from desk.orders import Orders
+    from desk.ratings import Ratings
     from desk.routing import Routing
     from desk.sla import SlaClock
 
@@ -51,3 +52,4 @@ class AppContext:
     sla: SlaClock | None = None
     notifier: Notifier | None = None
     orders: Orders | None = None
+    ratings: Ratings | None = None

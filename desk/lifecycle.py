@@ -68,6 +68,10 @@ class IngestResult:
     reopened: bool = False
     duplicate: bool = False
     edited: bool = False
+    comment: bool = False  # the comment to a rating: stored with the rating, not the appeal
+
+
+Capture = Callable[[InboundMessage, Customer], Awaitable[Appeal | bool | None]]
 
 
 class Lifecycle:
@@ -80,6 +84,9 @@ class Lifecycle:
         self._outbox = outbox
         self._clock = clock
         self.events = events or EventBus(clock)
+        # Takes a message that answers something else (a rating's comment) before threading:
+        # returns the appeal it concerns (True without one), None for an ordinary message.
+        self.capture: Capture | None = None
 
     # -- intake -------------------------------------------------------------------------------
 
@@ -113,6 +120,12 @@ class Lifecycle:
                 await self.events.emit(
                     "customer.created", actor="intake", customer=customer, channel=channel
                 )
+            if self.capture is not None and not msg.appeal_number and not msg.new_appeal:
+                taken = await self.capture(msg, customer)
+                if taken is not None:
+                    rated = taken if isinstance(taken, Appeal) else None
+                    number = rated.number or "" if rated is not None else ""
+                    return IngestResult(rated.id if rated else 0, number, 0, comment=True)
             appeal, created, reopened = await self._thread(msg, customer)
             message = await Message.create(
                 appeal=appeal,

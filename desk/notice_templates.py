@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from channels.base import ChannelKind
 from desk.texts import LANGUAGES, Texts
-from router.automation import AlertManagers, CreateTask, NotifyCustomer, NotifyStaff, Rule
+from router.automation import (
+    AlertManagers,
+    CreateTask,
+    NotifyCustomer,
+    NotifyStaff,
+    RequestRating,
+    Rule,
+)
 
 # Each customer channel's own variant of a notification: template pattern and text format.
 VARIANTS: dict[str, tuple[str, str]] = {
@@ -44,7 +51,7 @@ def rule_problems(texts: Texts, rule: Rule) -> list[str]:
     """The templates ``rule`` names that are not there, each with the rule's name."""
     problems: list[str] = []
     for action in rule.do:
-        if isinstance(action, NotifyCustomer):
+        if isinstance(action, NotifyCustomer | RequestRating):
             found = notice_problems(texts, action.template)
         elif isinstance(action, NotifyStaff | AlertManagers | CreateTask):
             path = (TASK if isinstance(action, CreateTask) else STAFF).format(action.template)

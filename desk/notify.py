@@ -56,7 +56,7 @@ def next_allowed(now: datetime, zone: ZoneInfo, window: QuietHours) -> datetime:
 @dataclass(frozen=True, slots=True)
 class Button:
     """A choice under a notification: its label per language and the action it answers with
-    (``oc:<order>:<choice>``)."""
+    (``oc:<order>:<choice>``, ``rt:<request>:<score>``)."""
 
     label: dict[str, str]
     action: str
@@ -116,15 +116,18 @@ class Notifier:
         quiet: QuietHours | None = None,
         values: dict[str, Any] | None = None,
         buttons: Sequence[Button] = (),
+        columns: int = 1,
         actor: str = "automation",
         call_if_unreachable: bool = True,
+        to: tuple[str, str] | None = None,
     ) -> Sent:
-        """Queue ``template`` for ``customer``; call inside the transaction that decided it."""
+        """Queue ``template`` for ``customer``; call inside the transaction that decided it.
+        ``to`` (channel, address) answers where the customer just acted instead of the policy."""
         if customer.do_not_contact:
             return Sent("skipped")
         lang = language_of(customer.language)
         context = {**self.values(customer, appeal, lang), **(values or {})}
-        route = await self.route(customer, appeal, policy)
+        route = to or await self.route(customer, appeal, policy)
         if route is None:
             if not call_if_unreachable:
                 return Sent("skipped")
@@ -145,7 +148,7 @@ class Notifier:
         at = next_allowed(now, local_zone(self._settings, customer), quiet) if quiet else now
         extra: dict[str, Any] = {"automatic": True}  # an automatic message: Auto-Submitted
         if buttons:
-            text = self._buttons(channel, buttons, lang, text, extra)
+            text = self._buttons(channel, buttons, columns, lang, text, extra)
         item = await self._outbox.enqueue(
             channel=channel,
             address=address,
@@ -159,14 +162,26 @@ class Notifier:
         return Sent("queued", channel, at if at > now else None, item.id)
 
     def _buttons(
-        self, channel: str, buttons: Sequence[Button], lang: str, text: str, extra: dict[str, Any]
+        self,
+        channel: str,
+        buttons: Sequence[Button],
+        columns: int,
+        lang: str,
+        text: str,
+        extra: dict[str, Any],
     ) -> str:
         """Put the choices on the message: Telegram inline buttons, a VK inline keyboard, or in
         a mail links to a page where the choice is confirmed (a link scanner picks nothing)."""
         labels = [(b.label.get(lang) or next(iter(b.label.values()), b.action), b) for b in buttons]
+        width = max(1, columns)
+        rows = [labels[i : i + width] for i in range(0, len(labels), width)]
         if channel == ChannelKind.TELEGRAM.value:
-            rows = [[{"text": label[:64], "callback_data": b.action}] for label, b in labels]
-            extra["reply_markup"] = {"inline_keyboard": rows}
+            extra["reply_markup"] = {
+                "inline_keyboard": [
+                    [{"text": label[:64], "callback_data": b.action} for label, b in row]
+                    for row in rows
+                ]
+            }
         elif channel == ChannelKind.VK.value:
             extra["keyboard"] = {
                 "inline": True,
@@ -179,8 +194,9 @@ class Notifier:
                                 "payload": json.dumps({"choice": b.action}),
                             }
                         }
+                        for label, b in row
                     ]
-                    for label, b in labels
+                    for row in rows
                 ],
             }
         else:

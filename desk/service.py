@@ -33,12 +33,13 @@ from desk.notice_templates import VARIANTS
 from desk.notify import Notifier
 from desk.orders import Orders
 from desk.outbox import Outbox
+from desk.ratings import Ratings
 from desk.routing import Routing
 from desk.settings import Settings
 from desk.signing import Signer
 from desk.sla import SlaClock
 from desk.triage import Triage
-from desk.webdesk import choice_url
+from desk.webdesk import action_url
 from models import db
 
 if TYPE_CHECKING:
@@ -162,9 +163,11 @@ async def build_context(
         ctx.texts,
         customer_channels,
         clock,
-        links=lambda action: choice_url(ctx, action),
+        links=lambda action: action_url(ctx, action),
     )
     ctx.orders = Orders(settings, lifecycle.events, clock)
+    ctx.ratings = Ratings(settings, ctx.notifier, lifecycle.events, ctx.texts, clock)
+    lifecycle.capture = ctx.ratings.take_comment
     secret = settings.automation.webhook_secret
     adapters[WEBHOOK_KIND] = WebhookSender(
         secret.get_secret_value().encode() if secret is not None else b"", clock
@@ -179,6 +182,7 @@ async def build_context(
         clock,
         staff=ctx.telegram.staff if ctx.telegram is not None else None,
         routing=routing,
+        ratings=ctx.ratings,
     )
     lifecycle.events.subscribe(automation.on_event)  # last: sees the routed, timed appeal
     return ctx

@@ -171,6 +171,18 @@ class OrderSettings(Section):
         return self
 
 
+class RatingSettings(Section):
+    valid_days: int = Field(
+        default=7, ge=1, le=90, description="how long a rating request can be answered"
+    )
+    comment_minutes: int = Field(
+        default=60,
+        ge=1,
+        le=24 * 60,
+        description="after a button press, the customer's next message this soon is the comment",
+    )
+
+
 class AutomationSettings(Section):
     defaults: bool = Field(default=True, description="the shipped rules (router/rules.yaml)")
     off: list[str] = Field(default_factory=list, description="shipped rules switched off, by name")
@@ -231,6 +243,7 @@ class Settings(BaseSettings):
     agents: list[AgentConfig] = Field(default_factory=list)
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
     orders: OrderSettings = Field(default_factory=OrderSettings)
+    ratings: RatingSettings = RatingSettings()
 
     @field_validator("database_url")
     @classmethod

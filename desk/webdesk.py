@@ -15,6 +15,7 @@ from models import Appeal, Message
 STATUS_PURPOSE = "status"
 CHOICE_PURPOSE = "choice"
 CHOICE_TTL = timedelta(days=14)
+FEEDBACK_PURPOSE = "feedback"
 WAIT_S = 3.0
 POLL_S = 0.05
 
@@ -89,3 +90,22 @@ def choice_url(ctx: AppContext, action: str) -> str:
     """A mail's link to the page where the customer confirms a choice (``oc:<order>:<id>``)."""
     token = ctx.signer.sign(CHOICE_PURPOSE, action, ctx.clock(), CHOICE_TTL)
     return f"{ctx.settings.effective_public_url()}/c/{token}"
+
+
+def feedback_url(ctx: AppContext, request_id: int, score: int | None = None) -> str:
+    """A mail's link to the rating page of one request, the score preselected; it lives as
+    long as the request (the page itself records nothing until the customer confirms)."""
+    ttl = timedelta(days=ctx.settings.ratings.valid_days)
+    token = ctx.signer.sign(FEEDBACK_PURPOSE, str(request_id), ctx.clock(), ttl)
+    query = f"?score={score}" if score is not None else ""
+    return f"{ctx.settings.effective_public_url()}/feedback/{token}{query}"
+
+
+def action_url(ctx: AppContext, action: str) -> str:
+    """The page a mail links to for a button's action: a score or an order's choice."""
+    from desk.ratings import parse_action
+
+    rated = parse_action(action)
+    if rated is not None:
+        return feedback_url(ctx, *rated)
+    return choice_url(ctx, action)

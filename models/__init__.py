@@ -1,6 +1,6 @@
 """Tortoise ORM models of Appeal Desk; the app label is ``models``."""
 
-from models.appeals import Appeal, Event, LabelledExample, Message, Rating
+from models.appeals import Appeal, Event, LabelledExample, Message, Rating, RatingRequest
 from models.enums import (
     OPEN_STATUSES,
     AgentRole,
@@ -42,6 +42,7 @@ __all__ = [
     "OutboxStatus",
     "Priority",
     "Rating",
+    "RatingRequest",
     "RatingState",
     "StoredFile",
     "StreamEntry",

@@ -95,26 +95,73 @@ class Message(Model):
         indexes = (("appeal_id", "id"),)
 
 
-class Rating(Model):
-    """A customer's score 1–5 for an appeal, one per appeal per day (the last one wins)."""
+class RatingRequest(Model):
+    """One «how did it go?» sent to a customer about an appeal or an order (seed 004): valid
+    until ``expires_at``; answered scores become ``Rating`` rows."""
 
     id = fields.BigIntField(primary_key=True)
-    appeal: fields.ForeignKeyRelation[Appeal] = fields.ForeignKeyField(
-        "models.Appeal", related_name="ratings", on_delete=fields.CASCADE
+    appeal: fields.ForeignKeyNullableRelation[Appeal] = fields.ForeignKeyField(
+        "models.Appeal", related_name="rating_requests", null=True, on_delete=fields.CASCADE
+    )
+    order: fields.ForeignKeyNullableRelation[Any] = fields.ForeignKeyField(
+        "models.Order", related_name="rating_requests", null=True, on_delete=fields.CASCADE
+    )
+    customer: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "models.Customer", related_name="rating_requests", on_delete=fields.CASCADE
+    )
+    appeal_id: int | None
+    order_id: int | None
+    customer_id: int
+    channel = fields.CharField(max_length=16, default="")
+    expires_at = fields.DatetimeField()
+    answered_at = fields.DatetimeField(null=True)
+    # After a chat button press: the customer's next message there is the comment.
+    comment_channel = fields.CharField(max_length=16, null=True)
+    comment_until = fields.DatetimeField(null=True)
+    comment_ref = fields.CharField(max_length=240, null=True, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "rating_request"
+        indexes = (("appeal_id", "id"), ("customer_id", "comment_until"), ("created_at",))
+
+
+class Rating(Model):
+    """A customer's score 1–5 for an appeal or an order, one per day (the last one wins); the
+    agent, category, team and channel are kept as they were, for the reports."""
+
+    id = fields.BigIntField(primary_key=True)
+    request: fields.ForeignKeyNullableRelation[RatingRequest] = fields.ForeignKeyField(
+        "models.RatingRequest", related_name="ratings", null=True, on_delete=fields.SET_NULL
+    )
+    appeal: fields.ForeignKeyNullableRelation[Appeal] = fields.ForeignKeyField(
+        "models.Appeal", related_name="ratings", null=True, on_delete=fields.CASCADE
+    )
+    order: fields.ForeignKeyNullableRelation[Any] = fields.ForeignKeyField(
+        "models.Order", related_name="ratings", null=True, on_delete=fields.CASCADE
     )
     customer: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
         "models.Customer", related_name="ratings", on_delete=fields.CASCADE
     )
+    request_id: int | None
+    appeal_id: int | None
+    order_id: int | None
+    customer_id: int
     score = fields.SmallIntField()
     comment = fields.TextField(default="")
     day = fields.DateField()
+    via = fields.CharField(max_length=16, default="")
+    channel = fields.CharField(max_length=16, default="")
+    agent_id = fields.BigIntField(null=True)
+    category = fields.CharField(max_length=64, null=True)
+    team = fields.CharField(max_length=64, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:
         table = "rating"
-        unique_together = (("appeal_id", "day"),)
-        indexes = (("day",),)
+        unique_together = (("appeal_id", "day"), ("order_id", "day"))
+        indexes = (("day",), ("agent_id", "day"))
 
 
 class Event(Model):

@@ -30,7 +30,9 @@ EVENTS: dict[str, frozenset[str]] = {
     "message.sent": frozenset({"channel", "source", "message_id"}),
     "sla.warning": frozenset({"target", "due", "share"}),
     "sla.breached": frozenset({"target", "due", "share"}),
-    "rating.received": frozenset({"score", "comment"}),
+    "rating.requested": frozenset({"request_id", "channel"}),
+    "rating.received": frozenset({"score", "comment", "via", "agent", "request_id", "changed"}),
+    "rating.commented": frozenset({"score", "comment", "via", "request_id"}),
     "order.created": frozenset({"stage", "external_id"}),
     "order.stage_changed": frozenset({"before", "after", "external_id"}),
     "order.answered": frozenset({"stage", "choice", "channel", "external_id"}),
@@ -90,6 +92,10 @@ class AlertManagers(BaseModel):
 
     action: Literal["alert_managers"]
     template: str = "alert"
+    buttons: tuple[Literal["take", "call"], ...] = Field(
+        default=("take",),
+        description="«Взять» (take the appeal, reopening it) and «Перезвонить» (a call task)",
+    )
 
 
 class CreateTask(BaseModel):
@@ -144,6 +150,9 @@ class RequestRating(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     action: Literal["request_rating"]
+    template: str = Field(default="rating_request", min_length=1)
+    channels: Literal["preferred", "conversation", "any"] = "conversation"
+    quiet_hours: QuietHours | None = QuietHours()
 
 
 class CallWebhook(BaseModel):

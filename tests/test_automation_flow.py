@@ -64,7 +64,9 @@ async def test_resolved_late_in_the_evening_is_told_the_next_morning(
     held = await eventually(
         lambda: OutboxItem.filter(
             appeal_id=appeal.id, channel="telegram", status=OutboxStatus.PENDING
-        ).first()
+        )
+        .order_by("id")
+        .first()
     )
     assert held.next_attempt_at == datetime(2026, 11, 24, 6, 0, tzinfo=UTC)  # 09:00 Moscow
     await asyncio.sleep(0.5)
@@ -76,7 +78,9 @@ async def test_resolved_late_in_the_evening_is_told_the_next_morning(
     assert appeal.number in told[0] and "Анна" in told[0]
 
     history = await fired(appeal)
-    assert [h["rule"] for h in history] == ["acknowledge", "notify on resolve"]
+    assert [h["rule"] for h in history] == ["acknowledge", "notify on resolve", "rating request"]
+    # The rating request waits for the morning too, and comes after the notice.
+    assert history[2]["outcomes"][0]["not_before"] == "2026-11-24T06:00:00+00:00"
     assert history[1]["outcomes"] == [
         {
             "action": "notify_customer",

@@ -274,6 +274,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/appeal", submit_appeal_form)
     app.router.add_get("/s/{token}", status_page)
     app.router.add_post("/s/{token}/reply", status_reply)
-    from desk.api import choice_pages  # it builds on this module's page helpers
+    from desk.api import choice_pages, feedback  # they build on this module's page helpers
 
     choice_pages.add_routes(app)
+    feedback.add_routes(app)

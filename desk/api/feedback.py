@@ -1,0 +1,136 @@
+"""The rating pages behind a mail's score links (``/feedback/<token>``): opening one shows the
+score preselected and records nothing; only the confirming POST does, so a mail scanner that
+follows links casts no rating. The page can be revisited to change the score or the comment
+while the request is valid."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from desk.api.pages import error_page, page_ctx, page_language, render_page
+from desk.ratings import COMMENT_LIMIT, FACES, SCORES, RatingClosed, UnknownRequest
+from desk.signing import BadToken, ExpiredToken
+from desk.webdesk import FEEDBACK_PURPOSE
+from models import Appeal, Customer, Order, Rating, RatingRequest
+
+MAX_FORM_BYTES = 16 * 1024
+
+
+async def _request_of(request: web.Request) -> RatingRequest | web.Response:
+    """The rating request a token names, or the page that says why not."""
+    ctx = page_ctx(request)
+    try:
+        subject = ctx.signer.verify(FEEDBACK_PURPOSE, request.match_info["token"], ctx.clock())
+    except ExpiredToken:
+        return _closed(request)
+    except BadToken:
+        return error_page(request, 403, "error.link_title", "error.link_invalid")
+    found = await RatingRequest.get_or_none(id=int(subject)) if subject.isdigit() else None
+    if found is None:
+        return error_page(request, 404)
+    if ctx.clock() >= found.expires_at:
+        return _closed(request)
+    return found
+
+
+def _closed(request: web.Request) -> web.Response:
+    return error_page(request, 410, "feedback.closed_title", "feedback.closed")
+
+
+def _score(raw: str | None) -> int | None:
+    return int(raw) if raw is not None and raw.isdigit() and int(raw) in SCORES else None
+
+
+async def _page(
+    request: web.Request,
+    rating_request: RatingRequest,
+    *,
+    score: int | None,
+    comment: str,
+    done: bool = False,
+    error: str = "",
+    status: int = 200,
+) -> web.Response:
+    ctx = page_ctx(request)
+    customer = await Customer.get(id=rating_request.customer_id)
+    lang = page_language(request, customer.language)
+    what, subject = "", ""
+    if rating_request.appeal_id is not None:
+        appeal = await Appeal.get(id=rating_request.appeal_id)
+        what, subject = appeal.number or "", appeal.subject
+    elif rating_request.order_id is not None:
+        order = await Order.get(id=rating_request.order_id)
+        what = f"№ {order.external_id}"
+    zone = ZoneInfo(ctx.settings.company.timezone)
+    return render_page(
+        request,
+        "feedback",
+        lang,
+        status,
+        what=what,
+        subject=subject,
+        score=score,
+        comment=comment,
+        faces=FACES,
+        done=done,
+        error=error,
+        action_url=request.path,
+        expires=rating_request.expires_at.astimezone(zone).strftime("%d.%m.%Y %H:%M"),
+    )
+
+
+async def feedback_page(request: web.Request) -> web.Response:
+    """GET: the form, the link's score preselected (or today's, on a revisit)."""
+    found = await _request_of(request)
+    if isinstance(found, web.Response):
+        return found
+    ctx = page_ctx(request)
+    if ctx.ratings is None:
+        return error_page(request, 404)
+    day = ctx.ratings.day_of(ctx.clock())
+    today = await Rating.filter(request_id=found.id, day=day).order_by("-updated_at").first()
+    score = _score(request.query.get("score")) or (today.score if today is not None else None)
+    return await _page(
+        request, found, score=score, comment=today.comment if today is not None else ""
+    )
+
+
+async def confirm_feedback(request: web.Request) -> web.Response:
+    """POST: the customer confirmed a score (and maybe a comment); it is recorded."""
+    found = await _request_of(request)
+    if isinstance(found, web.Response):
+        return found
+    if (request.content_length or 0) > MAX_FORM_BYTES:
+        return error_page(request, 413)
+    form = await request.post()
+    ctx = page_ctx(request)
+    if ctx.ratings is None:
+        return error_page(request, 404)
+    score = _score(str(form.get("score", "")))
+    comment = str(form.get("comment", ""))[:COMMENT_LIMIT]
+    if score is None:
+        lang = page_language(request)
+        return await _page(
+            request,
+            found,
+            score=None,
+            comment=comment,
+            error=ctx.texts.string("feedback.bad_score", lang),
+            status=400,
+        )
+    try:
+        await ctx.ratings.rate(found.id, score, via="email", comment=comment)
+    except RatingClosed:
+        return _closed(request)
+    except UnknownRequest:
+        return error_page(request, 404)
+    ctx.outbox.wake()
+    return await _page(request, found, score=score, comment=comment.strip(), done=True)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the feedback pages."""
+    app.router.add_get("/feedback/{token}", feedback_page)
+    app.router.add_post("/feedback/{token}", confirm_feedback)
