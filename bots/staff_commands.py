@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bots.staff import StaffDesk
 
 HISTORY_LIMIT = 15
+SPAM_TAG = "spam"
 PICKER_LIMIT = 10
 PRIORITY_WORDS = {
     "low": Priority.LOW,
@@ -127,6 +128,16 @@ async def transfer(c: CommandContext) -> None:
 async def close(c: CommandContext) -> None:
     await c.desk.ctx.lifecycle.transition(c.number, AppealStatus.RESOLVED, actor=c.agent.name)
     await c.say(c.s("staff.resolved", agent=c.agent.name))
+
+
+@command("spam")
+async def spam(c: CommandContext) -> None:
+    """Close as spam: no notice, no rating request, out of the statistics of answers."""
+    await c.desk.ctx.triage.tag(c.number, SPAM_TAG, actor=c.agent.name, on=True)
+    await c.desk.ctx.lifecycle.transition(
+        c.number, AppealStatus.CLOSED, actor=c.agent.name, reason=SPAM_TAG
+    )
+    await c.say(c.s("staff.spam", agent=c.agent.name))
 
 
 @command("postpone", "later")

@@ -101,7 +101,7 @@ class Ratings:
     ) -> tuple[RatingRequest, Sent]:
         """Ask ``customer`` to rate an appeal or an order; call inside the event's transaction.
         ``Skipped`` says why nothing was sent."""
-        if appeal is not None and NO_RATING_TAGS & set(appeal.tags):
+        if appeal is not None and NO_RATING_TAGS & {t.casefold() for t in appeal.tags}:
             raise Skipped("the appeal was closed as spam or merged")
         if appeal is not None:
             subject = {"appeal_id": appeal.id}
