@@ -170,12 +170,7 @@ async def _my_appeals(message: Message, deps: BotDeps, lang: str) -> None:
 async def _my_orders(message: Message, deps: BotDeps, lang: str) -> None:
     orders = deps.ctx.orders
     customer_id = await _customer_id(message.chat.id)
-    rows = []
-    if customer_id is not None and orders is not None:
-        rows = [
-            {"external_id": o.external_id, "stage": orders.stage_title(o.stage, lang)}
-            for o in await orders.of_customer(customer_id)
-        ]
+    rows = await orders.listing(customer_id, lang) if orders is not None else []
     text = deps.ctx.texts.render("telegram/my_orders.html.j2", lang, orders=rows)
     await deps.tell_customer(message.chat.id, text)
 

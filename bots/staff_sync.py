@@ -91,7 +91,7 @@ class StaffSync:
             await self.enqueue(appeal, "post", text=text)
         elif kind == "appeal.important":
             await self.alert(appeal, list(data.get("reasons", [])))
-        elif kind in ("delivery.failed", "delivery.rerouted", "task.created"):
+        elif kind in ("delivery.failed", "delivery.rerouted", "task.created", "task.due"):
             if data.get("channel") == STAFF_CHANNEL:
                 return  # the staff group itself failed: telling it would fail again
             text = self._texts.render(

@@ -85,7 +85,11 @@ class VkDesk:
 
         return {
             "inline": True,
-            "buttons": [[button("menu.new", "new")], [button("menu.list", "list")]],
+            "buttons": [
+                [button("menu.new", "new")],
+                [button("menu.list", "list")],
+                [button("menu.orders", "orders")],
+            ],
         }
 
     async def _button(self, event: dict[str, Any]) -> None:
@@ -111,6 +115,19 @@ class VkDesk:
             notice = self.ctx.texts.string("customer.new_prompt", self.lang)
         elif command == "list":
             await self._tell(peer, await self._appeals_text(peer))
+        elif command == "orders":
+            point = await ContactPoint.filter(
+                channel=ChannelKind.VK.value, address=str(peer)
+            ).first()
+            orders = self.ctx.orders
+            rows = (
+                await orders.listing(point.customer_id if point else None, self.lang)
+                if orders is not None
+                else []
+            )
+            await self._tell(
+                peer, self.ctx.texts.render("vk/my_orders.txt.j2", self.lang, orders=rows)
+            )
         await self.channel.answer_event(event, notice)
 
     async def _choice(self, action: str, user_id: int) -> str:

@@ -9,7 +9,17 @@ from tortoise.transactions import in_transaction
 from channels.base import ChannelKind, InboundMessage
 from channels.web import PHONE_CHANNEL as PHONE
 from desk.events import EventBus
-from models import Appeal, ContactPoint, Customer, Event, Order, Rating, Task
+from models import (
+    Appeal,
+    ContactPoint,
+    Customer,
+    Event,
+    Lifecycle,
+    Order,
+    Rating,
+    RatingRequest,
+    Task,
+)
 
 _EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[^@\s<>\"']{1,255}\.[^@\s<>\"'.]{2,}$")
 
@@ -142,7 +152,7 @@ async def merge_customers(source_id: int, target_id: int, events: EventBus, *, a
         return
     source = await Customer.get(id=source_id)
     target = await Customer.get(id=target_id)
-    for model in (ContactPoint, Appeal, Event, Task, Rating, Order):
+    for model in (ContactPoint, Appeal, Event, Task, Rating, RatingRequest, Order):
         await model.filter(customer_id=source_id).update(customer_id=target_id)
     if not target.name and source.name:
         target.name = source.name
@@ -151,3 +161,25 @@ async def merge_customers(source_id: int, target_id: int, events: EventBus, *, a
     await events.emit(
         "customer.merged", actor=actor, customer=target, merged=source_id, name=source.name
     )
+
+
+async def set_lifecycle(
+    events: EventBus, customer: Customer, to: Lifecycle, *, actor: str, reason: str
+) -> bool:
+    """Move a customer along prospect → active → lost (and back to active), with the
+    ``customer.state_changed`` event; call inside a transaction. False when already there."""
+    before = customer.lifecycle
+    if before is to:
+        return False
+    customer.lifecycle = to
+    await customer.save(update_fields=["lifecycle", "updated_at"])
+    await events.emit(
+        "customer.state_changed",
+        actor=actor,
+        customer=customer,
+        field="lifecycle",
+        before=before.value,
+        after=to.value,
+        reason=reason,
+    )
+    return True

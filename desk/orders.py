@@ -12,12 +12,17 @@ from tortoise.transactions import in_transaction
 
 from channels.base import ChannelKind
 from channels.web import PHONE_CHANNEL
-from desk.customers import customer_by_contacts, normalise_email, normalise_phone
+from desk.customers import (
+    customer_by_contacts,
+    normalise_email,
+    normalise_phone,
+    set_lifecycle,
+)
 from desk.errors import DeskError, InvalidInput, OrderNotFound
 from desk.events import EventBus
 from desk.idempotency import claim
 from desk.settings import Settings, stages_of
-from models import ContactPoint, Customer, Order
+from models import ContactPoint, Customer, Lifecycle, Order
 
 CHOICE_PREFIX = "oc"  # the action of an order's choice button: oc:<order id>:<choice id>
 
@@ -98,6 +103,15 @@ class Orders:
         """A customer's latest orders."""
         return await Order.filter(customer_id=customer_id).order_by("-id").limit(limit)
 
+    async def listing(self, customer_id: int | None, lang: str) -> list[dict[str, str]]:
+        """«Мои заказы»: the latest orders with their current stage, for the bots' templates."""
+        if customer_id is None:
+            return []
+        return [
+            {"external_id": o.external_id, "stage": self.stage_title(o.stage, lang)}
+            for o in await self.of_customer(customer_id)
+        ]
+
     async def upsert(self, change: OrderChange, key: str | None = None) -> tuple[Order, bool]:
         """Create the order (with its customer) or update its contacts and stage; (order,
         created). The same ``key`` with the same request does nothing again."""
@@ -132,6 +146,14 @@ class Orders:
                     stage=order.stage,
                 )
                 await self._enter(order, customer, None, change.stage, note="")
+                returned = customer.lifecycle is Lifecycle.LOST
+                await set_lifecycle(
+                    self._events,
+                    customer,
+                    Lifecycle.ACTIVE,
+                    actor="api",
+                    reason="returned with a new order" if returned else "first order",
+                )
                 return order, True
             if order.stage != change.stage:
                 await self._enter(order, customer, order.stage, change.stage, note="")

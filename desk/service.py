@@ -38,6 +38,7 @@ from desk.routing import Routing
 from desk.settings import Settings
 from desk.signing import Signer
 from desk.sla import SlaClock
+from desk.tasks import raise_due
 from desk.triage import Triage
 from desk.webdesk import action_url
 from models import db
@@ -267,10 +268,15 @@ class Service:
         self._banner(name, token)
 
     async def _sla_scan(self, sla: SlaClock) -> None:
-        """Warnings and breaches, checked every ``SLA_SCAN_S`` (serve only: one scanner)."""
+        """Warnings, breaches and tasks come due, checked every ``workers.sla_scan_s`` (serve
+        only: one scanner)."""
         while not self._stop_workers.is_set():
             try:
-                if await sla.scan() and self.ctx is not None:
+                raised = await sla.scan()
+                raised += (
+                    await raise_due(self.ctx.lifecycle.events, self._clock()) if self.ctx else 0
+                )
+                if raised and self.ctx is not None:
                     self.ctx.outbox.wake()
             except Exception:  # a task root: the next pass tries again
                 log.exception("SLA scan failed")

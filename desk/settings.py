@@ -64,7 +64,9 @@ class WorkerSettings(Section):
     claim_idle_s: float = Field(default=30.0, gt=0)
     max_deliveries: int = Field(default=20, ge=1, description="then an entry is set aside")
     poll_s: float = Field(default=0.5, gt=0, le=60, description="idle delivery worker's nap")
-    sla_scan_s: float = Field(default=60.0, gt=0, description="how often SLA timers are checked")
+    sla_scan_s: float = Field(
+        default=60.0, gt=0, description="how often SLA timers and due tasks are checked"
+    )
 
 
 class CompanySettings(Section):

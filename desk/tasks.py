@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from tortoise.transactions import in_transaction
+
 from channels.web import PHONE_CHANNEL
 from desk.events import EventBus
-from models import Appeal, ContactPoint, Customer, Task
+from models import Appeal, ContactPoint, Customer, Task, TaskStatus
 
 CALL_DUE = timedelta(hours=2)  # when a call task is due, from its creation
 
@@ -57,3 +59,39 @@ async def create_task(
         text=text,
     )
     return task
+
+
+async def raise_due(events: EventBus, now: datetime, limit: int = 200) -> int:
+    """Emit ``task.due`` once for each open task whose time has come; returns how many.
+    Safe with several processes: a conditional update decides who raises each one."""
+    raised = 0
+    due = (
+        await Task.filter(status=TaskStatus.OPEN, due_at__lte=now, due_raised_at__isnull=True)
+        .order_by("due_at")
+        .limit(limit)
+    )
+    for task in due:
+        async with in_transaction():
+            won = await Task.filter(id=task.id, due_raised_at__isnull=True).update(
+                due_raised_at=now
+            )
+            if not won:
+                continue
+            appeal = await Appeal.get_or_none(id=task.appeal_id) if task.appeal_id else None
+            customer = (
+                await Customer.get_or_none(id=task.customer_id)
+                if appeal is None and task.customer_id
+                else None
+            )
+            await events.emit(
+                "task.due",
+                actor="scheduler",
+                appeal=appeal,
+                customer=customer,
+                task_id=task.id,
+                kind=task.kind,
+                text=task.text,
+                due=task.due_at.isoformat() if task.due_at else "",
+            )
+        raised += 1
+    return raised

@@ -43,8 +43,12 @@ class Task(Model):
     assignee: fields.ForeignKeyNullableRelation[Any] = fields.ForeignKeyField(
         "models.Agent", related_name="tasks", null=True, on_delete=fields.SET_NULL
     )
+    customer_id: int | None
+    appeal_id: int | None
+    assignee_id: int | None
     text = fields.TextField(default="")
     due_at = fields.DatetimeField(null=True)
+    due_raised_at = fields.DatetimeField(null=True)  # when ``task.due`` was raised (once)
     status = fields.CharEnumField(TaskStatus, max_length=16, default=TaskStatus.OPEN)
     result = fields.TextField(default="")
     created_at = fields.DatetimeField(auto_now_add=True)

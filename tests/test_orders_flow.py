@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from models import Agent, Event, Order, Task
+from models import Agent, Customer, Event, Lifecycle, Order, Task
 from tests.conftest import Desk
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import DEFAULT_TOKEN as VK_TOKEN
@@ -197,6 +197,19 @@ async def test_vk_buttons_answer_an_order_question(
         vk.button_press(801, json.loads(evening), sent[0].conversation_message_id)
         answer = await eventually(lambda: vk.event_answers)
         assert "Вечером, 17–21" in (answer[0].event_data or {}).get("text", "")
+
+        # «Мои заказы» from the VK menu lists the order with its stage.
+        vk.user_message(801, "Начать", payload={"command": "start"})
+        greeting = await eventually(
+            lambda: [m for m in vk.sent_to(801) if m.keyboard and "Здравствуйте" in m.text]
+        )
+        menu = [row[0]["action"] for row in greeting[0].keyboard["buttons"]]
+        orders_button = next(b for b in menu if "orders" in b["payload"])
+        vk.button_press(
+            801, json.loads(orders_button["payload"]), greeting[0].conversation_message_id
+        )
+        listing = await eventually(lambda: [m for m in vk.sent_to(801) if "Ваши заказы" in m.text])
+        assert "№ 5001" in listing[0].text and "Заказ готов к доставке" in listing[0].text
     order = await Order.get(external_id="5001")
     answers = [(h["choice"], h["via"]) for h in order.stage_history if h["kind"] == "answer"]
     assert answers == [("evening", "vk")]
@@ -215,3 +228,29 @@ async def test_status_page_shows_the_customers_orders(desk: Desk) -> None:
         page = await resp.text()
     assert resp.status == 200
     assert "Ваши заказы" in page and "6001" in page and "Заказ передан в доставку" in page
+
+
+async def test_a_first_order_makes_the_customer_active(desk: Desk) -> None:
+    body = order_body("8001", email="nina@example.com")
+    assert (await desk.post("/api/v1/orders", body))[0] == 201
+    assert (await desk.post("/api/v1/orders", order_body("8002", email="nina@example.com")))[
+        0
+    ] == 201
+    order = await Order.get(external_id="8001")
+    customer = await Customer.get(id=order.customer_id)
+    assert customer.lifecycle is Lifecycle.ACTIVE
+    changes = await Event.filter(customer_id=customer.id, kind="customer.state_changed")
+    assert [(e.data["before"], e.data["after"], e.data["reason"]) for e in changes] == [
+        ("prospect", "active", "first order")
+    ]
+
+    await Customer.filter(id=customer.id).update(lifecycle=Lifecycle.LOST)
+    assert (await desk.post("/api/v1/orders", order_body("8003", email="nina@example.com")))[
+        0
+    ] == 201
+    last = (
+        await Event.filter(customer_id=customer.id, kind="customer.state_changed")
+        .order_by("-id")
+        .first()
+    )
+    assert last is not None and last.data["reason"] == "returned with a new order"

@@ -4,6 +4,7 @@ per day; forged and expired links; a link-following mail scanner that records no
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -429,3 +430,40 @@ async def test_a_completed_order_is_rated_too(
     )
     assert "заказ № 7001" in alert[0].text
     assert [b["text"] for b in buttons_of(alert[0])] == ["📞 Перезвонить"]
+
+
+async def test_the_call_back_task_comes_due_once(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    clock = RunningClock(NOON)
+    settings = desk_settings(fake)
+    settings["workers"] = {**settings["workers"], "sla_scan_s": 0.1}
+    settings["automation"] = {
+        "rules": [
+            {
+                "name": "overdue call",
+                "on": "task.due",
+                "if": "kind == 'call'",
+                "do": [{"action": "notify_staff", "template": "rule_note"}],
+            }
+        ]
+    }
+    desk: Desk = await start_desk(clock=clock, **settings)
+    appeal = await open_appeal(fake, 908, "Курьер нагрубил", name="Игорь")
+    await resolve(desk, appeal)
+    request = await rating_request_in(fake, 908)
+    fake.callback(908, 908, request.message_id, buttons_of(request)[0]["callback_data"])
+    task = await eventually(lambda: Task.filter(appeal_id=appeal.id, kind="call").first())
+    assert task.due_at is not None and task.due_at > NOON
+    thread = int(appeal.staff_thread or 0)
+    await asyncio.sleep(0.3)
+    assert not any("Срок задачи наступил" in t for t in texts_in(fake, STAFF_CHAT, thread))
+
+    clock.jump(NOON + timedelta(minutes=61))
+    await eventually(
+        lambda: any("Срок задачи наступил" in t for t in texts_in(fake, STAFF_CHAT, thread))
+    )
+    await eventually(lambda: any("overdue call" in t for t in texts_in(fake, STAFF_CHAT, thread)))
+    await asyncio.sleep(0.5)  # more scans raise nothing again
+    assert await Event.filter(kind="task.due").count() == 1
+    assert (await Task.get(id=task.id)).due_raised_at is not None

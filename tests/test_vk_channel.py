@@ -218,7 +218,7 @@ async def test_start_button_menu_lists_appeals_and_opens_a_new_one(
     greeting = await eventually(lambda: vk.sent_to(308), timeout=10)
     assert "Здравствуйте, Вера" in greeting[0].text
     buttons = [row[0]["action"] for row in greeting[0].keyboard["buttons"]]
-    assert [b["type"] for b in buttons] == ["callback", "callback"]
+    assert [b["type"] for b in buttons] == ["callback", "callback", "callback"]
     assert not await Message.all().exists()  # «Начать» is not an appeal
 
     vk.user_message(308, "Где мой заказ?")

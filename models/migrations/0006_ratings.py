@@ -81,4 +81,9 @@ class Migration(migrations.Migration):
             model_name='Rating',
             constraint=UniqueConstraint(fields=('order_id', 'day'), name=None),
         ),
+        ops.AddField(
+            model_name='Task',
+            name='due_raised_at',
+            field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False),
+        ),
     ]
