@@ -62,11 +62,11 @@ async def test_resolved_late_in_the_evening_is_told_the_next_morning(
 
     await resolve(desk, appeal)
     held = await eventually(
-        lambda: OutboxItem.filter(
-            appeal_id=appeal.id, channel="telegram", status=OutboxStatus.PENDING
+        lambda: (
+            OutboxItem.filter(appeal_id=appeal.id, channel="telegram", status=OutboxStatus.PENDING)
+            .order_by("id")
+            .first()
         )
-        .order_by("id")
-        .first()
     )
     assert held.next_attempt_at == datetime(2026, 11, 24, 6, 0, tzinfo=UTC)  # 09:00 Moscow
     await asyncio.sleep(0.5)
