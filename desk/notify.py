@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 from collections.abc import Callable, Collection, Sequence
@@ -200,8 +201,14 @@ class Notifier:
                 ],
             }
         else:
-            links = [f"{label}: {self._links(b.action)}" for label, b in labels]
-            text = "\n\n".join([text, "\n".join(links)])
+            urls = [(label, self._links(b.action)) for label, b in labels]
+            body = html.escape(text).replace("\n", "<br>\n")
+            items = "".join(
+                f'<li><a href="{html.escape(url)}">{html.escape(label)}</a></li>'
+                for label, url in urls
+            )
+            extra["html"] = f"{body}\n<ul>{items}</ul>"  # the mail's HTML part: real links
+            text = "\n\n".join([text, "\n".join(f"{label}: {url}" for label, url in urls)])
         return text
 
     def render(

@@ -362,6 +362,8 @@ async def test_mail_links_open_a_page_and_only_the_confirmation_counts(
     text = request.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     links = re.findall(r"^(\d) \S+: (http\S+/feedback/\S+)$", text, re.MULTILINE)
     assert [score for score, _ in links] == ["1", "2", "3", "4", "5"]
+    page_part = request.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert page_part.count('href="http') == 5 and "3 😐</a>" in page_part
     three = "/feedback/" + links[2][1].split("/feedback/", 1)[1]
     assert three.endswith("?score=3")
 
