@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from desk.ratings import Ratings
     from desk.routing import Routing
     from desk.sla import SlaClock
+    from desk.winback import WinBack
 
 
 def utc_now() -> datetime:
@@ -53,3 +54,4 @@ class AppContext:
     notifier: Notifier | None = None
     orders: Orders | None = None
     ratings: Ratings | None = None
+    winback: WinBack | None = None

@@ -50,3 +50,11 @@ class OrderNotFound(DeskError):
     def __init__(self, ref: str) -> None:
         super().__init__(f"order {ref} not found")
         self.ref = ref
+
+
+class TaskNotFound(DeskError):
+    """No task with this id."""
+
+
+class TaskClosed(DeskError):
+    """The task is already done or cancelled."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -16,13 +17,13 @@ from desk.customers import (
     customer_by_contacts,
     normalise_email,
     normalise_phone,
-    set_lifecycle,
 )
 from desk.errors import DeskError, InvalidInput, OrderNotFound
 from desk.events import EventBus
 from desk.idempotency import claim
 from desk.settings import Settings, stages_of
-from models import ContactPoint, Customer, Lifecycle, Order
+from desk.winback import ordered
+from models import ContactPoint, Customer, Order
 
 CHOICE_PREFIX = "oc"  # the action of an order's choice button: oc:<order id>:<choice id>
 
@@ -73,6 +74,8 @@ class OrderChange:
     external_id: str
     contacts: Contacts
     stage: str
+    placed_at: datetime | None = None  # when the customer ordered; default: now
+    amount: Decimal | None = None
 
 
 class Orders:
@@ -80,6 +83,7 @@ class Orders:
 
     def __init__(self, settings: Settings, events: EventBus, clock: Callable[[], datetime]) -> None:
         self.stages = stages_of(settings)
+        self._customers = settings.customers
         self._events = events
         self._clock = clock
 
@@ -131,12 +135,19 @@ class Orders:
             await self._update_customer(customer, change.contacts)
             order = await Order.filter(external_id=change.external_id).first()
             if order is None:
+                now = self._clock()
+                placed = min(change.placed_at or now, now)
                 order = await Order.create(
                     external_id=change.external_id,
                     customer=customer,
                     stage=change.stage,
                     stage_history=[],
+                    placed_at=placed,
+                    amount=change.amount,
                 )
+                if customer.last_order_at is None or placed > customer.last_order_at:
+                    customer.last_order_at = placed
+                    await customer.save(update_fields=["last_order_at", "updated_at"])
                 await self._events.emit(
                     "order.created",
                     actor="api",
@@ -146,14 +157,7 @@ class Orders:
                     stage=order.stage,
                 )
                 await self._enter(order, customer, None, change.stage, note="")
-                returned = customer.lifecycle is Lifecycle.LOST
-                await set_lifecycle(
-                    self._events,
-                    customer,
-                    Lifecycle.ACTIVE,
-                    actor="api",
-                    reason="returned with a new order" if returned else "first order",
-                )
+                await ordered(self._events, self._customers, customer, now)
                 return order, True
             if order.stage != change.stage:
                 await self._enter(order, customer, order.stage, change.stage, note="")

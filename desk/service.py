@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, TextIO
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from tortoise.transactions import in_transaction
@@ -35,12 +36,14 @@ from desk.orders import Orders
 from desk.outbox import Outbox
 from desk.ratings import Ratings
 from desk.routing import Routing
+from desk.scheduler import Daily
 from desk.settings import Settings
 from desk.signing import Signer
 from desk.sla import SlaClock
 from desk.tasks import raise_due
 from desk.triage import Triage
 from desk.webdesk import action_url
+from desk.winback import WinBack
 from models import db
 
 if TYPE_CHECKING:
@@ -168,6 +171,7 @@ async def build_context(
     )
     ctx.orders = Orders(settings, lifecycle.events, clock)
     ctx.ratings = Ratings(settings, ctx.notifier, lifecycle.events, ctx.texts, clock)
+    ctx.winback = WinBack(settings, lifecycle.events, ctx.texts, clock)
     lifecycle.capture = ctx.ratings.take_comment
     secret = settings.automation.webhook_secret
     adapters[WEBHOOK_KIND] = WebhookSender(
@@ -257,6 +261,7 @@ class Service:
         self._tasks.append(asyncio.create_task(self._retrain(ctx.routing), name="router-retrain"))
         if self._role == "serve" and ctx.sla is not None:
             self._tasks.append(asyncio.create_task(self._sla_scan(ctx.sla), name="sla-scan"))
+        self._tasks.append(asyncio.create_task(self._daily(ctx), name="daily-jobs"))
         if self._role == "serve":
             await self._serve_http(ctx)
             await self._start_telegram(ctx)
@@ -281,6 +286,22 @@ class Service:
             except Exception:  # a task root: the next pass tries again
                 log.exception("SLA scan failed")
             await wait_or_stop(self._stop_workers, self._settings.workers.sla_scan_s)
+
+    async def _daily(self, ctx: AppContext) -> None:
+        """Daily jobs (the lost-customer scan), run by whichever process claims the day."""
+        settings = self._settings
+        jobs: list[Daily] = []
+        if ctx.winback is not None:
+            zone = ZoneInfo(settings.company.timezone)
+            jobs.append(Daily("winback", settings.customers.scan_at, zone, ctx.winback.scan))
+        while not self._stop_workers.is_set():
+            for job in jobs:
+                try:
+                    if await job.run_if_due(self._clock()):
+                        ctx.outbox.wake()
+                except Exception:  # a task root: the claim was given back, the next tick retries
+                    log.exception("daily job failed", extra={"job": job.name})
+            await wait_or_stop(self._stop_workers, settings.workers.sla_scan_s)
 
     async def _retrain(self, routing: Routing | None) -> None:
         """Learn again from agents' category choices now and then."""

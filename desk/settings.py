@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -185,6 +186,40 @@ class RatingSettings(Section):
     )
 
 
+class CustomerSettings(Section):
+    lost_after_days: int = Field(
+        default=90, ge=1, le=3650, description="no order for this long makes a customer lost"
+    )
+    rhythm_factor: float = Field(
+        default=3.0,
+        ge=1.0,
+        le=20.0,
+        description="or, with enough orders: this many times their median interval",
+    )
+    rhythm_min_orders: int = Field(
+        default=4, ge=3, description="orders needed before a customer's own rhythm counts"
+    )
+    scan_at: time = Field(default=time(8, 0), description="the daily scan, company time")
+    winback_days: dict[str, int] = Field(
+        default_factory=lambda: {"hot": 7, "warm": 14, "cold": 30},
+        description="days between win-back calls to a lost customer, by warmth",
+    )
+    no_answer_retry_days: int = Field(
+        default=2, ge=1, le=60, description="a win-back call nobody answered is tried again"
+    )
+    winback_team: str | None = Field(
+        default=None, description="who calls when the customer has no last agent"
+    )
+
+    @field_validator("winback_days")
+    @classmethod
+    def _every_warmth(cls, days: dict[str, int]) -> dict[str, int]:
+        wanted = {"hot", "warm", "cold"}
+        if set(days) != wanted or any(d < 1 for d in days.values()):
+            raise ValueError("give days ≥ 1 for each of hot, warm and cold")
+        return days
+
+
 class AutomationSettings(Section):
     defaults: bool = Field(default=True, description="the shipped rules (router/rules.yaml)")
     off: list[str] = Field(default_factory=list, description="shipped rules switched off, by name")
@@ -246,6 +281,7 @@ class Settings(BaseSettings):
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
     orders: OrderSettings = Field(default_factory=OrderSettings)
     ratings: RatingSettings = RatingSettings()
+    customers: CustomerSettings = CustomerSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -32,6 +32,7 @@ async def create_task(
     appeal: Appeal | None = None,
     customer: Customer | None = None,
     assignee_id: int | None = None,
+    at: datetime | None = None,
 ) -> Task:
     """Store a task and emit ``task.created`` (the staff group shows it); call inside the
     transaction that decided it. Without an explicit assignee, the appeal's assignee gets it."""
@@ -40,7 +41,7 @@ async def create_task(
         customer_id = appeal.customer_id
     if assignee_id is None and appeal is not None:
         assignee_id = appeal.assignee_id
-    task = await Task.create(
+    task = Task(
         kind=kind,
         customer_id=customer_id,
         appeal_id=appeal.id if appeal is not None else None,
@@ -48,6 +49,9 @@ async def create_task(
         text=text,
         due_at=due_at,
     )
+    if at is not None:
+        task.created_at = at  # the service clock, so intervals between tasks are its time
+    await task.save()
     await events.emit(
         "task.created",
         actor=actor,

@@ -21,6 +21,8 @@ class Customer(Model):
     vip = fields.BooleanField(default=False)
     do_not_contact = fields.BooleanField(default=False)
     last_order_at = fields.DatetimeField(null=True)
+    # When the customer counts as lost if no order comes first (set at each order).
+    lost_after = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -28,6 +30,7 @@ class Customer(Model):
 
     class Meta:
         table = "customer"
+        indexes = (("lifecycle", "lost_after"),)
 
     def __str__(self) -> str:
         return self.name or f"customer {self.id}"

@@ -20,13 +20,15 @@ class Order(Model):
     )
     customer_id: int
     stage = fields.CharField(max_length=64, default="new")
+    placed_at = fields.DatetimeField(null=True)  # when the customer ordered (else: received)
+    amount = fields.DecimalField(max_digits=14, decimal_places=2, null=True)
     stage_history: fields.Field[list[dict[str, Any]]] = fields.JSONField(default=list)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:
         table = "order"
-        indexes = (("customer_id", "created_at"),)
+        indexes = (("customer_id", "created_at"), ("customer_id", "placed_at"))
 
 
 class Task(Model):
@@ -56,4 +58,9 @@ class Task(Model):
 
     class Meta:
         table = "task"
-        indexes = (("status", "due_at"), ("assignee_id", "status"), ("customer_id", "status"))
+        indexes = (
+            ("status", "due_at"),
+            ("assignee_id", "status"),
+            ("customer_id", "status"),
+            ("customer_id", "kind", "created_at"),
+        )

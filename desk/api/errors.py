@@ -20,6 +20,8 @@ from desk.errors import (
     InvalidTransition,
     NotAllowed,
     OrderNotFound,
+    TaskClosed,
+    TaskNotFound,
 )
 
 log = logging.getLogger(__name__)
@@ -74,9 +76,9 @@ def from_validation(exc: ValidationError) -> ApiError:
 
 def from_domain(exc: DeskError) -> ApiError:
     """The HTTP status of a domain error."""
-    if isinstance(exc, AppealNotFound | OrderNotFound):
-        return ApiError(404, "not_found", str(exc))
-    if isinstance(exc, InvalidTransition):
+    if isinstance(exc, AppealNotFound | OrderNotFound | TaskNotFound):
+        return ApiError(404, "not_found", str(exc) or "no such task")
+    if isinstance(exc, InvalidTransition | TaskClosed):
         return ApiError(409, "conflict", str(exc))
     if isinstance(exc, NotAllowed):
         return ApiError(403, "forbidden", str(exc) or "not allowed")

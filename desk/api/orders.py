@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from desk.api.app import Operation, QueryParam, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
@@ -41,6 +42,10 @@ class OrderIn(Body):
     external_id: str = Field(min_length=1, max_length=100)
     customer: CustomerIn
     stage: str = Field(default="new", min_length=1, max_length=64)
+    placed_at: AwareDatetime | None = Field(
+        default=None, description="when the customer ordered (default: now; never later)"
+    )
+    amount: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
 
 
 class StageIn(Body):
@@ -99,6 +104,8 @@ async def upsert_order(request: web.Request) -> web.Response:
             preferred_channel=c.preferred_channel,
         ),
         stage=body.stage,
+        placed_at=body.placed_at,
+        amount=body.amount,
     )
     order, created = await _orders(ctx).upsert(change, _key(request))
     ctx.outbox.wake()

@@ -61,7 +61,7 @@ def _appeal_out(appeal: Appeal, assignee: Agent | None) -> AppealOut:
     )
 
 
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -74,7 +74,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     return value
 
 
-def _enum_param(request: web.Request, name: str, values: list[str]) -> str | None:
+def enum_param(request: web.Request, name: str, values: list[str]) -> str | None:
     raw = request.query.get(name)
     if not raw:
         return None
@@ -87,13 +87,13 @@ def _enum_param(request: web.Request, name: str, values: list[str]) -> str | Non
 
 async def list_appeals(request: web.Request) -> web.Response:
     """Appeals, newest first, filtered and paginated."""
-    page = _int_param(request, "page", 1, 1, 1_000_000)
-    per_page = _int_param(request, "per_page", 50, 1, MAX_PER_PAGE)
+    page = int_param(request, "page", 1, 1, 1_000_000)
+    per_page = int_param(request, "per_page", 50, 1, MAX_PER_PAGE)
     query = Appeal.all()
-    status = _enum_param(request, "status", [s.value for s in AppealStatus])
+    status = enum_param(request, "status", [s.value for s in AppealStatus])
     if status:
         query = query.filter(status=status)
-    priority = _enum_param(request, "priority", [p.value for p in Priority])
+    priority = enum_param(request, "priority", [p.value for p in Priority])
     if priority:
         query = query.filter(priority=priority)
     if category := request.query.get("category"):

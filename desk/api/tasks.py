@@ -1,0 +1,145 @@
+"""Tasks for people over HTTP: list them (win-back calls, call-backs) and record results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import Field
+from tortoise.transactions import in_transaction
+
+from desk.api.app import Operation, QueryParam, caller_of, ctx_of
+from desk.api.errors import json_response, read_json
+from desk.api.schemas import Body
+from desk.api.staff import enum_param, int_param
+from desk.triage import find_agent
+from desk.winback import complete_call
+from models import Task, TaskStatus
+
+MAX_PER_PAGE = 200
+
+
+class TaskOut(Body):
+    """A task and, once done, its result."""
+
+    id: int
+    kind: str
+    status: str
+    text: str
+    customer_id: int | None
+    appeal_id: int | None
+    assignee_id: int | None
+    due_at: datetime | None
+    created_at: datetime
+    completed_at: datetime | None
+    result: str
+
+
+class TaskPage(Body):
+    """One page of tasks."""
+
+    items: list[TaskOut]
+    page: int
+    per_page: int
+    total: int
+
+
+class CompleteIn(Body):
+    """How a call went."""
+
+    result: Literal["reached", "no_answer", "returned"]
+    reason: str = Field(default="", max_length=500, description="why the customer left")
+
+
+def task_out(task: Task) -> dict[str, Any]:
+    """The API form of a task."""
+    return TaskOut(
+        id=task.id,
+        kind=task.kind,
+        status=task.status.value,
+        text=task.text,
+        customer_id=task.customer_id,
+        appeal_id=task.appeal_id,
+        assignee_id=task.assignee_id,
+        due_at=task.due_at,
+        created_at=task.created_at,
+        completed_at=task.completed_at,
+        result=task.result,
+    ).model_dump(mode="json")
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    """Tasks, soonest due first, filtered and paginated."""
+    page = int_param(request, "page", 1, 1, 1_000_000)
+    per_page = int_param(request, "per_page", 50, 1, MAX_PER_PAGE)
+    query = Task.all()
+    if status := enum_param(request, "status", [s.value for s in TaskStatus]):
+        query = query.filter(status=status)
+    if kind := request.query.get("kind"):
+        query = query.filter(kind=kind[:32])
+    if request.query.get("customer_id"):
+        query = query.filter(customer_id=int_param(request, "customer_id", 0, 1, 2**62))
+    if assignee := request.query.get("assignee"):
+        if assignee == "none":
+            query = query.filter(assignee_id__isnull=True)
+        else:
+            query = query.filter(assignee_id=(await find_agent(assignee)).id)
+    total = await query.count()
+    rows = await query.order_by("due_at", "id").offset((page - 1) * per_page).limit(per_page)
+    out = TaskPage(
+        items=[TaskOut.model_validate(task_out(t)) for t in rows],
+        page=page,
+        per_page=per_page,
+        total=total,
+    )
+    return json_response(out.model_dump(mode="json"))
+
+
+async def complete_task(request: web.Request) -> web.Response:
+    """Record a call's result; a task already done is 409."""
+    ctx = ctx_of(request)
+    body = CompleteIn.model_validate(await read_json(request))
+    raw = request.match_info["task_id"]
+    task_id = int(raw) if raw.isdigit() and len(raw) < 19 else 0
+    async with in_transaction():
+        task = await complete_call(
+            ctx.lifecycle.events,
+            ctx.settings.customers,
+            task_id,
+            body.result,
+            reason=body.reason,
+            actor=caller_of(request).name,
+            now=ctx.clock(),
+        )
+    ctx.outbox.wake()
+    return json_response(task_out(task))
+
+
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/api/v1/tasks",
+        list_tasks,
+        "List tasks (win-back calls, call-backs)",
+        response=TaskPage,
+        errors=(400, 401, 422),
+        query=(
+            QueryParam("status", {"type": "string", "enum": [s.value for s in TaskStatus]}),
+            QueryParam("kind", {"type": "string"}, "call, winback, …"),
+            QueryParam("customer_id", {"type": "integer"}),
+            QueryParam("assignee", {"type": "string"}, "id, Telegram id, name or none"),
+            QueryParam("page", {"type": "integer", "minimum": 1}),
+            QueryParam("per_page", {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE}),
+        ),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/tasks/{task_id}/complete",
+        complete_task,
+        "Record the result of a call",
+        body=CompleteIn,
+        response=TaskOut,
+        errors=(400, 401, 404, 409, 422),
+    ),
+]

@@ -1,0 +1,54 @@
+"""Jobs that run once a day at a set local time, by exactly one process of however many run:
+the first to claim the day's row runs it, a failed run gives the claim back, and a process
+that starts after the hour (a restart, a deploy) still runs the day's job."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+from tortoise.exceptions import IntegrityError
+
+from models import KeyValue
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[], Awaitable[object]]
+
+
+@dataclass(slots=True)
+class Daily:
+    """One daily job: its name (part of the claim key), local time and zone."""
+
+    name: str
+    at: time
+    zone: ZoneInfo
+    job: Job
+
+    def _key(self, now: datetime) -> str | None:
+        """The claim key of the day whose run is due at ``now``, None before the hour."""
+        local = now.astimezone(self.zone)
+        if local.time() < self.at:
+            return None
+        return f"job:{self.name}:{local.date().isoformat()}"
+
+    async def run_if_due(self, now: datetime) -> bool:
+        """Run the job if today's run is due and nobody has claimed it; True if it ran here."""
+        key = self._key(now)
+        if key is None or await KeyValue.filter(key=key).exists():
+            return False
+        try:
+            await KeyValue.create(key=key, value=f"started {now.isoformat()}")
+        except IntegrityError:
+            return False  # another process won the day
+        try:
+            result = await self.job()
+        except BaseException:
+            await KeyValue.filter(key=key).delete()  # give the day back: the next tick retries
+            raise
+        await KeyValue.filter(key=key).update(value=f"done {now.isoformat()}: {result}")
+        log.info("daily job done", extra={"job": self.name, "result": str(result)})
+        return True
