@@ -14,6 +14,7 @@ from tortoise.transactions import in_transaction
 from bots.customer import customer_router
 from bots.deps import BotDeps
 from bots.feed import FeedBoard
+from bots.managers import managers_router
 from bots.staff import staff_router
 from bots.staff_posts import StaffPoster
 from bots.staff_sync import STAFF_CHANNEL, StaffSync
@@ -45,6 +46,7 @@ class TelegramDesk:
         answers = AnswerBook(Path(ctx.settings.answers_file))
         self.deps = BotDeps(ctx, self.sender, self.staff, answers)
         self.dispatcher = Dispatcher()
+        self.dispatcher.include_router(managers_router())  # /rating before staff commands
         self.dispatcher.include_router(staff_router())
         self.dispatcher.include_router(customer_router())
         ctx.adapters[ChannelKind.TELEGRAM.value] = self.sender

@@ -250,6 +250,42 @@ class TelegramSender:
             self._progress.pop(key, None)
         return list(done)
 
+    async def send_photo(
+        self,
+        chat_id: int,
+        content: bytes,
+        *,
+        filename: str = "image.png",
+        caption: str = "",
+        html: bool = False,
+        thread_id: int | None = None,
+        reply_to: int | None = None,
+    ) -> list[int]:
+        """Upload an image made here (a report's chart) as a photo; a caption too long for
+        Telegram follows as messages. Returns the ids of what was sent."""
+        mode = "HTML" if html else None
+        common: dict[str, Any] = {"chat_id": chat_id, "message_thread_id": thread_id}
+        if reply_to is not None:
+            common["reply_parameters"] = ReplyParameters(
+                message_id=reply_to, allow_sending_without_reply=True
+            )
+        first, rest = _caption_and_rest(caption, True)
+        photo = BufferedInputFile(content, filename=filename)
+
+        async def upload() -> int:
+            sent = await self.bot.send_photo(
+                photo=photo, caption=first or None, parse_mode=mode if first else None, **common
+            )
+            return sent.message_id
+
+        steps: list[Callable[[], Awaitable[int]]] = [upload]
+        if rest.strip():
+            steps += [self._text_step(c, mode, None, common) for c in split_text(rest, TEXT_LIMIT)]
+        wait = self._limiter.reserve(chat_id, float(len(steps)))
+        if wait > 0:
+            raise RateLimited(wait)
+        return [await self._call(step) for step in steps]
+
     async def edit(
         self,
         chat_id: int,

@@ -125,9 +125,15 @@ def _authenticated(handler: Handler) -> Handler:
 
 def operations() -> list[Operation]:
     """Every documented endpoint."""
-    from desk.api import orders, public, staff
+    from desk.api import orders, public, reports, staff, tasks
 
-    return [*public.OPERATIONS, *staff.OPERATIONS, *orders.OPERATIONS]
+    return [
+        *public.OPERATIONS,
+        *staff.OPERATIONS,
+        *orders.OPERATIONS,
+        *tasks.OPERATIONS,
+        *reports.OPERATIONS,
+    ]
 
 
 def make_app(ctx: AppContext) -> web.Application:
