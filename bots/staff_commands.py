@@ -10,9 +10,18 @@ from aiogram.types import InlineKeyboardMarkup, Message
 from tortoise.transactions import in_transaction
 
 from bots.feed import FeedBoard
-from desk.customers import merge_customers
+from desk.customers import merge_customers, set_warmth
 from desk.errors import AgentNotFound, AppealNotFound, InvalidInput, InvalidTransition
-from models import OPEN_STATUSES, Agent, Appeal, AppealStatus, ContactPoint, Customer, Priority
+from models import (
+    OPEN_STATUSES,
+    Agent,
+    Appeal,
+    AppealStatus,
+    ContactPoint,
+    Customer,
+    Priority,
+    Warmth,
+)
 from router.assign import offered_back
 
 if TYPE_CHECKING:
@@ -138,6 +147,36 @@ async def spam(c: CommandContext) -> None:
         c.number, AppealStatus.CLOSED, actor=c.agent.name, reason=SPAM_TAG
     )
     await c.say(c.s("staff.spam", agent=c.agent.name))
+
+
+WARMTH_WORDS = {
+    "hot": Warmth.HOT,
+    "горячий": Warmth.HOT,
+    "warm": Warmth.WARM,
+    "тёплый": Warmth.WARM,
+    "теплый": Warmth.WARM,
+    "cold": Warmth.COLD,
+    "холодный": Warmth.COLD,
+}
+
+
+@command("warmth", needs_args=True)
+async def warmth(c: CommandContext) -> None:
+    """How warm the relationship with the topic's customer is (seed 002)."""
+    to = WARMTH_WORDS.get(c.args.strip().lower())
+    if to is None or c.appeal is None:
+        await c.usage("warmth")
+        return
+    customer = await Customer.get(id=c.appeal.customer_id)
+    life = c.desk.ctx.lifecycle
+
+    async def run() -> None:
+        async with in_transaction():
+            await set_warmth(life.events, customer, to, actor=c.agent.name, reason="agent")
+
+    await life.atomic(run)
+    life.wake()
+    await c.say(c.s("staff.warmth", warmth=c.s(f"warmth.{to.value}")))
 
 
 @command("postpone", "later")

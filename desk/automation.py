@@ -15,6 +15,7 @@ import jinja2
 
 from channels.webhook import KIND as WEBHOOK_KIND
 from desk import history
+from desk.customers import set_warmth
 from desk.errors import DeskError
 from desk.events import DomainEvent, EventBus
 from desk.notice_templates import STAFF, TASK
@@ -26,7 +27,7 @@ from desk.settings import Settings, rules_of, stages_of
 from desk.tasks import create_task
 from desk.texts import Texts, language_of
 from desk.triage import Triage, find_agent
-from models import Agent, AgentRole, Appeal, Customer, Order, Priority
+from models import Agent, AgentRole, Appeal, Customer, Order, Priority, Warmth
 from router.automation import (
     AddTag,
     AlertManagers,
@@ -38,6 +39,7 @@ from router.automation import (
     RequestRating,
     Rule,
     SetPriority,
+    SetWarmth,
     firing,
 )
 
@@ -195,6 +197,17 @@ class Automation:
             return await self._webhook(action, target)
         if isinstance(action, RequestRating):
             return await self._rating(action, target)
+        if isinstance(action, SetWarmth):
+            if target.customer is None:
+                raise ActionSkipped("the event has no customer")
+            await set_warmth(
+                self._events,
+                target.customer,
+                Warmth(action.warmth),
+                actor=actor,
+                reason=f"rule '{target.rule}'",
+            )
+            return {"result": "done", "warmth": action.warmth}
         if isinstance(action, AlertManagers):
             if self._staff is None:
                 raise ActionSkipped("no staff group is configured")

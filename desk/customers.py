@@ -19,6 +19,7 @@ from models import (
     Rating,
     RatingRequest,
     Task,
+    Warmth,
 )
 
 _EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[^@\s<>\"']{1,255}\.[^@\s<>\"'.]{2,}$")
@@ -178,6 +179,28 @@ async def set_lifecycle(
         actor=actor,
         customer=customer,
         field="lifecycle",
+        before=before.value,
+        after=to.value,
+        reason=reason,
+    )
+    return True
+
+
+async def set_warmth(
+    events: EventBus, customer: Customer, to: Warmth, *, actor: str, reason: str
+) -> bool:
+    """Set how warm the relationship is (an agent's word, a complaint, a low rating), with
+    the ``customer.state_changed`` event; call inside a transaction. False when unchanged."""
+    before = customer.warmth
+    if before is to:
+        return False
+    customer.warmth = to
+    await customer.save(update_fields=["warmth", "updated_at"])
+    await events.emit(
+        "customer.state_changed",
+        actor=actor,
+        customer=customer,
+        field="warmth",
         before=before.value,
         after=to.value,
         reason=reason,

@@ -128,6 +128,15 @@ class AddTag(BaseModel):
     tag: str = Field(min_length=1, max_length=40)
 
 
+class SetWarmth(BaseModel):
+    """How warm the relationship with the customer is (seed 002): hot, warm or cold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["set_warmth"]
+    warmth: Literal["hot", "warm", "cold"]
+
+
 class Assign(BaseModel):
     """Give the appeal to an agent or a team."""
 
@@ -171,6 +180,7 @@ Action = Annotated[
     | CreateTask
     | SetPriority
     | AddTag
+    | SetWarmth
     | Assign
     | RequestRating
     | CallWebhook,

@@ -20,12 +20,14 @@ from models import (
     Agent,
     Appeal,
     AppealStatus,
+    Customer,
     Event,
     Order,
     Rating,
     RatingRequest,
     RatingState,
     Task,
+    Warmth,
 )
 from tests.conftest import Desk
 from tests.fakes.telegram import FakeTelegram, SentMessage
@@ -148,6 +150,8 @@ async def test_low_score_in_telegram_alerts_managers_and_takes_a_comment(
     manager = await Agent.get(telegram_id=MANAGER_ID)
     follow_up = await eventually(lambda: Task.filter(appeal_id=appeal.id, kind="call").first())
     assert follow_up.assignee_id == manager.id
+    # Seed 002: a rating of 2 or less makes the customer cold.
+    assert (await Customer.get(id=appeal.customer_id)).warmth is Warmth.COLD
 
     # The bot asks for a comment; the next message is it and does not reopen the appeal.
     prompt = await eventually(
@@ -219,6 +223,17 @@ async def test_top_score_thanks_and_skip_ends_the_comment(
     )
     rating = await Rating.get(appeal_id=appeal.id)
     assert (rating.score, rating.comment) == (5, "")
+    assert (await Customer.get(id=appeal.customer_id)).warmth is Warmth.WARM
+
+    # An agent says how warm the relationship is, in the appeal's topic.
+    thread = int(appeal.staff_thread or 0)
+    fake.group_message(STAFF_CHAT, AGENT_ID, "/warmth горячий", message_thread_id=thread)
+    await eventually(lambda: Customer.filter(id=appeal.customer_id, warmth=Warmth.HOT).first())
+    change = await Event.filter(kind="customer.state_changed").order_by("-id").first()
+    assert change is not None and change.data["reason"] == "agent" and change.actor == "Ирина"
+    await eventually(
+        lambda: any("Клиент теперь горячий" in t for t in texts_in(fake, STAFF_CHAT, thread))
+    )
     # After the comment window a message is an ordinary one again: it reopens the appeal.
     fake.user_message(902, "И ещё вопрос про оплату")
     await eventually(lambda: Appeal.filter(id=appeal.id, status=AppealStatus.OPEN).first())

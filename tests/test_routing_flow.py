@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from models import Agent, Appeal, AppealStatus, Event, LabelledExample, Priority
+from models import (
+    Agent,
+    Appeal,
+    AppealStatus,
+    Customer,
+    Event,
+    LabelledExample,
+    Priority,
+    Warmth,
+)
 from tests.conftest import Desk
 from tests.fakes.telegram import FakeTelegram
 from tests.telegram_world import (
@@ -54,6 +63,24 @@ async def test_clear_appeals_get_category_team_and_priority(
     assert returns.status is AppealStatus.OPEN
     topic = fake.chat(STAFF_CHAT).topics[int(documents.staff_thread)]
     await eventually(lambda: topic.name.endswith("Документы"))
+    assert (await Customer.get(id=returns.customer_id)).warmth is Warmth.WARM
+
+
+async def test_a_complaint_makes_the_customer_cold(tdesk: Desk, fake: FakeTelegram) -> None:
+    appeal = await open_appeal(
+        fake, 405, "Хочу пожаловаться на курьера: нахамил и бросил коробку у двери"
+    )
+    assert appeal.category == "complaint"
+    customer = await eventually(
+        lambda: Customer.filter(id=appeal.customer_id, warmth=Warmth.COLD).first()
+    )
+    change = await Event.get(customer_id=customer.id, kind="customer.state_changed")
+    assert change.data == {
+        "field": "warmth",
+        "before": "warm",
+        "after": "cold",
+        "reason": "rule 'complaint cools the customer'",
+    }
 
 
 async def test_unsure_appeal_waits_for_one_tap_and_the_choice_is_learnt(
