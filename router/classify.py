@@ -1,5 +1,6 @@
-"""Which category an appeal belongs to: configured recognisers (words in any form, phrases,
-regular expressions, channel, customer facts) together with the model learnt from agents."""
+"""Which category an appeal belongs to: configured recognisers (words in any form or with a typo,
+phrases, regular expressions, volumes of goods, channel, customer facts) together with the model
+learnt from agents."""
 
 from __future__ import annotations
 
@@ -11,7 +12,17 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from router.model import TextModel
-from router.words import lemmas, negated
+from router.words import (
+    NEGATIONS,
+    TYPO_LENGTH,
+    Spelling,
+    counts,
+    forms,
+    known,
+    lemmas,
+    negated,
+    read,
+)
 
 # Log-odds one rule point (a word 1, a phrase or a pattern 2) adds to its category on top of the
 # model's log-probability: the best held-out accuracy over many splits of the labelled set.
@@ -21,14 +32,18 @@ CONFIDENT = 0.45  # below this the appeal waits for a person to pick the categor
 
 
 class Recogniser(BaseModel):
-    """What makes a text belong to a category; words match in any form («вернула» ~ «вернуть»),
-    but not right after a negation («не подошёл» is no «подходить»)."""
+    """What makes a text belong to a category; words match in any form («вернула» ~ «вернуть»)
+    and with one typo in a long word («вазврат»), but not right after a negation («не подошёл» is
+    no «подходить»); a phrase may have one word inserted («заказ ещё не пришёл»)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     keywords: list[str] = Field(default_factory=list)
     phrases: list[str] = Field(default_factory=list)
     patterns: list[str] = Field(default_factory=list)
+    volume: int | None = Field(
+        default=None, ge=2, description="goods counted in this many or more («40 кресел»)"
+    )
     channels: list[str] = Field(default_factory=list, description="only from these channels")
     vip: bool | None = Field(default=None, description="only for VIP customers (or not)")
     lifecycle: list[str] = Field(default_factory=list, description="prospect, active, lost")
@@ -71,7 +86,9 @@ class _Compiled:
     category: str
     words: frozenset[str]
     phrases: tuple[tuple[str, ...], ...]  # each phrase as lemmas, read as ru and as uk
+    needs: tuple[tuple[frozenset[str], ...], ...]  # the words each reading of a phrase needs
     patterns: tuple[re.Pattern[str], ...]
+    volume: int | None
     channels: frozenset[str]
     vip: bool | None
     lifecycle: frozenset[str]
@@ -104,6 +121,12 @@ class Classifier:
         rule_weight: float = RULE_WEIGHT,
     ) -> None:
         self._rules = [_compile(category, r) for category, r in recognisers]
+        self._vocabulary = frozenset(
+            word
+            for rule in self._rules
+            for word in (*rule.words, *(w for rs in rule.phrases for r in rs for w in r.split()))
+        )
+        self._spelling = Spelling(self._vocabulary)
         self.model = model
         self._fallback = fallback
         self._confident = confident
@@ -142,11 +165,19 @@ class Classifier:
         self, text: str, *, channel: str = "", customer: CustomerFacts | None = None
     ) -> tuple[dict[str, float], list[str]]:
         """How strongly the configured rules point at each category, and which hits did it: a
-        word 1, a phrase or a pattern 2; a negated word («не подошёл») does not count."""
+        word 1, a phrase, a pattern or a volume 2; a negated word («не подошёл») does not
+        count."""
         facts = customer or CustomerFacts()
-        words = lemmas(text)
-        present = {w for w, no in zip(words, negated(words), strict=True) if not no}
+        words, typed, other = self._spelled(text)
+        present = {
+            form
+            for word, no, alternatives in zip(words, negated(words), other, strict=True)
+            if not no
+            for form in (word, *alternatives)
+        }
         joined = f" {' '.join(words)} "
+        have = set(words)
+        counted = counts(text) if any(r.volume for r in self._rules) else []
         hits: dict[str, float] = {}
         reasons: list[str] = []
         for rule in self._rules:
@@ -155,21 +186,55 @@ class Classifier:
             score = 0.0
             for word in sorted(rule.words & present):
                 score += 1.0
-                reasons.append(f"{rule.category}: word «{word}»")
+                spelt = f" (typed «{typed[word]}»)" if word in typed else ""
+                reasons.append(f"{rule.category}: word «{word}»{spelt}")
             matched: set[str] = set()  # «не подошёл» and «не подошла» read alike: count once
-            for readings in rule.phrases:
-                found = next((r for r in readings if r not in matched and f" {r} " in joined), None)
+            for readings, needs in zip(rule.phrases, rule.needs, strict=True):
+                here = [r for r, need in zip(readings, needs, strict=True) if need <= have]
+                found = next((r for r in here if r not in matched and f" {r} " in joined), None)
+                apart = ""
+                if found is None:
+                    found = next((r for r in here if r not in matched and _apart(r, words)), None)
+                    apart = " (a word apart)"
                 if found is not None:
                     matched.add(found)
                     score += 2.0
-                    reasons.append(f"{rule.category}: phrase «{found}»")
+                    reasons.append(f"{rule.category}: phrase «{found}»{apart}")
             for pattern in rule.patterns:
                 if pattern.search(text):
                     score += 2.0
                     reasons.append(f"{rule.category}: pattern {pattern.pattern!r}")
+            if rule.volume is not None:
+                many = next(((n, what) for n, what in counted if n >= rule.volume), None)
+                if many is not None:
+                    score += 2.0
+                    reasons.append(f"{rule.category}: volume «{many[0]} {many[1]}»")
             if score:
                 hits[rule.category] = hits.get(rule.category, 0.0) + score
         return hits, reasons
+
+    def _spelled(self, text: str) -> tuple[list[str], dict[str, str], list[frozenset[str]]]:
+        """The lemmas of ``text`` with misspelt words read as the lexicon word one letter away
+        («вазврат» as «возврат»), what each corrected word was typed as, and the other forms each
+        word may have («примете»: «примета», but maybe «принять»). Only long words the
+        dictionary does not know are corrected: a real word is never read as another."""
+        reading = read(text)
+        words = list(reading.lemmas)
+        typed: dict[str, str] = {}
+        other = [forms(w, reading.ukrainian) for w in reading.words]
+        for i, (spelt, word) in enumerate(zip(reading.words, reading.lemmas, strict=True)):
+            if (
+                word in self._vocabulary
+                or len(spelt) < TYPO_LENGTH
+                or spelt.isascii()
+                or known(spelt, reading.ukrainian)
+            ):
+                continue
+            fixed = self._spelling.closest(spelt) or self._spelling.closest(word)
+            if fixed is not None:
+                words[i] = fixed
+                typed[fixed] = spelt
+        return words, typed, other
 
 
 def _compile(category: str, rule: Recogniser) -> _Compiled:
@@ -192,12 +257,43 @@ def _compile(category: str, rule: Recogniser) -> _Compiled:
         category,
         frozenset(words),
         tuple(phrases),
+        tuple(tuple(frozenset(r.split()) for r in readings) for readings in phrases),
         tuple(re.compile(p, re.IGNORECASE) for p in rule.patterns),
+        rule.volume,
         frozenset(rule.channels),
         rule.vip,
         frozenset(rule.lifecycle),
         frozenset(rule.warmth),
     )
+
+
+def _apart(phrase: str, words: list[str]) -> bool:
+    """Whether the lemmas ``words`` hold ``phrase`` with one word between two of its words
+    («заказ ещё не пришёл» holds «заказ не прийти»); a negation is never that word (it would
+    turn the meaning) and binds to the word right after it («не понять мой заказ» does not hold
+    «не мой заказ»)."""
+    wanted = phrase.split()
+    if len(wanted) < 2:
+        return False
+    for start, word in enumerate(words):
+        if word != wanted[0]:
+            continue
+        at = start
+        for next_word in wanted[1:]:
+            if at + 1 < len(words) and words[at + 1] == next_word:
+                at += 1
+            elif (
+                at + 2 < len(words)
+                and words[at + 2] == next_word
+                and words[at] not in NEGATIONS
+                and words[at + 1] not in NEGATIONS
+            ):
+                at += 2
+            else:
+                break
+        else:
+            return True
+    return False
 
 
 def _shares(hits: dict[str, float]) -> dict[str, float]:

@@ -1,5 +1,6 @@
 """How well the classifier does: a seeded hold-out split of labelled appeals, trained on the
-rest (rules plus the model learnt from them), scored on the held-out part."""
+rest (rules plus the model learnt from them), scored on the held-out part; or any classifier
+scored on a separate evaluation set."""
 
 from __future__ import annotations
 
@@ -54,6 +55,14 @@ def evaluate(
     """Train on the rest, score on the held-out part; an unsure verdict counts as wrong."""
     train, test = split(examples, held_out, seed)
     classifier = Classifier(recognisers, TextModel.trained(train), confident=confident)
+    return measure(classifier, test, trained_on=len(train))
+
+
+def measure(
+    classifier: Classifier, test: Sequence[tuple[str, str]], *, trained_on: int = 0
+) -> Evaluation:
+    """How ``classifier`` places labelled appeals it has not learnt from (a held-out part or a
+    separate evaluation set); an unsure verdict counts as wrong."""
     right: Counter[str] = Counter()
     seen: Counter[str] = Counter()
     confusions: Counter[tuple[str, str]] = Counter()
@@ -69,7 +78,7 @@ def evaluate(
             confusions[(category, guess)] += 1
     total = sum(seen.values())
     return Evaluation(
-        trained_on=len(train),
+        trained_on=trained_on,
         tested_on=total,
         accuracy=sum(right.values()) / total if total else 0.0,
         per_category={c: right[c] / seen[c] for c in sorted(seen)},

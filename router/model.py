@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from router.words import NEGATIONS, lemmas, negated
+from router.words import NEGATIONS, negated, read
 
 # Words too common to tell appeals apart. «Спасибо» and «пожалуйста» stay: thanks are the
 # commonest sign of feedback, «пришлите, пожалуйста» of a request for papers, and the model
@@ -101,6 +101,7 @@ _GLAD = frozenset("👍🔥❤😍🥰😊🙂😀😃👌⭐✨👏💪🎉")
 _ANGRY = frozenset("😡😠🤬👎😤😞😢😒🙄")
 EPOCHS = 6
 GRAMS = (3, 5)
+SPAN = 4  # letters of the written text in one piece
 # A feature of a single appeal only tells that appeal apart; dropped once there are plenty.
 MIN_COUNT = 2
 PLENTY = 100
@@ -119,9 +120,11 @@ SHARPNESS = 2.2
 def features(text: str) -> Counter[str]:
     """What the model sees in ``text``: lemmas without stop words (a negated one as
     ``не_подойти``), adjacent pairs (``вернуть_деньга``), the 3 and 5 letter pieces of each lemma,
-    which carry typos and Ukrainian/Russian cousins («повернути» ~ «вернуть»), and tone."""
+    which carry typos and Ukrainian/Russian cousins («повернути» ~ «вернуть»), 4 letter pieces of
+    the words as written, across word boundaries («@у вас», «@ас б»), and tone."""
     found: Counter[str] = Counter()
-    all_words = lemmas(text)
+    reading = read(text)
+    all_words = list(reading.lemmas)
     words = [
         f"не_{word}" if no else word
         for word, no in zip(all_words, negated(all_words), strict=True)
@@ -130,9 +133,13 @@ def features(text: str) -> Counter[str]:
     found.update(words)
     found.update(f"{a}_{b}" for a, b in itertools.pairwise(words))
     for word in words:
+        if word.startswith("#"):
+            continue
         padded = f"<{word}>"
         for n in GRAMS:
             found.update(f"#{padded[i : i + n]}" for i in range(len(padded) - n + 1))
+    written = f" {' '.join(w for w in reading.words if not w.isdigit())} "
+    found.update(f"@{written[i : i + SPAN]}" for i in range(len(written) - SPAN + 1))
     letters = [c for c in text if c.isalpha()]
     tone = {
         "!tone:exclaim": "!" in text,
