@@ -8,7 +8,6 @@ import asyncio
 import html
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,14 +16,13 @@ from aiogram.filters import Filter
 from aiogram.types import Message
 
 from bots.deps import BotDeps
-from bots.staff import REFUSAL_PAUSE, active_agent
+from bots.staff import active_agent, may_refuse
 from bots.staff_commands import parse_command
 from channels.base import DeliveryError, RateLimited
 from desk.charts import rating_chart
 from desk.periods import MAX_DAYS, BadPeriod, Period, describe, parse_period
 from desk.rating_report import NONE, SCORES, UNASSIGNED, Breakdown, RatingReport, rating_report
 from desk.settings import Settings, categories_of
-from models import KeyValue
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +87,7 @@ class ManagerReports:
         if user is None or user.is_bot:
             return
         if await active_agent(user.id) is None:
-            if await self._may_refuse(user.id):
+            if await may_refuse(user.id, self.ctx.clock(), scope="report_refused"):
                 await self.reply(message, self.s("report.not_agent"))
             return
         try:
@@ -217,17 +215,6 @@ class ManagerReports:
             except DeliveryError:
                 log.warning("report answer failed", extra=_where(message))
                 return
-
-    async def _may_refuse(self, user_id: int) -> bool:
-        """One refusal per stranger per ``REFUSAL_PAUSE``: a chatty guest must not spend the
-        group's message budget."""
-        now = self.ctx.clock()
-        key = f"telegram.report_refused.{user_id}"
-        last = await KeyValue.get_or_none(key=key)
-        if last is not None and now - datetime.fromisoformat(last.value) < REFUSAL_PAUSE:
-            return False
-        await KeyValue.update_or_create(key=key, defaults={"value": now.isoformat()})
-        return True
 
 
 def score_text(value: float | None) -> str:

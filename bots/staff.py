@@ -195,15 +195,7 @@ class StaffDesk:
             await self.say(appeal, self.s("staff.edit_not_sent"), reply_to=message.message_id)
 
     async def _may_refuse(self, user_id: int) -> bool:
-        """One refusal per stranger per ``REFUSAL_PAUSE``: a chatty guest must not spend the
-        group's message budget."""
-        now = self.ctx.clock()
-        key = f"telegram.refused.{user_id}"
-        last = await KeyValue.get_or_none(key=key)
-        if last is not None and now - datetime.fromisoformat(last.value) < REFUSAL_PAUSE:
-            return False
-        await KeyValue.update_or_create(key=key, defaults={"value": now.isoformat()})
-        return True
+        return await may_refuse(user_id, self.ctx.clock())
 
     async def answer(
         self, appeal: Appeal, agent: Agent, text: str, message: Message, source_ref: str
@@ -479,6 +471,17 @@ class StaffDesk:
             self.s("staff.pick_agent", number=appeal.number),
             markup=InlineKeyboardMarkup(inline_keyboard=rows),
         )
+
+
+async def may_refuse(user_id: int, now: datetime, scope: str = "refused") -> bool:
+    """One refusal per stranger per ``REFUSAL_PAUSE`` (and ``scope``): a chatty guest must not
+    spend the group's message budget."""
+    key = f"telegram.{scope}.{user_id}"
+    last = await KeyValue.get_or_none(key=key)
+    if last is not None and now - datetime.fromisoformat(last.value) < REFUSAL_PAUSE:
+        return False
+    await KeyValue.update_or_create(key=key, defaults={"value": now.isoformat()})
+    return True
 
 
 def _is_service(message: Message) -> bool:
