@@ -10,7 +10,7 @@ from aiogram.types import InlineKeyboardMarkup, Message
 from tortoise.transactions import in_transaction
 
 from bots.feed import FeedBoard
-from desk.customers import merge_customers, set_warmth
+from desk.customers import merge_customers, set_state
 from desk.errors import AgentNotFound, AppealNotFound, InvalidInput, InvalidTransition
 from models import (
     OPEN_STATUSES,
@@ -172,7 +172,7 @@ async def warmth(c: CommandContext) -> None:
 
     async def run() -> None:
         async with in_transaction():
-            await set_warmth(life.events, customer, to, actor=c.agent.name, reason="agent")
+            await set_state(life.events, customer, to, actor=c.agent.name, reason="agent")
 
     await life.atomic(run)
     life.wake()

@@ -15,7 +15,7 @@ import jinja2
 
 from channels.webhook import KIND as WEBHOOK_KIND
 from desk import history
-from desk.customers import set_warmth
+from desk.customers import set_state
 from desk.errors import DeskError
 from desk.events import DomainEvent, EventBus
 from desk.notice_templates import STAFF, TASK
@@ -200,7 +200,7 @@ class Automation:
         if isinstance(action, SetWarmth):
             if target.customer is None:
                 raise ActionSkipped("the event has no customer")
-            await set_warmth(
+            await set_state(
                 self._events,
                 target.customer,
                 Warmth(action.warmth),

@@ -164,43 +164,28 @@ async def merge_customers(source_id: int, target_id: int, events: EventBus, *, a
     )
 
 
-async def set_lifecycle(
-    events: EventBus, customer: Customer, to: Lifecycle, *, actor: str, reason: str
+async def set_state(
+    events: EventBus,
+    customer: Customer,
+    to: Lifecycle | Warmth,
+    *,
+    actor: str,
+    reason: str,
 ) -> bool:
-    """Move a customer along prospect → active → lost (and back to active), with the
-    ``customer.state_changed`` event; call inside a transaction. False when already there."""
-    before = customer.lifecycle
+    """Move a customer along prospect → active → lost (a ``Lifecycle``), or set how warm the
+    relationship is (a ``Warmth``), with the ``customer.state_changed`` event; call inside a
+    transaction. False when it is already so."""
+    field = "lifecycle" if isinstance(to, Lifecycle) else "warmth"
+    before: Lifecycle | Warmth = getattr(customer, field)
     if before is to:
         return False
-    customer.lifecycle = to
-    await customer.save(update_fields=["lifecycle", "updated_at"])
+    setattr(customer, field, to)
+    await customer.save(update_fields=[field, "updated_at"])
     await events.emit(
         "customer.state_changed",
         actor=actor,
         customer=customer,
-        field="lifecycle",
-        before=before.value,
-        after=to.value,
-        reason=reason,
-    )
-    return True
-
-
-async def set_warmth(
-    events: EventBus, customer: Customer, to: Warmth, *, actor: str, reason: str
-) -> bool:
-    """Set how warm the relationship is (an agent's word, a complaint, a low rating), with
-    the ``customer.state_changed`` event; call inside a transaction. False when unchanged."""
-    before = customer.warmth
-    if before is to:
-        return False
-    customer.warmth = to
-    await customer.save(update_fields=["warmth", "updated_at"])
-    await events.emit(
-        "customer.state_changed",
-        actor=actor,
-        customer=customer,
-        field="warmth",
+        field=field,
         before=before.value,
         after=to.value,
         reason=reason,

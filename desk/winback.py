@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from tortoise.transactions import in_transaction
 
-from desk.customers import set_lifecycle
+from desk.customers import set_state
 from desk.errors import InvalidInput, TaskClosed, TaskNotFound
 from desk.events import EventBus
 from desk.settings import CustomerSettings, Settings
@@ -83,7 +83,7 @@ class WinBack:
                         customer.lost_after = customer.last_order_at + timedelta(days=days)
                         await customer.save(update_fields=["lost_after", "updated_at"])
                         continue
-                    await set_lifecycle(
+                    await set_state(
                         self._events,
                         customer,
                         Lifecycle.LOST,
@@ -195,7 +195,7 @@ async def ordered(
     the day they would count as lost moves on; call inside the order's transaction."""
     returned = customer.lifecycle is Lifecycle.LOST
     await close_winback(events, customer, now, actor="api")
-    await set_lifecycle(
+    await set_state(
         events,
         customer,
         Lifecycle.ACTIVE,
