@@ -8,10 +8,10 @@ from __future__ import annotations
 import itertools
 import logging
 import statistics
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from tortoise.transactions import in_transaction
@@ -63,51 +63,35 @@ class WinBack:
 
     async def _mark_lost(self, now: datetime) -> int:
         """Customers past their ``lost_after`` (checked again with today's settings)."""
-        marked, after = 0, 0
-        while True:
-            batch = (
-                await Customer.filter(id__gt=after, lifecycle=Lifecycle.ACTIVE, lost_after__lte=now)
-                .order_by("id")
-                .limit(BATCH)
-            )
-            if not batch:
-                return marked
-            for customer in batch:
-                after = customer.id
-                if customer.last_order_at is None:
+        marked = 0
+        async for customer in _customers(lifecycle=Lifecycle.ACTIVE, lost_after__lte=now):
+            if customer.last_order_at is None:
+                continue
+            days = await limit_days(self._settings, customer.id)
+            quiet = (now - customer.last_order_at).total_seconds() / 86400
+            async with in_transaction():
+                if quiet <= days:  # the settings changed since the last order
+                    customer.lost_after = customer.last_order_at + timedelta(days=days)
+                    await customer.save(update_fields=["lost_after", "updated_at"])
                     continue
-                days = await limit_days(self._settings, customer.id)
-                quiet = (now - customer.last_order_at).total_seconds() / 86400
-                async with in_transaction():
-                    if quiet <= days:  # the settings changed since the last order
-                        customer.lost_after = customer.last_order_at + timedelta(days=days)
-                        await customer.save(update_fields=["lost_after", "updated_at"])
-                        continue
-                    await set_state(
-                        self._events,
-                        customer,
-                        Lifecycle.LOST,
-                        actor="scheduler",
-                        reason=f"no order for {round(quiet)} days (limit {days:g})",
-                    )
-                marked += 1
+                await set_state(
+                    self._events,
+                    customer,
+                    Lifecycle.LOST,
+                    actor="scheduler",
+                    reason=f"no order for {round(quiet)} days (limit {days:g})",
+                )
+            marked += 1
+        return marked
 
     async def _schedule_calls(self, now: datetime) -> int:
-        created, after = 0, 0
-        while True:
-            batch = (
-                await Customer.filter(id__gt=after, lifecycle=Lifecycle.LOST, do_not_contact=False)
-                .order_by("id")
-                .limit(BATCH)
-            )
-            if not batch:
-                return created
-            for customer in batch:
-                after = customer.id
-                if await self._call_due(customer, now):
-                    async with in_transaction():
-                        await self._call(customer, now)
-                    created += 1
+        created = 0
+        async for customer in _customers(lifecycle=Lifecycle.LOST, do_not_contact=False):
+            if await self._call_due(customer, now):
+                async with in_transaction():
+                    await self._call(customer, now)
+                created += 1
+        return created
 
     async def _call_due(self, customer: Customer, now: datetime) -> bool:
         """No open win-back task, and the last one is at least the warmth's interval old."""
@@ -171,6 +155,18 @@ class WinBack:
             for a in members
         }
         return min(members, key=lambda a: (loads[a.id], a.id))
+
+
+async def _customers(**filters: Any) -> AsyncIterator[Customer]:
+    """The customers matching ``filters``, read ``BATCH`` at a time in id order."""
+    after = 0
+    while True:
+        batch = await Customer.filter(id__gt=after, **filters).order_by("id").limit(BATCH)
+        if not batch:
+            return
+        for customer in batch:
+            yield customer
+        after = batch[-1].id
 
 
 async def limit_days(settings: CustomerSettings, customer_id: int) -> float:
