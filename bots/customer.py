@@ -13,11 +13,11 @@ from aiogram.types import CallbackQuery, KeyboardButton, Message, ReplyKeyboardM
 from bots.deps import BotDeps
 from channels.base import BadInbound, ChannelKind
 from channels.telegram import customer_inbound
-from desk.customers import link_phone
+from desk.customers import customer_id_at, link_phone
 from desk.orders import CHOICE_PREFIX, UnknownChoice
 from desk.ratings import is_rating_action
 from desk.texts import LANGUAGES, language_of
-from models import Appeal, ContactPoint, KeyValue
+from models import Appeal, KeyValue
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +144,7 @@ async def to_stream(message: Message, deps: BotDeps) -> None:
 
 async def _customer_id(chat_id: int) -> int | None:
     """The customer behind a private chat, if the desk knows them."""
-    point = await ContactPoint.filter(
-        channel=ChannelKind.TELEGRAM.value, address=str(chat_id)
-    ).first()
-    return point.customer_id if point is not None else None
+    return await customer_id_at(ChannelKind.TELEGRAM.value, str(chat_id))
 
 
 async def _my_appeals(message: Message, deps: BotDeps, lang: str) -> None:

@@ -13,9 +13,10 @@ from tortoise.transactions import in_transaction
 from channels.base import BadInbound, ChannelKind
 from channels.vk import VkChannel, VkPoller, callback_view
 from desk.context import AppContext
+from desk.customers import customer_id_at
 from desk.orders import CHOICE_PREFIX, UnknownChoice
 from desk.ratings import is_rating_action
-from models import Appeal, ContactPoint, KeyValue
+from models import Appeal, KeyValue
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +100,11 @@ class VkDesk:
         if command.startswith(f"{CHOICE_PREFIX}:"):
             notice = await self._choice(command, int(event.get("user_id", 0)))
         elif is_rating_action(command) and self.ctx.ratings is not None:
-            point = await ContactPoint.filter(
-                channel=ChannelKind.VK.value, address=str(peer)
-            ).first()
             notice, _ = await self.ctx.ratings.press(
                 command,
                 channel=ChannelKind.VK.value,
                 address=str(peer),
-                customer_id=point.customer_id if point is not None else None,
+                customer_id=await _customer_of(peer),
                 lang=self.lang,
             )
             self.ctx.outbox.wake()
@@ -116,18 +114,7 @@ class VkDesk:
         elif command == "list":
             await self._tell(peer, await self._appeals_text(peer))
         elif command == "orders":
-            point = await ContactPoint.filter(
-                channel=ChannelKind.VK.value, address=str(peer)
-            ).first()
-            orders = self.ctx.orders
-            rows = (
-                await orders.listing(point.customer_id if point else None, self.lang)
-                if orders is not None
-                else []
-            )
-            await self._tell(
-                peer, self.ctx.texts.render("vk/my_orders.txt.j2", self.lang, orders=rows)
-            )
+            await self._tell(peer, await self._orders_text(peer))
         await self.channel.answer_event(event, notice)
 
     async def _choice(self, action: str, user_id: int) -> str:
@@ -146,13 +133,18 @@ class VkDesk:
         return self.ctx.texts.string("order.choice_saved", self.lang, choice=title)
 
     async def _appeals_text(self, peer: int) -> str:
-        point = await ContactPoint.filter(channel=ChannelKind.VK.value, address=str(peer)).first()
+        customer_id = await _customer_of(peer)
         rows = []
-        if point is not None:
-            for a in await Appeal.filter(customer_id=point.customer_id).order_by("-id").limit(10):
+        if customer_id is not None:
+            for a in await Appeal.filter(customer_id=customer_id).order_by("-id").limit(10):
                 status = self.ctx.texts.string(f"status.{a.status.value}", self.lang)
                 rows.append({"number": a.number, "subject": a.subject, "status": status})
         return self.ctx.texts.render("vk/my_appeals.txt.j2", self.lang, appeals=rows)
+
+    async def _orders_text(self, peer: int) -> str:
+        orders = self.ctx.orders
+        rows = await orders.listing(await _customer_of(peer), self.lang) if orders else []
+        return self.ctx.texts.render("vk/my_orders.txt.j2", self.lang, orders=rows)
 
     async def _tell(self, peer: int, text: str, *, keyboard: dict[str, Any] | None = None) -> None:
         async with in_transaction():
@@ -187,6 +179,10 @@ def _command(payload: Any) -> str:
     if not isinstance(payload, dict):
         return ""
     return str(payload.get("desk") or payload.get("command") or payload.get("choice") or "")
+
+
+async def _customer_of(peer: int) -> int | None:
+    return await customer_id_at(ChannelKind.VK.value, str(peer))
 
 
 def _new_key(peer: int) -> str:

@@ -25,6 +25,12 @@ from models import (
 _EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[^@\s<>\"']{1,255}\.[^@\s<>\"'.]{2,}$")
 
 
+async def customer_id_at(channel: str, address: str) -> int | None:
+    """The customer behind an address on a channel (a chat, a VK peer), if the desk knows it."""
+    point = await ContactPoint.filter(channel=channel, address=address).first()
+    return point.customer_id if point is not None else None
+
+
 def normalise_email(value: str) -> str | None:
     """A lower-cased email address, or None when it does not look like one."""
     value = value.strip().lower()
