@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from channels.base import InboundMessage
@@ -288,17 +289,15 @@ class Ratings:
         message is taken again and changes nothing."""
         channel = msg.channel.value
         ref = f"{channel}:{msg.external_id}"
-        request = await RatingRequest.filter(comment_ref=ref).first()
-        if request is not None:
-            return await self._appeal_of(request) or True
-        now = self._clock()
+        # One query on every inbound message: a comment awaited here, or this one taken before.
+        awaited = Q(comment_channel=channel, comment_until__gt=self._clock())
         request = await (
-            RatingRequest.filter(
-                customer_id=customer.id, comment_channel=channel, comment_until__gt=now
-            )
+            RatingRequest.filter(Q(comment_ref=ref) | awaited, customer_id=customer.id)
             .order_by("-answered_at")
             .first()
         )
+        if request is not None and request.comment_ref == ref:
+            return await self._appeal_of(request) or True
         text = msg.text.strip()
         if request is None or not text:
             return None

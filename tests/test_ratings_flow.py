@@ -22,6 +22,7 @@ from models import (
     AppealStatus,
     Customer,
     Event,
+    Message,
     Order,
     Rating,
     RatingRequest,
@@ -162,7 +163,7 @@ async def test_low_score_in_telegram_alerts_managers_and_takes_a_comment(
         ]
     )
     assert "Спасибо за оценку 2" in (prompt[0].text or "")
-    fake.user_message(901, "Оплата не проходила три дня, а ответили только через сутки")
+    comment = fake.user_message(901, "Оплата не проходила три дня, а ответили только через сутки")
     commented = await eventually(
         lambda: Rating.filter(appeal_id=appeal.id, comment__contains="три дня").first()
     )
@@ -204,6 +205,13 @@ async def test_low_score_in_telegram_alerts_managers_and_takes_a_comment(
     await eventually(two_tasks, what="the call-back task")
     call = await Task.filter(appeal_id=appeal.id).order_by("-id").first()
     assert call is not None and call.assignee_id == manager.id and "Павел" in call.text
+
+    # Telegram delivers the comment again: it stays the comment and is no message of the appeal.
+    fake.redeliver(comment)
+    fake.user_message(901, "Спасибо, жду звонка")
+    await eventually(lambda: Message.filter(text="Спасибо, жду звонка").exists())
+    assert not await Message.filter(text__contains="три дня").exists()
+    assert await Rating.filter(appeal_id=appeal.id).count() == 1
 
 
 async def test_top_score_thanks_and_skip_ends_the_comment(
