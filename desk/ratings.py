@@ -15,7 +15,7 @@ from tortoise.transactions import in_transaction
 from channels.base import InboundMessage
 from desk.errors import DeskError, InvalidInput
 from desk.events import EventBus
-from desk.notify import Button, Notifier, Sent
+from desk.notify import Button, Notifier, Policy, Sent
 from desk.settings import Settings
 from desk.texts import LANGUAGES, Texts
 from models import Agent, Appeal, Customer, Order, Rating, RatingRequest, RatingState
@@ -96,7 +96,7 @@ class Ratings:
         appeal: Appeal | None = None,
         order: Order | None = None,
         template: str = "rating_request",
-        policy: str = "conversation",
+        policy: Policy = "conversation",
         quiet: QuietHours | None = None,
         actor: str = "automation",
     ) -> tuple[RatingRequest, Sent]:
@@ -132,7 +132,7 @@ class Ratings:
             customer,
             template,
             appeal=appeal,
-            policy=policy,  # type: ignore[arg-type]
+            policy=policy,
             quiet=quiet,
             values={
                 "valid_days": self._settings.valid_days,

@@ -50,7 +50,7 @@ async def _page(
     score: int | None,
     comment: str,
     done: bool = False,
-    error: str = "",
+    error_key: str = "",
     status: int = 200,
 ) -> web.Response:
     ctx = page_ctx(request)
@@ -75,7 +75,7 @@ async def _page(
         comment=comment,
         faces=FACES,
         done=done,
-        error=error,
+        error=ctx.texts.string(error_key, lang) if error_key else "",
         action_url=request.path,
         expires=rating_request.expires_at.astimezone(zone).strftime("%d.%m.%Y %H:%M"),
     )
@@ -111,14 +111,8 @@ async def confirm_feedback(request: web.Request) -> web.Response:
     score = _score(str(form.get("score", "")))
     comment = str(form.get("comment", ""))[:COMMENT_LIMIT]
     if score is None:
-        lang = page_language(request)
         return await _page(
-            request,
-            found,
-            score=None,
-            comment=comment,
-            error=ctx.texts.string("feedback.bad_score", lang),
-            status=400,
+            request, found, score=None, comment=comment, error_key="feedback.bad_score", status=400
         )
     try:
         await ctx.ratings.rate(found.id, score, via="email", comment=comment)
