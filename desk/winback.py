@@ -243,9 +243,8 @@ async def complete_call(
     task = await Task.get_or_none(id=task_id)
     if task is None:
         raise TaskNotFound(str(task_id))
-    text = f"{result}: {reason}".strip(": ") if reason else result
     won = await Task.filter(id=task.id, status=TaskStatus.OPEN).update(
-        status=TaskStatus.DONE, result=text[:500], completed_at=now
+        status=TaskStatus.DONE, result=result, reason=reason.strip()[:500], completed_at=now
     )
     if not won:
         raise TaskClosed(str(task_id))

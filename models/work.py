@@ -52,7 +52,8 @@ class Task(Model):
     due_at = fields.DatetimeField(null=True)
     due_raised_at = fields.DatetimeField(null=True)  # when ``task.due`` was raised (once)
     status = fields.CharEnumField(TaskStatus, max_length=16, default=TaskStatus.OPEN)
-    result = fields.TextField(default="")
+    result = fields.TextField(default="")  # reached, no_answer, returned, done
+    reason = fields.CharField(max_length=500, default="")  # why a lost customer left
     created_at = fields.DatetimeField(auto_now_add=True)
     completed_at = fields.DatetimeField(null=True)
 
@@ -63,4 +64,5 @@ class Task(Model):
             ("assignee_id", "status"),
             ("customer_id", "status"),
             ("customer_id", "kind", "created_at"),
+            ("kind", "completed_at"),
         )

@@ -34,6 +34,7 @@ class TaskOut(Body):
     created_at: datetime
     completed_at: datetime | None
     result: str
+    reason: str
 
 
 class TaskPage(Body):
@@ -66,6 +67,7 @@ def task_out(task: Task) -> dict[str, Any]:
         created_at=task.created_at,
         completed_at=task.completed_at,
         result=task.result,
+        reason=task.reason,
     ).model_dump(mode="json")
 
 
