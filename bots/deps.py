@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardMarkup
 from tortoise.transactions import in_transaction
@@ -14,6 +14,9 @@ from channels.telegram_send import TelegramSender
 from desk.answers import AnswerBook
 from desk.context import AppContext
 
+if TYPE_CHECKING:
+    from bots.task_board import TaskBoard
+
 
 @dataclass
 class BotDeps:
@@ -23,6 +26,7 @@ class BotDeps:
     sender: TelegramSender
     staff: StaffSync | None
     answers: AnswerBook
+    tasks: TaskBoard | None = None
 
     async def tell_customer(
         self,

@@ -18,6 +18,7 @@ from bots.managers import managers_router
 from bots.staff import staff_router
 from bots.staff_posts import StaffPoster
 from bots.staff_sync import STAFF_CHANNEL, StaffSync
+from bots.task_board import TaskBoard
 from channels.base import ChannelKind, wait_or_stop
 from channels.telegram import ALLOWED_UPDATES, Poller, make_bot, webhook_view
 from channels.telegram_send import TelegramLimiter, TelegramSender
@@ -41,10 +42,12 @@ class TelegramDesk:
         limiter = TelegramLimiter(lambda: ctx.clock().timestamp())
         self.sender = TelegramSender(self.bot, limiter, timeout_s=settings.timeout_s)
         self.staff: StaffSync | None = None
+        self.tasks: TaskBoard | None = None
         if settings.staff_chat_id is not None:
             self.staff = StaffSync(ctx.outbox, ctx.settings, ctx.texts, ctx.clock)
+            self.tasks = TaskBoard(self.staff, ctx)
         answers = AnswerBook(Path(ctx.settings.answers_file))
-        self.deps = BotDeps(ctx, self.sender, self.staff, answers)
+        self.deps = BotDeps(ctx, self.sender, self.staff, answers, self.tasks)
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(managers_router())  # /rating before staff commands
         self.dispatcher.include_router(staff_router())
@@ -54,6 +57,8 @@ class TelegramDesk:
             feed = FeedBoard(self.sender, ctx.settings, ctx.texts, ctx.clock)
             ctx.adapters[STAFF_CHANNEL] = StaffPoster(self.sender, ctx.settings, ctx.texts, feed)
             ctx.lifecycle.events.subscribe(self.staff.on_event)
+        if self.tasks is not None:
+            ctx.lifecycle.events.subscribe(self.tasks.on_event)
 
     async def handle(self, update: Update) -> None:
         """Handle one update to the end (written durably) before it is acknowledged."""

@@ -17,6 +17,7 @@ from bots.cards import callback
 from bots.deps import BotDeps
 from bots.staff_commands import COMMANDS, CommandContext, parse_command
 from bots.staff_sync import CALL_PREFIX
+from bots.task_board import REASON_PREFIX, RESULT_PREFIX
 from channels.base import Attachment, ChannelKind
 from channels.telegram import attachments_of
 from desk.errors import AgentNotFound, DeskError, InvalidInput, InvalidTransition
@@ -150,7 +151,9 @@ class StaffDesk:
             await handler(CommandContext(self, message, agent, appeal, args))
             return
         if appeal is None:
-            return  # talk in General stays between colleagues
+            if self.deps.tasks is not None:
+                await self.deps.tasks.take_reason(message, agent)
+            return  # other talk in General stays between colleagues
         source_ref = f"tg:{message.chat.id}:{message.message_id}"
         try:
             if text.startswith("//"):
@@ -322,6 +325,11 @@ class StaffDesk:
             return
         if data.startswith("cat:") and agent is not None:
             await self._pick_category(query, agent, data)
+            return
+        if data.startswith((f"{RESULT_PREFIX}:", f"{REASON_PREFIX}:")) and agent is not None:
+            if self.deps.tasks is not None:
+                notice, alert = await self.deps.tasks.press(query, agent)
+                await self.deps.sender.answer_callback(query.id, notice, alert)
             return
         if data.startswith(f"{CALL_PREFIX}:") and agent is not None:
             notice = await self._call_back(data, agent)

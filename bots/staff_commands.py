@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardMarkup, Message
 from tortoise.transactions import in_transaction
@@ -12,6 +13,7 @@ from tortoise.transactions import in_transaction
 from bots.feed import FeedBoard
 from desk.customers import merge_customers, set_state
 from desk.errors import AgentNotFound, AppealNotFound, InvalidInput, InvalidTransition
+from desk.timeline import timeline
 from models import (
     OPEN_STATUSES,
     Agent,
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from bots.staff import StaffDesk
 
 HISTORY_LIMIT = 15
+TIMELINE_LIMIT = 20  # life-cycle steps shown by /customer; the API gives more
 SPAM_TAG = "spam"
 PICKER_LIMIT = 10
 PRIORITY_WORDS = {
@@ -264,16 +267,22 @@ async def template(c: CommandContext) -> None:
 
 @command("customer", "client")
 async def customer_history(c: CommandContext) -> None:
+    """Who the topic's customer is: contacts, appeals, and their life cycle in order."""
     assert c.appeal is not None
     ctx = c.desk.ctx
     customer = await Customer.get(id=c.appeal.customer_id)
     contacts = await ContactPoint.filter(customer_id=customer.id).order_by("id")
     total = await Appeal.filter(customer_id=customer.id).count()
     appeals = await Appeal.filter(customer_id=customer.id).order_by("-id").limit(HISTORY_LIMIT)
+    steps = await timeline(customer.id, TIMELINE_LIMIT + 1)
+    zone = ZoneInfo(ctx.settings.company.timezone)
+    orders = ctx.orders
     text = ctx.texts.render(
         "telegram/customer_history.html.j2",
         c.desk.lang,
         name=customer.name or ctx.texts.string("card.no_name", c.desk.lang),
+        lifecycle=customer.lifecycle.value,
+        warmth=customer.warmth.value,
         contacts=[
             {"channel": p.channel, "address": p.address, "reachable": p.reachable} for p in contacts
         ],
@@ -288,6 +297,19 @@ async def customer_history(c: CommandContext) -> None:
             for a in appeals
         ],
         more=total > len(appeals),
+        steps=[
+            {
+                "at": step.at.astimezone(zone).strftime("%d.%m.%Y"),
+                "kind": step.kind,
+                "number": step.number,
+                "stage": orders.stage_title(str(step.data.get("after", "")), c.desk.lang)
+                if orders is not None and step.kind == "order.stage_changed"
+                else "",
+                "d": step.data,
+            }
+            for step in steps[-TIMELINE_LIMIT:]
+        ],
+        earlier_steps=len(steps) > TIMELINE_LIMIT,
     )
     await c.say(text)
 

@@ -63,6 +63,14 @@ class StaffPoster:
         if kind == "feed":
             return await self._feed.refresh()
         appeal_id = out.extra.get("appeal_id")
+        if kind == "edit":  # a post in General changed (a task's result): its text, no buttons
+            await self._sender.edit(
+                int(out.extra.get("chat") or self._chat),
+                int(out.extra["message_id"]),
+                out.text,
+                markup=None,
+            )
+            return str(out.extra["message_id"])
         if appeal_id is None:
             ids = await self._sender.send(
                 int(out.extra.get("chat") or self._chat),

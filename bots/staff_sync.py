@@ -30,6 +30,12 @@ CARD_EVENTS = frozenset(
 FEED_EVENTS = CARD_EVENTS | {"appeal.created", "message.received", "message.sent"}
 
 
+def mention(agent: Agent) -> str:
+    """The agent's name as a Telegram HTML mention (their phone rings), or just the name."""
+    name = html.escape(agent.name, quote=False)
+    return f'<a href="tg://user?id={agent.telegram_id}">{name}</a>' if agent.telegram_id else name
+
+
 def appeal_queue(appeal_id: int) -> str:
     """One queue per appeal: its posts reach its topic in order."""
     return f"staff:{appeal_id}"
@@ -110,9 +116,7 @@ class StaffSync:
         text = html.escape(line, quote=False)
         agent = await Agent.get_or_none(id=appeal.assignee_id) if appeal.assignee_id else None
         if agent is not None and agent.telegram_id:
-            # A mention, so the assignee's Telegram rings even with the topic muted.
-            name = html.escape(agent.name, quote=False)
-            text += f' <a href="tg://user?id={agent.telegram_id}">{name}</a>'
+            text += " " + mention(agent)  # the assignee's Telegram rings even in a muted topic
         await self.enqueue(appeal, "post", text=text)
         if kind == "sla.breached":
             await self.alert(appeal, [line])

@@ -155,6 +155,8 @@ class Orders:
                     order_id=order.id,
                     external_id=order.external_id,
                     stage=order.stage,
+                    placed_at=order.placed_at.isoformat() if order.placed_at else None,
+                    amount=str(order.amount) if order.amount is not None else None,
                 )
                 await self._enter(order, customer, None, change.stage, note="")
                 await ordered(self._events, self._customers, customer, now)

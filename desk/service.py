@@ -288,12 +288,16 @@ class Service:
             await wait_or_stop(self._stop_workers, self._settings.workers.sla_scan_s)
 
     async def _daily(self, ctx: AppContext) -> None:
-        """Daily jobs (the lost-customer scan), run by whichever process claims the day."""
+        """Daily jobs (the lost-customer scan, the overdue-task reminder), run by whichever
+        process claims the day."""
         settings = self._settings
         jobs: list[Daily] = []
+        zone = ZoneInfo(settings.company.timezone)
         if ctx.winback is not None:
-            zone = ZoneInfo(settings.company.timezone)
             jobs.append(Daily("winback", settings.customers.scan_at, zone, ctx.winback.scan))
+        if ctx.telegram is not None and ctx.telegram.tasks is not None:
+            remind = ctx.telegram.tasks.remind_overdue
+            jobs.append(Daily("overdue-tasks", settings.customers.remind_at, zone, remind))
         while not self._stop_workers.is_set():
             for job in jobs:
                 try:

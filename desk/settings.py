@@ -210,6 +210,17 @@ class CustomerSettings(Section):
     winback_team: str | None = Field(
         default=None, description="who calls when the customer has no last agent"
     )
+    leave_reasons: list[str] = Field(
+        default_factory=list,
+        max_length=12,
+        description="reasons for leaving offered after «Дозвонился»; empty: the shipped list",
+    )
+    reason_minutes: int = Field(
+        default=30, ge=1, le=1440, description="how long a typed reason is waited for"
+    )
+    remind_at: time = Field(
+        default=time(10, 0), description="overdue tasks are reminded daily at this company time"
+    )
 
     @field_validator("winback_days")
     @classmethod

@@ -258,16 +258,50 @@ async def complete_call(
         result=result,
         reason=reason,
     )
-    if result == "no_answer" and customer is not None and task.kind == WINBACK:
-        await create_task(
-            events,
-            kind=WINBACK,
-            text=task.text,
-            due_at=now + timedelta(days=settings.no_answer_retry_days),
-            actor=actor,
-            reason="no answer: try again",
-            customer=customer,
-            assignee_id=task.assignee_id,
-            at=now,
-        )
+    if customer is not None and task.kind == WINBACK:
+        if result == "no_answer":
+            await create_task(
+                events,
+                kind=WINBACK,
+                text=task.text,
+                due_at=now + timedelta(days=settings.no_answer_retry_days),
+                actor=actor,
+                reason="no answer: try again",
+                customer=customer,
+                assignee_id=task.assignee_id,
+                at=now,
+            )
+        elif result == "returned":
+            await came_back(events, settings, customer, now, actor=actor)
     return await Task.get(id=task.id)
+
+
+async def came_back(
+    events: EventBus, settings: CustomerSettings, customer: Customer, now: datetime, actor: str
+) -> None:
+    """A manager says the customer is back (ordered by phone, say): active again, and the
+    lost clock starts from today; call inside a transaction."""
+    changed = await set_state(
+        events, customer, Lifecycle.ACTIVE, actor=actor, reason="returned after a win-back call"
+    )
+    if changed:
+        customer.lost_after = now + timedelta(days=await limit_days(settings, customer.id))
+        await customer.save(update_fields=["lost_after", "updated_at"])
+
+
+async def give_reason(events: EventBus, task_id: int, reason: str, *, actor: str) -> Task:
+    """The reason a reached customer gave for leaving, recorded on their finished call task
+    (picked from ``customers.leave_reasons`` or typed); call inside a transaction."""
+    reason = " ".join(reason.split())[:500]
+    if not reason:
+        raise InvalidInput("the reason is empty")
+    task = await Task.get_or_none(id=task_id, kind=WINBACK)
+    if task is None:
+        raise TaskNotFound(str(task_id))
+    if task.result != "reached":
+        raise InvalidInput("a reason is kept only for a call that reached the customer")
+    await Task.filter(id=task.id).update(reason=reason)
+    customer = await Customer.get_or_none(id=task.customer_id) if task.customer_id else None
+    await events.emit("task.reason", actor=actor, customer=customer, task_id=task.id, reason=reason)
+    task.reason = reason
+    return task

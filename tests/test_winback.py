@@ -160,6 +160,13 @@ async def test_a_new_order_closes_the_open_call_as_returned(start_desk: Callable
     ]
 
 
+def _limit(orders: list[int]) -> float:
+    """Days without an order that make a customer lost (the rules, written out again)."""
+    if len(orders) < 4:
+        return 90
+    return 3 * statistics.median(b - a for a, b in itertools.pairwise(orders))
+
+
 def reference(history: dict[str, list[int]], days: int, dnc: set[str]) -> tuple[int, int, int]:
     """The rules replayed independently: (lost events, returns, win-back calls)."""
     lost = returns = calls = 0
@@ -220,6 +227,23 @@ async def test_a_year_of_a_shop_with_two_workers(start_desk: Callable[..., Any])
     assert sum(e.data["reason"] == "returned with a new order" for e in events) == returns
     assert await Task.filter(kind=WINBACK).count() == calls
     assert lost > 30 and returns > 5 and calls > lost  # the year is worth checking
+
+    # The report of the year says the same; every call was made the evening it was due.
+    last = (DAY0 + timedelta(days=days - 1)).date().isoformat()
+    status, report = await s.desk.get(
+        f"/api/v1/reports/customers?from={DAY0.date().isoformat()}&to={last}"
+    )
+    assert status == 200, report
+    assert report["lost"] == lost and report["returned"]["count"] == returns
+    assert report["calls"]["due"] == calls and report["calls"]["on_time"] == calls
+    assert report["reasons"] == [{"reason": "дорого", "count": calls}]
+    still_lost = sum(
+        1
+        for email, orders in history.items()
+        if orders and (days - 1 + 8 / 24) - (orders[-1] + 12 / 24) > _limit(orders)
+    )
+    assert report["now"]["lost"] == still_lost
+    assert sum(d["lost"] for d in report["daily"]) == lost
 
 
 async def test_tasks_api_lists_and_completes_calls(start_desk: Callable[..., Any]) -> None:

@@ -30,7 +30,7 @@ from desk.texts import language_of
 
 T = TypeVar("T")
 _NO_STORE = {"Cache-Control": "no-store"}
-_PERIOD_PARAMS = (
+PERIOD_PARAMS = (
     QueryParam(
         "period",
         {"type": "string", "maxLength": 100, "default": "week"},
@@ -136,6 +136,17 @@ def daily_csv(report: RatingReport) -> str:
     return out.getvalue()
 
 
+def csv_response(text: str, report: str, period: Period) -> web.Response:
+    """A report's CSV as a download named for the report and its days."""
+    name = f"{report}-{period.first_day.isoformat()}-{period.last_day.isoformat()}.csv"
+    return web.Response(
+        text=text,
+        content_type="text/csv",
+        charset="utf-8",
+        headers={**_NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
 async def ratings_report(request: web.Request) -> web.Response:
     """The ratings of the period as JSON, or its days as CSV with ``?format=csv``."""
     period = period_of(request)
@@ -144,13 +155,7 @@ async def ratings_report(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_request", f"unknown format '{kind[:20]}': use json or csv")
     report = await rating_report(period)
     if kind == "csv":
-        name = f"ratings-{period.first_day.isoformat()}-{period.last_day.isoformat()}.csv"
-        return web.Response(
-            text=daily_csv(report),
-            content_type="text/csv",
-            charset="utf-8",
-            headers={**_NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'},
-        )
+        return csv_response(daily_csv(report), "ratings", period)
     body = report.to_json()
     RatingReportOut.model_validate(body)  # the document promises this shape
     return json_response(body, headers=_NO_STORE)
@@ -177,7 +182,7 @@ OPERATIONS = [
         response=RatingReportOut,
         errors=(400, 401),
         query=(
-            *_PERIOD_PARAMS,
+            *PERIOD_PARAMS,
             QueryParam(
                 "format", {"type": "string", "enum": ["json", "csv"]}, "csv: the days as CSV"
             ),
@@ -190,7 +195,7 @@ OPERATIONS = [
         "Ratings of a period as a PNG chart: ratings per day and the day's average score",
         errors=(400, 401),
         query=(
-            *_PERIOD_PARAMS,
+            *PERIOD_PARAMS,
             QueryParam("lang", {"type": "string", "enum": ["ru", "en"]}, "labels' language"),
         ),
     ),

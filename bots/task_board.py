@@ -1,0 +1,304 @@
+"""Win-back call tasks in the staff group (seed 002): each task is posted in General with the
+customer's card, the call script and «Дозвонился» / «Не дозвонился» / «Вернулся»; «Дозвонился»
+asks why the customer left (a list, or the agent's own words); overdue tasks are reminded once
+a day."""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiogram.types import CallbackQuery, Message
+from tortoise.functions import Count, Sum
+from tortoise.transactions import in_transaction
+
+from bots.staff_sync import StaffSync
+from desk.context import AppContext
+from desk.errors import DeskError, TaskClosed, TaskNotFound
+from desk.events import DomainEvent
+from desk.tasks import phones_of
+from desk.winback import WINBACK, complete_call, give_reason
+from models import Agent, Customer, KeyValue, Order, Task, TaskStatus
+
+log = logging.getLogger(__name__)
+
+RESULT_PREFIX = "wb"  # wb:<r|n|b>:<task id> — the three result buttons under a task card
+REASON_PREFIX = "wr"  # wr:<task id>:<reason index> — a reason under the «why» question
+RESULTS = {"r": "reached", "n": "no_answer", "b": "returned"}
+REMINDER_LINES = 15  # per assignee; the rest is «… и ещё N»
+EARLIER_CALLS = 3
+
+
+def _waiting_key(agent_id: int) -> str:
+    """Where the task whose reason an agent is asked to type is kept."""
+    return f"reason:{agent_id}"
+
+
+class TaskBoard:
+    """Posts win-back tasks and takes their results from the buttons and the agents' words."""
+
+    def __init__(self, staff: StaffSync, ctx: AppContext) -> None:
+        self._staff = staff
+        self._ctx = ctx
+        self._texts = ctx.texts
+        self._lang = ctx.settings.company.language
+        self._zone = ZoneInfo(ctx.settings.company.timezone)
+        self._settings = ctx.settings.customers
+
+    def _s(self, key: str, **values: Any) -> str:
+        return html.escape(self._texts.string(key, self._lang, **values), quote=False)
+
+    def _local(self, moment: datetime, fmt: str = "%d.%m %H:%M") -> str:
+        return moment.astimezone(self._zone).strftime(fmt)
+
+    def reasons(self) -> list[str]:
+        """The reasons offered after «Дозвонился»: the configured ones, else the shipped list."""
+        return self._settings.leave_reasons or self._texts.string(
+            "winback.reasons", self._lang
+        ).split("|")
+
+    # -- posting ------------------------------------------------------------------------------
+
+    async def on_event(self, event: DomainEvent) -> None:
+        """A new win-back task: its card in General (inside the event's transaction)."""
+        if event.kind != "task.created" or event.data.get("kind") != WINBACK:
+            return
+        task = await Task.get_or_none(id=int(event.data["task_id"]))
+        if task is not None and task.customer_id is not None:
+            await self._post_card(task, retry="no answer" in str(event.data.get("reason", "")))
+
+    async def _post_card(self, task: Task, *, retry: bool) -> None:
+        customer = await Customer.get(id=task.customer_id)
+        totals = (
+            await Order.filter(customer_id=customer.id)
+            .annotate(n=Count("id"), total=Sum("amount"))
+            .first()
+            .values("n", "total")
+        ) or {}
+        assignee = await Agent.get_or_none(id=task.assignee_id) if task.assignee_id else None
+        earlier = await (
+            Task.filter(customer_id=customer.id, kind=WINBACK, status=TaskStatus.DONE)
+            .order_by("-completed_at")
+            .limit(EARLIER_CALLS)
+        )
+        text = self._texts.render(
+            "telegram/task_card.html.j2",
+            self._lang,
+            task_id=task.id,
+            retry=retry,
+            name=customer.name,
+            phones=await phones_of(customer.id),
+            orders=int(totals.get("n") or 0),
+            amount=_money(totals.get("total")),
+            last_order=self._local(customer.last_order_at, "%d.%m.%Y")
+            if customer.last_order_at
+            else "",
+            warmth=customer.warmth.value,
+            calls=[self._earlier(t) for t in earlier],
+            assignee=assignee,
+            due=self._local(task.due_at) if task.due_at else "—",
+            script=task.text,
+        )
+        buttons = [
+            {"text": self._texts.string(f"button.{result}", self._lang), "callback_data": data}
+            for result, data in (
+                ("reached", f"{RESULT_PREFIX}:r:{task.id}"),
+                ("no_answer", f"{RESULT_PREFIX}:n:{task.id}"),
+                ("returned", f"{RESULT_PREFIX}:b:{task.id}"),
+            )
+        ]
+        await self._staff.enqueue(None, "post", text=text, markup={"inline_keyboard": [buttons]})
+
+    def _earlier(self, task: Task) -> str:
+        when = self._local(task.completed_at, "%d.%m") if task.completed_at else ""
+        result = task.result
+        if result in RESULTS.values():  # «✅ Дозвонился» without its badge
+            result = self._texts.string(f"button.{result}", self._lang).split(" ", 1)[-1]
+        return " ".join(part for part in (when, result, task.reason) if part)
+
+    # -- buttons ------------------------------------------------------------------------------
+
+    async def press(self, query: CallbackQuery, agent: Agent) -> tuple[str, bool]:
+        """One of the task buttons; the notice for the pressing agent, and whether it alerts."""
+        data = query.data or ""
+        prefix, first, second = [*data.split(":"), "", ""][:3]
+        try:
+            if prefix == RESULT_PREFIX and first in RESULTS and second.isdigit():
+                await self._result(query, agent, int(second), RESULTS[first])
+            elif prefix == REASON_PREFIX and first.isdigit() and second.isdigit():
+                reasons = self.reasons()
+                if int(second) >= len(reasons):
+                    return self._texts.string("task.gone", self._lang), True
+                await self._reason(agent, int(first), reasons[int(second)], query.message)
+            else:
+                return self._texts.string("task.gone", self._lang), True
+        except TaskClosed:
+            return self._texts.string("task.closed", self._lang), True
+        except TaskNotFound:
+            return self._texts.string("task.gone", self._lang), True
+        except DeskError as exc:
+            return self._texts.string("staff.error", self._lang, reason=str(exc)), True
+        self._ctx.outbox.wake()
+        return self._texts.string("task.saved", self._lang), False
+
+    async def _result(self, query: CallbackQuery, agent: Agent, task_id: int, result: str) -> None:
+        now = self._ctx.clock()
+        card = query.message if isinstance(query.message, Message) else None
+        async with in_transaction():
+            task = await complete_call(
+                self._ctx.lifecycle.events,
+                self._settings,
+                task_id,
+                result,
+                actor=agent.name,
+                now=now,
+            )
+            retry = now + timedelta(days=self._settings.no_answer_retry_days)
+            line = self._s(
+                f"task.result.{result}",
+                agent=agent.name,
+                at=self._local(now),
+                retry=self._local(retry, "%d.%m"),
+            )
+            if card is not None:
+                await self._edit(card, line)
+            if result == "reached":
+                await self._ask_reason(task, agent, card, now)
+
+    async def _edit(self, post: Message, line: str) -> None:
+        """The post shows what was done, and its buttons go."""
+        await self._staff.enqueue(
+            None,
+            "edit",
+            text=f"{post.html_text}\n\n{line}",
+            message_id=post.message_id,
+            chat=post.chat.id,
+        )
+
+    async def _ask_reason(
+        self, task: Task, agent: Agent, card: Message | None, now: datetime
+    ) -> None:
+        customer = await Customer.get_or_none(id=task.customer_id) if task.customer_id else None
+        minutes = self._settings.reason_minutes
+        text = self._texts.render(
+            "telegram/task_reason.html.j2",
+            self._lang,
+            task_id=task.id,
+            name=customer.name if customer is not None else "",
+            minutes=minutes,
+        )
+        buttons = [
+            {"text": reason[:40], "callback_data": f"{REASON_PREFIX}:{task.id}:{i}"}
+            for i, reason in enumerate(self.reasons())
+        ]
+        rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+        await self._staff.enqueue(
+            None,
+            "post",
+            text=text,
+            markup={"inline_keyboard": rows},
+            reply_to=card.message_id if card is not None else None,
+        )
+        until = now + timedelta(minutes=minutes)
+        await KeyValue.update_or_create(
+            key=_waiting_key(agent.id), defaults={"value": f"{task.id} {until.isoformat()}"}
+        )
+
+    async def _reason(self, agent: Agent, task_id: int, reason: str, post: Any = None) -> None:
+        async with in_transaction():
+            task = await give_reason(self._ctx.lifecycle.events, task_id, reason, actor=agent.name)
+            waiting = KeyValue.filter(key=_waiting_key(agent.id), value__startswith=f"{task_id} ")
+            await waiting.delete()
+            if isinstance(post, Message):
+                await self._edit(post, self._s("task.reason_line", reason=task.reason))
+
+    async def take_reason(self, message: Message, agent: Agent) -> bool:
+        """The agent's next words in General after «Дозвонился» are the reason; True if taken."""
+        text = (message.text or "").strip()
+        if not text:
+            return False
+        waiting = await KeyValue.get_or_none(key=_waiting_key(agent.id))
+        if waiting is None:
+            return False
+        raw_id, _, until = waiting.value.partition(" ")
+        if not raw_id.isdigit() or datetime.fromisoformat(until) < self._ctx.clock():
+            await KeyValue.filter(key=waiting.key).delete()
+            return False
+        try:
+            await self._reason(agent, int(raw_id), text)
+        except DeskError as exc:
+            log.info("typed reason not kept", extra={"task": raw_id, "why": str(exc)})
+            await KeyValue.filter(key=waiting.key).delete()
+            return False
+        await self._staff.enqueue(
+            None,
+            "post",
+            text=self._s("task.reason_saved", reason=" ".join(text.split())[:500]),
+            reply_to=message.message_id,
+        )
+        self._ctx.outbox.wake()
+        return True
+
+    # -- reminders ----------------------------------------------------------------------------
+
+    async def remind_overdue(self) -> int:
+        """One post in General listing open tasks past their time, by assignee (a daily job);
+        returns how many tasks it named."""
+        now = self._ctx.clock()
+        overdue = await Task.filter(status=TaskStatus.OPEN, due_at__lt=now).order_by("due_at")
+        if not overdue:
+            return 0
+        by_agent: dict[int | None, list[Task]] = defaultdict(list)
+        for task in overdue:
+            by_agent[task.assignee_id].append(task)
+        agents = {a.id: a for a in await Agent.filter(id__in=[k for k in by_agent if k])}
+        customer_ids = {t.customer_id for t in overdue if t.customer_id}
+        names = dict(await Customer.filter(id__in=customer_ids).values_list("id", "name"))
+        groups = []
+        for agent_id, tasks in sorted(by_agent.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+            agent = agents.get(agent_id) if agent_id is not None else None
+            groups.append(
+                {
+                    "agent": agent,
+                    "tasks": [
+                        {
+                            "id": t.id,
+                            "what": self._what(t.kind),
+                            "name": names.get(t.customer_id, "") if t.customer_id else "",
+                            "due": self._local(t.due_at, "%d.%m") if t.due_at else "",
+                        }
+                        for t in tasks[:REMINDER_LINES]
+                    ],
+                    "more": max(0, len(tasks) - REMINDER_LINES),
+                }
+            )
+        text = self._texts.render(
+            "telegram/tasks_overdue.html.j2",
+            self._lang,
+            total=len(overdue),
+            groups=groups,
+            nobody=self._texts.string("task.nobody", self._lang),
+        )
+        async with in_transaction():
+            await self._staff.enqueue(None, "post", text=text)
+        self._ctx.outbox.wake()
+        return len(overdue)
+
+    def _what(self, kind: str) -> str:
+        key = f"task.kind.{kind}" if kind in (WINBACK, "call") else "task.kind.other"
+        return self._texts.string(key, self._lang)
+
+
+def _money(value: Any) -> str:
+    """An amount for people: «12 500», «1 299.50»; "" for none."""
+    if value is None:
+        return ""
+    amount = Decimal(value)
+    whole = f"{int(amount):,}".replace(",", " ")
+    cents = amount - int(amount)
+    return whole if cents == 0 else f"{whole}.{abs(cents) * 100:02.0f}"

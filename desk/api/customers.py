@@ -1,0 +1,255 @@
+"""Customers over HTTP: the life-cycle time line, warmth, and the lost-customer report."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+from tortoise.functions import Count, Sum
+from tortoise.transactions import in_transaction
+
+from desk.api.app import Operation, QueryParam, caller_of, ctx_of
+from desk.api.errors import ApiError, json_response, read_json
+from desk.api.reports import PERIOD_PARAMS, PeriodOut, csv_response, period_of
+from desk.api.schemas import Body
+from desk.api.staff import int_param
+from desk.customer_report import customer_report
+from desk.customers import set_state
+from desk.timeline import MAX_ENTRIES, timeline
+from models import Customer, Order, Warmth
+
+
+class CustomerOut(BaseModel):
+    """A customer's standing: life cycle, warmth, orders."""
+
+    id: int
+    name: str
+    lifecycle: str
+    warmth: str
+    vip: bool
+    do_not_contact: bool
+    last_order_at: datetime | None
+    lost_after: datetime | None
+    orders: int
+    amount: str = Field(description="the sum of the orders' amounts")
+
+
+class EntryOut(BaseModel):
+    """One step of the life cycle; ``data`` holds what the history recorded with it."""
+
+    at: datetime
+    kind: str
+    actor: str
+    number: str | None
+    data: dict[str, Any]
+
+
+class TimelineOut(BaseModel):
+    """A customer and their life cycle, oldest step first."""
+
+    customer: CustomerOut
+    items: list[EntryOut]
+
+
+class WarmthIn(Body):
+    """How warm the relationship is now, and why."""
+
+    warmth: Literal["hot", "warm", "cold"]
+    reason: str = Field(default="", max_length=500)
+
+
+class CountedOut(BaseModel):
+    """How many customers are in each life-cycle state now."""
+
+    lost: int
+    active: int
+    prospect: int
+
+
+class ReturnedCustomerOut(BaseModel):
+    """One return: who, when, and what they ordered since (to the period's end)."""
+
+    customer_id: int
+    name: str
+    at: str
+    orders: int
+    amount: str
+
+
+class ReturnedOut(BaseModel):
+    """Customers who came back in the period and their orders' total."""
+
+    count: int
+    amount: str
+    customers: list[ReturnedCustomerOut]
+
+
+class ReasonOut(BaseModel):
+    """A reason customers gave for leaving, and how many gave it."""
+
+    reason: str
+    count: int
+
+
+class CallsOut(BaseModel):
+    """Win-back calls due in the period and whether they were made by their time."""
+
+    due: int
+    on_time: int
+    late: int
+    overdue: int
+    waiting: int
+    on_time_share: float | None
+    results: dict[str, int]
+
+
+class CustomerDayOut(BaseModel):
+    """One day: customers lost and returned, and the returned customers' orders."""
+
+    day: str
+    lost: int
+    returned: int
+    amount: str
+
+
+class CustomerReportOut(BaseModel):
+    """Lost customers of a period (seed 002)."""
+
+    period: PeriodOut
+    now: CountedOut
+    lost: int
+    returned: ReturnedOut
+    reasons: list[ReasonOut]
+    calls: CallsOut
+    daily: list[CustomerDayOut]
+
+
+async def _customer(request: web.Request) -> Customer:
+    raw = request.match_info["customer_id"]
+    customer = await Customer.get_or_none(id=int(raw)) if raw.isdigit() and len(raw) < 19 else None
+    if customer is None:
+        raise ApiError(404, "not_found", "no such customer")
+    return customer
+
+
+async def customer_out(customer: Customer) -> dict[str, Any]:
+    """The API form of a customer's standing."""
+    totals = (
+        await Order.filter(customer_id=customer.id)
+        .annotate(n=Count("id"), total=Sum("amount"))
+        .first()
+        .values("n", "total")
+    )
+    total = (totals or {}).get("total")
+    return CustomerOut(
+        id=customer.id,
+        name=customer.name,
+        lifecycle=customer.lifecycle.value,
+        warmth=customer.warmth.value,
+        vip=customer.vip,
+        do_not_contact=customer.do_not_contact,
+        last_order_at=customer.last_order_at,
+        lost_after=customer.lost_after,
+        orders=int((totals or {}).get("n") or 0),
+        amount=str(Decimal(total) if total is not None else Decimal(0)),
+    ).model_dump(mode="json")
+
+
+async def customer_timeline(request: web.Request) -> web.Response:
+    """The customer's appeals, orders, ratings, tasks and changes of state, in order."""
+    customer = await _customer(request)
+    limit = int_param(request, "limit", 200, 1, MAX_ENTRIES)
+    entries = await timeline(customer.id, limit)
+    body = TimelineOut(
+        customer=CustomerOut.model_validate(await customer_out(customer)),
+        items=[
+            EntryOut(at=e.at, kind=e.kind, actor=e.actor, number=e.number, data=e.data)
+            for e in entries
+        ],
+    )
+    return json_response(body.model_dump(mode="json"))
+
+
+async def set_warmth(request: web.Request) -> web.Response:
+    """Set how warm the relationship is (seed 002: hot, warm, cold)."""
+    ctx = ctx_of(request)
+    body = WarmthIn.model_validate(await read_json(request))
+    customer = await _customer(request)
+    async with in_transaction():
+        await set_state(
+            ctx.lifecycle.events,
+            customer,
+            Warmth(body.warmth),
+            actor=caller_of(request).actor,
+            reason=body.reason or "api",
+        )
+    ctx.outbox.wake()
+    return json_response(await customer_out(customer))
+
+
+def _daily_csv(body: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["day", "lost", "returned", "amount"])
+    for day in body["daily"]:
+        writer.writerow([day["day"], day["lost"], day["returned"], day["amount"]])
+    return out.getvalue()
+
+
+async def customers_report(request: web.Request) -> web.Response:
+    """Lost customers of the period as JSON, or its days as CSV with ``?format=csv``."""
+    ctx = ctx_of(request)
+    period = period_of(request)
+    kind = request.query.get("format", "json")
+    if kind not in ("json", "csv"):
+        raise ApiError(400, "bad_request", f"unknown format '{kind[:20]}': use json or csv")
+    report = await customer_report(period, ctx.clock(), ZoneInfo(ctx.settings.company.timezone))
+    body = report.to_json()
+    if kind == "csv":
+        return csv_response(_daily_csv(body), "customers", period)
+    CustomerReportOut.model_validate(body)  # the document promises this shape
+    return json_response(body, headers={"Cache-Control": "no-store"})
+
+
+_CUSTOMER_ERRORS = (400, 401, 404, 422)
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/api/v1/customers/{customer_id}/timeline",
+        customer_timeline,
+        "A customer's life cycle in order: appeals, orders, ratings, tasks, state and warmth",
+        response=TimelineOut,
+        errors=_CUSTOMER_ERRORS,
+        query=(QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": MAX_ENTRIES}),),
+    ),
+    Operation(
+        "PUT",
+        "/api/v1/customers/{customer_id}/warmth",
+        set_warmth,
+        "Set how warm the relationship with a customer is",
+        body=WarmthIn,
+        response=CustomerOut,
+        errors=_CUSTOMER_ERRORS,
+    ),
+    Operation(
+        "GET",
+        "/api/v1/reports/customers",
+        customers_report,
+        "Lost customers of a period: lost now and in the period, returned with their orders, "
+        "reasons for leaving, win-back calls on time",
+        response=CustomerReportOut,
+        errors=(400, 401),
+        query=(
+            *PERIOD_PARAMS,
+            QueryParam(
+                "format", {"type": "string", "enum": ["json", "csv"]}, "csv: the days as CSV"
+            ),
+        ),
+    ),
+]
