@@ -134,7 +134,8 @@ class TaskBoard:
                 reasons = self.reasons()
                 if int(second) >= len(reasons):
                     return self._texts.string("task.gone", self._lang), True
-                await self._reason(agent, int(first), reasons[int(second)], query.message)
+                post = query.message if isinstance(query.message, Message) else None
+                await self._reason(agent, int(first), reasons[int(second)], post)
             else:
                 return self._texts.string("task.gone", self._lang), True
         except TaskClosed:
@@ -209,12 +210,16 @@ class TaskBoard:
             key=_waiting_key(agent.id), defaults={"value": f"{task.id} {until.isoformat()}"}
         )
 
-    async def _reason(self, agent: Agent, task_id: int, reason: str, post: Any = None) -> None:
+    async def _reason(
+        self, agent: Agent, task_id: int, reason: str, post: Message | None = None
+    ) -> None:
+        """Record the reason; the question it answers (``post``) shows it and loses its
+        buttons."""
         async with in_transaction():
             task = await give_reason(self._ctx.lifecycle.events, task_id, reason, actor=agent.name)
             waiting = KeyValue.filter(key=_waiting_key(agent.id), value__startswith=f"{task_id} ")
             await waiting.delete()
-            if isinstance(post, Message):
+            if post is not None:
                 await self._edit(post, self._s("task.reason_line", reason=task.reason))
 
     async def take_reason(self, message: Message, agent: Agent) -> bool:
