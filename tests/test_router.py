@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from desk.settings import Settings, categories_of
+from desk.settings import Settings, categories_of, default_seed_examples
 from router.classify import Classifier, CustomerFacts, Recogniser
 from router.evaluate import evaluate, measure, split
-from router.model import NaiveBayes, TextModel
+from router.model import TextModel
 from router.risk import RiskRules, assess
 from router.words import Spelling, counts, lemmas
 
@@ -205,7 +205,7 @@ def test_bad_pattern_is_a_config_error() -> None:
 
 
 def test_model_learns_from_agents_choices() -> None:
-    model = NaiveBayes.trained([("хочу кружку с котиком", "feedback")] * 3)
+    model = TextModel.trained([("хочу кружку с котиком", "feedback")] * 3)
     model.learn("нужна кружка оптом 300", "wholesale")
     assert model.size == 4
     assert max(model.predict("кружка с котиком"), key=model.predict("кружка с котиком").get) == (
@@ -231,8 +231,59 @@ def test_a_large_model_takes_an_agents_choice_at_once() -> None:
 
 @pytest.fixture(scope="module")
 def trained() -> TextModel:
-    """The model trained on the whole labelled set; tests only read it."""
-    return TextModel.trained(labelled())
+    """The model a new desk starts from: the shipped seed examples; tests only read it."""
+    return TextModel.trained([], seeds=default_seed_examples())
+
+
+def test_the_shipped_seed_examples_are_the_labelled_set() -> None:
+    assert sorted(default_seed_examples()) == sorted(labelled())
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("Помогите пожалуйста", None),
+        ("вопрос", None),
+        ("у меня вопрос", None),
+        ("допоможіть будь ласка", None),
+        ("please help me", None),
+        ("здравствуйте", "general"),
+        ("?", "general"),
+        ("алло", "general"),
+    ],
+)
+def test_a_vague_appeal_is_left_to_a_person_or_is_general(
+    trained: TextModel, text: str, category: str | None
+) -> None:
+    classifier = Classifier(shipped(), trained, confident=Settings().router.confident)
+    verdict = classifier.classify(text)
+    assert verdict.category == category, verdict
+
+
+def test_the_model_is_as_sure_as_the_words_tell(trained: TextModel) -> None:
+    vague = trained.predict("вопрос")
+    clear = trained.predict("хочу вернуть деньги за куртку")
+    assert max(vague.values()) < 0.3, vague
+    assert max(clear, key=clear.__getitem__) == "returns" and clear["returns"] > 0.8, clear
+
+
+def test_an_agents_choice_outweighs_a_shipped_example() -> None:
+    agents = [
+        ("можно оформить рассрочку на диван?", "documents"),
+        ("рассрочка на 6 месяцев есть?", "documents"),
+    ]
+    model = TextModel.trained(agents, seeds=default_seed_examples())
+    assert ("у вас есть рассрочка?", "general") in model.seeds
+    chances = model.predict("у вас есть рассрочка?")
+    assert max(chances, key=chances.__getitem__) == "documents", chances
+
+
+def test_evaluation_never_trains_on_the_appeals_it_scores() -> None:
+    examples = labelled()
+    other = ("вы работаете в воскресенье?", "general")
+    result = evaluate(examples, shipped(), seed=7, seeds=[*examples, other])
+    train, _ = split(examples, 0.2, seed=7)
+    assert (result.seeds, result.trained_on) == (1, len(train) + 1)
 
 
 def test_the_model_places_what_no_rule_recognises(trained: TextModel) -> None:
