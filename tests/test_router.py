@@ -32,10 +32,10 @@ CATEGORIES = {
 # The issue's target: 0.90 on the held-out part of every split the test uses (reached: 0.95,
 # 0.95 and 0.93 on seeds 1, 2 and 7).
 ACCURACY_FLOOR = 0.90
-# Not the issue's 0.90: on the whole fresh set the router reaches 0.86 (dev half 0.91, after it
-# was studied; blind half 0.79 when measured once, 0.81 after two bug fixes it exposed), so the
-# floor is what it reaches minus two points.
-FRESH_FLOOR = 0.83
+# Not the issue's 0.90: trained on the shipped seed examples, the router reaches 0.89 on the
+# whole fresh set (dev half 0.975 after it was studied twice; blind half 0.81, measured once at
+# the end of each round), so the floor is what it reaches minus two points.
+FRESH_FLOOR = 0.87
 
 
 def shipped() -> list[tuple[str, Recogniser]]:
@@ -365,7 +365,7 @@ def test_fresh_set_has_two_halves_with_every_kind_of_appeal() -> None:
 
 
 def test_accuracy_on_appeals_never_trained_on(trained: TextModel) -> None:
-    """Rules plus the model learnt from appeals.yaml only, scored on the whole fresh set."""
+    """Rules plus the model of the shipped seed examples only, scored on the whole fresh set."""
     test = [(str(x["text"]), str(x["category"])) for x in fresh()]
     result = measure(Classifier(shipped(), trained, confident=0.0), test)
     assert result.accuracy >= FRESH_FLOOR, (result.accuracy, result.confusions)
