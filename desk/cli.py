@@ -106,7 +106,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _router_eval(args: argparse.Namespace, settings: Settings) -> int:
     """Print the classifier's accuracy: labelled examples from a file or the database."""
-    from desk.settings import categories_of
+    from desk.settings import categories_of, seed_examples_of
     from models import LabelledExample
     from router.evaluate import evaluate
 
@@ -135,8 +135,10 @@ async def _router_eval(args: argparse.Namespace, settings: Settings) -> int:
         print(f"only {len(examples)} labelled appeals: too few to measure (need 10 or more)")
         return 1
     rules = [(c.id, c.match) for c in categories_of(settings)]
-    result = evaluate(examples, rules, held_out=args.held_out)
-    print(f"trained on {result.trained_on}, tested on {result.tested_on} held-out appeals")
+    seeds = seed_examples_of(settings)
+    result = evaluate(examples, rules, held_out=args.held_out, seeds=seeds)
+    shipped = f" ({result.seeds} of them shipped seed examples)" if result.seeds else ""
+    print(f"trained on {result.trained_on}{shipped}, tested on {result.tested_on} held-out appeals")
     print(f"accuracy  {result.accuracy:.1%}   (unsure: {result.unsure})")
     for category, share in result.per_category.items():
         print(f"  {category:<16} {share:.1%}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from datetime import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -110,6 +111,10 @@ class RouterSettings(Section):
     confident: float = Field(default=0.45, gt=0, lt=1, description="below: a person picks")
     fallback: str | None = Field(default=None, description="category when nothing fits")
     learn: bool = Field(default=True, description="learn from agents' category choices")
+    seed_examples: bool = Field(
+        default=True,
+        description="the model starts from the shipped labelled appeals; agents' choices on top",
+    )
     retrain_minutes: float = Field(default=10.0, gt=0)
     risk: RiskRules = Field(default_factory=RiskRules)
 
@@ -438,6 +443,23 @@ def stage_rules(stages: dict[str, StageConfig]) -> list[Rule]:
 def categories_of(settings: Settings) -> list[CategoryConfig]:
     """The categories in force: the config's, else the shipped ones."""
     return list(settings.categories) or default_categories()
+
+
+def seed_examples_of(settings: Settings) -> list[tuple[str, str]]:
+    """The shipped labelled appeals (text, category) of the categories in force, which a new
+    desk's model starts from; none when ``router.seed_examples`` is off."""
+    if not settings.router.seed_examples:
+        return []
+    known = {c.id for c in categories_of(settings)}
+    return [(text, category) for text, category in default_seed_examples() if category in known]
+
+
+@lru_cache(maxsize=1)
+def default_seed_examples() -> tuple[tuple[str, str], ...]:
+    """The labelled appeals shipped with the desk (``router/seed_examples.yaml``), read once."""
+    path = Path(__file__).resolve().parent.parent / "router" / "seed_examples.yaml"
+    data = load_yaml(path.read_text(encoding="utf-8")) or {}
+    return tuple((str(text), str(category)) for category, texts in data.items() for text in texts)
 
 
 def reference_problems(data: dict[str, Any]) -> list[str]:

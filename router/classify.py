@@ -87,6 +87,9 @@ class _Compiled:
     words: frozenset[str]
     phrases: tuple[tuple[str, ...], ...]  # each phrase as lemmas, read as ru and as uk
     needs: tuple[tuple[frozenset[str], ...], ...]  # the words each reading of a phrase needs
+    # The phrases (their indexes) a reading of which starts with a word: only these may match
+    # a text with that word (an appeal is checked against a few phrases, not all of them).
+    openings: dict[str, tuple[int, ...]]
     patterns: tuple[re.Pattern[str], ...]
     volume: int | None
     channels: frozenset[str]
@@ -189,7 +192,9 @@ class Classifier:
                 spelt = f" (typed «{typed[word]}»)" if word in typed else ""
                 reasons.append(f"{rule.category}: word «{word}»{spelt}")
             matched: set[str] = set()  # «не подошёл» and «не подошла» read alike: count once
-            for readings, needs in zip(rule.phrases, rule.needs, strict=True):
+            candidates = {i for word in have & rule.openings.keys() for i in rule.openings[word]}
+            for index in sorted(candidates):
+                readings, needs = rule.phrases[index], rule.needs[index]
                 here = [r for r, need in zip(readings, needs, strict=True) if need <= have]
                 found = next((r for r in here if r not in matched and f" {r} " in joined), None)
                 apart = ""
@@ -253,11 +258,16 @@ def _compile(category: str, rule: Recogniser) -> _Compiled:
         found = tuple(sorted(r for r in readings if r))
         if found and found not in phrases:
             phrases.append(found)
+    openings: dict[str, set[int]] = {}
+    for index, phrase in enumerate(phrases):
+        for reading in phrase:
+            openings.setdefault(reading.split()[0], set()).add(index)
     return _Compiled(
         category,
         frozenset(words),
         tuple(phrases),
         tuple(tuple(frozenset(r.split()) for r in readings) for readings in phrases),
+        {word: tuple(sorted(at)) for word, at in openings.items()},
         tuple(re.compile(p, re.IGNORECASE) for p in rule.patterns),
         rule.volume,
         frozenset(rule.channels),

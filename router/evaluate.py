@@ -4,6 +4,7 @@ scored on a separate evaluation set."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ class Evaluation:
     per_category: dict[str, float] = field(default_factory=dict)
     unsure: int = 0
     confusions: tuple[tuple[str, str, int], ...] = ()
+    seeds: int = 0  # of ``trained_on``, shipped seed examples
 
 
 def split(
@@ -51,11 +53,18 @@ def evaluate(
     held_out: float = 0.2,
     seed: int = 7,
     confident: float = 0.0,
+    seeds: Sequence[tuple[str, str]] = (),
 ) -> Evaluation:
-    """Train on the rest, score on the held-out part; an unsure verdict counts as wrong."""
+    """Train on the rest (as agents' choices, on top of ``seeds``), score on the held-out part;
+    an unsure verdict counts as wrong. A seed that is one of ``examples`` is left out: the model
+    never learns a held-out appeal, and a labelled one counts as the agents' choice."""
     train, test = split(examples, held_out, seed)
-    classifier = Classifier(recognisers, TextModel.trained(train), confident=confident)
-    return measure(classifier, test, trained_on=len(train))
+    labelled = {text for text, _ in examples}
+    kept = [(text, category) for text, category in seeds if text not in labelled]
+    model = TextModel.trained(train, seeds=kept)
+    classifier = Classifier(recognisers, model, confident=confident)
+    result = measure(classifier, test, trained_on=len(train) + len(kept))
+    return dataclasses.replace(result, seeds=len(kept))
 
 
 def measure(

@@ -225,8 +225,10 @@ class Reading:
     ukrainian: bool
 
 
+@lru_cache(maxsize=1024)
 def read(text: str, *, ukrainian: bool | None = None, latin_as_russian: bool = True) -> Reading:
-    """``text`` read word by word. A text with і, ї, є or ґ, or with a word only Ukrainian has,
+    """``text`` read word by word (the rules, the counts of goods and the model each read an
+    appeal: it is read once). A text with і, ї, є or ґ, or with a word only Ukrainian has,
     is read as Ukrainian throughout (``ukrainian`` decides instead when given); Russian typed in
     Latin letters is read as Russian unless ``latin_as_russian`` is off."""
     words = tokens(text)

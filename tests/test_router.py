@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from desk.settings import Settings, categories_of
+from desk.settings import Settings, categories_of, default_seed_examples
 from router.classify import Classifier, CustomerFacts, Recogniser
 from router.evaluate import evaluate, measure, split
-from router.model import NaiveBayes, TextModel
+from router.model import TextModel
 from router.risk import RiskRules, assess
 from router.words import Spelling, counts, lemmas
 
@@ -32,10 +32,10 @@ CATEGORIES = {
 # The issue's target: 0.90 on the held-out part of every split the test uses (reached: 0.95,
 # 0.95 and 0.93 on seeds 1, 2 and 7).
 ACCURACY_FLOOR = 0.90
-# Not the issue's 0.90: on the whole fresh set the router reaches 0.86 (dev half 0.91, after it
-# was studied; blind half 0.79 when measured once, 0.81 after two bug fixes it exposed), so the
-# floor is what it reaches minus two points.
-FRESH_FLOOR = 0.83
+# Not the issue's 0.90: trained on the shipped seed examples, the router reaches 0.89 on the
+# whole fresh set (dev half 0.975 after it was studied twice; blind half 0.81, measured once at
+# the end of each round), so the floor is what it reaches minus two points.
+FRESH_FLOOR = 0.87
 
 
 def shipped() -> list[tuple[str, Recogniser]]:
@@ -205,7 +205,7 @@ def test_bad_pattern_is_a_config_error() -> None:
 
 
 def test_model_learns_from_agents_choices() -> None:
-    model = NaiveBayes.trained([("хочу кружку с котиком", "feedback")] * 3)
+    model = TextModel.trained([("хочу кружку с котиком", "feedback")] * 3)
     model.learn("нужна кружка оптом 300", "wholesale")
     assert model.size == 4
     assert max(model.predict("кружка с котиком"), key=model.predict("кружка с котиком").get) == (
@@ -231,8 +231,59 @@ def test_a_large_model_takes_an_agents_choice_at_once() -> None:
 
 @pytest.fixture(scope="module")
 def trained() -> TextModel:
-    """The model trained on the whole labelled set; tests only read it."""
-    return TextModel.trained(labelled())
+    """The model a new desk starts from: the shipped seed examples; tests only read it."""
+    return TextModel.trained([], seeds=default_seed_examples())
+
+
+def test_the_shipped_seed_examples_are_the_labelled_set() -> None:
+    assert sorted(default_seed_examples()) == sorted(labelled())
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("Помогите пожалуйста", None),
+        ("вопрос", None),
+        ("у меня вопрос", None),
+        ("допоможіть будь ласка", None),
+        ("please help me", None),
+        ("здравствуйте", "general"),
+        ("?", "general"),
+        ("алло", "general"),
+    ],
+)
+def test_a_vague_appeal_is_left_to_a_person_or_is_general(
+    trained: TextModel, text: str, category: str | None
+) -> None:
+    classifier = Classifier(shipped(), trained, confident=Settings().router.confident)
+    verdict = classifier.classify(text)
+    assert verdict.category == category, verdict
+
+
+def test_the_model_is_as_sure_as_the_words_tell(trained: TextModel) -> None:
+    vague = trained.predict("вопрос")
+    clear = trained.predict("хочу вернуть деньги за куртку")
+    assert max(vague.values()) < 0.3, vague
+    assert max(clear, key=clear.__getitem__) == "returns" and clear["returns"] > 0.8, clear
+
+
+def test_an_agents_choice_outweighs_a_shipped_example() -> None:
+    agents = [
+        ("можно оформить рассрочку на диван?", "documents"),
+        ("рассрочка на 6 месяцев есть?", "documents"),
+    ]
+    model = TextModel.trained(agents, seeds=default_seed_examples())
+    assert ("у вас есть рассрочка?", "general") in model.seeds
+    chances = model.predict("у вас есть рассрочка?")
+    assert max(chances, key=chances.__getitem__) == "documents", chances
+
+
+def test_evaluation_never_trains_on_the_appeals_it_scores() -> None:
+    examples = labelled()
+    other = ("вы работаете в воскресенье?", "general")
+    result = evaluate(examples, shipped(), seed=7, seeds=[*examples, other])
+    train, _ = split(examples, 0.2, seed=7)
+    assert (result.seeds, result.trained_on) == (1, len(train) + 1)
 
 
 def test_the_model_places_what_no_rule_recognises(trained: TextModel) -> None:
@@ -314,7 +365,7 @@ def test_fresh_set_has_two_halves_with_every_kind_of_appeal() -> None:
 
 
 def test_accuracy_on_appeals_never_trained_on(trained: TextModel) -> None:
-    """Rules plus the model learnt from appeals.yaml only, scored on the whole fresh set."""
+    """Rules plus the model of the shipped seed examples only, scored on the whole fresh set."""
     test = [(str(x["text"]), str(x["category"])) for x in fresh()]
     result = measure(Classifier(shipped(), trained, confident=0.0), test)
     assert result.accuracy >= FRESH_FLOOR, (result.accuracy, result.confusions)

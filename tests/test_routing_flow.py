@@ -101,7 +101,25 @@ async def test_unsure_appeal_waits_for_one_tap_and_the_choice_is_learnt(
     assert placed.status is AppealStatus.OPEN and placed.team == "accounting"
     example = await LabelledExample.get(appeal_id=appeal.id)
     assert example.category == "documents" and "Помогите" in example.text
-    assert tdesk.service.ctx.routing.model.size == 1  # type: ignore[union-attr]
+    model = tdesk.service.ctx.routing.model  # type: ignore[union-attr]
+    assert len(model.examples) == 1 and model.seeds
+
+
+async def test_a_new_desk_places_what_only_the_shipped_examples_know(
+    tdesk: Desk, fake: FakeTelegram
+) -> None:
+    text = "Вы работаете в воскресенье?"
+    assert not tdesk.service.ctx.routing.classifier.rule_hits(text)[0]  # type: ignore[union-attr]
+    appeal = await open_appeal(fake, 407, text)
+    assert (appeal.category, appeal.status) == ("general", AppealStatus.OPEN)
+
+
+async def test_without_the_shipped_examples_a_new_desk_asks_a_person(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    await start_desk(**telegram_settings(fake, router={"seed_examples": False}))
+    appeal = await open_appeal(fake, 408, "Вы работаете в воскресенье?")
+    assert appeal.status is AppealStatus.NEW and appeal.category is None
 
 
 async def test_customer_who_may_be_lost_alerts_managers_who_can_take_it(
