@@ -8,7 +8,8 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
-from tortoise.expressions import F
+from tortoise.expressions import F, Subquery
+from tortoise.functions import Min
 from tortoise.transactions import in_transaction
 
 from channels.base import (
@@ -92,16 +93,22 @@ class DeliveryWorker:
 
     async def _claim(self) -> list[OutboxItem]:
         now = self._clock()
-        rows = await (
-            OutboxItem.filter(status__in=[OutboxStatus.PENDING, OutboxStatus.SENDING])
+        # Only the oldest row of a conversation may go; of those, the ones due now. A row held
+        # for quiet hours or waiting to retry blocks its own conversation, nobody else's.
+        waiting = [OutboxStatus.PENDING, OutboxStatus.SENDING]
+        oldest = (
+            OutboxItem.filter(status__in=waiting)
+            .group_by("queue_key")
+            .annotate(first=Min("id"))
+            .values("first")
+        )
+        heads = await (
+            OutboxItem.filter(id__in=Subquery(oldest), next_attempt_at__lte=now)
             .order_by("id")
             .limit(SCAN_LIMIT)
         )
-        heads: dict[str, OutboxItem] = {}
-        for row in rows:
-            heads.setdefault(row.queue_key, row)  # only the oldest row of a conversation may go
         claimed: list[OutboxItem] = []
-        for row in heads.values():
+        for row in heads:
             lease_over = row.locked_until is None or row.locked_until <= now
             if row.status is OutboxStatus.SENDING and not lease_over:
                 continue  # another worker holds it

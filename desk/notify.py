@@ -16,7 +16,7 @@ from channels.base import ChannelKind
 from desk.events import EventBus
 from desk.lifecycle import Lifecycle
 from desk.notice_templates import EMAIL_SUBJECT, GENERIC, VARIANTS
-from desk.outbox import Outbox
+from desk.outbox import Outbox, queue_key
 from desk.settings import Settings
 from desk.sla import promise_minutes
 from desk.tasks import CALL_DUE, create_task, phones_of
@@ -159,6 +159,8 @@ class Notifier:
             appeal=appeal,
             extra=extra,
             not_before=at,
+            # Held for quiet hours: in a queue of its own, so the conversation goes on meanwhile.
+            queue=f"{queue_key(channel, address)}:held" if at > now else None,
         )
         return Sent("queued", channel, at if at > now else None, item.id)
 

@@ -114,6 +114,38 @@ async def test_my_orders_in_the_bot_show_each_current_stage(
     assert "2002" in listing[0] and "Заказ выполнен" in listing[0]
 
 
+async def test_a_notice_held_for_the_night_does_not_hold_up_the_conversation(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    from tests.test_ratings_flow import RunningClock
+
+    # 22:00 in Yekaterinburg, where the customer lives: the stage notice waits for 09:00.
+    clock = RunningClock(datetime(2026, 11, 23, 17, 0, tzinfo=UTC))
+    desk: Desk = await start_desk(clock=clock, **shop_settings(fake))
+    status, _ = await desk.post("/api/v1/orders", order_body("2101", "new", telegram_id=702))
+    assert status == 201
+    status, _ = await desk.post("/api/v1/orders/2101/stage", {"stage": "shipped"})
+    assert status == 200
+    # She asks about her orders and is answered at once; the night's notices still wait.
+    fake.user_message(702, "📦 Мои заказы")
+    listing = await eventually(lambda: [t for t in texts_in(fake, 702) if "Ваши заказы" in t])
+    assert "2101" in listing[0]
+    assert not [t for t in texts_in(fake, 702) if "передан в доставку" in t and "Ваши" not in t]
+    # Morning: the notices arrive, in the order they were made.
+    clock.jump(datetime(2026, 11, 24, 4, 1, tzinfo=UTC))
+    desk.service.ctx.outbox.wake()
+    shipped = await eventually(
+        lambda: [
+            t for t in texts_in(fake, 702) if "Заказ передан в доставку" in t and "Ваши" not in t
+        ]
+    )
+    assert shipped
+    received = [t for t in texts_in(fake, 702) if "Заказ принят" in t and "Ваши" not in t]
+    assert received and texts_in(fake, 702).index(received[0]) < texts_in(fake, 702).index(
+        shipped[0]
+    )
+
+
 async def test_retries_and_bad_input_change_nothing_twice(desk: Desk) -> None:
     body = order_body("3001", email="marina@example.com")
     assert (await desk.post("/api/v1/orders", body))[0] == 201
