@@ -269,7 +269,7 @@ async def test_one_rating_per_day_and_a_closed_window(
     days = await Rating.filter(appeal_id=appeal.id).order_by("day").values_list("day", "score")
     assert days == [(date(2026, 11, 23), 4), (date(2026, 11, 24), 5)]
 
-    clock.jump(NOON + timedelta(days=7, seconds=1))  # the default window is 7 days
+    clock.jump(NOON + timedelta(days=7, minutes=5))  # the default window is 7 days
     before = len(fake.callback_answers)
     fake.callback(903, 903, request.message_id, press[0]["callback_data"])
     await eventually(lambda: len(fake.callback_answers) > before)

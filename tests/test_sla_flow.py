@@ -68,7 +68,7 @@ async def test_working_hours_pause_warning_and_breach(
         lambda: Appeal.filter(id=appeal.id, priority=Priority.URGENT).first()
     )
     assert breached.sla_state["first_response"]["breached"] is True
-    assert any("🔴" in t for t in texts_in(fake, STAFF_CHAT, thread))
+    await eventually(lambda: any("🔴" in t for t in texts_in(fake, STAFF_CHAT, thread)))
 
 
 async def test_next_answer_has_its_own_clock_and_the_assignee_is_called(
