@@ -30,6 +30,7 @@ from desk.fallback import Fallback
 from desk.intake import IntakeWorker
 from desk.keys import TokenBook, bootstrap_token, signing_key
 from desk.lifecycle import Lifecycle
+from desk.metrics import Metrics
 from desk.notice_templates import VARIANTS
 from desk.notify import Notifier
 from desk.orders import Orders
@@ -127,7 +128,8 @@ async def build_context(
     """Every part of the service wired together (the ORM must be connected already)."""
     outbox = Outbox(clock)
     adapters: dict[str, ChannelAdapter] = {"web": WebAdapter()}
-    lifecycle = Lifecycle(settings, outbox, clock)
+    metrics = Metrics()
+    lifecycle = Lifecycle(settings, outbox, clock, metrics=metrics)
     ctx = AppContext(
         settings=settings,
         stream=stream,
@@ -138,6 +140,7 @@ async def build_context(
         tokens=TokenBook(settings),
         adapters=adapters,
         clock=clock,
+        metrics=metrics,
     )
     if settings.telegram.disabled_reason() is None:
         from bots.desk_bot import TelegramDesk
@@ -157,7 +160,7 @@ async def build_context(
     await routing.retrain()
     lifecycle.events.subscribe(routing.on_event)
     customer_channels = [c for c in adapters if c in VARIANTS]
-    ctx.sla = sla = SlaClock(settings, ctx.triage, lifecycle.events, clock)
+    ctx.sla = sla = SlaClock(settings, ctx.triage, lifecycle.events, clock, metrics=metrics)
     lifecycle.events.subscribe(sla.on_event)
     ctx.notifier = Notifier(
         outbox,
@@ -254,6 +257,7 @@ class Service:
                 idle_s=settings.workers.poll_s,
                 events=ctx.lifecycle.events,
                 on_unreachable=fallback.reroute,
+                metrics=ctx.metrics,
             )
             self._tasks.append(
                 asyncio.create_task(delivery.run(self._stop_workers), name=f"delivery-{i}")
@@ -297,7 +301,7 @@ class Service:
         while not self._stop_workers.is_set():
             for job in jobs:
                 try:
-                    if await job.run_if_due(self._clock()):
+                    if await job.run_if_due(self._clock(), ctx.metrics):
                         ctx.outbox.wake()
                 except Exception:  # a task root: the claim was given back, the next tick retries
                     log.exception("daily job failed", extra={"job": job.name})
