@@ -24,6 +24,8 @@ _SECRETS = (
     (re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{20,}"), "<token>"),
     # VK access tokens (vk1.a.… and the older 85 hex characters).
     (re.compile(r"\bvk1\.a\.[A-Za-z0-9_.-]+|\b[0-9a-f]{85}\b"), "<token>"),
+    # Secrets in query strings (VK puts access_token there; long poll keys).
+    (re.compile(r"(?i)([?&](?:access_token|token|key|secret|password)=)[^&\s'\"]+"), r"\1<secret>"),
     # Bearer tokens in a header that made it into an error text.
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}"), "Bearer <token>"),
     # Passwords in URLs: scheme://user:password@host.

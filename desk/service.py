@@ -30,6 +30,7 @@ from desk.fallback import Fallback
 from desk.intake import IntakeWorker
 from desk.keys import TokenBook, bootstrap_token, signing_key
 from desk.lifecycle import Lifecycle
+from desk.log_context import redact
 from desk.metrics import Metrics
 from desk.notice_templates import VARIANTS
 from desk.notify import Notifier
@@ -350,7 +351,9 @@ class Service:
                 await telegram.set_webhook(self._settings.effective_public_url())
             except Exception as exc:  # Telegram unreachable now: updates wait on its side
                 log.error("setWebhook failed", extra={"reason": str(exc)[:200]})
-                self._say(f"  telegram  setWebhook failed: {exc} (check DESK_PUBLIC_URL)")
+                self._say(
+                    f"  telegram  setWebhook failed: {redact(str(exc))} (check DESK_PUBLIC_URL)"
+                )
         if telegram.staff is not None:
             async with in_transaction():
                 await telegram.staff.feed_soon(0)
