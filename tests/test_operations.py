@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,7 @@ from desk.scheduler import Daily
 from models import Appeal, KeyValue, OutboxItem, OutboxStatus
 from tests.conftest import Desk, free_port
 from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vk import FakeVk
 from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import (
     AGENT_ID,
@@ -311,6 +313,26 @@ async def test_readyz_reports_each_component_and_a_hanging_or_dead_telegram(
     assert telegram["status"] == "fail" and telegram["error"] not in ("", "timeout")
     assert "123456" not in telegram["error"]  # no token in the detail
     assert body["components"]["database"]["status"] == "ok"
+
+
+async def test_readyz_asks_vk_for_the_community_and_tells_its_refusal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start_desk: Callable[..., Any]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # vkbottle's long poll keeps a file in the working directory
+    async with FakeVk() as vk:
+        desk: Desk = await start_desk(
+            vk={"token": "vk1.a.community-token", "group_id": vk.group_id, "api_url": vk.url}
+        )
+        status, body = await desk.get("/readyz", auth=False)
+        assert status == 200 and body["components"]["vk"]["status"] == "ok"
+        assert vk.calls("groups.getById")
+
+        vk.fail_next("groups.getById", 5)  # "User authorization failed": a revoked token
+        status, body = await desk.get("/readyz", auth=False)
+        assert status == 503
+        part = body["components"]["vk"]
+        assert part["status"] == "fail" and part["error"].startswith("DeliveryFailed: vk: 5 ")
+        assert "community-token" not in part["error"]
 
 
 async def test_readyz_logs_in_to_the_mailbox_and_greets_the_smtp_server(
