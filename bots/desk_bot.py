@@ -24,6 +24,7 @@ from channels.telegram import ALLOWED_UPDATES, Poller, make_bot, webhook_view
 from channels.telegram_send import TelegramLimiter, TelegramSender
 from desk.answers import AnswerBook
 from desk.context import AppContext
+from desk.log_context import log_scope
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ class TelegramDesk:
 
     async def handle(self, update: Update) -> None:
         """Handle one update to the end (written durably) before it is acknowledged."""
-        await self.dispatcher.feed_update(self.bot, update, deps=self.deps)
+        with log_scope():  # a staff action's lines carry its appeal once it is known
+            await self.dispatcher.feed_update(self.bot, update, deps=self.deps)
 
     def poller(self) -> Poller:
         """Long polling that confirms an update only after ``handle`` returned."""

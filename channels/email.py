@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import re
@@ -129,6 +130,23 @@ class MailSender:
         self._settings = settings
         self._render = render
         self._company = company
+
+    async def ping(self) -> None:
+        """Connect to the SMTP server and say EHLO (no login, nothing sent), then QUIT."""
+        s = self._settings
+        smtp = aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            use_tls=s.smtp_tls == "ssl",
+            start_tls=s.smtp_tls == "starttls",
+            timeout=s.timeout_s,
+        )
+        await smtp.connect()
+        try:
+            await smtp.ehlo()
+        finally:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await smtp.quit()
 
     async def deliver(self, out: OutboundMessage) -> str:
         """Send one mail; returns its Message-ID (our external id, used to thread replies)."""

@@ -43,6 +43,35 @@ class MailboxError(Exception):
 MailHandler = Callable[[ParsedMail, bytes], Awaitable[None]]
 
 
+async def open_mailbox(s: EmailSettings) -> aioimaplib.IMAP4:
+    """An IMAP session logged in to the support mailbox."""
+    timeout = s.timeout_s
+    if s.imap_tls == "ssl":
+        imap: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
+            s.imap_host, s.imap_port, timeout=timeout, ssl_context=ssl.create_default_context()
+        )
+    else:
+        imap = aioimaplib.IMAP4(s.imap_host, s.imap_port, timeout=timeout)
+    await imap.wait_hello_from_server()
+    password = s.imap_password.get_secret_value() if s.imap_password else ""
+    response = await imap.login(s.imap_user or s.address, password)
+    if response.result != "OK":
+        raise MailboxError(f"IMAP login refused: {_text(response.lines)}")
+    return imap
+
+
+async def ping_mailbox(settings: EmailSettings) -> None:
+    """Log in to the support mailbox and NOOP; raise when that fails."""
+    imap = await open_mailbox(settings)
+    try:
+        response = await imap.noop()
+        if response.result != "OK":
+            raise MailboxError(f"IMAP NOOP refused: {_text(response.lines)}")
+    finally:
+        with contextlib.suppress(Exception):  # short: a probe must not hang on a goodbye
+            await asyncio.wait_for(imap.logout(), 1)
+
+
 class MailboxReader:
     """Reads new mails in UID order; the last handled UID and the UIDVALIDITY are kept in the
     database, so a restart neither skips nor repeats a mail."""
@@ -78,20 +107,7 @@ class MailboxReader:
                 await asyncio.wait_for(imap.logout(), 5)
 
     async def _connect(self) -> aioimaplib.IMAP4:
-        s = self._settings
-        timeout = s.timeout_s
-        if s.imap_tls == "ssl":
-            imap: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
-                s.imap_host, s.imap_port, timeout=timeout, ssl_context=ssl.create_default_context()
-            )
-        else:
-            imap = aioimaplib.IMAP4(s.imap_host, s.imap_port, timeout=timeout)
-        await imap.wait_hello_from_server()
-        password = s.imap_password.get_secret_value() if s.imap_password else ""
-        response = await imap.login(s.imap_user or s.address, password)
-        if response.result != "OK":
-            raise MailboxError(f"IMAP login refused: {_text(response.lines)}")
-        return imap
+        return await open_mailbox(self._settings)
 
     async def _select(self, imap: aioimaplib.IMAP4) -> int:
         response = await imap.select(self._settings.imap_folder)

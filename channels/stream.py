@@ -7,10 +7,10 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -52,6 +52,16 @@ class StreamItem:
     error: str = ""  # why message is None
 
 
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    """Where the intake stands: entries not handed out yet (``lag``), handed out and not acked
+    (``pending``), set aside for good (``dead``)."""
+
+    lag: int
+    pending: int
+    dead: int
+
+
 class AppealStream(Protocol):
     """The port between channel adapters (publish) and the intake worker (read, ack)."""
 
@@ -79,6 +89,14 @@ class AppealStream(Protocol):
 
     async def pending_count(self) -> int:
         """How many entries are published and neither acked nor dead-lettered."""
+        ...
+
+    async def stats(self) -> StreamStats:
+        """Lag, pending and dead-lettered entries now (cheap: for a metrics scrape)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise when the stream's store cannot be reached."""
         ...
 
     async def close(self) -> None:
@@ -235,6 +253,17 @@ class LocalStream(_StreamBase):
     async def pending_count(self) -> int:
         """Rows neither acked nor dead."""
         return await StreamEntry.filter(dead=False).count()
+
+    async def stats(self) -> StreamStats:
+        """Counts by claim state; the (dead, id) index serves the live rows."""
+        live = StreamEntry.filter(dead=False)
+        claimed = await live.filter(claimed_until__gte=datetime.now(UTC)).count()
+        waiting = await live.count() - claimed
+        dead = await StreamEntry.filter(dead=True).count()
+        return StreamStats(lag=waiting, pending=claimed, dead=dead)
+
+    async def ping(self) -> None:
+        """The local stream lives in the database, checked on its own."""
 
     async def close(self) -> None:
         """Wake blocked reads; the ORM connection belongs to the caller."""
@@ -444,6 +473,31 @@ class RedisStream(_StreamBase):
         """XLEN of the stream: acked and dead-lettered entries are deleted from it."""
         length: int = await self._redis.xlen(self.key)
         return length
+
+    async def stats(self) -> StreamStats:
+        """The group's ``lag`` and ``pending`` from XINFO GROUPS, XLEN of the dead stream."""
+        lag = pending = 0
+        try:
+            groups = await self._redis.xinfo_groups(self.key)
+        except ResponseError as exc:
+            if "no such key" not in str(exc).lower():
+                raise
+            groups = []  # nothing published yet, or the key was deleted
+        for group in groups:
+            if group.get("name") == self.group:
+                pending = int(group.get("pending") or 0)
+                # None when Redis cannot tell (entries deleted mid-stream): every entry left
+                # that is not pending is still to be read.
+                reported = group.get("lag")
+                if reported is None:
+                    reported = max(0, await self.pending_count() - pending)
+                lag = int(reported)
+        dead: int = await self._redis.xlen(self.dead_key)
+        return StreamStats(lag=lag, pending=pending, dead=dead)
+
+    async def ping(self) -> None:
+        """PING the Redis server."""
+        await cast("Awaitable[bool]", self._redis.ping())  # redis-py types it sync-or-async
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -200,6 +200,14 @@ class TelegramSender:
         self._timeout = timeout_s
         self._progress: dict[int, list[int]] = {}  # outbox id -> parts already sent
 
+    async def ping(self) -> None:
+        """Raise a delivery error when the Bot API does not answer getMe (server down, token
+        revoked)."""
+        try:
+            await self.bot.get_me()
+        except TelegramAPIError as exc:
+            raise translate(exc) from exc
+
     # -- the ChannelAdapter protocol: one message to a customer ----------------------------
 
     async def deliver(self, out: OutboundMessage) -> str:

@@ -121,6 +121,10 @@ class VkChannel:
         if self._http is not None:
             await self._http.close()
 
+    async def ping(self) -> None:
+        """Raise a delivery error when VK does not answer groups.getById for our community."""
+        await self.call("groups.getById", group_id=self.settings.group_id)
+
     # -- calls --------------------------------------------------------------------------------
 
     async def call(self, method: str, **params: Any) -> Any:

@@ -11,6 +11,7 @@ from channels.base import ChannelAdapter
 from channels.stream import AppealStream
 from desk.keys import TokenBook
 from desk.lifecycle import Lifecycle
+from desk.metrics import Metrics
 from desk.outbox import Outbox
 from desk.settings import Settings
 from desk.signing import Signer
@@ -35,7 +36,8 @@ def utc_now() -> datetime:
 
 @dataclass
 class AppContext:
-    """Settings, stream, lifecycle and triage, outbox, adapters, texts, signer, tokens, clock."""
+    """Settings, stream, lifecycle and triage, outbox, adapters, texts, signer, tokens, clock,
+    metrics."""
 
     settings: Settings
     stream: AppealStream
@@ -47,6 +49,7 @@ class AppContext:
     texts: Texts = field(default_factory=Texts)
     adapters: dict[str, ChannelAdapter] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
+    metrics: Metrics = field(default_factory=Metrics)
     telegram: TelegramDesk | None = None
     vk: VkDesk | None = None
     routing: Routing | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
@@ -22,6 +23,9 @@ from channels.base import (
     Unreachable,
 )
 from desk.events import EventBus
+from desk.lifecycle import appeal_number
+from desk.log_context import log_scope
+from desk.metrics import Metrics
 from desk.outbox import Outbox
 from models import Appeal, DeliveryState, Message, OutboxItem, OutboxStatus
 
@@ -55,6 +59,7 @@ class DeliveryWorker:
         idle_s: float = 1.0,
         events: EventBus | None = None,
         on_unreachable: UnreachableHook | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._outbox = outbox
         self._adapters = adapters
@@ -65,6 +70,7 @@ class DeliveryWorker:
         self._idle = idle_s
         self._events = events or EventBus()
         self._on_unreachable = on_unreachable
+        self._metrics = metrics or Metrics()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; a failing pass is logged and retried, never fatal."""
@@ -133,8 +139,16 @@ class DeliveryWorker:
         return claimed
 
     async def _deliver(self, item: OutboxItem) -> None:
+        number = appeal_number(item.appeal_id) if item.appeal_id is not None else None
+        started = time.perf_counter()
+        with log_scope(appeal=number, channel=item.channel):
+            await self._deliver_one(item)
+        self._metrics.delivery_seconds.labels(item.channel).observe(time.perf_counter() - started)
+
+    async def _deliver_one(self, item: OutboxItem) -> None:
         adapter = self._adapters.get(item.channel)
         if adapter is None:
+            self._metrics.delivery_failures.labels(item.channel, "no_adapter").inc()
             await self._retry_later(
                 item,
                 f"channel {item.channel} is not enabled",
@@ -143,7 +157,7 @@ class DeliveryWorker:
             )
             return
         try:
-            external_id = await adapter.deliver(_outbound(item))
+            external_id = await self._attempt(adapter, item)
         except RateLimited as exc:
             await self._retry_later(item, str(exc), exc.retry_after, count_attempt=False)
         except Unreachable as exc:
@@ -163,6 +177,14 @@ class DeliveryWorker:
         else:
             await self._sent(item, external_id)
 
+    async def _attempt(self, adapter: ChannelAdapter, item: OutboxItem) -> str:
+        """One call of the adapter; a failure is counted by its reason and raised on."""
+        try:
+            return await adapter.deliver(_outbound(item))
+        except Exception as exc:
+            self._metrics.delivery_failed(item.channel, exc)
+            raise
+
     async def _sent(self, item: OutboxItem, external_id: str) -> None:
         now = self._clock()
         async with in_transaction():
@@ -179,6 +201,7 @@ class DeliveryWorker:
                     external_id=external_id[:200],
                     delivery_error="",
                 )
+        self._metrics.messages_out.labels(item.channel).inc()
         log.info("delivered", extra={"outbox_id": item.id, "channel": item.channel})
 
     async def _retry_later(
@@ -225,6 +248,7 @@ class DeliveryWorker:
                 )
             if unreachable and self._on_unreachable is not None:
                 await self._on_unreachable(item, reason)
+        self._metrics.messages_failed.labels(item.channel).inc()
         log.warning(
             "delivery failed",
             extra={"outbox_id": item.id, "channel": item.channel, "reason": reason},

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from desk import history
+from desk.log_context import about
 from models import Appeal, Customer
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class EventBus:
             kind, actor=actor, appeal=appeal, customer=customer, at=at, **data
         )
         event = DomainEvent(kind, actor, appeal, row.customer_id, data)
-        for subscriber in self._subscribers:
-            await subscriber(event)
+        number, channel = (appeal.number, appeal.channel) if appeal is not None else (None, None)
+        with about(appeal=number, channel=channel):  # what subscribers log is about this appeal
+            for subscriber in self._subscribers:
+                await subscriber(event)
         return event

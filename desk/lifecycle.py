@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -15,6 +16,8 @@ from channels.base import Attachment, ChannelKind, InboundMessage
 from desk.customers import resolve_customer
 from desk.errors import AppealNotFound, InvalidInput, InvalidTransition
 from desk.events import EventBus
+from desk.log_context import log_scope
+from desk.metrics import Metrics
 from desk.outbox import Outbox
 from desk.settings import Settings
 from models import (
@@ -78,12 +81,19 @@ class Lifecycle:
     """Every change of an appeal goes through here, with its history event in one transaction."""
 
     def __init__(
-        self, settings: Settings, outbox: Outbox, clock: Clock, events: EventBus | None = None
+        self,
+        settings: Settings,
+        outbox: Outbox,
+        clock: Clock,
+        events: EventBus | None = None,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._outbox = outbox
         self._clock = clock
         self.events = events or EventBus(clock)
+        self.metrics = metrics or Metrics()
         # Takes a message that answers something else (a rating's comment) before threading:
         # returns the appeal it concerns (True without one), None for an ordinary message.
         self.capture: Capture | None = None
@@ -95,8 +105,14 @@ class Lifecycle:
         limit = self._settings.lifecycle.max_text_chars
         if len(msg.text) > limit:
             raise InvalidInput(f"text of {len(msg.text)} characters is over the limit of {limit}")
-        result = await self.atomic(lambda: self._ingest_once(msg))
+        channel = msg.channel.value
+        started = time.perf_counter()
+        with log_scope(channel=channel):  # the appeal joins once it is known
+            result = await self.atomic(lambda: self._ingest_once(msg))
         self._outbox.wake()
+        self.metrics.intake_seconds.labels(channel).observe(time.perf_counter() - started)
+        if not (result.duplicate or result.edited):
+            self.metrics.messages_in.labels(channel).inc()
         return result
 
     async def _ingest_once(self, msg: InboundMessage) -> IngestResult:

@@ -1,19 +1,22 @@
-"""Logging set-up: readable text by default, JSON lines on request, extra fields kept."""
+"""Logging set-up: readable text by default, JSON lines on request, extra fields kept, the
+appeal and channel being handled on every line, personal data and secrets masked."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
+from desk.log_context import STANDARD_FIELDS, ContextFilter, redact
 from desk.settings import Settings
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+# At DEBUG these log whole requests: tokens, IMAP LOGIN with the password, message texts.
+_NOISY = ("tortoise", "aiosqlite", "asyncpg", "aiohttp.access", "aioimaplib", "vkbottle")
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+    return {k: v for k, v in record.__dict__.items() if k not in STANDARD_FIELDS}
 
 
 class TextFormatter(logging.Formatter):
@@ -23,6 +26,9 @@ class TextFormatter(logging.Formatter):
         line = super().format(record)
         extra = " ".join(f"{k}={v}" for k, v in _fields(record).items())
         return f"{line} {extra}" if extra else line
+
+    def formatException(self, ei: Any) -> str:
+        return redact(super().formatException(ei))
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,19 +43,25 @@ class JsonFormatter(logging.Formatter):
             **_fields(record),
         }
         if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+            data["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
-def setup_logging(settings: Settings) -> None:
-    """Configure the root logger from the settings."""
-    handler = logging.StreamHandler(sys.stderr)
+def log_handler(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
+    """The service's log handler: the configured format, context fields, masking."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(ContextFilter())
+    return handler
+
+
+def setup_logging(settings: Settings, stream: TextIO | None = None) -> None:
+    """Configure the root logger from the settings (lines to stderr unless ``stream``)."""
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [log_handler(settings, stream)]
     root.setLevel(settings.log_level)
-    for noisy in ("tortoise", "aiosqlite", "asyncpg", "aiohttp.access"):
+    for noisy in _NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

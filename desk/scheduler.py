@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from tortoise.exceptions import IntegrityError
 
+from desk.metrics import Metrics
 from models import KeyValue
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,9 @@ class Daily:
             return None
         return f"job:{self.name}:{local.date().isoformat()}"
 
-    async def run_if_due(self, now: datetime) -> bool:
-        """Run the job if today's run is due and nobody has claimed it; True if it ran here."""
+    async def run_if_due(self, now: datetime, metrics: Metrics | None = None) -> bool:
+        """Run the job if today's run is due and nobody has claimed it; True if it ran here.
+        Runs and failures here are counted in ``metrics``."""
         key = self._key(now)
         if key is None or await KeyValue.filter(key=key).exists():
             return False
@@ -44,9 +46,13 @@ class Daily:
             await KeyValue.create(key=key, value=f"started {now.isoformat()}")
         except IntegrityError:
             return False  # another process won the day
+        if metrics is not None:
+            metrics.job_runs.labels(self.name).inc()
         try:
             result = await self.job()
         except BaseException:
+            if metrics is not None:
+                metrics.job_failures.labels(self.name).inc()
             await KeyValue.filter(key=key).delete()  # give the day back: the next tick retries
             raise
         await KeyValue.filter(key=key).update(value=f"done {now.isoformat()}: {result}")

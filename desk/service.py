@@ -30,6 +30,8 @@ from desk.fallback import Fallback
 from desk.intake import IntakeWorker
 from desk.keys import TokenBook, bootstrap_token, signing_key
 from desk.lifecycle import Lifecycle
+from desk.log_context import redact
+from desk.metrics import Metrics
 from desk.notice_templates import VARIANTS
 from desk.notify import Notifier
 from desk.orders import Orders
@@ -127,7 +129,8 @@ async def build_context(
     """Every part of the service wired together (the ORM must be connected already)."""
     outbox = Outbox(clock)
     adapters: dict[str, ChannelAdapter] = {"web": WebAdapter()}
-    lifecycle = Lifecycle(settings, outbox, clock)
+    metrics = Metrics()
+    lifecycle = Lifecycle(settings, outbox, clock, metrics=metrics)
     ctx = AppContext(
         settings=settings,
         stream=stream,
@@ -138,6 +141,7 @@ async def build_context(
         tokens=TokenBook(settings),
         adapters=adapters,
         clock=clock,
+        metrics=metrics,
     )
     if settings.telegram.disabled_reason() is None:
         from bots.desk_bot import TelegramDesk
@@ -157,7 +161,7 @@ async def build_context(
     await routing.retrain()
     lifecycle.events.subscribe(routing.on_event)
     customer_channels = [c for c in adapters if c in VARIANTS]
-    ctx.sla = sla = SlaClock(settings, ctx.triage, lifecycle.events, clock)
+    ctx.sla = sla = SlaClock(settings, ctx.triage, lifecycle.events, clock, metrics=metrics)
     lifecycle.events.subscribe(sla.on_event)
     ctx.notifier = Notifier(
         outbox,
@@ -254,6 +258,7 @@ class Service:
                 idle_s=settings.workers.poll_s,
                 events=ctx.lifecycle.events,
                 on_unreachable=fallback.reroute,
+                metrics=ctx.metrics,
             )
             self._tasks.append(
                 asyncio.create_task(delivery.run(self._stop_workers), name=f"delivery-{i}")
@@ -301,7 +306,7 @@ class Service:
         while not self._stop_workers.is_set():
             for job in jobs:
                 try:
-                    if await job.run_if_due(self._clock()):
+                    if await job.run_if_due(self._clock(), ctx.metrics):
                         ctx.outbox.wake()
                 except Exception:  # a task root: the claim was given back, the next tick retries
                     log.exception("daily job failed", extra={"job": job.name})
@@ -350,7 +355,9 @@ class Service:
                 await telegram.set_webhook(self._settings.effective_public_url())
             except Exception as exc:  # Telegram unreachable now: updates wait on its side
                 log.error("setWebhook failed", extra={"reason": str(exc)[:200]})
-                self._say(f"  telegram  setWebhook failed: {exc} (check DESK_PUBLIC_URL)")
+                self._say(
+                    f"  telegram  setWebhook failed: {redact(str(exc))} (check DESK_PUBLIC_URL)"
+                )
         if telegram.staff is not None:
             async with in_transaction():
                 await telegram.staff.feed_soon(0)

@@ -59,6 +59,22 @@ class HttpSettings(Section):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
 
+class MonitoringSettings(Section):
+    """``DESK_MONITORING__*``: the operators' endpoints /metrics and /readyz."""
+
+    metrics: bool = Field(default=True, description="serve /metrics (Prometheus text); off: 404")
+    token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "when set, /metrics wants 'Authorization: Bearer <token>'; without it /metrics is "
+            "open like /healthz and /readyz, so keep the port off the internet or set a token"
+        ),
+    )
+    check_timeout_s: float = Field(
+        default=3.0, gt=0, le=60, description="each /readyz check fails as 'timeout' after this"
+    )
+
+
 class WorkerSettings(Section):
     intake: int = Field(default=1, ge=0, le=32, description="intake workers in this process")
     delivery: int = Field(default=1, ge=0, le=32, description="delivery workers in this process")
@@ -283,6 +299,7 @@ class Settings(BaseSettings):
     answers_file: str = Field(default="answers.yaml", description="answer templates for /t")
     http: HttpSettings = HttpSettings()
     workers: WorkerSettings = WorkerSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     telegram: TelegramSettings = TelegramSettings()
     vk: VkSettings = VkSettings()
     email: EmailSettings = EmailSettings()

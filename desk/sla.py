@@ -11,6 +11,8 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from desk.events import DomainEvent, EventBus
+from desk.log_context import log_scope
+from desk.metrics import Metrics
 from desk.settings import Settings
 from desk.triage import Triage
 from models import OPEN_STATUSES, Appeal, AppealStatus, Event, Priority
@@ -46,12 +48,19 @@ class SlaClock:
     """Keeps ``first_response_due`` / ``resolution_due`` right and raises SLA events."""
 
     def __init__(
-        self, settings: Settings, triage: Triage, events: EventBus, clock: Callable[[], datetime]
+        self,
+        settings: Settings,
+        triage: Triage,
+        events: EventBus,
+        clock: Callable[[], datetime],
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._triage = triage
         self._events = events
         self._clock = clock
+        self._metrics = metrics or Metrics()
 
     async def on_event(self, event: DomainEvent) -> None:
         """Recompute an appeal's due times when what they depend on changed."""
@@ -125,7 +134,8 @@ class SlaClock:
         rows = await Appeal.filter(status__in=list(OPEN_STATUSES)).order_by("id").limit(SCAN_LIMIT)
         for appeal in rows:
             try:
-                raised += await self._check(appeal)
+                with log_scope(appeal=appeal.number, channel=appeal.channel):
+                    raised += await self._check(appeal)
             except Exception:  # one broken appeal must not stop the scan
                 log.exception("SLA check failed", extra={"appeal": appeal.number})
         return raised
@@ -173,6 +183,7 @@ class SlaClock:
                 )
                 if kind == "sla.breached":
                     await self._escalate(fresh)
+            self._metrics.sla_raised(kind, target)
             raised += 1
         return raised
 

@@ -88,3 +88,8 @@ def mask_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def ping() -> None:
+    """One trivial query on the default connection; raises when the database does not answer."""
+    await Tortoise.get_connection("default").execute_query("SELECT 1")

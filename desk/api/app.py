@@ -21,12 +21,14 @@ from desk.api.errors import (
 from desk.context import AppContext
 from desk.errors import DeskError
 from desk.keys import Caller
+from desk.log_context import log_scope
 
 log = logging.getLogger(__name__)
 
 CTX = web.AppKey("ctx", AppContext)
 CALLER = web.RequestKey("caller", Caller)
 API_PREFIX = "/api/v1"
+OPS_PATHS = ("/healthz", "/readyz", "/metrics")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -70,7 +72,20 @@ def caller_of(request: web.Request) -> Caller:
 
 
 def _is_api(request: web.Request) -> bool:
-    return request.path.startswith(API_PREFIX) or request.path in ("/healthz", "/metrics")
+    return request.path.startswith(API_PREFIX) or request.path in OPS_PATHS
+
+
+@web.middleware
+async def scope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What a request logs carries the appeal it acts on, once an event names it."""
+    with log_scope():
+        return await handler(request)
+
+
+def route_of(request: web.Request) -> str:
+    """The route's pattern (``/s/{token}``), never the path: paths carry signed tokens."""
+    route = request.match_info.route.resource
+    return route.canonical if route is not None else "(no route)"
 
 
 @web.middleware
@@ -82,7 +97,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         try:
             return page(request, status)
         except Exception:  # the page itself failed: still answer, plainly
-            log.exception("error page failed", extra={"status": status})
+            log.exception("error page failed", extra={"status": status, "route": route_of(request)})
             return web.Response(status=status, text=f"{status}")
 
     try:
@@ -102,7 +117,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             return error_response(from_http(exc))
         return error_page(request, exc.status)
     except Exception:
-        log.exception("request failed", extra={"path": request.path, "method": request.method})
+        log.exception(
+            "request failed", extra={"route": route_of(request), "method": request.method}
+        )
         if _is_api(request):
             return error_response(ApiError(500, "internal", "internal error; it was logged"))
         return error_page(request, 500)
@@ -139,11 +156,12 @@ def operations() -> list[Operation]:
 
 def make_app(ctx: AppContext) -> web.Application:
     """The HTTP application of the service."""
-    from desk.api import pages
+    from desk.api import ops, pages
     from desk.api.openapi import openapi_document
 
     app = web.Application(
-        middlewares=[errors_middleware], client_max_size=ctx.settings.http.max_body_bytes
+        middlewares=[scope_middleware, errors_middleware],
+        client_max_size=ctx.settings.http.max_body_bytes,
     )
     app[CTX] = ctx
     for op in operations():
@@ -154,10 +172,7 @@ def make_app(ctx: AppContext) -> web.Application:
     async def spec(_: web.Request) -> web.Response:
         return json_response(document)
 
-    async def healthz(_: web.Request) -> web.Response:
-        return json_response({"status": "ok"})
-
     app.router.add_get(f"{API_PREFIX}/openapi.json", spec)
-    app.router.add_get("/healthz", healthz)
+    ops.add_routes(app, with_metrics=ctx.settings.monitoring.metrics)
     pages.add_routes(app)
     return app

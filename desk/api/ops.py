@@ -1,0 +1,45 @@
+"""The operators' endpoints: /healthz (the process is alive), /readyz (its dependencies
+answer) and /metrics (Prometheus text)."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from desk.api.app import ctx_of
+from desk.api.errors import ApiError, json_response
+from desk.health import readiness
+
+
+async def healthz(_: web.Request) -> web.Response:
+    """200 at once: the process runs and its event loop answers (nothing else is checked)."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when the database, Redis and every enabled channel answer, 503 otherwise."""
+    report = await readiness(ctx_of(request))
+    return json_response(report, status=200 if report["status"] == "ok" else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The Prometheus text exposition; wants the bearer token when one is configured."""
+    ctx = ctx_of(request)
+    token = ctx.settings.monitoring.token
+    if token is not None:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        expected = token.get_secret_value().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <metrics token>'")
+    body = await ctx.metrics.exposition(ctx.stream, ctx.adapters, ctx.clock)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_routes(app: web.Application, *, with_metrics: bool) -> None:
+    """Register the operators' endpoints (``/metrics`` only when enabled)."""
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    if with_metrics:
+        app.router.add_get("/metrics", metrics)
