@@ -81,6 +81,11 @@ class AppealStream(Protocol):
         """How many entries are published and neither acked nor dead-lettered."""
         ...
 
+    async def release(self) -> None:
+        """Give back the entries this consumer read and did not ack (a graceful stop), so
+        others read them at once; where the stream cannot, they come back after claim_idle_s."""
+        ...
+
     async def close(self) -> None:
         """Release the stream's connections."""
         ...
@@ -235,6 +240,12 @@ class LocalStream(_StreamBase):
     async def pending_count(self) -> int:
         """Rows neither acked nor dead."""
         return await StreamEntry.filter(dead=False).count()
+
+    async def release(self) -> None:
+        """Clear this consumer's claims on entries it did not ack."""
+        await StreamEntry.filter(claimed_by=self.consumer, dead=False).update(
+            claimed_by=None, claimed_until=None
+        )
 
     async def close(self) -> None:
         """Wake blocked reads; the ORM connection belongs to the caller."""
@@ -444,6 +455,10 @@ class RedisStream(_StreamBase):
         """XLEN of the stream: acked and dead-lettered entries are deleted from it."""
         length: int = await self._redis.xlen(self.key)
         return length
+
+    async def release(self) -> None:
+        """Nothing: Redis cannot give an entry back to the group; this consumer name reads its
+        own entries first on its next start, and others claim them after claim_idle_s."""
 
     async def close(self) -> None:
         """Close the connection pool."""
