@@ -18,7 +18,7 @@ from tortoise import Tortoise
 
 from models import Appeal, ContactPoint, Customer, Event, Message, Rating, StoredFile, Task
 from tests.cli import run_cli
-from tests.conftest import Desk
+from tests.conftest import API_TOKEN, Desk
 from tests.fakes.telegram import FakeTelegram
 from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, open_appeal, texts_in
@@ -237,3 +237,60 @@ async def test_export_has_everything_and_forget_leaves_no_trace_nor_changes_the_
         lambda: ContactPoint.filter(channel="telegram", address=str(CHAT)).first()
     )
     assert point.customer_id != customer_id
+
+
+BOSS_TOKEN = "boss-token-0123456789abcdef"
+
+
+async def test_managers_export_and_forget_over_http_and_a_shared_file_stays_for_the_other(
+    start_desk: Callable[..., Any],
+) -> None:
+    tokens = [
+        {"name": "tests", "token": API_TOKEN, "role": "supervisor"},
+        {"name": "boss", "token": BOSS_TOKEN, "role": "manager"},
+    ]
+    desk: Desk = await start_desk(api={"tokens": tokens})
+    boss = {"Authorization": f"Bearer {BOSS_TOKEN}"}
+    for name, email in (("Анна Лебедева", "anna.l@example.com"), ("Борис", "boris@example.com")):
+        body = {"name": name, "email": email, "text": f"Счёт для {name} не открывается"}
+        assert (await desk.post("/api/v1/appeals", body, auth=False))[0] == 201
+    # The same file (stored once, by its hash) came from both customers.
+    shared = await StoredFile.keep(b"%PDF price list", name="price.pdf", mime="application/pdf")
+    attachment = {"kind": "document", "ref": shared.ref, "name": "price.pdf", "size": 15}
+    await Message.all().update(attachments=[attachment])
+    anna = await Customer.get(name="Анна Лебедева")
+
+    status, refused = await desk.get("/api/v1/customers/anna.l@example.com/export")
+    assert status == 403 and refused["error"]["code"] == "forbidden"
+    async with desk.http.get(
+        desk.base + "/api/v1/customers/anna.l@example.com/export", headers=boss
+    ) as resp:
+        assert resp.status == 200
+        document = await resp.json()
+    assert document["customer"]["id"] == anna.id
+    [appeal] = document["appeals"]
+    [message] = appeal["messages"]
+    assert message["attachments"][0]["stored_file"]["name"] == "price.pdf"
+
+    async def forget(ref: str) -> tuple[int, Any]:
+        url = f"{desk.base}/api/v1/customers/{ref}/forget"
+        async with desk.http.post(url, headers=boss) as resp:
+            return resp.status, await resp.json()
+
+    status, done = await forget(str(anna.id))
+    assert status == 200, done
+    assert done == {
+        "customer_id": anna.id,
+        "appeals": 1,
+        "messages": 1,
+        "contact_points": 1,
+        "files_deleted": 0,  # Борис's message still shows it
+        "already": False,
+    }
+    assert await StoredFile.exists(id=shared.id)
+    assert (await forget(str(anna.id)))[1]["already"] is True
+    assert (await forget("anna.l@example.com"))[0] == 404
+    status, done = await forget("boris@example.com")
+    assert done["files_deleted"] == 1 and not await StoredFile.exists(id=shared.id)
+    event = await Event.get(customer_id=anna.id, kind="customer.forgotten")
+    assert event.actor == "api:boss" and "Анна" not in json.dumps(event.data, ensure_ascii=False)

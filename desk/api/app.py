@@ -143,7 +143,7 @@ def _authenticated(handler: Handler) -> Handler:
 
 def operations() -> list[Operation]:
     """Every documented endpoint."""
-    from desk.api import orders, public, reports, staff, tasks
+    from desk.api import orders, privacy, public, reports, staff, tasks
 
     return [
         *public.OPERATIONS,
@@ -151,6 +151,7 @@ def operations() -> list[Operation]:
         *orders.OPERATIONS,
         *tasks.OPERATIONS,
         *reports.OPERATIONS,
+        *privacy.OPERATIONS,
     ]
 
 
