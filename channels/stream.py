@@ -97,6 +97,10 @@ class AppealStream(Protocol):
 
     async def ping(self) -> None:
         """Raise when the stream's store cannot be reached."""
+
+    async def release(self) -> None:
+        """Give back the entries this consumer read and did not ack (a graceful stop), so
+        others read them at once; where the stream cannot, they come back after claim_idle_s."""
         ...
 
     async def close(self) -> None:
@@ -264,6 +268,12 @@ class LocalStream(_StreamBase):
 
     async def ping(self) -> None:
         """The local stream lives in the database, checked on its own."""
+
+    async def release(self) -> None:
+        """Clear this consumer's claims on entries it did not ack."""
+        await StreamEntry.filter(claimed_by=self.consumer, dead=False).update(
+            claimed_by=None, claimed_until=None
+        )
 
     async def close(self) -> None:
         """Wake blocked reads; the ORM connection belongs to the caller."""
@@ -498,6 +508,10 @@ class RedisStream(_StreamBase):
     async def ping(self) -> None:
         """PING the Redis server."""
         await cast("Awaitable[bool]", self._redis.ping())  # redis-py types it sync-or-async
+
+    async def release(self) -> None:
+        """Nothing: Redis cannot give an entry back to the group; this consumer name reads its
+        own entries first on its next start, and others claim them after claim_idle_s."""
 
     async def close(self) -> None:
         """Close the connection pool."""

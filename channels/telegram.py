@@ -205,6 +205,8 @@ class Poller:
             try:
                 updates = await self._fetch(stop)
                 for update in updates:
+                    if stop.is_set():
+                        break  # not confirmed: fetched again after a restart
                     await self._one(update)
                 pause = 1.0
             except TelegramConflictError:
@@ -214,6 +216,18 @@ class Poller:
                 log.exception("telegram polling failed")
                 await wait_or_stop(stop, pause)
                 pause = min(pause * 2, 30.0)
+        await self._confirm()
+
+    async def _confirm(self) -> None:
+        """Tell Telegram which updates are handled, so a restart does not fetch them again."""
+        if self._offset is None:
+            return
+        try:
+            await self._bot.get_updates(
+                offset=self._offset, limit=1, timeout=0, allowed_updates=ALLOWED_UPDATES
+            )
+        except Exception as exc:  # they come again after a restart; handlers are idempotent
+            log.warning("telegram offset not confirmed", extra={"reason": str(exc)[:200]})
 
     async def _fetch(self, stop: asyncio.Event) -> list[Update]:
         fetch = asyncio.ensure_future(

@@ -1,4 +1,4 @@
-"""The ``appeal-desk`` command: serve, worker, migrate, check-config, token."""
+"""The ``appeal-desk`` command: serve, worker, migrate, check-config, token, export, forget."""
 
 from __future__ import annotations
 
@@ -46,6 +46,15 @@ def _parser() -> argparse.ArgumentParser:
     create = token_sub.add_parser("create", help="create a token and print it once")
     create.add_argument("name")
     create.add_argument("--role", choices=["agent", "supervisor", "manager"], default="supervisor")
+    who = "an id, a channel address (telegram:12345, vk:…, phone:+7…), an email or a phone"
+    export = sub.add_parser("export", help="everything the desk holds about a customer, as JSON")
+    export.add_argument("--customer", required=True, metavar="ID", help=who)
+    export.add_argument("--out", type=Path, help="write to this file (default: print)")
+    forget = sub.add_parser(
+        "forget", help="erase a customer's personal data; keep the figures for reports"
+    )
+    forget.add_argument("--customer", required=True, metavar="ID", help=who)
+    forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
 
 
@@ -94,6 +103,13 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await db.disconnect()
         return 0
+    if args.command in ("export", "forget"):
+        command = _export if args.command == "export" else _forget
+        await db.connect(settings.database_url)
+        try:
+            return await command(args)
+        finally:
+            await db.disconnect()
     from desk.service import run_until_stopped
 
     stop = asyncio.Event()
@@ -101,6 +117,65 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await run_until_stopped(settings, args.command, sys.stdout, stop)
+    return 0
+
+
+async def _export(args: argparse.Namespace) -> int:
+    """Print (or write) the export document of one customer."""
+    import json
+
+    from desk.context import utc_now
+    from desk.customers import customer_by_ref
+    from desk.data_export import export_customer
+
+    found = await customer_by_ref(args.customer)
+    document = await export_customer(found, utc_now()) if found is not None else None
+    if document is None:
+        print(f"appeal-desk: no customer matches '{args.customer}'", file=sys.stderr)
+        return 1
+    text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    args.out.write_text(text, encoding="utf-8")
+    print(f"customer {found}: written to {args.out}")
+    return 0
+
+
+async def _forget(args: argparse.Namespace) -> int:
+    """Erase one customer's personal data after a confirmation (or ``--yes``)."""
+    from desk.context import utc_now
+    from desk.customers import customer_by_ref
+    from desk.forget import forget_customer
+    from models import Appeal, Customer
+
+    found = await customer_by_ref(args.customer)
+    customer = await Customer.get_or_none(id=found) if found is not None else None
+    if customer is None:
+        print(f"appeal-desk: no customer matches '{args.customer}'", file=sys.stderr)
+        return 1
+    if not args.yes:
+        appeals = await Appeal.filter(customer_id=customer.id).count()
+        print(
+            f"customer {customer.id} ({customer.name or 'no name'}), {appeals} appeal(s): "
+            "names, addresses, texts, files and comments will be erased for good."
+        )
+        try:
+            answer = await asyncio.to_thread(input, "Type 'forget' to go on: ")
+        except EOFError:
+            answer = ""
+        if answer.strip() != "forget":
+            print("nothing was changed")
+            return 1
+    done = await forget_customer(customer.id, actor="cli", now=utc_now())
+    if done is None:  # deleted by someone else in between
+        print(f"appeal-desk: no customer matches '{args.customer}'", file=sys.stderr)
+        return 1
+    if done.already:
+        print(f"customer {customer.id} was forgotten before; nothing personal was left")
+        return 0
+    counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in done.describe().items())
+    print(f"customer {customer.id} forgotten: {counts}")
     return 0
 
 

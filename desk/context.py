@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from channels.base import ChannelAdapter
 from channels.stream import AppealStream
+from desk.gate import WorkGate
 from desk.keys import TokenBook
 from desk.lifecycle import Lifecycle
 from desk.metrics import Metrics
@@ -58,3 +59,4 @@ class AppContext:
     orders: Orders | None = None
     ratings: Ratings | None = None
     winback: WinBack | None = None
+    gate: WorkGate = field(default_factory=WorkGate)

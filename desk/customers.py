@@ -31,6 +31,23 @@ async def customer_id_at(channel: str, address: str) -> int | None:
     return point.customer_id if point is not None else None
 
 
+async def customer_by_ref(ref: str) -> int | None:
+    """The customer an operator names: an id (``42``), a channel address (``telegram:12345``,
+    ``email:anna@example.com``, ``phone:+79161234567``), an email or a phone number."""
+    ref = ref.strip()
+    if ref.isdigit():
+        return int(ref) if await Customer.exists(id=int(ref)) else None
+    if (email := normalise_email(ref.removeprefix("email:"))) is not None:
+        return await customer_id_at(ChannelKind.EMAIL.value, email)
+    channel, sep, address = ref.partition(":")
+    if (sep and channel == PHONE) or (not sep and ref.startswith("+")):
+        phone = normalise_phone(address if sep else ref)
+        return await customer_id_at(PHONE, phone) if phone is not None else None
+    if sep and channel and address:
+        return await customer_id_at(channel, address)
+    return None
+
+
 def normalise_email(value: str) -> str | None:
     """A lower-cased email address, or None when it does not look like one."""
     value = value.strip().lower()

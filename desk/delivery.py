@@ -72,19 +72,26 @@ class DeliveryWorker:
         self._on_unreachable = on_unreachable
         self._metrics = metrics or Metrics()
 
+    @property
+    def name(self) -> str:
+        """The worker's name on the rows it claims (``locked_by``)."""
+        return self._name
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set; a failing pass is logged and retried, never fatal."""
+        """Deliver until ``stop`` is set; a failing pass is logged and retried, never fatal.
+        Sends under way when it is set finish; claimed rows not yet started are given back."""
         while not stop.is_set():
             try:
-                handled = await self.deliver_due()
+                handled = await self.deliver_due(stop)
             except Exception:  # a task root: log and keep the worker alive
                 log.exception("delivery pass failed")
                 handled = 0
             if not handled:
                 await self._outbox.wait(timeout=self._idle)
 
-    async def deliver_due(self) -> int:
-        """One pass: claim every conversation's next due row and deliver them; returns the count."""
+    async def deliver_due(self, stop: asyncio.Event | None = None) -> int:
+        """One pass: claim every conversation's next due row and deliver them; returns the count.
+        Once ``stop`` is set, rows still waiting for their turn are given back unsent."""
         claimed = await self._claim()
         if not claimed:
             return 0
@@ -92,6 +99,9 @@ class DeliveryWorker:
 
         async def one(item: OutboxItem) -> None:
             async with gate:
+                if stop is not None and stop.is_set():
+                    await self._outbox.release([self._name], [item.id])
+                    return
                 await self._deliver(item)
 
         await asyncio.gather(*(one(item) for item in claimed))

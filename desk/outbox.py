@@ -9,6 +9,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from tortoise.expressions import F
+
 from channels.base import Attachment
 from models import Appeal, Message, OutboxItem, OutboxStatus
 
@@ -61,6 +63,21 @@ class Outbox:
             payload=payload,
             status=OutboxStatus.PENDING,
             next_attempt_at=max(self._clock(), not_before or self._clock()),
+        )
+
+    @staticmethod
+    async def release(holders: Sequence[str], ids: Sequence[int] | None = None) -> int:
+        """Give back rows these delivery workers claimed and did not send (a stopping
+        process), so any process takes them at once instead of after the lease; the claim's
+        attempt does not count. Returns how many."""
+        query = OutboxItem.filter(status=OutboxStatus.SENDING, locked_by__in=list(holders))
+        if ids is not None:
+            query = query.filter(id__in=list(ids))
+        return await query.update(
+            status=OutboxStatus.PENDING,
+            locked_by=None,
+            locked_until=None,
+            attempts=F("attempts") - 1,
         )
 
     def wake(self) -> None:

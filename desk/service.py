@@ -54,8 +54,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Role = Literal["serve", "worker"]
-SHUTDOWN_GRACE_S = 10.0
 MIGRATION_WAIT_S = 120.0
+HTTP_CLOSE_S = 1.0  # requests still open after the grace period get this long, then are cut
 
 
 class NotMigrated(DeskError):
@@ -213,6 +213,8 @@ class Service:
         self._role = role
         self._out = out
         self._tasks: list[asyncio.Task[None]] = []
+        self._stop_workers = asyncio.Event()
+        self._deliverers: list[str] = []
         self._runner: web.AppRunner | None = None
         self.ctx: AppContext | None = None
         self.bound_port: int | None = None
@@ -243,7 +245,6 @@ class Service:
             ctx.clock,
         )
         token = await bootstrap_token(settings) if self._role == "serve" else None
-        self._stop_workers = asyncio.Event()
         for i in range(settings.workers.intake):
             worker = IntakeWorker(stream, ctx.lifecycle)
             self._tasks.append(
@@ -260,6 +261,7 @@ class Service:
                 on_unreachable=fallback.reroute,
                 metrics=ctx.metrics,
             )
+            self._deliverers.append(delivery.name)
             self._tasks.append(
                 asyncio.create_task(delivery.run(self._stop_workers), name=f"delivery-{i}")
             )
@@ -335,7 +337,9 @@ class Service:
             ctx.telegram.add_webhook_route(app)
         if ctx.vk is not None and settings.vk.mode == "callback":
             ctx.vk.add_callback_route(app)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        self._runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=HTTP_CLOSE_S
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.http.host, settings.http.port)
         await site.start()
@@ -418,20 +422,33 @@ class Service:
             )
 
     async def stop(self) -> None:
-        """Stop taking work, finish what is in flight, close connections."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if hasattr(self, "_stop_workers"):
-            self._stop_workers.set()
-            if self.ctx is not None:
-                self.ctx.outbox.wake()
+        """Stop gracefully: take no new work (HTTP answers 503, polling and stream reads end),
+        let what is in flight finish within ``workers.stop_grace_s``, give back the outbox
+        rows this process claimed and did not send, close connections."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.workers.stop_grace_s
+        if self.ctx is not None:
+            self.ctx.gate.close()
+            self.ctx.outbox.wake()
+        self._stop_workers.set()
+        unfinished: list[str] = []
         if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE_S)
+            _, pending = await asyncio.wait(
+                self._tasks, timeout=self._settings.workers.stop_grace_s
+            )
+            unfinished = sorted(task.get_name() for task in pending)
             for task in pending:
                 task.cancel()
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self.ctx is not None and not await self.ctx.gate.idle(deadline - loop.time()):
+            unfinished.append("http requests")
+        if unfinished:
+            log.warning("stopped before work in flight finished", extra={"tasks": unfinished})
+        released = await self._release_claims()
+        if self._runner is not None:
+            await self._runner.cleanup()
         if self.ctx is not None:
             await self.ctx.stream.close()
             if self.ctx.telegram is not None:
@@ -442,7 +459,20 @@ class Service:
             if isinstance(webhooks, WebhookSender):
                 await webhooks.close()
         await db.disconnect()
+        log.info("stopped", extra={"released_outbox_rows": released, "cut_short": unfinished})
         self._say("stopped")
+
+    async def _release_claims(self) -> int:
+        """Give back the stream entries and outbox rows this process holds and did not finish;
+        returns the count of outbox rows."""
+        if self.ctx is None:
+            return 0
+        try:
+            await self.ctx.stream.release()
+            return await self.ctx.outbox.release(self._deliverers) if self._deliverers else 0
+        except Exception:  # the stop goes on: the claims run out by themselves
+            log.exception("claims not released")
+            return 0
 
 
 async def run_until_stopped(

@@ -85,6 +85,9 @@ class WorkerSettings(Section):
     sla_scan_s: float = Field(
         default=60.0, gt=0, description="how often SLA timers and due tasks are checked"
     )
+    stop_grace_s: float = Field(
+        default=15.0, gt=0, le=300, description="on SIGTERM: how long work in flight may finish"
+    )
 
 
 class CompanySettings(Section):

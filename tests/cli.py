@@ -7,12 +7,16 @@ import sys
 from pathlib import Path
 
 
-def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run the command to completion (it must exit by itself within a minute)."""
+def run_cli(
+    *args: str, env: dict[str, str], cwd: Path, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run the command to completion (it must exit by itself within a minute); ``stdin`` is
+    what the user types."""
     return subprocess.run(
         [sys.executable, "-m", "desk.cli", *args],
         env=env,
         cwd=cwd,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,

@@ -125,6 +125,24 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_page(request, 500)
 
 
+PROBES = ("/healthz", "/readyz", "/metrics")
+
+
+@web.middleware
+async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """While the process stops: new requests get 503 (Telegram and VK send an update again
+    later), those in flight finish; probes still answer."""
+    gate = ctx_of(request).gate
+    if gate.closed and request.path not in PROBES:
+        response = error_response(
+            ApiError(503, "stopping", "the service is stopping; try again in a few seconds")
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+    with gate.busy():
+        return await handler(request)
+
+
 def _authenticated(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         header = request.headers.get("Authorization", "")
@@ -142,7 +160,7 @@ def _authenticated(handler: Handler) -> Handler:
 
 def operations() -> list[Operation]:
     """Every documented endpoint."""
-    from desk.api import customers, orders, public, reports, staff, tasks
+    from desk.api import customers, orders, privacy, public, reports, staff, tasks
 
     return [
         *public.OPERATIONS,
@@ -151,6 +169,7 @@ def operations() -> list[Operation]:
         *tasks.OPERATIONS,
         *reports.OPERATIONS,
         *customers.OPERATIONS,
+        *privacy.OPERATIONS,
     ]
 
 
@@ -160,7 +179,7 @@ def make_app(ctx: AppContext) -> web.Application:
     from desk.api.openapi import openapi_document
 
     app = web.Application(
-        middlewares=[scope_middleware, errors_middleware],
+        middlewares=[gate_middleware, scope_middleware, errors_middleware],
         client_max_size=ctx.settings.http.max_body_bytes,
     )
     app[CTX] = ctx

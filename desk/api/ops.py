@@ -19,8 +19,12 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when the database, Redis and every enabled channel answer, 503 otherwise."""
-    report = await readiness(ctx_of(request))
+    """200 when the database, Redis and every enabled channel answer, 503 otherwise (and while
+    the process stops)."""
+    ctx = ctx_of(request)
+    if ctx.gate.closed:  # stopping: send no more traffic here
+        return json_response({"status": "stopping", "components": {}}, status=503)
+    report = await readiness(ctx)
     return json_response(report, status=200 if report["status"] == "ok" else 503)
 
 

@@ -1,0 +1,177 @@
+"""SIGTERM while customers write and answers are on their way: the process takes no new work,
+finishes what it is doing, gives back what it did not start, exits 0; after a restart every
+message is stored once and delivered once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from models import Message, OutboxItem, OutboxStatus, StreamEntry, db
+from tests.conftest import API_TOKEN, free_port
+from tests.fakes.telegram import DEFAULT_TOKEN, FakeTelegram, FaultPlan
+from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually
+from tests.test_crash import Proc
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+GRACE_S = 20
+SLOW_SEND_S = 3.0
+USERS = [5101, 5102, 5103, 5104]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as tg:
+        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
+        tg.add_user(AGENT_ID, "Ирина")
+        yield tg
+
+
+@pytest.fixture
+def serve(tmp_path: Path, db_url: str, redis_url: str | None, fake: FakeTelegram) -> Iterator[Proc]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DESK_")}
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "DESK_DATABASE_URL": db_url,
+            "DESK_HTTP__PORT": str(free_port()),
+            "DESK_SECRET_KEY": "stop-test-key",
+            "DESK_API__TOKENS": f'[{{"name": "t", "token": "{API_TOKEN}"}}]',
+            "DESK_AGENTS": f'[{{"name": "Ирина", "telegram_id": {AGENT_ID}}}]',
+            "DESK_TELEGRAM__TOKEN": DEFAULT_TOKEN,
+            "DESK_TELEGRAM__API_URL": fake.url,
+            "DESK_TELEGRAM__STAFF_CHAT_ID": str(STAFF_CHAT),
+            "DESK_TELEGRAM__POLL_TIMEOUT_S": "1",
+            "DESK_WORKERS__POLL_S": "0.05",
+            "DESK_WORKERS__STOP_GRACE_S": str(GRACE_S),
+        }
+    )
+    if redis_url:
+        env["DESK_REDIS_URL"] = redis_url
+    proc = Proc(env, tmp_path)
+    yield proc
+    proc.stop()
+
+
+async def exited(proc: subprocess.Popen[str], timeout: float) -> int | None:
+    """The exit code, waiting without blocking the fake's loop."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return proc.poll()
+
+
+async def turned_away(base: str) -> aiohttp.ClientResponse | None:
+    """The first answer that is not 200 while the process stops (None: it never came)."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):
+            try:
+                async with http.get(base + "/api/v1/openapi.json") as resp:
+                    if resp.status != 200:
+                        await resp.read()
+                        return resp
+            except aiohttp.ClientError:
+                return None
+            await asyncio.sleep(0.02)
+    return None
+
+
+async def outbox_rows(db_url: str) -> list[OutboxItem]:
+    await db.connect(db_url)
+    try:
+        return await OutboxItem.all().order_by("id")
+    finally:
+        await db.disconnect()
+
+
+async def test_sigterm_finishes_sends_in_flight_and_a_restart_delivers_the_rest_once(
+    serve: Proc, fake: FakeTelegram, db_url: str
+) -> None:
+    await serve.start()
+    assert serve.proc is not None
+    fake.timeout_next("sendMessage", SLOW_SEND_S, count=1000)
+    for user in USERS:
+        fake.add_private_chat(user, f"Клиент {user}")
+        fake.user_message(user, f"Вопрос клиента {user}")
+    await eventually(lambda: fake.calls("sendMessage"), timeout=30, what="a send in flight")
+
+    started = time.monotonic()
+    serve.proc.send_signal(signal.SIGTERM)
+    refused = await turned_away(serve.base)
+    code = await exited(serve.proc, GRACE_S + 10)
+    took = time.monotonic() - started
+
+    assert code == 0, (serve.cwd / "serve.log").read_text()
+    assert took < GRACE_S, f"the sends in flight should have ended the wait ({took:.1f}s)"
+    assert refused is not None and refused.status == 503
+    assert refused.headers["Retry-After"] == "5"
+    rows = await outbox_rows(db_url)
+    assert not [r.id for r in rows if r.status is OutboxStatus.SENDING], "rows left claimed"
+    # Every send Telegram answered was recorded as sent: nothing was cut off mid-way.
+    for user in USERS:
+        answered = len(fake.sent_to(user))
+        recorded = [r for r in rows if r.address == str(user) and r.status is OutboxStatus.SENT]
+        assert answered == len(recorded), user
+
+    fake.faults = FaultPlan()
+    restarted = time.monotonic()
+    await serve.start()
+
+    async def all_sent() -> bool:
+        rows = await outbox_rows(db_url)
+        return bool(rows) and all(r.status is OutboxStatus.SENT for r in rows)
+
+    # Well within the 60 s lease: the rows were given back, not left to expire.
+    await eventually(all_sent, timeout=40, what="every outbox row sent")
+    assert time.monotonic() - restarted < 50
+    await db.connect(db_url)
+    try:
+        for user in USERS:
+            assert await Message.filter(text=f"Вопрос клиента {user}").count() == 1
+        assert await StreamEntry.filter(dead=False).count() == 0
+    finally:
+        await db.disconnect()
+    for user in USERS:
+        texts = [m.body for m in fake.sent_to(user)]
+        assert texts and len(texts) == len(set(texts)), f"sent twice to {user}: {texts}"
+    posts = [
+        (m.message_thread_id, m.body) for m in fake.sent_to(STAFF_CHAT) if m.method == "sendMessage"
+    ]
+    assert len(posts) == len(set(posts)), "a post went to the staff group twice"
+    for user in USERS:
+        assert any(t and f"Вопрос клиента {user}" in (b or "") for t, b in posts), user
+
+
+async def test_worker_stops_on_sigint_with_exit_code_zero(serve: Proc) -> None:
+    await serve.start(DESK_WORKERS__INTAKE="0")
+    log = (serve.cwd / "worker.log").open("a")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "desk.cli", "worker"],
+        env={**serve.env, "DESK_WORKERS__NAME": "w-stop"},
+        cwd=serve.cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        await eventually(
+            lambda: "Appeal Desk — worker" in (serve.cwd / "worker.log").read_text(), timeout=60
+        )
+        worker.send_signal(signal.SIGINT)
+        code = await exited(worker, GRACE_S + 10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert code == 0
+    assert "stopped" in (serve.cwd / "worker.log").read_text().splitlines()
