@@ -67,25 +67,46 @@ class MailboxReader:
                 pause = min(pause * 2, 60.0)
 
     async def _session(self, stop: asyncio.Event) -> None:
-        imap = await self._connect()
+        # aioimaplib leaves a command waiting for its timeout when the connection drops in
+        # the middle of an answer: end the session as soon as the connection is gone.
+        lost = asyncio.Event()
+        imap = await self._connect(lost)
+        work = asyncio.ensure_future(self._read_loop(imap, stop))
+        gone = asyncio.ensure_future(lost.wait())
         try:
-            validity = await self._select(imap)
-            while not stop.is_set():
-                await self.read_new(imap, validity)
-                await self._wait_for_mail(imap, stop)
+            await asyncio.wait([work, gone], return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+                raise ConnectionError("the IMAP connection was lost")
+            work.result()
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(imap.logout(), 5)
+            gone.cancel()
+            if not lost.is_set():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(imap.logout(), 5)
 
-    async def _connect(self) -> aioimaplib.IMAP4:
+    async def _read_loop(self, imap: aioimaplib.IMAP4, stop: asyncio.Event) -> None:
+        validity = await self._select(imap)
+        while not stop.is_set():
+            await self.read_new(imap, validity)
+            await self._wait_for_mail(imap, stop)
+
+    async def _connect(self, lost: asyncio.Event) -> aioimaplib.IMAP4:
         s = self._settings
         timeout = s.timeout_s
+
+        def on_lost(exc: Exception | None) -> None:
+            lost.set()
+
         if s.imap_tls == "ssl":
             imap: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
                 s.imap_host, s.imap_port, timeout=timeout, ssl_context=ssl.create_default_context()
             )
         else:
             imap = aioimaplib.IMAP4(s.imap_host, s.imap_port, timeout=timeout)
+        imap.protocol.conn_lost_cb = on_lost  # IMAP4_SSL takes no callback argument
         await imap.wait_hello_from_server()
         password = s.imap_password.get_secret_value() if s.imap_password else ""
         response = await imap.login(s.imap_user or s.address, password)
