@@ -57,7 +57,10 @@ async def flaky_drill(
         mark = len(fake.requests)
         fake.timeout_next("sendMessage", ANSWER_LATE_S, count=timeouts)
         await agents.answer_some(customers)
+        deadline = asyncio.get_running_loop().time() + 60
         while len(_sends_after(fake, mark)) < timeouts:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("the desk sent nothing after the timeouts were set")
             await asyncio.sleep(0.05)
         fake.fail_next("sendMessage", 429, count=flood, retry_after=1)
         people.write(messages - half)

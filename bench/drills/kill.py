@@ -49,7 +49,7 @@ async def kill_drill(
         env = telegram_env(fake, port)
         if backend == "pg":
             if pg_url is None:
-                pg = PostgresServer(workdir)
+                pg = PostgresServer()
                 await pg.start()
                 servers.append(pg)
                 pg_url = pg.url
@@ -87,6 +87,8 @@ async def kill_drill(
                 stopped = server.stop()
                 if asyncio.iscoroutine(stopped):
                     await stopped
+                if isinstance(server, PostgresServer):
+                    server.discard()
     say(
         f"{backend}: {messages} messages from {customers} customers, {victim.kills} SIGKILLs of "
         f"{victim.role}, {agents.replies} answers ({agents.refused} refused while down), "

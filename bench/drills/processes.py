@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import aiohttp
@@ -170,8 +171,10 @@ class PostgresServer:
     """A private PostgreSQL cluster (initdb on first start) on a free port; as root it runs as
     the ``postgres`` user, like scripts/test-services."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.dir = workdir / "pg"
+    def __init__(self) -> None:
+        # A folder of its own in the temp dir: the postgres user must reach it, and test or
+        # drill folders are often private to their owner.
+        self.dir = Path(tempfile.mkdtemp(prefix="drill-pg-")) / "pg"
         self.port = free_port()
         self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
         self.bin = self._find_bin()
@@ -184,9 +187,10 @@ class PostgresServer:
         found = shutil.which("pg_ctl")
         return Path(found).parent if found else None
 
-    def available(self) -> bool:
+    @staticmethod
+    def available() -> bool:
         """Whether the server binaries are installed."""
-        return self.bin is not None
+        return PostgresServer._find_bin() is not None
 
     def _run(self, *args: str) -> None:
         assert self.bin is not None
@@ -209,6 +213,10 @@ class PostgresServer:
             self._run, "pg_ctl", "-D", str(self.dir), "-l", str(self.dir / "log"), "-w", "-o",
             options, "start",
         )  # fmt: skip
+
+    def discard(self) -> None:
+        """Delete the cluster's files (after the last stop)."""
+        shutil.rmtree(self.dir.parent, ignore_errors=True)
 
     async def stop(self) -> None:
         """A fast shutdown: open connections are cut, like a server restart does."""

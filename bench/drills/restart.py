@@ -36,7 +36,7 @@ async def restart_drill(
 ) -> AuditReport:
     """Run the drill in ``workdir``; returns the audit."""
     started = time.perf_counter()
-    pg, redis = PostgresServer(workdir), RedisServer(workdir)
+    pg, redis = PostgresServer(), RedisServer(workdir)
     await pg.start()
     await redis.start()
     procs: list[DeskProcess] = []
@@ -92,6 +92,7 @@ async def restart_drill(
             await db.disconnect()
             redis.stop()
             await pg.stop()
+            pg.discard()
     say(
         f"restarts: {messages} messages, {agents.replies} answers, Redis and PostgreSQL each "
         f"down {down_s:.0f} s; still running: {', '.join(alive)}; "
