@@ -43,8 +43,11 @@ class MailboxError(Exception):
 MailHandler = Callable[[ParsedMail, bytes], Awaitable[None]]
 
 
-async def open_mailbox(s: EmailSettings) -> aioimaplib.IMAP4:
-    """An IMAP session logged in to the support mailbox."""
+async def open_mailbox(
+    s: EmailSettings, on_lost: Callable[[Exception | None], None] | None = None
+) -> aioimaplib.IMAP4:
+    """An IMAP session logged in to the support mailbox; ``on_lost`` hears when the connection
+    drops."""
     timeout = s.timeout_s
     if s.imap_tls == "ssl":
         imap: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
@@ -52,6 +55,8 @@ async def open_mailbox(s: EmailSettings) -> aioimaplib.IMAP4:
         )
     else:
         imap = aioimaplib.IMAP4(s.imap_host, s.imap_port, timeout=timeout)
+    if on_lost is not None:
+        imap.protocol.conn_lost_cb = on_lost  # IMAP4_SSL takes no callback argument
     await imap.wait_hello_from_server()
     password = s.imap_password.get_secret_value() if s.imap_password else ""
     response = await imap.login(s.imap_user or s.address, password)
@@ -96,18 +101,37 @@ class MailboxReader:
                 pause = min(pause * 2, 60.0)
 
     async def _session(self, stop: asyncio.Event) -> None:
-        imap = await self._connect()
+        # aioimaplib leaves a command waiting for its timeout when the connection drops in
+        # the middle of an answer: end the session as soon as the connection is gone.
+        lost = asyncio.Event()
+        imap = await self._connect(lost)
+        work = asyncio.ensure_future(self._read_loop(imap, stop))
+        gone = asyncio.ensure_future(lost.wait())
         try:
-            validity = await self._select(imap)
-            while not stop.is_set():
-                await self.read_new(imap, validity)
-                await self._wait_for_mail(imap, stop)
+            await asyncio.wait([work, gone], return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+                raise ConnectionError("the IMAP connection was lost")
+            work.result()
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(imap.logout(), 5)
+            gone.cancel()
+            if not lost.is_set():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(imap.logout(), 5)
 
-    async def _connect(self) -> aioimaplib.IMAP4:
-        return await open_mailbox(self._settings)
+    async def _read_loop(self, imap: aioimaplib.IMAP4, stop: asyncio.Event) -> None:
+        validity = await self._select(imap)
+        while not stop.is_set():
+            await self.read_new(imap, validity)
+            await self._wait_for_mail(imap, stop)
+
+    async def _connect(self, lost: asyncio.Event) -> aioimaplib.IMAP4:
+        def on_lost(exc: Exception | None) -> None:
+            lost.set()
+
+        return await open_mailbox(self._settings, on_lost)
 
     async def _select(self, imap: aioimaplib.IMAP4) -> int:
         response = await imap.select(self._settings.imap_folder)

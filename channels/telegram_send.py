@@ -211,10 +211,15 @@ class TelegramSender:
     # -- the ChannelAdapter protocol: one message to a customer ----------------------------
 
     async def deliver(self, out: OutboundMessage) -> str:
-        """Send an outbox row to a private chat: text, files and keyboard, split if long."""
+        """Send an outbox row to a private chat: text, files and keyboard, split if long.
+
+        Returns the external id of what was sent, ``<chat>:<message>`` like an inbound
+        message's: Telegram numbers messages per chat, so the number alone is not unique.
+        """
         chat_id = _chat_id(out.address)
         if edit_of := out.extra.get("edit_of"):
-            await self.edit(chat_id, int(edit_of), out.text, markup=None, html=out.fmt == "html")
+            message_id = int(str(edit_of).rpartition(":")[2])
+            await self.edit(chat_id, message_id, out.text, markup=None, html=out.fmt == "html")
             return str(edit_of)
         markup = markup_of(out.extra.get("reply_markup"))
         ids = await self.send(
@@ -225,7 +230,7 @@ class TelegramSender:
             markup=markup,
             key=out.outbox_id,
         )
-        return str(ids[0]) if ids else ""
+        return f"{chat_id}:{ids[0]}" if ids else ""
 
     # -- primitives for the staff group -------------------------------------------------------
 

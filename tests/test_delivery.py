@@ -174,6 +174,24 @@ async def test_row_of_a_crashed_worker_is_taken_over_after_its_lease(setup: tupl
     assert await w.deliver_due() == 1 and channel.delivered == [("500", "Ответ")]
 
 
+async def test_restarted_worker_takes_back_its_own_rows_at_once(setup: tuple) -> None:
+    # SIGKILL leaves rows leased to the dead process; the same name back (a restarted serve,
+    # a worker with a fixed name) must not wait out the lease before answering customers.
+    outbox, channel, clock, appeal = setup
+    mine = await queue(outbox, appeal, "Моё", address="501")
+    theirs = await queue(outbox, appeal, "Чужое", address="502")
+    for item, holder in ((mine, "w1"), (theirs, "other")):
+        await OutboxItem.filter(id=item.id).update(
+            status=OutboxStatus.SENDING,
+            locked_by=holder,
+            locked_until=clock.now + timedelta(seconds=60),
+        )
+    w = worker(outbox, channel, clock, name="w1")
+    assert await w.take_back() == 1
+    assert await w.deliver_due() == 1
+    assert channel.delivered == [("501", "Моё")]
+
+
 async def test_two_workers_never_deliver_one_row_twice(setup: tuple) -> None:
     outbox, channel, clock, appeal = setup
     for i in range(60):

@@ -230,3 +230,27 @@ async def test_webhook_answers_500_when_storing_fails_and_telegram_sends_again(
     statuses = [a.status for a in fake.webhook_attempts]
     assert 500 in statuses and statuses[-1] == 200
     assert await Message.filter(text="Дойду со второго раза").count() == 1
+
+
+async def test_answers_with_the_same_telegram_message_id_in_two_chats_are_both_recorded(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    # Telegram numbers messages per chat: two customers' chats reach the same ids, and an
+    # answer's record must not collide with the other chat's (else it is sent again and again).
+    desk: Desk = await start_desk(**telegram_settings(fake))
+    first = await open_appeal(fake, 721, "Где заказ?")
+    second = await open_appeal(fake, 722, "Где заказ?")
+    for appeal in (first, second):
+        status, _ = await desk.post(f"/api/v1/appeals/{appeal.number}/messages", {"text": "Едет"})
+        assert status == 201
+
+    async def both_sent() -> bool:
+        sent = Message.filter(direction="out", delivery_state="sent", text="Едет")
+        return await sent.count() == 2
+
+    await eventually(both_sent, what="both answers recorded as sent")
+    answers = await Message.filter(direction="out", text="Едет").order_by("id")
+    assert [m.delivery_state.value for m in answers] == ["sent", "sent"]
+    assert answers[0].external_id != answers[1].external_id
+    for user in (721, 722):
+        assert len([s for s in fake.sent_to(user) if "Едет" in (s.text or "")]) == 1
