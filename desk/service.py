@@ -25,6 +25,7 @@ from desk.agents import sync_agents
 from desk.automation import Automation
 from desk.context import AppContext, utc_now
 from desk.delivery import DeliveryWorker
+from desk.digest import report_jobs
 from desk.errors import DeskError
 from desk.fallback import Fallback
 from desk.intake import IntakeWorker
@@ -35,6 +36,7 @@ from desk.notify import Notifier
 from desk.orders import Orders
 from desk.outbox import Outbox
 from desk.ratings import Ratings
+from desk.report_facts import ReportFacts
 from desk.routing import Routing
 from desk.scheduler import Daily
 from desk.settings import Settings
@@ -159,6 +161,7 @@ async def build_context(
     customer_channels = [c for c in adapters if c in VARIANTS]
     ctx.sla = sla = SlaClock(settings, ctx.triage, lifecycle.events, clock)
     lifecycle.events.subscribe(sla.on_event)
+    lifecycle.events.subscribe(ReportFacts(settings.sla.calendar).on_event)
     ctx.notifier = Notifier(
         outbox,
         lifecycle.events,
@@ -288,12 +291,13 @@ class Service:
             await wait_or_stop(self._stop_workers, self._settings.workers.sla_scan_s)
 
     async def _daily(self, ctx: AppContext) -> None:
-        """Daily jobs (the lost-customer scan), run by whichever process claims the day."""
+        """Daily jobs (the lost-customer scan, reports), run by whichever process claims the day."""
         settings = self._settings
         jobs: list[Daily] = []
         if ctx.winback is not None:
             zone = ZoneInfo(settings.company.timezone)
             jobs.append(Daily("winback", settings.customers.scan_at, zone, ctx.winback.scan))
+        jobs += report_jobs(ctx)
         while not self._stop_workers.is_set():
             for job in jobs:
                 try:
