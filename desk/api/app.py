@@ -125,7 +125,7 @@ def _authenticated(handler: Handler) -> Handler:
 
 def operations() -> list[Operation]:
     """Every documented endpoint."""
-    from desk.api import orders, public, reports, staff, tasks
+    from desk.api import orders, public, reports, staff, stats, tasks
 
     return [
         *public.OPERATIONS,
@@ -133,6 +133,7 @@ def operations() -> list[Operation]:
         *orders.OPERATIONS,
         *tasks.OPERATIONS,
         *reports.OPERATIONS,
+        *stats.OPERATIONS,
     ]
 
 
