@@ -20,7 +20,7 @@ from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
 from desk.periods import Period, local_midnight
-from models import Direction, KeyValue, Message, PhraseDay
+from models import Appeal, Direction, KeyValue, Message, PhraseDay
 from router.model import STOP
 from router.words import NEGATIONS, read
 
@@ -182,7 +182,11 @@ async def roll_up(day: date, zone: ZoneInfo) -> bool:
 
 async def roll_up_missing(days: Iterable[date], zone: ZoneInfo) -> int:
     """Count every one of ``days`` not counted yet; returns how many were counted now."""
-    wanted = list(days)
+    first = await Appeal.all().order_by("created_at").first()
+    if first is None or first.created_at is None:
+        return 0  # nothing to count, and no day to mark
+    opened = local_midnight(first.created_at.astimezone(zone).date(), zone)
+    wanted = [d for d in days if local_midnight(d + timedelta(days=1), zone) > opened]
     if not wanted:
         return 0
     marks = KeyValue.filter(key__in=[f"{_MARK}{d.isoformat()}" for d in wanted])
