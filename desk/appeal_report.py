@@ -6,6 +6,7 @@ headline. Every figure is counted by the database from the report columns of ``a
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,8 +16,10 @@ from tortoise.expressions import F
 from tortoise.functions import Count
 from tortoise.queryset import QuerySet
 
+from desk import report_sql
 from desk.periods import Period, local_midnight
 from desk.rating_report import NONE, UNASSIGNED, RatingReport, rating_report, share
+from desk.report_sql import TargetRow
 from models import OPEN_STATUSES, Agent, Appeal, Event
 from router.sla import SlaTarget
 
@@ -64,6 +67,7 @@ class Target:
     met: int
     met_share: float | None
     breaches: int  # SLA breach alerts raised in the period
+    reopened: int = 0  # of these appeals, how many had been reopened
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -193,17 +197,16 @@ def opened_in(period: Period) -> QuerySet[Appeal]:
 
 async def appeal_report(period: Period, now: datetime, zone: ZoneInfo) -> AppealReport:
     """The figures of ``period`` (days in ``zone``); the backlog is the one at ``now``."""
-    opened = opened_in(period)
     answered, resolved = await targets(period)
-    done = Appeal.filter(done_at__gte=period.start, done_at__lt=period.end)
-    reopened = await done.filter(reopens__gt=0).count()
+    reopened = resolved.reopened
+    by = await volume(opened_in(period))
     return AppealReport(
         period=period,
-        created=await opened.count(),
-        by_channel=await lines(opened, "channel"),
-        by_category=await lines(opened, "category"),
-        by_team=await lines(opened, "team"),
-        by_agent=await agent_lines(opened),
+        created=sum(line.count for line in by["channel"]),
+        by_channel=by["channel"],
+        by_category=by["category"],
+        by_team=by["team"],
+        by_agent=by["assignee_id"],
         first_response=answered,
         resolution=resolved,
         reopened=reopened,
@@ -214,68 +217,66 @@ async def appeal_report(period: Period, now: datetime, zone: ZoneInfo) -> Appeal
     )
 
 
+# target: (its moment, wall seconds, business seconds, due time)
+TARGET_COLUMNS: dict[SlaTarget, tuple[str, str, str, str]] = {
+    "first_response": (
+        "first_response_at",
+        "first_response_s",
+        "first_response_work_s",
+        "first_response_due",
+    ),
+    "resolution": ("done_at", "resolution_s", "resolution_work_s", "resolution_due"),
+}
+
+
 async def targets(period: Period) -> tuple[Target, Target]:
     """The first answers and the resolutions of the period, with their SLA."""
-    answered = Appeal.filter(first_response_at__gte=period.start, first_response_at__lt=period.end)
-    done = Appeal.filter(done_at__gte=period.start, done_at__lt=period.end)
+    breaches = await breaches_by_target(period)
     return (
-        await _target(
-            "first_response",
-            period,
-            answered.filter(first_response_s__isnull=False),
-            ("first_response_s", "first_response_work_s"),
-            answered.filter(first_response_due__isnull=False),
-            answered.filter(first_response_at__lte=F("first_response_due")),
-        ),
-        await _target(
-            "resolution",
-            period,
-            done.filter(resolution_s__isnull=False),
-            ("resolution_s", "resolution_work_s"),
-            done.filter(resolution_due__isnull=False),
-            done.filter(done_at__lte=F("resolution_due")),
-        ),
+        await _target("first_response", period, breaches),
+        await _target("resolution", period, breaches),
     )
 
 
-async def _target(
-    name: SlaTarget,
-    period: Period,
-    timed: QuerySet[Appeal],
-    columns: tuple[str, str],
-    with_due: QuerySet[Appeal],
-    met: QuerySet[Appeal],
-) -> Target:
-    times = await spread(timed, *columns)
-    due, kept = await with_due.count(), await met.count()
-    breaches = await breaches_in(period, name)
-    return Target(name, times, due, kept, share(kept, due), breaches)
+async def _target(name: SlaTarget, period: Period, breaches: dict[str, int]) -> Target:
+    at, wall, work, due = TARGET_COLUMNS[name]
+    row = await report_sql.target_row(at, wall, work, due, period.start, period.end)
+    if row is None:
+        row = await _target_row(at, wall, work, due, period)
+    times = Spread(row.timed, row.median_s, row.p90_s, row.work_median_s, row.work_p90_s)
+    met_share = share(row.met, row.with_due)
+    return Target(
+        name, times, row.with_due, row.met, met_share, breaches.get(name, 0), row.reopened
+    )
 
 
-async def spread(rows: QuerySet[Appeal], wall: str, work: str) -> Spread:
-    """Median and 90th percentile of two duration columns over ``rows``."""
-    pairs = await rows.values_list(wall, work)
+async def _target_row(at: str, wall: str, work: str, due: str, period: Period) -> TargetRow:
+    """The figures of ``report_sql.target_row`` counted through the ORM."""
+    rows = Appeal.filter(**{f"{at}__gte": period.start, f"{at}__lt": period.end})
+    pairs = await rows.filter(**{f"{wall}__isnull": False}).values_list(wall, work)
     walls = sorted(int(a) for a, _ in pairs)
     works = sorted(int(b if b is not None else a) for a, b in pairs)
-    return Spread(
-        len(walls),
-        percentile(walls, 0.5),
-        percentile(walls, 0.9),
-        percentile(works, 0.5),
-        percentile(works, 0.9),
+    return TargetRow(
+        timed=len(walls),
+        median_s=percentile(walls, 0.5),
+        p90_s=percentile(walls, 0.9),
+        work_median_s=percentile(works, 0.5),
+        work_p90_s=percentile(works, 0.9),
+        with_due=await rows.filter(**{f"{due}__isnull": False}).count(),
+        met=await rows.filter(**{f"{at}__lte": F(due)}).count(),
+        reopened=await rows.filter(reopens__gt=0).count(),
     )
 
 
-async def breaches_in(period: Period, target: str | None = None) -> int:
-    """SLA breaches raised in the period (of one target, or all)."""
-    query = Event.filter(
+async def breaches_by_target(period: Period) -> dict[str, int]:
+    """SLA breaches raised in the period, per target."""
+    counted = await report_sql.breach_counts(period.start, period.end)
+    if counted is not None:
+        return counted
+    rows = Event.filter(
         kind="sla.breached", created_at__gte=period.start, created_at__lt=period.end
     )
-    if target is None:
-        return await query.count()
-    return sum(
-        1 for data in await query.values_list("data", flat=True) if _target_of(data) == target
-    )
+    return dict(Counter(_target_of(data) for data in await rows.values_list("data", flat=True)))
 
 
 def _target_of(data: Any) -> str:
@@ -284,27 +285,52 @@ def _target_of(data: Any) -> str:
 
 async def lines(rows: QuerySet[Appeal], column: str) -> list[Line]:
     """Appeals per value of ``column``, largest first; empty and NULL are ``NONE``."""
-    counts: dict[str, int] = {}
-    for row in await rows.annotate(n=Count("id")).group_by(column).values(column, "n"):
-        key = str(row[column]) if row[column] not in (None, "") else NONE
-        counts[key] = counts.get(key, 0) + int(row["n"])
-    return sorted((Line(k, k, n) for k, n in counts.items()), key=lambda x: (-x.count, x.key))
+    return (await volume(rows, (column,)))[column]
 
 
-async def agent_lines(rows: QuerySet[Appeal]) -> list[Line]:
-    """Appeals per assignee, largest first; ``UNASSIGNED`` for nobody."""
-    grouped = await rows.annotate(n=Count("id")).group_by("assignee_id").values("assignee_id", "n")
-    ids = [int(r["assignee_id"]) for r in grouped if r["assignee_id"] is not None]
-    names = dict(await Agent.filter(id__in=ids).values_list("id", "name")) if ids else {}
-    out = []
+VOLUME_COLUMNS = ("channel", "category", "team", "assignee_id")
+
+
+async def volume(
+    rows: QuerySet[Appeal], columns: tuple[str, ...] = VOLUME_COLUMNS
+) -> dict[str, list[Line]]:
+    """Appeals per value of each of ``columns``, counted in one grouped query; largest first,
+    empty and NULL as ``NONE`` (``UNASSIGNED`` for nobody's)."""
+    counts: dict[str, Counter[str]] = {c: Counter() for c in columns}
+    grouped = await rows.annotate(n=Count("id")).group_by(*columns).values(*columns, "n")
     for row in grouped:
-        agent_id = int(row["assignee_id"]) if row["assignee_id"] is not None else None
-        if agent_id is None:
-            out.append(Line(UNASSIGNED, UNASSIGNED, int(row["n"])))
-        else:
-            name = str(names.get(agent_id) or f"#{agent_id}")
-            out.append(Line(str(agent_id), name, int(row["n"]), agent_id))
-    return sorted(out, key=lambda x: (-x.count, x.name, x.key))
+        for column in columns:
+            value = row[column]
+            if value in (None, ""):
+                key = UNASSIGNED if column == "assignee_id" else NONE
+            else:
+                key = str(value)
+            counts[column][key] += int(row["n"])
+    out = {}
+    for column, found in counts.items():
+        out[column] = sorted((Line(k, k, n) for k, n in found.items()), key=_largest)
+    if "assignee_id" in out:
+        out["assignee_id"] = await _named(out["assignee_id"])
+    return out
+
+
+def _largest(line: Line) -> tuple[int, str, str]:
+    return (-line.count, line.name, line.key)
+
+
+async def _named(lines: list[Line]) -> list[Line]:
+    """Agent lines with the agents' names."""
+    ids = [int(line.key) for line in lines if line.key != UNASSIGNED]
+    names = dict(await Agent.filter(id__in=ids).values_list("id", "name")) if ids else {}
+    named = [
+        line
+        if line.key == UNASSIGNED
+        else Line(
+            line.key, str(names.get(int(line.key)) or f"#{line.key}"), line.count, int(line.key)
+        )
+        for line in lines
+    ]
+    return sorted(named, key=_largest)
 
 
 async def backlog(now: datetime) -> Backlog:

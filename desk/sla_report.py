@@ -11,7 +11,7 @@ from tortoise.expressions import F
 from tortoise.functions import Count
 from tortoise.queryset import QuerySet
 
-from desk.appeal_report import Target, breaches_in, period_json, targets
+from desk.appeal_report import Target, breaches_by_target, period_json, targets
 from desk.periods import Period
 from desk.rating_report import NONE, share
 from models import Appeal, Event
@@ -105,7 +105,7 @@ async def sla_report(period: Period) -> SlaReport:
         first_response=first,
         resolution=resolution,
         by_team=[TeamSla(t, *(c.get(t, 0) for c in counts)) for t in teams],
-        breaches=await breaches_in(period),
+        breaches=sum((await breaches_by_target(period)).values()),
         latest_breaches=await latest_breaches(period),
     )
 

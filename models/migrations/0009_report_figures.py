@@ -54,14 +54,14 @@ class Migration(migrations.Migration):
         ),
         ops.AddIndex(
             model_name='Appeal',
-            index=Index(fields=['created_at']),
+            index=Index(fields=['created_at', 'channel', 'category', 'team', 'assignee_id']),
         ),
         ops.AddIndex(
             model_name='Appeal',
-            index=Index(fields=['first_response_at']),
+            index=Index(fields=['first_response_at', 'first_response_s', 'first_response_work_s', 'first_response_due', 'reopens']),
         ),
         ops.AddIndex(
             model_name='Appeal',
-            index=Index(fields=['done_at']),
+            index=Index(fields=['done_at', 'resolution_s', 'resolution_work_s', 'resolution_due', 'reopens']),
         ),
     ]
