@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tortoise.expressions import F
+from tortoise.expressions import F, Q
 from tortoise.functions import Count
-from tortoise.queryset import QuerySet
 
 from desk.appeal_report import Target, breaches_by_target, period_json, targets
 from desk.periods import Period
@@ -84,21 +83,11 @@ class SlaReport:
 
 async def sla_report(period: Period) -> SlaReport:
     """The SLA of first answers given and appeals done in ``period``."""
-    answered = Appeal.filter(
-        first_response_at__gte=period.start,
-        first_response_at__lt=period.end,
-        first_response_due__isnull=False,
-    )
-    done = Appeal.filter(
-        done_at__gte=period.start, done_at__lt=period.end, resolution_due__isnull=False
-    )
-    counts = [
-        await _per_team(answered),
-        await _per_team(answered.filter(first_response_at__lte=F("first_response_due"))),
-        await _per_team(done),
-        await _per_team(done.filter(done_at__lte=F("resolution_due"))),
-    ]
-    teams = sorted(set().union(*counts), key=lambda k: (-counts[0].get(k, 0), k))
+    answered = await _per_team(period, "first_response_at", "first_response_due")
+    done = await _per_team(period, "done_at", "resolution_due")
+    counts = [*answered, *done]
+    used = {team for c in counts for team, n in c.items() if n}
+    teams = sorted(used, key=lambda k: (-counts[0].get(k, 0), k))
     first, resolution = await targets(period)
     return SlaReport(
         period=period,
@@ -130,9 +119,19 @@ async def latest_breaches(period: Period, limit: int = BREACHES_SHOWN) -> list[B
     ]
 
 
-async def _per_team(rows: QuerySet[Appeal]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for row in await rows.annotate(n=Count("id")).group_by("team").values("team", "n"):
+async def _per_team(period: Period, at: str, due: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Per team: appeals whose ``at`` falls in the period with a due time, and those on time."""
+    on_time: dict[str, Any] = {f"{at}__lte": F(due)}
+    rows = (
+        await Appeal.filter(**{f"{at}__gte": period.start, f"{at}__lt": period.end})
+        .annotate(with_due=Count(due), met=Count("id", _filter=Q(**on_time)))
+        .group_by("team")
+        .values("team", "with_due", "met")
+    )
+    with_due: dict[str, int] = {}
+    met: dict[str, int] = {}
+    for row in rows:
         key = str(row["team"]) if row["team"] not in (None, "") else NONE
-        out[key] = out.get(key, 0) + int(row["n"])
-    return out
+        with_due[key] = with_due.get(key, 0) + int(row["with_due"] or 0)
+        met[key] = met.get(key, 0) + int(row["met"] or 0)
+    return with_due, met
