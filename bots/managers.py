@@ -1,6 +1,7 @@
 """The managers' chat: ``/rating [period]`` answers with the figures of customers' ratings and
-a chart of them (the staff group takes the command when there is no managers' chat). Only
-active agents may ask; anyone else is refused politely, and a bad period is explained."""
+a chart of them; ``/stats``, ``/sla`` and ``/top`` with the desk's figures, its SLA and what
+customers come about (the staff group takes the commands when there is no managers' chat).
+Only active agents may ask; anyone else is refused politely, and a bad period is explained."""
 
 from __future__ import annotations
 
@@ -19,14 +20,21 @@ from bots.deps import BotDeps
 from bots.staff import active_agent, may_refuse
 from bots.staff_commands import parse_command
 from channels.base import DeliveryError, RateLimited
-from desk.charts import rating_chart
-from desk.periods import MAX_DAYS, BadPeriod, Period, describe, parse_period
+from desk.appeal_report import appeal_report
+from desk.charts import rating_chart, volume_chart
+from desk.periods import MAX_DAYS, BadPeriod, Period, describe, parse_period, today_in
 from desk.rating_report import NONE, SCORES, UNASSIGNED, Breakdown, RatingReport, rating_report
+from desk.report_texts import ReportTexts, percent_text, score_text
 from desk.settings import Settings, categories_of
+from desk.sla_report import sla_report
+from desk.top_report import top_report
 
 log = logging.getLogger(__name__)
 
 RATING_COMMANDS = ("rating", "ratings", "оценки")
+STATS_COMMANDS = ("stats", "статистика")
+SLA_COMMANDS = ("sla",)
+TOP_COMMANDS = ("top", "топ")
 TOP_LINES = 5  # lines per breakdown: the rest is «… и ещё N»
 RETRY_WITHIN_S = 5.0  # a flood wait this short is waited out; a longer one drops the answer
 
@@ -60,12 +68,30 @@ def managers_router() -> Router:
     the staff router, which would call an unknown command out."""
     router = Router(name="managers")
     router.message.register(rating_command, ReportCommand(*RATING_COMMANDS))
+    router.message.register(stats_command, ReportCommand(*STATS_COMMANDS))
+    router.message.register(sla_command, ReportCommand(*SLA_COMMANDS))
+    router.message.register(top_command, ReportCommand(*TOP_COMMANDS))
     return router
 
 
 async def rating_command(message: Message, deps: BotDeps, args: str) -> None:
     """``/rating [period]``: the figures, then the chart."""
     await ManagerReports(deps).rating(message, args)
+
+
+async def stats_command(message: Message, deps: BotDeps, args: str) -> None:
+    """``/stats [period]``: volume, times, SLA, backlog, ratings, then the chart."""
+    await ManagerReports(deps).stats(message, args)
+
+
+async def sla_command(message: Message, deps: BotDeps, args: str) -> None:
+    """``/sla [period]``: the SLA figures."""
+    await ManagerReports(deps).sla(message, args)
+
+
+async def top_command(message: Message, deps: BotDeps, args: str) -> None:
+    """``/top [period]``: the most frequent categories and phrases."""
+    await ManagerReports(deps).top(message, args)
 
 
 class ManagerReports:
@@ -81,29 +107,75 @@ class ManagerReports:
         """A string for the chat, escaped for Telegram HTML."""
         return html.escape(self.ctx.texts.string(key, self.lang, **values), quote=False)
 
-    async def rating(self, message: Message, args: str) -> None:
-        """Check who asks, read the period, count, answer with the text and the chart."""
+    async def period(self, message: Message, args: str) -> Period | None:
+        """The period asked for by an active agent; None (after saying why) otherwise."""
         user = message.from_user
         if user is None or user.is_bot:
-            return
+            return None
         if await active_agent(user.id) is None:
             if await may_refuse(user.id, self.ctx.clock(), scope="report_refused"):
                 await self.reply(message, self.s("report.not_agent"))
-            return
+            return None
         try:
-            period = parse_period(args, self.ctx.clock(), self.zone)
+            return parse_period(args, self.ctx.clock(), self.zone)
         except BadPeriod as exc:
             await self.reply(message, self.bad_period(exc))
+            return None
+
+    async def rating(self, message: Message, args: str) -> None:
+        """Check who asks, read the period, count, answer with the text and the chart."""
+        period = await self.period(message, args)
+        if period is None:
             return
         report = await rating_report(period)
         title = self.ctx.texts.string("report.chart.title", self.lang, period=self.days(period))
         await self.reply(message, self.figures(report))
+        await self.chart(
+            message,
+            lambda: rating_chart(report, self.lang, title, texts=self.ctx.texts),
+            f"ratings-{period.first_day.isoformat()}.png",
+            title,
+        )
+
+    async def stats(self, message: Message, args: str) -> None:
+        """``/stats [period]``: the desk's figures, then appeals per day as a chart."""
+        period = await self.period(message, args)
+        if period is None:
+            return
+        report = await appeal_report(period, self.ctx.clock(), self.zone)
+        words = ReportTexts(self.ctx.texts, self.ctx.settings)
+        title = words.s("stats.chart.title", period=self.days(period))
+        await self.reply(message, words.stats(report))
+        await self.chart(
+            message,
+            lambda: volume_chart(report.buckets, self.lang, title, texts=self.ctx.texts),
+            f"appeals-{period.first_day.isoformat()}.png",
+            title,
+        )
+
+    async def sla(self, message: Message, args: str) -> None:
+        """``/sla [period]``: first answers and resolutions against their due times."""
+        period = await self.period(message, args)
+        if period is not None:
+            report = await sla_report(period)
+            await self.reply(message, ReportTexts(self.ctx.texts, self.ctx.settings).sla(report))
+
+    async def top(self, message: Message, args: str) -> None:
+        """``/top [period]``: what customers come about most, against the period before."""
+        period = await self.period(message, args)
+        if period is not None:
+            today = today_in(self.ctx.clock(), self.zone)
+            report = await top_report(period, self.zone, today)
+            await self.reply(message, ReportTexts(self.ctx.texts, self.ctx.settings).top(report))
+
+    async def chart(
+        self, message: Message, draw: Callable[[], bytes], filename: str, title: str
+    ) -> None:
+        """Draw a chart in a thread and send it as a photo; a failure is said, not hidden."""
         try:
-            png = await asyncio.to_thread(
-                rating_chart, report, self.lang, title, texts=self.ctx.texts
-            )
+            png = await asyncio.to_thread(draw)
         except Exception:  # the figures are out already: say so rather than go silent
-            log.exception("rating chart failed", extra={"period": period.label})
+            log.exception("report chart failed", extra={"chart": filename})
             await self.reply(message, self.s("report.chart_failed"))
             return
         await self._deliver(
@@ -111,7 +183,7 @@ class ManagerReports:
             lambda: self.deps.sender.send_photo(
                 message.chat.id,
                 png,
-                filename=f"ratings-{period.first_day.isoformat()}.png",
+                filename=filename,
                 caption=html.escape(title, quote=False),
                 html=True,
                 thread_id=_thread_of(message),
@@ -215,22 +287,6 @@ class ManagerReports:
             except DeliveryError:
                 log.warning("report answer failed", extra=_where(message))
                 return
-
-
-def score_text(value: float | None) -> str:
-    """An average for people: 4.33, 4.3, 4.0; «—» when there is none."""
-    if value is None:
-        return "—"
-    text = f"{value:.2f}"
-    return text[:-1] if text.endswith("0") else text
-
-
-def percent_text(share: float | None) -> str:
-    """A share as a percentage: 0.8125 → 81.3, 0.8 → 80; «—» when there is none."""
-    if share is None:
-        return "—"
-    text = f"{share * 100:.1f}"
-    return text.removesuffix(".0")
 
 
 def _thread_of(message: Message) -> int | None:

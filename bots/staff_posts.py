@@ -76,6 +76,7 @@ class StaffPoster:
                 int(out.extra.get("chat") or self._chat),
                 out.text,
                 html=True,
+                attachments=out.attachments,
                 markup=markup_of(out.extra.get("reply_markup")),
                 reply_to=out.extra.get("reply_to"),
                 key=out.outbox_id,

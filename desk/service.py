@@ -25,6 +25,7 @@ from desk.agents import sync_agents
 from desk.automation import Automation
 from desk.context import AppContext, utc_now
 from desk.delivery import DeliveryWorker
+from desk.digest import report_jobs
 from desk.errors import DeskError
 from desk.fallback import Fallback
 from desk.intake import IntakeWorker
@@ -37,6 +38,7 @@ from desk.notify import Notifier
 from desk.orders import Orders
 from desk.outbox import Outbox
 from desk.ratings import Ratings
+from desk.report_facts import ReportFacts
 from desk.routing import Routing
 from desk.scheduler import Daily
 from desk.settings import Settings
@@ -163,6 +165,7 @@ async def build_context(
     customer_channels = [c for c in adapters if c in VARIANTS]
     ctx.sla = sla = SlaClock(settings, ctx.triage, lifecycle.events, clock, metrics=metrics)
     lifecycle.events.subscribe(sla.on_event)
+    lifecycle.events.subscribe(ReportFacts(settings.sla.calendar).on_event)
     ctx.notifier = Notifier(
         outbox,
         lifecycle.events,
@@ -295,8 +298,8 @@ class Service:
             await wait_or_stop(self._stop_workers, self._settings.workers.sla_scan_s)
 
     async def _daily(self, ctx: AppContext) -> None:
-        """Daily jobs (the lost-customer scan, the overdue-task reminder), run by whichever
-        process claims the day."""
+        """Daily jobs (the lost-customer scan, the overdue-task reminder, reports), run by
+        whichever process claims the day."""
         settings = self._settings
         jobs: list[Daily] = []
         zone = ZoneInfo(settings.company.timezone)
@@ -305,6 +308,7 @@ class Service:
         if ctx.telegram is not None and ctx.telegram.tasks is not None:
             remind = ctx.telegram.tasks.remind_overdue
             jobs.append(Daily("overdue-tasks", settings.customers.remind_at, zone, remind))
+        jobs += report_jobs(ctx)
         while not self._stop_workers.is_set():
             for job in jobs:
                 try:

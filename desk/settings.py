@@ -255,6 +255,16 @@ class CustomerSettings(Section):
         return days
 
 
+class ReportSettings(Section):
+    digest_at: time | None = Field(
+        default=None,
+        description="yesterday's digest in the managers' chat at this company time (unset: none)",
+    )
+    digest_days: int = Field(
+        default=14, ge=2, le=62, description="days on the digest's chart, yesterday last"
+    )
+
+
 class AutomationSettings(Section):
     defaults: bool = Field(default=True, description="the shipped rules (router/rules.yaml)")
     off: list[str] = Field(default_factory=list, description="shipped rules switched off, by name")
@@ -318,6 +328,7 @@ class Settings(BaseSettings):
     orders: OrderSettings = Field(default_factory=OrderSettings)
     ratings: RatingSettings = RatingSettings()
     customers: CustomerSettings = CustomerSettings()
+    reports: ReportSettings = ReportSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -1,6 +1,14 @@
 """Tortoise ORM models of Appeal Desk; the app label is ``models``."""
 
-from models.appeals import Appeal, Event, LabelledExample, Message, Rating, RatingRequest
+from models.appeals import (
+    Appeal,
+    Event,
+    LabelledExample,
+    Message,
+    PhraseDay,
+    Rating,
+    RatingRequest,
+)
 from models.enums import (
     OPEN_STATUSES,
     AgentRole,
@@ -40,6 +48,7 @@ __all__ = [
     "Order",
     "OutboxItem",
     "OutboxStatus",
+    "PhraseDay",
     "Priority",
     "Rating",
     "RatingRequest",

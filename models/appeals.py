@@ -42,6 +42,13 @@ class Appeal(Model):
     waiting_since = fields.DatetimeField(null=True)
     rating_state = fields.CharEnumField(RatingState, max_length=16, default=RatingState.NONE)
     last_message_at = fields.DatetimeField(null=True)
+    # Report figures, written when they happen (business seconds by the SLA calendar):
+    first_response_s = fields.IntField(null=True)
+    first_response_work_s = fields.IntField(null=True)
+    done_at = fields.DatetimeField(null=True)  # resolved or closed; None again once reopened
+    resolution_s = fields.IntField(null=True)
+    resolution_work_s = fields.IntField(null=True)
+    reopens = fields.SmallIntField(default=0, db_default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -57,6 +64,16 @@ class Appeal(Model):
             ("category", "status"),
             ("channel", "created_at"),
             ("status", "waiting_since"),
+            # Covering the reports' columns: PostgreSQL reads a period from the index alone.
+            ("created_at", "channel", "category", "team", "assignee_id"),
+            (
+                "first_response_at",
+                "first_response_s",
+                "first_response_work_s",
+                "first_response_due",
+                "reopens",
+            ),
+            ("done_at", "resolution_s", "resolution_work_s", "resolution_due", "reopens"),
         )
 
     def __str__(self) -> str:
@@ -162,6 +179,22 @@ class Rating(Model):
         table = "rating"
         unique_together = (("appeal_id", "day"), ("order_id", "day"))
         indexes = (("day",), ("agent_id", "day"))
+
+
+class PhraseDay(Model):
+    """How many appeals of one day and category used a phrase (word lemmas), counted once the
+    day is over: the reports add days up instead of reading every text again."""
+
+    id = fields.BigIntField(primary_key=True)
+    day = fields.DateField()
+    category = fields.CharField(max_length=64, default="")  # "" for appeals without one
+    phrase = fields.CharField(max_length=200)
+    shown = fields.CharField(max_length=200, default="")  # its commonest wording that day
+    appeals = fields.IntField()
+
+    class Meta:
+        table = "phrase_day"
+        unique_together = (("day", "category", "phrase"),)
 
 
 class Event(Model):

@@ -160,7 +160,7 @@ def _authenticated(handler: Handler) -> Handler:
 
 def operations() -> list[Operation]:
     """Every documented endpoint."""
-    from desk.api import customers, orders, privacy, public, reports, staff, tasks
+    from desk.api import customers, orders, privacy, public, reports, staff, stats, tasks
 
     return [
         *public.OPERATIONS,
@@ -170,6 +170,7 @@ def operations() -> list[Operation]:
         *reports.OPERATIONS,
         *customers.OPERATIONS,
         *privacy.OPERATIONS,
+        *stats.OPERATIONS,
     ]
 
 

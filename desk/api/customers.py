@@ -16,7 +16,7 @@ from tortoise.transactions import in_transaction
 
 from desk.api.app import Operation, QueryParam, caller_of, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
-from desk.api.reports import PERIOD_PARAMS, PeriodOut, csv_response, period_of
+from desk.api.reports import NO_STORE, PERIOD_PARAMS, PeriodOut, csv_response, format_of, period_of
 from desk.api.schemas import Body
 from desk.api.staff import int_param
 from desk.customer_report import customer_report
@@ -206,15 +206,13 @@ async def customers_report(request: web.Request) -> web.Response:
     """Lost customers of the period as JSON, or its days as CSV with ``?format=csv``."""
     ctx = ctx_of(request)
     period = period_of(request)
-    kind = request.query.get("format", "json")
-    if kind not in ("json", "csv"):
-        raise ApiError(400, "bad_request", f"unknown format '{kind[:20]}': use json or csv")
+    kind = format_of(request)
     report = await customer_report(period, ctx.clock(), ZoneInfo(ctx.settings.company.timezone))
     body = report.to_json()
     if kind == "csv":
         return csv_response(_daily_csv(body), "customers", period)
     CustomerReportOut.model_validate(body)  # the document promises this shape
-    return json_response(body, headers={"Cache-Control": "no-store"})
+    return json_response(body, headers=NO_STORE)
 
 
 _CUSTOMER_ERRORS = (400, 401, 404, 422)

@@ -29,7 +29,7 @@ from desk.rating_report import RatingReport, rating_report
 from desk.texts import language_of
 
 T = TypeVar("T")
-_NO_STORE = {"Cache-Control": "no-store"}
+NO_STORE = {"Cache-Control": "no-store"}
 PERIOD_PARAMS = (
     QueryParam(
         "period",
@@ -125,6 +125,25 @@ def _checked(field: str, parse: Callable[[], T]) -> T:
         ) from None
 
 
+def format_of(request: web.Request) -> str:
+    """``?format=``: json (the default) or csv; anything else is a 400."""
+    kind = request.query.get("format", "json")
+    if kind not in ("json", "csv"):
+        raise ApiError(400, "bad_request", f"unknown format '{kind[:20]}': use json or csv")
+    return kind
+
+
+def csv_response(text: str, name: str, period: Period) -> web.Response:
+    """A CSV download named for the report and its days."""
+    filename = f"{name}-{period.first_day.isoformat()}-{period.last_day.isoformat()}.csv"
+    return web.Response(
+        text=text,
+        content_type="text/csv",
+        charset="utf-8",
+        headers={**NO_STORE, "Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
 def daily_csv(report: RatingReport) -> str:
     """The report's days as CSV: ``day,count,average`` (average empty on a day without)."""
     out = io.StringIO()
@@ -136,29 +155,16 @@ def daily_csv(report: RatingReport) -> str:
     return out.getvalue()
 
 
-def csv_response(text: str, report: str, period: Period) -> web.Response:
-    """A report's CSV as a download named for the report and its days."""
-    name = f"{report}-{period.first_day.isoformat()}-{period.last_day.isoformat()}.csv"
-    return web.Response(
-        text=text,
-        content_type="text/csv",
-        charset="utf-8",
-        headers={**_NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'},
-    )
-
-
 async def ratings_report(request: web.Request) -> web.Response:
     """The ratings of the period as JSON, or its days as CSV with ``?format=csv``."""
     period = period_of(request)
-    kind = request.query.get("format", "json")
-    if kind not in ("json", "csv"):
-        raise ApiError(400, "bad_request", f"unknown format '{kind[:20]}': use json or csv")
+    kind = format_of(request)
     report = await rating_report(period)
     if kind == "csv":
         return csv_response(daily_csv(report), "ratings", period)
     body = report.to_json()
     RatingReportOut.model_validate(body)  # the document promises this shape
-    return json_response(body, headers=_NO_STORE)
+    return json_response(body, headers=NO_STORE)
 
 
 async def ratings_chart(request: web.Request) -> web.Response:
@@ -170,7 +176,7 @@ async def ratings_chart(request: web.Request) -> web.Response:
     date_format = ctx.texts.string("report.date_format", lang)
     title = ctx.texts.string("report.chart.title", lang, period=describe(period, date_format))
     png = await asyncio.to_thread(rating_chart, report, lang, title, texts=ctx.texts)
-    return web.Response(body=png, content_type="image/png", headers=_NO_STORE)
+    return web.Response(body=png, content_type="image/png", headers=NO_STORE)
 
 
 OPERATIONS = [

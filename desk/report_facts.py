@@ -1,0 +1,65 @@
+"""The figures reports read from an appeal, written the moment they happen: how long the first
+answer and the resolution took (wall and business seconds), when the appeal was done and how
+often it was reopened. A report then sorts and counts columns instead of replaying history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from tortoise.expressions import F
+
+from desk.events import DomainEvent
+from models import Appeal, AppealStatus
+from router.sla import Calendar, working_minutes_between
+
+DONE = frozenset({AppealStatus.RESOLVED.value, AppealStatus.CLOSED.value})
+
+
+def spans(start: datetime, end: datetime, calendar: Calendar) -> tuple[int, int]:
+    """Whole seconds from ``start`` to ``end``: on the wall clock and in business hours."""
+    wall = max(0, int((end - start).total_seconds()))
+    work = int(working_minutes_between(start, end, calendar) * 60)
+    return wall, work
+
+
+class ReportFacts:
+    """Keeps an appeal's report columns right as its events happen (inside their transaction)."""
+
+    def __init__(self, calendar: Calendar) -> None:
+        self._calendar = calendar
+
+    async def on_event(self, event: DomainEvent) -> None:
+        """The first answer, a resolution or closing, a reopening."""
+        appeal = event.appeal
+        if appeal is None or appeal.created_at is None:
+            return
+        if event.kind == "message.sent":
+            await self._answered(appeal)
+        elif event.kind == "appeal.status_changed" and event.data.get("after") in DONE:
+            await self._done(appeal)
+        elif event.kind == "appeal.reopened":
+            await self._reopened(appeal)
+
+    async def _answered(self, appeal: Appeal) -> None:
+        if appeal.first_response_at is None or appeal.first_response_s is not None:
+            return
+        wall, work = spans(appeal.created_at, appeal.first_response_at, self._calendar)
+        appeal.first_response_s, appeal.first_response_work_s = wall, work
+        await Appeal.filter(id=appeal.id).update(first_response_s=wall, first_response_work_s=work)
+
+    async def _done(self, appeal: Appeal) -> None:
+        done_at = appeal.resolved_at or appeal.closed_at
+        if done_at is None or appeal.done_at is not None:
+            return  # resolved, then closed: it was done when it was resolved
+        wall, work = spans(appeal.created_at, done_at, self._calendar)
+        appeal.done_at, appeal.resolution_s, appeal.resolution_work_s = done_at, wall, work
+        await Appeal.filter(id=appeal.id).update(
+            done_at=done_at, resolution_s=wall, resolution_work_s=work
+        )
+
+    async def _reopened(self, appeal: Appeal) -> None:
+        await Appeal.filter(id=appeal.id).update(
+            reopens=F("reopens") + 1, done_at=None, resolution_s=None, resolution_work_s=None
+        )
+        appeal.reopens = (appeal.reopens or 0) + 1
+        appeal.done_at = appeal.resolution_s = appeal.resolution_work_s = None
