@@ -655,7 +655,7 @@ async def test_digest_is_posted_once_at_its_time_by_two_instances(
     settings = telegram_settings(
         fake,
         telegram={"managers_chat_id": MANAGERS_CHAT},
-        reports={"digest_at": "09:30", "digest_days": 7},
+        reports={"digest_at": "12:30", "digest_days": 7},
         workers={"claim_idle_s": 2.0, "poll_s": 0.05, "sla_scan_s": 0.1},
     )
     settings.pop("sla")
@@ -670,7 +670,8 @@ async def test_digest_is_posted_once_at_its_time_by_two_instances(
         day=date(2026, 11, 14),
         channel="web",
     )
-    clock.now = msk(date(2026, 11, 15), 9, 0)  # Sunday, before the digest's time
+    # Sunday, before the digest's time (time never runs back: rows made at NOW stay due)
+    clock.now = msk(date(2026, 11, 15), 12, 10)
     from desk.service import Service
 
     shared = first.service._settings
@@ -679,7 +680,7 @@ async def test_digest_is_posted_once_at_its_time_by_two_instances(
     try:
         await asyncio.sleep(0.5)
         assert not photos_in(fake, MANAGERS_CHAT)  # not yet
-        clock.now = msk(date(2026, 11, 15), 9, 31)
+        clock.now = msk(date(2026, 11, 15), 12, 31)
 
         def chart_arrived() -> list[bytes]:
             # The desk's time goes on: a row held back by the chat's flood limit comes due.
