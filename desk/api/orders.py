@@ -8,7 +8,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import AwareDatetime, Field
 
-from desk.api.app import Operation, QueryParam, ctx_of
+from desk.api.app import Link, Operation, QueryParam, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
 from desk.api.schemas import Body
 from desk.context import AppContext
@@ -134,6 +134,8 @@ OPERATIONS = [
         status=201,
         errors=(400, 401, 422),
         headers=(_KEY_HEADER,),
+        extra_responses={200: OrderOut},
+        links={"ChangeStage": Link("change_stage", {"external_id": "$response.body#/external_id"})},
     ),
     Operation(
         "POST",

@@ -9,15 +9,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from channels.web import WebAppeal
 from desk.customers import normalise_email, normalise_phone
-from models import AppealStatus, Priority
+from models import MAX_ID, AppealStatus, Priority, storable
 
 MAX_TEXT = 20_000
 
 
 class Body(BaseModel):
-    """A request body: unknown fields and wrong types are errors, strings are trimmed."""
+    """A request body: unknown fields and wrong types are errors; strings are made storable
+    (no NUL, no unpaired surrogates) and trimmed."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return storable(value) if isinstance(value, str) else value
 
 
 class NewAppealIn(Body):
@@ -196,4 +202,4 @@ class MergeIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: int = Field(ge=1)
+    customer_id: int = Field(ge=1, le=MAX_ID)
