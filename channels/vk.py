@@ -63,6 +63,9 @@ class VkSettings(BaseModel):
     timeout_s: float = Field(default=10.0, gt=0)
     wait_s: int = Field(default=25, ge=1, le=90, description="long poll wait")
     calls_per_second: int = Field(default=20, ge=1, le=20)
+    max_file_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=0, description="larger files are kept as VK's link"
+    )
 
     def disabled_reason(self) -> str | None:
         """Why the channel cannot run with these settings, or None when it can."""
@@ -229,15 +232,21 @@ class VkChannel:
             self._http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s * 3)
             )
+        cap = self.settings.max_file_bytes
         try:
             async with self._http.get(url) as response:
                 response.raise_for_status()
-                content = await response.read()
                 mime = mime or response.content_type
+                content = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    content += chunk
+                    if len(content) > cap:  # never more than the cap in memory
+                        log.warning("VK file over the size cap kept as a link")
+                        return Attachment(kind, url, name=name, mime=mime)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:  # ValueError: not a URL
             log.warning("VK file not downloaded", extra={"reason": str(exc)[:200]})
             return Attachment(kind, url, name=name, mime=mime)
-        stored = await StoredFile.keep(content, name=name, mime=mime)
+        stored = await StoredFile.keep(bytes(content), name=name, mime=mime)
         return Attachment(kind, stored.ref, name=name, mime=mime, size=len(content))
 
     # -- messages out -------------------------------------------------------------------------
