@@ -4,10 +4,13 @@ failing in the database driver."""
 
 from __future__ import annotations
 
+import re
+
 from tortoise.fields import CharField
 from tortoise.models import Model
 
 MAX_ID = 2**63 - 1  # BIGINT: a larger number cannot name a row on any backend
+_SURROGATE = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair: not text on its own
 
 
 def parse_id(text: str) -> int | None:
@@ -30,7 +33,4 @@ def fits(model: type[Model], field: str, value: str) -> bool:
 def storable(text: str) -> str:
     """``text`` as every backend can store it: NUL dropped (PostgreSQL text cannot hold it),
     unpaired surrogates (not UTF-8) replaced by U+FFFD."""
-    text = text.replace("\x00", "")
-    if any("\ud800" <= ch <= "\udfff" for ch in text):
-        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return text
+    return _SURROGATE.sub("\ufffd", text.replace("\x00", ""))
