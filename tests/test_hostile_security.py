@@ -18,7 +18,7 @@ import pytest
 
 from desk.signing import Signer
 from desk.webdesk import FEEDBACK_PURPOSE
-from models import Appeal, AppealStatus, Event, Message, Rating, StoredFile, Task
+from models import Appeal, AppealStatus, Customer, Event, Message, Rating, StoredFile, Task
 from tests.conftest import Desk, free_port
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import FakeVk
@@ -318,6 +318,29 @@ async def test_oversized_forms_are_refused_and_nothing_is_stored(
     ) as resp:
         assert resp.status == 413 and (await resp.json())["error"]["code"] == "too_large"
     assert [m.text for m in await Message.all()] == [APPEAL["text"]]
+
+
+async def test_nul_and_broken_unicode_in_forms_are_kept_as_storable_text(desk: Desk) -> None:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    raw = "name=Ни%00на&phone=%2B79990001122&text=Вопрос%00 про%FF заказ".encode()
+    async with desk.http.post(
+        desk.base + "/appeal", data=raw, headers=form, allow_redirects=False
+    ) as resp:
+        assert resp.status == 303
+        status_url = desk.base + resp.headers["Location"].split("?", 1)[0]
+    async with desk.http.post(
+        status_url + "/reply", data="text=ещё%00 вопрос%C3".encode(), headers=form
+    ) as resp:
+        assert resp.status == 200
+    async with desk.http.post(
+        desk.base + "/api/v1/appeals",
+        data=json.dumps({**APPEAL, "text": "API\x00 текст \udc80"}).encode(),
+        headers={"Content-Type": "application/json"},
+    ) as resp:
+        assert resp.status == 201
+    texts = await Message.all().order_by("id").values_list("text", flat=True)
+    assert texts == ["Вопрос про\ufffd заказ", "ещё вопрос\ufffd", "API текст \ufffd"]
+    assert not any("\x00" in c.name for c in await Customer.all())
 
 
 TRICKY_NAMES = {
