@@ -170,10 +170,8 @@ class VkChannel:
         key = f"{peer}:{number}"
         name, phone = await self.profile(sender)
         digits = sum(c.isdigit() for c in phone)
-        when = _moment(message.get("update_time") if edited else None) or _moment(
-            message.get("date")
-        )
-        when = when or datetime.now(UTC)
+        stamp = message.get("update_time") if edited else message.get("date")
+        when = _moment(stamp) or _moment(message.get("date")) or datetime.now(UTC)
         return InboundMessage(
             channel=ChannelKind.VK,
             external_id=f"{key}:e{int(when.timestamp())}" if edited else key,
@@ -211,9 +209,8 @@ class VkChannel:
             best = max(sizes, key=lambda s: _area(s.get("width"), s.get("height")), default={})
             return await self._download("photo", _text(best.get("url")), "photo.jpg", "image/jpeg")
         if kind == "doc":
-            name = (
-                file_name(_text(body.get("title"))) or f"file.{file_name(_text(body.get('ext')))}"
-            )
+            ext = file_name(_text(body.get("ext"))) or "bin"
+            name = file_name(_text(body.get("title"))) or f"file.{ext}"
             return await self._download("document", _text(body.get("url")), name, "")
         if kind == "audio_message":
             url = _text(body.get("link_ogg")) or _text(body.get("link_mp3"))
