@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -261,7 +262,7 @@ async def attachment(request: web.Request) -> web.StreamResponse:
     message_id = parse_id(raw_id)
     message = await Message.get_or_none(id=message_id, appeal_id=appeal.id) if message_id else None
     files = list(message.attachments) if message is not None else []
-    index = int(raw_index) if raw_index.isascii() and raw_index.isdigit() else len(files)
+    index = int(raw_index) if re.fullmatch(r"[0-9]{1,6}", raw_index) else len(files)
     if index >= len(files):
         raise ApiError(404, "not_found", "no such attachment")
     file = files[index]
