@@ -412,4 +412,10 @@ async def test_sql_like_text_in_filters_and_search_is_plain_text(desk: Desk) -> 
             assert status != 200 or body["total"] == 0
         status, _ = await desk.get(f"/api/v1/appeals/{query}")
         assert status == 404
+    for raw_id in ["9" * 4400, "²", "-1", "0x10", "1e3", "%00"]:  # 4,300 digits: int()'s limit
+        path = f"/api/v1/appeals/A-000001/messages/1/attachments/{raw_id}"
+        assert (await desk.get(path))[0] == 404, raw_id
+        done = await desk.post(f"/api/v1/tasks/{raw_id}/complete", {"result": "reached"})
+        merge = await desk.post(f"/api/v1/customers/{raw_id}/merge", {"customer_id": 1})
+        assert done[0] == merge[0] == 404, raw_id
     assert await Appeal.all().count() == 2 and not await Task.exists()
