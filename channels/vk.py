@@ -320,7 +320,8 @@ def vk_id(value: Any) -> int | None:
     """An id VK sent (a number, or digits in a string), or None when it is not one."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.lstrip("-").isascii() and value.lstrip("-").isdigit():
+    digits = value.removeprefix("-") if isinstance(value, str) else ""
+    if digits.isascii() and digits.isdigit() and len(digits) <= len(str(MAX_ID)):
         value = int(value)
     return value if isinstance(value, int) and abs(value) <= MAX_ID else None
 
