@@ -50,7 +50,7 @@ def mostly(usual: st.SearchStrategy[Any], odd: st.SearchStrategy[Any], odds: int
 INTS = mostly(
     st.integers(min_value=1, max_value=2_000_000_000),
     st.integers(min_value=-(2**64), max_value=2**64)
-    | st.sampled_from([0, -1, 2**31, 2**63, 2**64, 10**30]),
+    | st.sampled_from([0, -1, 2**31, 2**63, 2**64, 10**30, "12", "-5", "9" * 5000, "１２"]),
     odds=15,
 )
 
