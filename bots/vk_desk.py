@@ -181,7 +181,7 @@ def _command(payload: Any) -> str:
     if isinstance(payload, str):
         try:
             payload = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             return ""
     if not isinstance(payload, dict):
         return ""

@@ -449,7 +449,7 @@ def callback_view(
     async def view(request: web.Request) -> web.Response:
         try:
             event = json.loads(await request.read())
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than we follow
             return web.Response(status=400, text="bad request")
         if not isinstance(event, dict):
             return web.Response(status=400, text="bad request")
