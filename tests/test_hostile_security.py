@@ -137,17 +137,18 @@ async def test_vk_callback_without_the_secret_or_malformed_keeps_nothing_and_nev
                 {"type": "message_new", "object": {"message": {"payload": '{"command":"start"}'}}},
                 {"type": "message_event", "object": {"peer_id": [], "payload": {"desk": "new"}}},
                 {"type": ["message_new"], "object": {}},
+                new(id=5, text="deep payload", payload="[" * 50_000),  # kept; no command
             ]
             for body in malformed:
                 async with http.post(url, json={**body, **signed}) as resp:
                     assert resp.status == 200 and await resp.text() == "ok", body
-            for raw in [b"[1]", b"{", b"\xff"]:
+            for raw in [b"[1]", b"{", b"\xff", b"[" * 50_000]:
                 async with http.post(url, data=raw) as resp:
                     assert resp.status == 400
             async with http.post(url, data=b"{" + b" " * 100_000 + b"}") as resp:
                 assert resp.status == 413
-        kept = {"junk out", "junk files", "junk date"}
-        await eventually(lambda: _count_is(Message.filter(text__in=kept), 3))
+        kept = {"junk out", "junk files", "junk date", "deep payload"}
+        await eventually(lambda: _count_is(Message.filter(text__in=kept), 4))
         assert set(await Message.all().values_list("text", flat=True)) == kept
         vk.add_user(731, "Инна")
         vk.set_callback(url, secret="cb-secret")
@@ -317,6 +318,12 @@ async def test_oversized_forms_are_refused_and_nothing_is_stored(
         headers={**desk.auth, "Content-Type": "application/json"},
     ) as resp:
         assert resp.status == 413 and (await resp.json())["error"]["code"] == "too_large"
+    async with desk.http.post(
+        desk.base + "/api/v1/appeals/A-000001/notes",
+        data=b"[" * 60_000,  # within the size limit, deeper than any parser follows
+        headers={**desk.auth, "Content-Type": "application/json"},
+    ) as resp:
+        assert resp.status == 400 and "nested" in (await resp.json())["error"]["message"]
     assert [m.text for m in await Message.all()] == [APPEAL["text"]]
 
 
