@@ -22,6 +22,7 @@ from models import Appeal, AppealStatus, Customer, Event, Message, Rating, Store
 from tests.conftest import Desk, free_port
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import FakeVk
+from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,
@@ -32,6 +33,7 @@ from tests.telegram_world import (
     texts_in,
 )
 from tests.test_api import APPEAL, send_appeal
+from tests.test_email_channel import customer_mail
 from tests.test_ratings_flow import buttons_of, rating_request_in, resolve, toasts
 from tests.test_vk_channel import vk_settings
 
@@ -175,6 +177,20 @@ async def test_a_malformed_update_in_long_poll_does_not_stall_the_ones_after_it(
 
 async def _count_is(query: Any, expected: int) -> bool:
     return bool(await query.count() == expected)
+
+
+async def test_a_mail_that_is_no_mail_does_not_stall_the_mailbox(
+    fake: FakeTelegram,
+    mailbox: MailAccount,
+    smtp_capture: SmtpCapture,
+    start_desk: Callable[..., Any],
+) -> None:
+    await start_desk(**telegram_settings(fake), email=email_settings(mailbox, smtp_capture))
+    await mailbox.deliver(b"no header at all, only words\n")
+    await mailbox.deliver(b"\n\n\n")
+    await mailbox.deliver(customer_mail("Письмо после мусора"))
+    await eventually(lambda: Message.filter(text="Письмо после мусора").exists(), timeout=15)
+    assert await Message.all().count() == 1
 
 
 # -- signed links -----------------------------------------------------------------------------
