@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from channels.web import WebAppeal
 from desk.customers import normalise_email, normalise_phone
 from models import MAX_ID, AppealStatus, Priority, storable
 
 MAX_TEXT = 20_000
+
+
+def _number_not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic would take true for 1
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+RowId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_number_not_bool)]
 
 
 class Body(BaseModel):
@@ -202,4 +218,4 @@ class MergeIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: int = Field(ge=1, le=MAX_ID)
+    customer_id: RowId
