@@ -33,6 +33,7 @@ from models import (
     KeyValue,
     OutboxItem,
     StoredFile,
+    parse_id,
 )
 from models import Message as StoredMessage
 
@@ -286,23 +287,24 @@ class StaffDesk:
         await self.say(None, self.s("staff.join_sent"), reply_to=message.message_id)
 
     async def decide_join(self, query: CallbackQuery, agent: Agent | None, data: str) -> None:
-        _, verdict, raw_id = data.split(":", 2)
+        _, verdict, raw_id = [*data.split(":", 2), "", ""][:3]
         if agent is None or agent.role not in SUPERVISORS:
             await self.deps.sender.answer_callback(
                 query.id, self.ctx.texts.string("staff.join_not_supervisor", self.lang), True
             )
             return
-        request = await KeyValue.get_or_none(key=f"telegram.join.{raw_id}")
-        if request is None:
+        user_id = parse_id(raw_id)
+        request = await KeyValue.get_or_none(key=f"telegram.join.{user_id}") if user_id else None
+        if user_id is None or request is None:
             await self.deps.sender.answer_callback(
                 query.id, self.ctx.texts.string("staff.join_gone", self.lang), True
             )
             return
         name = request.value
         if verdict == "ok":
-            existing = await Agent.filter(telegram_id=int(raw_id)).first()
+            existing = await Agent.filter(telegram_id=user_id).first()
             if existing is None:
-                await Agent.create(telegram_id=int(raw_id), name=name, role=AgentRole.AGENT)
+                await Agent.create(telegram_id=user_id, name=name, role=AgentRole.AGENT)
             else:
                 await Agent.filter(id=existing.id).update(active=True)
             text = self.s("staff.join_approved", name=name, by=agent.name)
@@ -358,9 +360,10 @@ class StaffDesk:
 
     async def _press(self, data: str, agent: Agent) -> str | None:
         parts = data.split(":")
-        if len(parts) < 3 or parts[0] != "ap" or not parts[2].isdigit():
+        appeal_id = parse_id(parts[2]) if len(parts) >= 3 and parts[0] == "ap" else None
+        if appeal_id is None:
             return None
-        action, appeal = parts[1], await Appeal.get_or_none(id=int(parts[2]))
+        action, appeal = parts[1], await Appeal.get_or_none(id=appeal_id)
         if appeal is None or appeal.number is None:
             return None
         number, actor = appeal.number, agent.name
@@ -395,16 +398,11 @@ class StaffDesk:
     async def _call_back(self, data: str, agent: Agent) -> str:
         """«Перезвонить» under an alert: a call task for whoever pressed it."""
         _, raw_customer, raw_appeal = [*data.split(":"), "", ""][:3]
-        customer = (
-            await Customer.get_or_none(id=int(raw_customer)) if raw_customer.isdigit() else None
-        )
+        customer_id, appeal_id = parse_id(raw_customer), parse_id(raw_appeal)
+        customer = await Customer.get_or_none(id=customer_id) if customer_id else None
         if customer is None:
             return self.ctx.texts.string("staff.join_gone", self.lang)
-        appeal = (
-            await Appeal.get_or_none(id=int(raw_appeal))
-            if raw_appeal.isdigit() and raw_appeal != "0"
-            else None
-        )
+        appeal = await Appeal.get_or_none(id=appeal_id) if appeal_id else None
 
         async def run() -> None:
             async with in_transaction():
@@ -434,7 +432,8 @@ class StaffDesk:
     async def _pick_category(self, query: CallbackQuery, agent: Agent, data: str) -> None:
         """One tap on the router's question: the category is set and remembered."""
         _, raw_id, category = [*data.split(":", 2), "", ""][:3]
-        appeal = await Appeal.get_or_none(id=int(raw_id)) if raw_id.isdigit() else None
+        appeal_id = parse_id(raw_id)
+        appeal = await Appeal.get_or_none(id=appeal_id) if appeal_id else None
         routing = self.ctx.routing
         notice = self.ctx.texts.string("staff.done", self.lang)
         alert = False

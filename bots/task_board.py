@@ -24,6 +24,7 @@ from desk.events import DomainEvent
 from desk.tasks import phones_of
 from desk.winback import WINBACK, complete_call, give_reason
 from models import Agent, Customer, KeyValue, Order, Task, TaskStatus
+from models.lookup import parse_id
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +129,15 @@ class TaskBoard:
         data = query.data or ""
         prefix, first, second = [*data.split(":"), "", ""][:3]
         try:
-            if prefix == RESULT_PREFIX and first in RESULTS and second.isdigit():
-                await self._result(query, agent, int(second), RESULTS[first])
-            elif prefix == REASON_PREFIX and first.isdigit() and second.isdigit():
+            if prefix == RESULT_PREFIX and first in RESULTS and (task_id := parse_id(second)):
+                await self._result(query, agent, task_id, RESULTS[first])
+            elif prefix == REASON_PREFIX and (task_id := parse_id(first)) and second.isascii():
                 reasons = self.reasons()
-                if int(second) >= len(reasons):
+                index = int(second) if second.isdigit() and len(second) < 4 else len(reasons)
+                if index >= len(reasons):
                     return self._texts.string("task.gone", self._lang), True
                 post = query.message if isinstance(query.message, Message) else None
-                await self._reason(agent, int(first), reasons[int(second)], post)
+                await self._reason(agent, task_id, reasons[index], post)
             else:
                 return self._texts.string("task.gone", self._lang), True
         except TaskClosed:
@@ -231,11 +233,12 @@ class TaskBoard:
         if waiting is None:
             return False
         raw_id, _, until = waiting.value.partition(" ")
-        if not raw_id.isdigit() or datetime.fromisoformat(until) < self._ctx.clock():
+        task_id = parse_id(raw_id)
+        if task_id is None or datetime.fromisoformat(until) < self._ctx.clock():
             await KeyValue.filter(key=waiting.key).delete()
             return False
         try:
-            await self._reason(agent, int(raw_id), text)
+            await self._reason(agent, task_id, text)
         except DeskError as exc:
             log.info("typed reason not kept", extra={"task": raw_id, "why": str(exc)})
             await KeyValue.filter(key=waiting.key).delete()

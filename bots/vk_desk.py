@@ -11,7 +11,7 @@ from aiohttp import web
 from tortoise.transactions import in_transaction
 
 from channels.base import BadInbound, ChannelKind
-from channels.vk import VkChannel, VkPoller, callback_view
+from channels.vk import VkChannel, VkPoller, callback_view, vk_id
 from desk.context import AppContext
 from desk.customers import customer_id_at
 from desk.orders import CHOICE_PREFIX, UnknownChoice
@@ -31,29 +31,36 @@ class VkDesk:
         self.channel = VkChannel(self.settings)
         ctx.adapters[ChannelKind.VK.value] = self.channel
 
-    async def handle(self, update: dict[str, Any]) -> None:
-        """Store one update durably before VK hears "ok" (or before ts moves on)."""
-        kind = update.get("type")
-        payload = update.get("object") or {}
-        if kind in ("message_new", "message_edit"):
-            message = payload.get("message", payload) if kind == "message_new" else payload
-            if int(message.get("out", 0) or 0) == 1:
-                return  # our own message, echoed by VK
-            if kind == "message_new" and _command(message.get("payload")) == "start":
-                await self.greet(int(message["peer_id"]), int(message.get("from_id", 0)))
-                return
-            await self._store(message, edited=kind == "message_edit")
-        elif kind == "message_event":
+    async def handle(self, update: Any) -> None:
+        """Store one update durably before VK hears "ok" (or before ts moves on). A malformed
+        update is logged and dropped: VK would only send the same bytes again."""
+        try:
+            await self._handle(update)
+        except BadInbound as exc:
+            log.warning("VK update not kept", extra={"reason": str(exc)[:200]})
+
+    async def _handle(self, update: Any) -> None:
+        kind = update.get("type") if isinstance(update, dict) else None
+        if kind not in ("message_new", "message_edit", "message_event"):
+            return  # other community events: nothing to keep
+        payload = update.get("object")
+        if kind == "message_new" and isinstance(payload, dict):
+            payload = payload.get("message", payload)
+        if not isinstance(payload, dict):
+            raise BadInbound(f"a VK {kind} without its object")
+        if kind == "message_event":
             await self._button(payload)
+        elif vk_id(payload.get("out")) == 1:
+            return  # our own message, echoed by VK
+        elif kind == "message_new" and _command(payload.get("payload")) == "start":
+            await self.greet(_peer(payload), vk_id(payload.get("from_id")) or 0)
+        else:
+            await self._store(payload, edited=kind == "message_edit")
 
     async def _store(self, message: dict[str, Any], *, edited: bool) -> None:
-        key = _new_key(int(message.get("peer_id", 0)))
+        key = _new_key(_peer(message))
         wants_new = not edited and await KeyValue.filter(key=key).exists()
-        try:
-            inbound = await self.channel.inbound(message, edited=edited)
-        except BadInbound as exc:
-            log.info("VK message not kept", extra={"reason": str(exc)})
-            return
+        inbound = await self.channel.inbound(message, edited=edited)
         if wants_new:
             inbound = replace(inbound, new_appeal=True)
         await self.ctx.stream.publish(inbound)
@@ -95,10 +102,10 @@ class VkDesk:
 
     async def _button(self, event: dict[str, Any]) -> None:
         command = _command(event.get("payload"))
-        peer = int(event.get("peer_id", 0))
+        peer = _peer(event)
         notice = ""
         if command.startswith(f"{CHOICE_PREFIX}:"):
-            notice = await self._choice(command, int(event.get("user_id", 0)))
+            notice = await self._choice(command, vk_id(event.get("user_id")) or 0)
         elif is_rating_action(command) and self.ctx.ratings is not None:
             notice, _ = await self.ctx.ratings.press(
                 command,
@@ -174,7 +181,7 @@ def _command(payload: Any) -> str:
     if isinstance(payload, str):
         try:
             payload = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             return ""
     if not isinstance(payload, dict):
         return ""
@@ -183,6 +190,14 @@ def _command(payload: Any) -> str:
 
 async def _customer_of(peer: int) -> int | None:
     return await customer_id_at(ChannelKind.VK.value, str(peer))
+
+
+def _peer(message: dict[str, Any]) -> int:
+    """The dialog a message or a button press is in; BadInbound without one."""
+    peer = vk_id(message.get("peer_id"))
+    if not peer:
+        raise BadInbound("a VK message or event without its peer_id")
+    return peer
 
 
 def _new_key(peer: int) -> str:

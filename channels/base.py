@@ -9,6 +9,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from models import storable
+
+MAX_FILE_NAME = 255
+
 
 class ChannelKind(enum.StrEnum):
     """The channels a customer can write from."""
@@ -28,6 +32,21 @@ class Attachment:
     name: str = ""
     mime: str = ""
     size: int = 0
+
+
+def file_name(name: str) -> str:
+    """A file name a sender gave, made harmless: the last part of any path, no control
+    characters, storable, at most 255 characters (the extension kept); "" when nothing is left."""
+    name = storable(name).replace("\\", "/").rsplit("/", 1)[-1]
+    name = " ".join("".join(ch for ch in name if ch >= " " and ch != "\x7f").split())
+    if not name.strip("."):
+        return ""
+    if len(name) > MAX_FILE_NAME:
+        stem, dot, ext = name.rpartition(".")
+        ext = ext if dot and stem and len(ext) <= 16 else ""
+        keep = MAX_FILE_NAME - len(ext) - 1 if ext else MAX_FILE_NAME
+        name = name[:keep].rstrip() + ("." + ext if ext else "")
+    return name
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from io import BytesIO
 from urllib.parse import unquote_to_bytes
 
+from channels.base import file_name
 from channels.mail_text import (
     decode_text,
     decode_words,
@@ -29,6 +30,7 @@ from channels.mail_text import (
     unbase64,
     unflow,
 )
+from models import storable
 
 DEFAULT_MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 
@@ -94,13 +96,13 @@ def parse_mail(
         problems.append("no Content-Type header; read as text/plain")
     walker.visit(msg, text_wanted=True)
     body = normalise("\n\n".join(t for t in walker.texts if t))
-    ids = _ids(head.first("message-id"))
-    message_id = ids[0] if ids else _bare_id(head.first("message-id"), problems)
+    ids = _ids(storable(head.first("message-id")))
+    message_id = ids[0] if ids else _bare_id(storable(head.first("message-id")), problems)
     own = {a.strip().lower() for a in own_addresses}
     return ParsedMail(
         message_id=message_id,
-        in_reply_to=next(iter(_ids(head.first("in-reply-to"))), ""),
-        references=tuple(dict.fromkeys(_ids(" ".join(head.all("references"))))),
+        in_reply_to=next(iter(_ids(storable(head.first("in-reply-to")))), ""),
+        references=tuple(dict.fromkeys(_ids(storable(" ".join(head.all("references")))))),
         from_name=from_name,
         from_address=from_address,
         reply_to=reply_to,
@@ -296,12 +298,6 @@ def _message_bytes(msg: Message) -> bytes:
     return out.getvalue()
 
 
-def _clean_name(name: str) -> str:
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if ch >= " " and ch != "\x7f")
-    return " ".join(name.split())
-
-
 _DEFECTS: dict[type[errors.MessageDefect], str] = {
     errors.CloseBoundaryNotFoundDefect: "missing final MIME boundary; read to the end of the mail",
     errors.MissingHeaderBodySeparatorDefect: "no blank line after the headers; the rest is body",
@@ -409,7 +405,7 @@ class _Walker:
 
     def _name(self, part: Message) -> str:
         name = _mime_param(part, "content-disposition", "filename", self.problems)
-        return _clean_name(name or _mime_param(part, "content-type", "name", self.problems))
+        return file_name(name or _mime_param(part, "content-type", "name", self.problems))
 
     def _text(self, part: Message, ctype: str) -> str:
         if id(part) in self.decoded:
@@ -440,7 +436,7 @@ class _Walker:
             inner = email.message_from_bytes(data, policy=email.policy.default)
         subject = " ".join(_Headers(inner, self.problems).text("subject").split())
         self._add(
-            _clean_name(subject) or "message",
+            file_name(subject) or "message",
             ".eml",
             "message/rfc822",
             data,

@@ -8,6 +8,8 @@ import codecs
 import re
 from html.parser import HTMLParser
 
+from models import storable
+
 # --- charsets -------------------------------------------------------------------------------
 
 _ASCII_NAMES = frozenset({"us-ascii", "ascii", "ansi_x3.4-1968", "us", "iso646-us", "646"})
@@ -74,7 +76,12 @@ def guess_8bit(data: bytes) -> tuple[str, str]:
 
 
 def decode_text(data: bytes, charset: str, problems: list[str], where: str) -> str:
-    """``data`` as text in its declared ``charset``, repaired (and noted) when it is wrong."""
+    """``data`` as text in its declared ``charset``, repaired (and noted) when it is wrong;
+    storable (NUL bytes and unpaired surrogates, as UTF-7 can make, are not text)."""
+    return storable(_decode(data, charset, problems, where))
+
+
+def _decode(data: bytes, charset: str, problems: list[str], where: str) -> str:
     declared = charset.strip().strip("\"'").lower()
     if not declared or declared in _ASCII_NAMES or declared in _GUESS_NAMES:
         if data.isascii():
@@ -101,12 +108,13 @@ def decode_text(data: bytes, charset: str, problems: list[str], where: str) -> s
 
 
 def fix_8bit(value: str, problems: list[str], where: str) -> str:
-    """A header string whose raw 8-bit bytes (surrogate escapes) are decoded by guessing."""
+    """A header string whose raw 8-bit bytes (surrogate escapes) are decoded by guessing;
+    storable."""
     if not any("\udc80" <= ch <= "\udcff" for ch in value):
-        return value
+        return storable(value)
     text, used = guess_8bit(value.encode("utf-8", "surrogateescape"))
     problems.append(f"{where}: unencoded 8-bit characters; read as {used}")
-    return text
+    return storable(text)
 
 
 # --- header words and base64 ---------------------------------------------------------------

@@ -17,7 +17,7 @@ import aioimaplib
 
 from channels.base import wait_or_stop
 from channels.email import EmailSettings, mail_inbound
-from channels.mail_parse import ParsedMail, parse_mail
+from channels.mail_parse import MailParseError, ParsedMail, parse_mail
 from models import KeyValue
 
 log = logging.getLogger(__name__)
@@ -174,12 +174,16 @@ class MailboxReader:
         return sorted(set(found))
 
     async def _one(self, imap: aioimaplib.IMAP4, mail: Fetched) -> None:
-        parsed = parse_mail(
-            mail.raw,
-            max_attachment_bytes=self._settings.max_attachment_bytes,
-            own_addresses=[self._settings.address],
-        )
-        await self._handle(parsed, mail.raw)
+        try:
+            parsed = parse_mail(
+                mail.raw,
+                max_attachment_bytes=self._settings.max_attachment_bytes,
+                own_addresses=[self._settings.address],
+            )
+        except MailParseError as exc:  # not a mail at all: it stays on the server, flagged
+            log.warning("mail skipped", extra={"uid": mail.uid, "reason": str(exc)})
+        else:
+            await self._handle(parsed, mail.raw)
         # Only now, with the mail stored (or deliberately skipped), is it marked handled.
         await imap.uid("store", str(mail.uid), "+FLAGS", f"({HANDLED_FLAG})")
 

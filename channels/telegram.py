@@ -8,6 +8,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -19,7 +20,15 @@ from aiogram.types import Message, Update
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from channels.base import Attachment, BadInbound, ChannelKind, InboundMessage, wait_or_stop
+from channels.base import (
+    Attachment,
+    BadInbound,
+    ChannelKind,
+    InboundMessage,
+    file_name,
+    wait_or_stop,
+)
+from models import storable
 
 log = logging.getLogger(__name__)
 
@@ -116,23 +125,32 @@ def customer_inbound(message: Message, *, new_appeal: bool = False) -> InboundMe
         sent_at = (
             datetime.fromtimestamp(edit_date, UTC) if isinstance(edit_date, int) else edit_date
         )
+    group = f"{message.chat.id}:{message.media_group_id}" if message.media_group_id else ""
     return InboundMessage(
         channel=ChannelKind.TELEGRAM,
         external_id=message_key(message) + (f":e{int(sent_at.timestamp())}" if edit_date else ""),
         address=str(message.chat.id),
-        text=text,
-        sender_name=user.full_name if user is not None else "",
-        language=(user.language_code or "") if user is not None else "",
+        text=storable(text),
+        sender_name=storable(user.full_name) if user is not None else "",
+        language=storable(user.language_code or "") if user is not None else "",
         sent_at=sent_at,
         attachments=attachments,
         new_appeal=new_appeal,
-        group_id=f"{message.chat.id}:{message.media_group_id}" if message.media_group_id else "",
+        group_id=storable(group),
         edit_of=message_key(message) if edit_date else "",
     )
 
 
 def attachments_of(message: Message) -> tuple[Attachment, ...]:
-    """The files of a message, kept by Telegram file id (the largest size of a photo)."""
+    """The files of a message, kept by Telegram file id (the largest size of a photo); names
+    are made harmless file names."""
+    return tuple(
+        replace(a, ref=storable(a.ref), name=file_name(a.name), mime=storable(a.mime))
+        for a in _attachments(message)
+    )
+
+
+def _attachments(message: Message) -> tuple[Attachment, ...]:
     if message.photo:
         best = max(message.photo, key=lambda p: p.width * p.height)
         return (Attachment("photo", best.file_id, size=best.file_size or 0),)
@@ -171,6 +189,16 @@ def attachments_of(message: Message) -> tuple[Attachment, ...]:
 
 
 # -- updates in -------------------------------------------------------------------------------
+
+
+def parse_update(raw: bytes, bot: Bot) -> Update:
+    """An update from the bytes Telegram sent; anything unreadable is BadInbound."""
+    try:
+        return Update.model_validate(json.loads(raw), context={"bot": bot})
+    except (ValueError, ValidationError) as exc:
+        raise BadInbound(f"unreadable telegram update: {_unreadable(exc)}") from None
+    except RecursionError:
+        raise BadInbound("unreadable telegram update: nested too deeply") from None
 
 
 class Poller:
@@ -285,11 +313,10 @@ def webhook_view(
             log.warning("webhook call with a wrong secret")
             return web.json_response({"ok": False, "error": "unauthorized"}, status=401)
         try:
-            data = json.loads(await request.read())
-            update = Update.model_validate(data, context={"bot": bot})
-        except (ValueError, ValidationError) as exc:
+            update = parse_update(await request.read(), bot)
+        except BadInbound as exc:
             # A clear 400: sending the same bytes again would not make them readable.
-            log.warning("unreadable telegram update", extra={"reason": _unreadable(exc)})
+            log.warning("unreadable telegram update", extra={"reason": str(exc)})
             return web.json_response({"ok": False, "error": "bad update"}, status=400)
         try:
             await handle(update)

@@ -31,11 +31,12 @@ from channels.base import (
     RateLimited,
     Rejected,
     Unreachable,
+    file_name,
     wait_or_stop,
 )
 from channels.textsplit import split_text
 from channels.web import PHONE_CHANNEL as PHONE
-from models import KeyValue, StoredFile
+from models import MAX_ID, KeyValue, StoredFile, storable
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ class VkSettings(BaseModel):
     timeout_s: float = Field(default=10.0, gt=0)
     wait_s: int = Field(default=25, ge=1, le=90, description="long poll wait")
     calls_per_second: int = Field(default=20, ge=1, le=20)
+    max_file_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=0, description="larger files are kept as VK's link"
+    )
 
     def disabled_reason(self) -> str | None:
         """Why the channel cannot run with these settings, or None when it can."""
@@ -152,24 +156,26 @@ class VkChannel:
 
     # -- messages in --------------------------------------------------------------------------
 
-    async def inbound(self, message: dict[str, Any], *, edited: bool = False) -> InboundMessage:
-        """A ``message_new`` (or ``message_edit``) object as an InboundMessage; files stored."""
-        try:
-            peer = int(message["peer_id"])
-            sender = int(message.get("from_id", peer))
-            number = int(message.get("conversation_message_id") or message["id"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadInbound(f"malformed VK message: {exc}") from exc
-        found = [await self._file(item) for item in message.get("attachments") or []]
-        files = tuple(a for a in found if a is not None)
-        text = str(message.get("text") or "")
+    async def inbound(self, message: Any, *, edited: bool = False) -> InboundMessage:
+        """A ``message_new`` (or ``message_edit``) object as an InboundMessage; files stored.
+        A message without its ids, or with nothing we can keep, is BadInbound."""
+        if not isinstance(message, dict):
+            raise BadInbound(f"a VK message is an object, not {type(message).__name__}")
+        peer = vk_id(message.get("peer_id"))
+        sender = vk_id(message.get("from_id", peer))
+        number = vk_id(message.get("conversation_message_id") or message.get("id"))
+        if peer is None or sender is None or number is None:
+            raise BadInbound("malformed VK message: peer_id, from_id or id missing or not ids")
+        items = [_object(item) for item in _list(message.get("attachments"))]
+        files = tuple([a for item in items if (a := await self._file(item)) is not None])
+        text = _text(message.get("text"))
         if not text and not files:
             raise BadInbound("a VK message with nothing we can keep")
         key = f"{peer}:{number}"
         name, phone = await self.profile(sender)
         digits = sum(c.isdigit() for c in phone)
         stamp = message.get("update_time") if edited else message.get("date")
-        when = datetime.fromtimestamp(int(stamp or time.time()), UTC)
+        when = _moment(stamp) or _moment(message.get("date")) or datetime.now(UTC)
         return InboundMessage(
             channel=ChannelKind.VK,
             external_id=f"{key}:e{int(when.timestamp())}" if edited else key,
@@ -199,27 +205,25 @@ class VkChannel:
 
     async def _file(self, item: dict[str, Any]) -> Attachment | None:
         kind = item.get("type")
-        body = item.get(kind or "") or {}
+        if not isinstance(kind, str) or not kind:
+            return None
+        body = _object(item.get(kind))
         if kind == "photo":
-            sizes = body.get("sizes") or []
-            best: dict[str, Any] = max(
-                sizes, key=lambda s: s.get("width", 0) * s.get("height", 0), default={}
-            )
-            url = str(best.get("url", ""))
-            return await self._download("photo", url, "photo.jpg", "image/jpeg")
+            sizes = [_object(s) for s in _list(body.get("sizes"))]
+            best = max(sizes, key=lambda s: _area(s.get("width"), s.get("height")), default={})
+            return await self._download("photo", _text(best.get("url")), "photo.jpg", "image/jpeg")
         if kind == "doc":
-            name = str(body.get("title") or f"file.{body.get('ext', 'bin')}")
-            return await self._download("document", str(body.get("url", "")), name, "")
+            ext = file_name(_text(body.get("ext"))) or "bin"
+            name = file_name(_text(body.get("title"))) or f"file.{ext}"
+            return await self._download("document", _text(body.get("url")), name, "")
         if kind == "audio_message":
-            url = str(body.get("link_ogg") or body.get("link_mp3") or "")
+            url = _text(body.get("link_ogg")) or _text(body.get("link_mp3"))
             return await self._download("voice", url, "voice.ogg", "audio/ogg")
         if kind == "sticker":
-            images = body.get("images") or []
-            url = str(images[-1].get("url", "")) if images else ""
+            images = [_object(i) for i in _list(body.get("images"))]
+            url = _text(images[-1].get("url")) if images else ""
             return await self._download("sticker", url, "sticker.png", "image/png")
-        if kind:
-            return Attachment("file", "", name=str(kind))
-        return None
+        return Attachment("file", "", name=file_name(kind))
 
     async def _download(self, kind: str, url: str, name: str, mime: str) -> Attachment:
         """Keep the file's bytes: VK's links do not live for ever."""
@@ -229,15 +233,21 @@ class VkChannel:
             self._http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s * 3)
             )
+        cap = self.settings.max_file_bytes
         try:
             async with self._http.get(url) as response:
                 response.raise_for_status()
-                content = await response.read()
                 mime = mime or response.content_type
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                content = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    content += chunk
+                    if len(content) > cap:  # never more than the cap in memory
+                        log.warning("VK file over the size cap kept as a link")
+                        return Attachment(kind, url, name=name, mime=mime)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:  # ValueError: not a URL
             log.warning("VK file not downloaded", extra={"reason": str(exc)[:200]})
             return Attachment(kind, url, name=name, mime=mime)
-        stored = await StoredFile.keep(content, name=name, mime=mime)
+        stored = await StoredFile.keep(bytes(content), name=name, mime=mime)
         return Attachment(kind, stored.ref, name=name, mime=mime, size=len(content))
 
     # -- messages out -------------------------------------------------------------------------
@@ -308,6 +318,43 @@ class VkChannel:
         if data is not None:
             params["event_data"] = json.dumps(data, ensure_ascii=False)
         await self.call("messages.sendMessageEventAnswer", **params)
+
+
+def vk_id(value: Any) -> int | None:
+    """An id VK sent (a number, or digits in a string), or None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    digits = value.removeprefix("-") if isinstance(value, str) else ""
+    if digits.isascii() and digits.isdigit() and len(digits) <= len(str(MAX_ID)):
+        value = int(value)
+    return value if isinstance(value, int) and abs(value) <= MAX_ID else None
+
+
+def _moment(stamp: Any) -> datetime | None:
+    """A VK unix time as an aware datetime; None when it is missing or no real moment."""
+    seconds = vk_id(stamp)
+    if not seconds:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    return storable(value) if isinstance(value, str) else ""
+
+
+def _area(width: Any, height: Any) -> int:
+    return (vk_id(width) or 0) * (vk_id(height) or 0)
 
 
 class VkPoller:
@@ -406,7 +453,7 @@ def callback_view(
     async def view(request: web.Request) -> web.Response:
         try:
             event = json.loads(await request.read())
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than we follow
             return web.Response(status=400, text="bad request")
         if not isinstance(event, dict):
             return web.Response(status=400, text="bad request")

@@ -31,6 +31,7 @@ from models import (
     Message,
     OutboxItem,
     OutboxStatus,
+    fits,
 )
 
 log = logging.getLogger(__name__)
@@ -292,7 +293,8 @@ class Lifecycle:
 
     async def get(self, number: str) -> Appeal:
         """The appeal with this number; ``AppealNotFound`` otherwise."""
-        appeal = await Appeal.filter(number=number.strip().upper()).first()
+        key = number.strip().upper()
+        appeal = await Appeal.filter(number=key).first() if fits(Appeal, "number", key) else None
         if appeal is None:
             raise AppealNotFound(number)
         return appeal

@@ -23,7 +23,7 @@ from desk.events import EventBus
 from desk.idempotency import claim
 from desk.settings import Settings, stages_of
 from desk.winback import ordered
-from models import ContactPoint, Customer, Order
+from models import ContactPoint, Customer, Order, fits, parse_id
 
 CHOICE_PREFIX = "oc"  # the action of an order's choice button: oc:<order id>:<choice id>
 
@@ -191,10 +191,11 @@ class Orders:
         UnknownChoice."""
         prefix, _, rest = action.partition(":")
         order_id, _, choice = rest.partition(":")
-        if prefix != CHOICE_PREFIX or not order_id.isdigit() or not choice:
+        number = parse_id(order_id)
+        if prefix != CHOICE_PREFIX or number is None or not choice:
             raise UnknownChoice(action)
         async with in_transaction():
-            order = await Order.get_or_none(id=int(order_id))
+            order = await Order.get_or_none(id=number)
             stage = self.stages.get(order.stage) if order is not None else None
             if order is None or stage is None or choice not in {c.id for c in stage.choices}:
                 raise UnknownChoice(action)
@@ -234,7 +235,8 @@ class Orders:
             return order, choice
 
     async def get(self, external_id: str) -> Order:
-        order = await Order.filter(external_id=external_id).first()
+        found = fits(Order, "external_id", external_id)
+        order = await Order.filter(external_id=external_id).first() if found else None
         if order is None:
             raise OrderNotFound(external_id)
         return order

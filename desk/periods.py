@@ -91,9 +91,13 @@ def period_of_days(first: date, last: date, zone: ZoneInfo, label: str = "") -> 
         raise BadPeriod(
             "length", text, f"period '{text}' is longer than {MAX_DAYS} days: ask for less"
         )
+    try:  # the first and last days of the calendar have no UTC instant in every zone
+        start, end = local_midnight(first, zone), local_midnight(last + timedelta(days=1), zone)
+    except OverflowError:
+        raise BadPeriod("date", text, f"period '{text}' is outside the calendar") from None
     return Period(
-        start=local_midnight(first, zone),
-        end=local_midnight(last + timedelta(days=1), zone),
+        start=start,
+        end=end,
         first_day=first,
         last_day=last,
         label=text,

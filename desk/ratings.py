@@ -18,7 +18,7 @@ from desk.events import EventBus
 from desk.notify import Button, Notifier, Policy, Sent
 from desk.settings import Settings
 from desk.texts import LANGUAGES, Texts
-from models import Agent, Appeal, Customer, Order, Rating, RatingRequest, RatingState
+from models import Agent, Appeal, Customer, Order, Rating, RatingRequest, RatingState, parse_id
 from router.automation import QuietHours
 
 RATING_PREFIX = "rt"  # a score button: rt:<request id>:<score>
@@ -54,10 +54,11 @@ def is_rating_action(action: str) -> bool:
 def parse_action(action: str) -> tuple[int, int] | None:
     """(request id, score) of ``rt:<id>:<score>``; None for anything else."""
     prefix, _, rest = action.partition(":")
-    request, _, score = rest.partition(":")
-    if prefix != RATING_PREFIX or not request.isdigit() or not score.isdigit():
+    raw_request, _, raw_score = rest.partition(":")
+    request, score = parse_id(raw_request), parse_id(raw_score)
+    if prefix != RATING_PREFIX or request is None or score is None:
         return None
-    return int(request), int(score)
+    return request, score
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,10 +333,10 @@ class Ratings:
         if customer_id is None:
             return string("rating.unknown", lang), True
         if action.startswith(f"{SKIP_PREFIX}:"):
-            raw = action.partition(":")[2]
-            if raw.isdigit():
+            request_id = parse_id(action.partition(":")[2])
+            if request_id is not None:
                 await RatingRequest.filter(
-                    id=int(raw), customer_id=customer_id, comment_until__isnull=False
+                    id=request_id, customer_id=customer_id, comment_until__isnull=False
                 ).update(comment_until=None)
             return string("rating.skipped", lang), False
         parsed = parse_action(action)

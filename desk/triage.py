@@ -9,7 +9,7 @@ from tortoise.transactions import in_transaction
 from desk.errors import AgentNotFound, InvalidInput
 from desk.lifecycle import Lifecycle
 from desk.settings import Settings, categories_of
-from models import Agent, Appeal, AppealStatus, Priority
+from models import Agent, Appeal, AppealStatus, Priority, fits, parse_id
 
 IMPORTANT_TAG = "Важно"
 MAX_TAGS = 20
@@ -183,14 +183,13 @@ async def find_agent(ref: str) -> Agent:
     ref = ref.strip().removeprefix("@")
     query = Agent.filter(active=True)
     agent = None
-    if ref.isdigit():
+    if (number := parse_id(ref)) is not None:
         agent = (
-            await query.filter(id=int(ref)).first()
-            or await query.filter(telegram_id=int(ref)).first()
+            await query.filter(id=number).first() or await query.filter(telegram_id=number).first()
         )
-    if agent is None:
+    if agent is None and fits(Agent, "name", ref):
         agent = await query.filter(name=ref).first()
-    if agent is None:
+    if agent is None and fits(Agent, "name", ref):
         agent = await query.filter(name__iexact=ref).first()
     if agent is None:
         raise AgentNotFound(ref)

@@ -24,11 +24,13 @@ from models.enums import (
 )
 from models.files import FILE_REF_PREFIX, StoredFile
 from models.infra import ApiToken, IdempotencyKey, KeyValue, OutboxItem, StreamEntry
+from models.lookup import MAX_ID, fits, parse_id, storable
 from models.people import Agent, ContactPoint, Customer
 from models.work import Order, Task
 
 __all__ = [
     "FILE_REF_PREFIX",
+    "MAX_ID",
     "OPEN_STATUSES",
     "Agent",
     "AgentRole",
@@ -58,4 +60,7 @@ __all__ = [
     "Task",
     "TaskStatus",
     "Warmth",
+    "fits",
+    "parse_id",
+    "storable",
 ]

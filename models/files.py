@@ -7,6 +7,8 @@ import hashlib
 from tortoise import fields
 from tortoise.models import Model
 
+from models.lookup import parse_id
+
 FILE_REF_PREFIX = "file:"
 
 
@@ -47,7 +49,7 @@ class StoredFile(Model):
     @classmethod
     async def by_ref(cls, ref: str) -> StoredFile | None:
         """The file an attachment ref names, or None when it is not a stored file."""
-        raw = ref.removeprefix(FILE_REF_PREFIX)
-        if not ref.startswith(FILE_REF_PREFIX) or not raw.isdigit():
+        file_id = parse_id(ref.removeprefix(FILE_REF_PREFIX))
+        if not ref.startswith(FILE_REF_PREFIX) or file_id is None:
             return None
-        return await cls.get_or_none(id=int(raw))
+        return await cls.get_or_none(id=file_id)

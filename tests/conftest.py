@@ -16,6 +16,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from tortoise import Tortoise
 
 from desk.context import utc_now
@@ -28,6 +30,26 @@ REDIS_URL = os.environ.get("DESK_TEST_REDIS_URL") or None
 pytest_plugins = ["tests.mailserver", "tests.exit_watchdog"]
 
 API_TOKEN = "tests-token-0123456789abcdef"
+
+# Property-based tests: "ci" (the default) is small, derandomised and keeps no example database,
+# so the suite stays quick and repeatable; "thorough" searches much longer. Choose one with
+# HYPOTHESIS_PROFILE=thorough or pytest --hypothesis-profile=thorough.
+hypothesis_settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+hypothesis_settings.register_profile(
+    "thorough",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)

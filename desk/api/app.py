@@ -43,6 +43,15 @@ class QueryParam:
 
 
 @dataclass(frozen=True)
+class Link:
+    """An OpenAPI link: the operation a success answer leads to, and where its parameters
+    (``{"number": "$response.body#/number"}``) come from."""
+
+    operation: str  # its handler's name, the operationId
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Operation:
     """One API endpoint: routed and documented from the same record."""
 
@@ -58,6 +67,8 @@ class Operation:
     query: tuple[QueryParam, ...] = ()
     headers: tuple[QueryParam, ...] = ()
     extra_responses: dict[int, type[BaseModel]] = field(default_factory=dict)
+    media: tuple[str, ...] = ()  # other media types of the success answer (CSV, PNG, a file)
+    links: dict[str, Link] = field(default_factory=dict)  # where the success answer leads
 
 
 def ctx_of(request: web.Request) -> AppContext:

@@ -9,7 +9,7 @@ from desk.api.pages import error_page, page_ctx, page_language, render_page
 from desk.orders import UnknownChoice
 from desk.signing import BadToken, ExpiredToken
 from desk.webdesk import CHOICE_PURPOSE
-from models import Customer, Order
+from models import Customer, Order, parse_id
 
 
 async def _action(request: web.Request) -> str | web.Response:
@@ -26,7 +26,8 @@ async def _page(request: web.Request, action: str, *, done: bool) -> web.Respons
     ctx = page_ctx(request)
     orders = ctx.orders
     _, order_id, choice = [*action.split(":"), "", ""][:3]
-    order = await Order.get_or_none(id=int(order_id)) if order_id.isdigit() else None
+    number = parse_id(order_id)
+    order = await Order.get_or_none(id=number) if number else None
     if order is None or orders is None:
         return error_page(request, 404)
     customer = await Customer.get(id=order.customer_id)

@@ -23,6 +23,7 @@ from desk.customer_report import customer_report
 from desk.customers import set_state
 from desk.timeline import MAX_ENTRIES, timeline
 from models import Customer, Order, Warmth
+from models.lookup import parse_id
 
 
 class CustomerOut(BaseModel):
@@ -132,7 +133,8 @@ class CustomerReportOut(BaseModel):
 
 async def _customer(request: web.Request) -> Customer:
     raw = request.match_info["customer_id"]
-    customer = await Customer.get_or_none(id=int(raw)) if raw.isdigit() and len(raw) < 19 else None
+    customer_id = parse_id(raw)
+    customer = await Customer.get_or_none(id=customer_id) if customer_id is not None else None
     if customer is None:
         raise ApiError(404, "not_found", "no such customer")
     return customer

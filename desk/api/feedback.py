@@ -13,7 +13,7 @@ from desk.api.pages import error_page, page_ctx, page_language, render_page
 from desk.ratings import COMMENT_LIMIT, FACES, SCORES, RatingClosed, UnknownRequest
 from desk.signing import BadToken, ExpiredToken
 from desk.webdesk import FEEDBACK_PURPOSE
-from models import Appeal, Customer, Order, Rating, RatingRequest
+from models import Appeal, Customer, Order, Rating, RatingRequest, parse_id, storable
 
 MAX_FORM_BYTES = 16 * 1024
 
@@ -27,7 +27,8 @@ async def _request_of(request: web.Request) -> RatingRequest | web.Response:
         return _closed(request)
     except BadToken:
         return error_page(request, 403, "error.link_title", "error.link_invalid")
-    found = await RatingRequest.get_or_none(id=int(subject)) if subject.isdigit() else None
+    request_id = parse_id(subject)
+    found = await RatingRequest.get_or_none(id=request_id) if request_id else None
     if found is None:
         return error_page(request, 404)
     if ctx.clock() >= found.expires_at:
@@ -109,7 +110,7 @@ async def confirm_feedback(request: web.Request) -> web.Response:
     if ctx.ratings is None:
         return error_page(request, 404)
     score = _score(str(form.get("score", "")))
-    comment = str(form.get("comment", ""))[:COMMENT_LIMIT]
+    comment = storable(str(form.get("comment", "")))[:COMMENT_LIMIT]
     if score is None:
         return await _page(
             request, found, score=None, comment=comment, error_key="feedback.bad_score", status=400

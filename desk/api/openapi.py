@@ -61,12 +61,19 @@ def openapi_document(ops: list[Operation], settings: Settings) -> dict[str, Any]
             content = (
                 {"application/json": {"schema": _schema(model, components, "serialization")}}
                 if model
-                else None
+                else {}
             )
+            if status == op.status:
+                content |= {m: {"schema": {"type": "string"}} for m in op.media}
             operation["responses"][str(status)] = {
                 "description": "Success",
                 **({"content": content} if content else {}),
             }
+            if status == op.status and op.links:
+                operation["responses"][str(status)]["links"] = {
+                    name: {"operationId": link.operation, "parameters": link.parameters}
+                    for name, link in op.links.items()
+                }
         for status in op.errors:
             operation["responses"][str(status)] = {
                 "description": _REASONS.get(status, "Error"),

@@ -8,9 +8,9 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import AwareDatetime, Field
 
-from desk.api.app import Operation, QueryParam, ctx_of
+from desk.api.app import Link, Operation, QueryParam, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
-from desk.api.schemas import Body
+from desk.api.schemas import Body, RowId
 from desk.context import AppContext
 from desk.orders import Contacts, OrderChange, Orders
 from models import Order
@@ -29,8 +29,8 @@ class CustomerIn(Body):
     name: str = Field(default="", max_length=200)
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)
-    telegram_id: int | None = None
-    vk_id: int | None = None
+    telegram_id: RowId | None = None
+    vk_id: RowId | None = None
     language: Literal["ru", "en"] | None = None
     timezone: str = Field(default="", max_length=64, description="e.g. Asia/Yekaterinburg")
     preferred_channel: Literal["telegram", "vk", "email"] | None = None
@@ -134,6 +134,8 @@ OPERATIONS = [
         status=201,
         errors=(400, 401, 422),
         headers=(_KEY_HEADER,),
+        extra_responses={200: OrderOut},
+        links={"ChangeStage": Link("change_stage", {"external_id": "$response.body#/external_id"})},
     ),
     Operation(
         "POST",

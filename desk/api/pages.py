@@ -20,7 +20,7 @@ from desk.webdesk import (
     appeal_for_receipt,
     status_token,
 )
-from models import Appeal, AppealStatus, Customer, Direction, Message
+from models import Appeal, AppealStatus, Customer, Direction, Message, storable
 
 FORM_FIELDS = ("name", "email", "phone", "subject", "text")
 _HTML = "text/html"
@@ -249,7 +249,7 @@ async def status_reply(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     posted = await request.post()
     text = posted.get("text", "")
-    text = text.strip() if isinstance(text, str) else ""
+    text = storable(text).strip() if isinstance(text, str) else ""
     if appeal is None or not text or len(text) > MAX_TEXT:
         raise web.HTTPSeeOther(f"/s/{token}")
     customer = await Customer.get(id=appeal.customer_id)

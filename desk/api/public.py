@@ -7,6 +7,7 @@ from aiohttp import web
 from desk.api.app import Operation, QueryParam, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
 from desk.api.schemas import NewAppealIn, NewAppealOut
+from desk.api.staff import appeal_links
 from desk.webdesk import accept_appeal, status_url
 
 MAX_KEY = 200
@@ -48,5 +49,6 @@ OPERATIONS = [
             ),
         ),
         extra_responses={202: NewAppealOut},
+        links=appeal_links("$response.body#/number"),
     ),
 ]

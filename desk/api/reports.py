@@ -26,7 +26,6 @@ from desk.periods import (
     today_in,
 )
 from desk.rating_report import RatingReport, rating_report
-from desk.texts import language_of
 
 T = TypeVar("T")
 NO_STORE = {"Cache-Control": "no-store"}
@@ -104,14 +103,14 @@ def period_of(request: web.Request) -> Period:
     now = ctx.clock()
     text = request.query.get("period", "")
     first, last = request.query.get("from", ""), request.query.get("to", "")
-    if not (first or last):
+    if "from" not in request.query and "to" not in request.query:
         return _checked("period", lambda: parse_period(text, now, zone))
     if text:
         raise ApiError(400, "bad_request", "give either period or from/to, not both")
     if not first:
         raise ApiError(400, "bad_request", "from is missing: ?from=2026-11-01&to=2026-11-15")
     start = _checked("from", lambda: parse_date(first))
-    end = _checked("to", lambda: parse_date(last)) if last else today_in(now, zone)
+    end = _checked("to", lambda: parse_date(last)) if "to" in request.query else today_in(now, zone)
     return _checked("to", lambda: period_of_days(start, end, zone))
 
 
@@ -171,7 +170,9 @@ async def ratings_chart(request: web.Request) -> web.Response:
     """The period's ratings per day and average score as a PNG."""
     ctx = ctx_of(request)
     period = period_of(request)
-    lang = language_of(request.query.get("lang") or ctx.settings.company.language)
+    lang = request.query.get("lang", ctx.settings.company.language)
+    if lang not in ("ru", "en"):
+        raise ApiError(400, "bad_request", "lang must be ru or en")
     report = await rating_report(period)
     date_format = ctx.texts.string("report.date_format", lang)
     title = ctx.texts.string("report.chart.title", lang, period=describe(period, date_format))
@@ -187,6 +188,7 @@ OPERATIONS = [
         "Ratings of a period: average, scores, response rate, by agent/category/team/channel/day",
         response=RatingReportOut,
         errors=(400, 401),
+        media=("text/csv",),
         query=(
             *PERIOD_PARAMS,
             QueryParam(
@@ -200,6 +202,7 @@ OPERATIONS = [
         ratings_chart,
         "Ratings of a period as a PNG chart: ratings per day and the day's average score",
         errors=(400, 401),
+        media=("image/png",),
         query=(
             *PERIOD_PARAMS,
             QueryParam("lang", {"type": "string", "enum": ["ru", "en"]}, "labels' language"),

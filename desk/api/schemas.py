@@ -3,21 +3,43 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from channels.web import WebAppeal
 from desk.customers import normalise_email, normalise_phone
-from models import AppealStatus, Priority
+from models import MAX_ID, AppealStatus, Priority, storable
 
 MAX_TEXT = 20_000
 
 
+def _number_not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic would take true for 1
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+RowId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_number_not_bool)]
+
+
 class Body(BaseModel):
-    """A request body: unknown fields and wrong types are errors, strings are trimmed."""
+    """A request body: unknown fields and wrong types are errors; strings are made storable
+    (no NUL, no unpaired surrogates) and trimmed."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return storable(value) if isinstance(value, str) else value
 
 
 class NewAppealIn(Body):
@@ -196,4 +218,4 @@ class MergeIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: int = Field(ge=1)
+    customer_id: RowId

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -9,7 +10,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
 from channels.base import DeliveryError
-from desk.api.app import Operation, QueryParam, caller_of, ctx_of
+from desk.api.app import Link, Operation, QueryParam, caller_of, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
 from desk.api.schemas import (
     AppealDetailOut,
@@ -35,9 +36,12 @@ from models import (
     Message,
     Priority,
     StoredFile,
+    fits,
+    parse_id,
 )
 
 MAX_PER_PAGE = 200
+MAX_PAGE = 1_000_000
 
 
 def _appeal_out(appeal: Appeal, assignee: Agent | None) -> AppealOut:
@@ -62,8 +66,9 @@ def _appeal_out(appeal: Appeal, assignee: Agent | None) -> AppealOut:
 
 
 def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter in ``low..high``; absent is ``default``, anything else 400."""
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -74,9 +79,18 @@ def int_param(request: web.Request, name: str, default: int, low: int, high: int
     return value
 
 
+def text_param(request: web.Request, name: str) -> str:
+    """A text query parameter ("" when absent); NUL, which no database text holds, is a 400."""
+    raw = request.query.get(name, "")
+    if "\x00" in raw:
+        raise ApiError(400, "bad_request", f"query parameter '{name}' has a NUL character")
+    return raw
+
+
 def enum_param(request: web.Request, name: str, values: list[str]) -> str | None:
+    """One of ``values``, or None when the parameter is absent; anything else is a 400."""
     raw = request.query.get(name)
-    if not raw:
+    if raw is None:
         return None
     if raw not in values:
         raise ApiError(
@@ -87,7 +101,7 @@ def enum_param(request: web.Request, name: str, values: list[str]) -> str | None
 
 async def list_appeals(request: web.Request) -> web.Response:
     """Appeals, newest first, filtered and paginated."""
-    page = int_param(request, "page", 1, 1, 1_000_000)
+    page = int_param(request, "page", 1, 1, MAX_PAGE)
     per_page = int_param(request, "per_page", 50, 1, MAX_PER_PAGE)
     query = Appeal.all()
     status = enum_param(request, "status", [s.value for s in AppealStatus])
@@ -96,19 +110,22 @@ async def list_appeals(request: web.Request) -> web.Response:
     priority = enum_param(request, "priority", [p.value for p in Priority])
     if priority:
         query = query.filter(priority=priority)
-    if category := request.query.get("category"):
-        query = query.filter(category=category)
-    if channel := request.query.get("channel"):
-        query = query.filter(channel=channel)
-    if assignee := request.query.get("assignee"):
+    for column in ("category", "channel"):
+        if value := text_param(request, column):
+            # A value no row can hold matches nothing (ids start at 1).
+            query = query.filter(**{column: value} if fits(Appeal, column, value) else {"id": 0})
+    if assignee := text_param(request, "assignee"):
         if assignee == "none":
             query = query.filter(assignee_id__isnull=True)
         else:
             agent = await find_agent(assignee)
             query = query.filter(assignee_id=agent.id)
-    if text := request.query.get("q", "").strip()[:200]:
+    if text := text_param(request, "q").strip()[:200]:
         ids = Subquery(Message.filter(text__icontains=text).values("appeal_id"))
-        query = query.filter(Q(subject__icontains=text) | Q(number=text.upper()) | Q(id__in=ids))
+        found = Q(subject__icontains=text) | Q(id__in=ids)
+        if fits(Appeal, "number", text.upper()):
+            found |= Q(number=text.upper())
+        query = query.filter(found)
     total = await query.count()
     rows = await query.order_by("-id").offset((page - 1) * per_page).limit(per_page)
     agents = await _agents({a.assignee_id for a in rows})
@@ -242,13 +259,13 @@ async def attachment(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     appeal = await ctx.lifecycle.get(request.match_info["number"])
     raw_id, raw_index = request.match_info["message_id"], request.match_info["index"]
-    message = (
-        await Message.get_or_none(id=int(raw_id), appeal_id=appeal.id) if raw_id.isdigit() else None
-    )
+    message_id = parse_id(raw_id)
+    message = await Message.get_or_none(id=message_id, appeal_id=appeal.id) if message_id else None
     files = list(message.attachments) if message is not None else []
-    if not raw_index.isdigit() or int(raw_index) >= len(files):
+    index = int(raw_index) if re.fullmatch(r"[0-9]{1,6}", raw_index) else len(files)
+    if index >= len(files):
         raise ApiError(404, "not_found", "no such attachment")
-    file = files[int(raw_index)]
+    file = files[index]
     stored = await StoredFile.by_ref(str(file.get("ref", "")))
     telegram = ctx.telegram
     if stored is not None:
@@ -278,8 +295,8 @@ async def merge_customer(request: web.Request) -> web.Response:
     """Merge another customer into this one (the same person writing from elsewhere)."""
     ctx = ctx_of(request)
     body = MergeIn.model_validate(await read_json(request))
-    raw = request.match_info["customer_id"]
-    target = await Customer.get_or_none(id=int(raw)) if raw.isdigit() else None
+    target_id = parse_id(request.match_info["customer_id"])
+    target = await Customer.get_or_none(id=target_id) if target_id else None
     source = await Customer.get_or_none(id=body.customer_id)
     if target is None or source is None:
         raise ApiError(404, "not_found", "no such customer")
@@ -302,6 +319,32 @@ async def merge_customer(request: web.Request) -> web.Response:
 
 
 _NUMBER = "/api/v1/appeals/{number}"
+
+
+def appeal_links(number: str) -> dict[str, Link]:
+    """Links from an answer to the operations on the appeal it names; ``number`` says where
+    the number is (``$response.body#/number``)."""
+    return {
+        "GetAppeal": Link("get_appeal", {"number": number}),
+        "Reply": Link("reply", {"number": number}),
+        "AddNote": Link("note", {"number": number}),
+        "ChangeStatus": Link("change_status", {"number": number}),
+        "Assign": Link("assign", {"number": number}),
+    }
+
+
+_DETAIL_LINKS = {
+    **appeal_links("$request.path.number"),
+    "GetAttachment": Link(
+        "attachment",
+        {
+            "number": "$request.path.number",
+            "message_id": "$response.body#/messages/0/id",
+            "index": 0,
+        },
+    ),
+    "MergeCustomer": Link("merge_customer", {"customer_id": "$response.body#/customer_id"}),
+}
 _FILTERS = (
     QueryParam("status", {"type": "string", "enum": [s.value for s in AppealStatus]}),
     QueryParam("priority", {"type": "string", "enum": [p.value for p in Priority]}),
@@ -309,7 +352,7 @@ _FILTERS = (
     QueryParam("channel", {"type": "string"}),
     QueryParam("assignee", {"type": "string"}, "agent id, Telegram id or name; 'none'"),
     QueryParam("q", {"type": "string"}, "text in the subject or any message, or a number"),
-    QueryParam("page", {"type": "integer", "minimum": 1}),
+    QueryParam("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
     QueryParam("per_page", {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE}),
 )
 
@@ -322,6 +365,7 @@ OPERATIONS = [
         response=AppealPage,
         errors=(400, 401, 422),
         query=_FILTERS,
+        links=appeal_links("$response.body#/items/0/number"),
     ),
     Operation(
         "GET",
@@ -330,6 +374,7 @@ OPERATIONS = [
         "One appeal with messages and history",
         response=AppealDetailOut,
         errors=(401, 404),
+        links=_DETAIL_LINKS,
     ),
     Operation(
         "POST",
@@ -347,6 +392,7 @@ OPERATIONS = [
         attachment,
         "Download a file of a message",
         errors=(401, 404, 502),
+        media=("*/*",),
     ),
     Operation(
         "POST",
@@ -374,6 +420,7 @@ OPERATIONS = [
         body=StatusIn,
         response=AppealDetailOut,
         errors=(400, 401, 404, 409, 422),
+        links=_DETAIL_LINKS,
     ),
     Operation(
         "POST",
@@ -383,5 +430,6 @@ OPERATIONS = [
         body=AssignIn,
         response=AppealDetailOut,
         errors=(400, 401, 404, 422),
+        links=_DETAIL_LINKS,
     ),
 ]

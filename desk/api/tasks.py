@@ -9,13 +9,13 @@ from aiohttp import web
 from pydantic import Field
 from tortoise.transactions import in_transaction
 
-from desk.api.app import Operation, QueryParam, caller_of, ctx_of
+from desk.api.app import Link, Operation, QueryParam, caller_of, ctx_of
 from desk.api.errors import json_response, read_json
 from desk.api.schemas import Body
-from desk.api.staff import enum_param, int_param
+from desk.api.staff import MAX_PAGE, enum_param, int_param, text_param
 from desk.triage import find_agent
 from desk.winback import complete_call
-from models import Task, TaskStatus
+from models import MAX_ID, Task, TaskStatus, fits, parse_id
 
 MAX_PER_PAGE = 200
 
@@ -73,16 +73,16 @@ def task_out(task: Task) -> dict[str, Any]:
 
 async def list_tasks(request: web.Request) -> web.Response:
     """Tasks, soonest due first, filtered and paginated."""
-    page = int_param(request, "page", 1, 1, 1_000_000)
+    page = int_param(request, "page", 1, 1, MAX_PAGE)
     per_page = int_param(request, "per_page", 50, 1, MAX_PER_PAGE)
     query = Task.all()
     if status := enum_param(request, "status", [s.value for s in TaskStatus]):
         query = query.filter(status=status)
-    if kind := request.query.get("kind"):
-        query = query.filter(kind=kind[:32])
-    if request.query.get("customer_id"):
-        query = query.filter(customer_id=int_param(request, "customer_id", 0, 1, 2**62))
-    if assignee := request.query.get("assignee"):
+    if kind := text_param(request, "kind"):
+        query = query.filter(kind=kind) if fits(Task, "kind", kind) else query.filter(id=0)
+    if "customer_id" in request.query:
+        query = query.filter(customer_id=int_param(request, "customer_id", 0, 1, MAX_ID))
+    if assignee := text_param(request, "assignee"):
         if assignee == "none":
             query = query.filter(assignee_id__isnull=True)
         else:
@@ -102,8 +102,7 @@ async def complete_task(request: web.Request) -> web.Response:
     """Record a call's result; a task already done is 409."""
     ctx = ctx_of(request)
     body = CompleteIn.model_validate(await read_json(request))
-    raw = request.match_info["task_id"]
-    task_id = int(raw) if raw.isdigit() and len(raw) < 19 else 0
+    task_id = parse_id(request.match_info["task_id"]) or 0
     async with in_transaction():
         task = await complete_call(
             ctx.lifecycle.events,
@@ -126,12 +125,13 @@ OPERATIONS = [
         "List tasks (win-back calls, call-backs)",
         response=TaskPage,
         errors=(400, 401, 422),
+        links={"CompleteTask": Link("complete_task", {"task_id": "$response.body#/items/0/id"})},
         query=(
             QueryParam("status", {"type": "string", "enum": [s.value for s in TaskStatus]}),
             QueryParam("kind", {"type": "string"}, "call, winback, …"),
-            QueryParam("customer_id", {"type": "integer"}),
+            QueryParam("customer_id", {"type": "integer", "minimum": 1, "maximum": MAX_ID}),
             QueryParam("assignee", {"type": "string"}, "id, Telegram id, name or none"),
-            QueryParam("page", {"type": "integer", "minimum": 1}),
+            QueryParam("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
             QueryParam("per_page", {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE}),
         ),
     ),

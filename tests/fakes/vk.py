@@ -69,6 +69,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -258,7 +259,7 @@ class StoredFile:
 
     @property
     def path(self) -> str:
-        return f"/files/{self.key}/{self.name}"
+        return f"/files/{self.key}/{quote(self.name, safe='')}"  # a name like ../x stays one
 
 
 @dataclass
