@@ -140,6 +140,10 @@ BEYOND_SCHEMA = {
     "change_stage": "the stage must be configured",
     "ratings_report": "a period is a known word, a date or a range of at most 366 days",
     "ratings_chart": "a period is a known word, a date or a range of at most 366 days",
+    "customers_report": "a period is a known word, a date or a range of at most 366 days",
+    "appeals": "a period is a known word, a date or a range of at most 366 days",
+    "sla": "a period is a known word, a date or a range of at most 366 days",
+    "top": "a period is a known word, a date or a range of at most 366 days",
 }
 
 

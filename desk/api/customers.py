@@ -245,6 +245,7 @@ OPERATIONS = [
         "reasons for leaving, win-back calls on time",
         response=CustomerReportOut,
         errors=(400, 401),
+        media=("text/csv",),
         query=(
             *PERIOD_PARAMS,
             QueryParam(

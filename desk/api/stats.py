@@ -281,6 +281,7 @@ OPERATIONS = [
         "times (median, p90; wall and business hours), SLA met, reopen rate, backlog, ratings",
         response=AppealReportOut,
         errors=(400, 401),
+        media=("text/csv",),
         query=(*PERIOD_PARAMS, _FORMAT),
     ),
     Operation(
@@ -290,6 +291,7 @@ OPERATIONS = [
         "SLA of a period: first responses and resolutions on time, by team, breaches",
         response=SlaReportOut,
         errors=(400, 401),
+        media=("text/csv",),
         query=(*PERIOD_PARAMS, _FORMAT),
     ),
     Operation(
@@ -300,6 +302,7 @@ OPERATIONS = [
         "customers use most in them, against the period before",
         response=TopReportOut,
         errors=(400, 401),
+        media=("text/csv",),
         query=(*PERIOD_PARAMS, _FORMAT),
     ),
 ]
