@@ -208,6 +208,8 @@ async def _clear_outbox(appeal_ids: list[int], addresses: set[tuple[str, str]]) 
         changes: dict[str, Any] = {"payload": cleared}
         if mine:
             changes.update(address=MARKER, queue_key=f"forgotten:{row['id']}")
+            if row.get("external_id"):  # a Telegram answer is recorded as <chat>:<message>
+                changes.update(external_id=f"forgotten:{row['id']}")
         if row["status"] in (OutboxStatus.PENDING, OutboxStatus.SENDING):
             changes.update(
                 status=OutboxStatus.FAILED,
