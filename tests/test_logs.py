@@ -185,7 +185,7 @@ def test_scopes_add_the_appeal_and_keep_the_channel_and_end_with_their_block() -
             "for http://127.0.0.1:1/bot123456789:AAFakeTelegramTestToken/getUpdates",
             "for http://127.0.0.1:1/bot<token>/getUpdates",
         ),
-        ("token 1234567890:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1", "token <token>"),
+        ("token 1234567890:AAFakeTelegramTestTokenForLogs_01", "token <token>"),
         ("redis://desk:s3cr3t@redis:6379/0", "redis://desk:***@redis:6379/0"),
         ("Authorization: Bearer abcdef0123456789", "Authorization: Bearer <token>"),
         (
