@@ -158,7 +158,7 @@ class AppealReport:
         """The report as plain JSON types."""
         ratings = self.ratings
         return {
-            "period": period_json(self.period),
+            "period": self.period.to_json(),
             "created": self.created,
             "by_channel": [line.to_json() for line in self.by_channel],
             "by_category": [line.to_json() for line in self.by_category],
@@ -177,17 +177,6 @@ class AppealReport:
             },
             "daily": [b.to_json() for b in self.buckets],
         }
-
-
-def period_json(period: Period) -> dict[str, str]:
-    """A period as every report shows it."""
-    return {
-        "label": period.label,
-        "from": period.first_day.isoformat(),
-        "to": period.last_day.isoformat(),
-        "start": period.start.isoformat(),
-        "end": period.end.isoformat(),
-    }
 
 
 def opened_in(period: Period) -> QuerySet[Appeal]:

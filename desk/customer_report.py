@@ -102,15 +102,8 @@ class CustomerReport:
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON types."""
-        period = self.period
         return {
-            "period": {
-                "label": period.label,
-                "from": period.first_day.isoformat(),
-                "to": period.last_day.isoformat(),
-                "start": period.start.isoformat(),
-                "end": period.end.isoformat(),
-            },
+            "period": self.period.to_json(),
             "now": {
                 "lost": self.lost_now,
                 "active": self.active_now,

@@ -72,6 +72,16 @@ class Period:
         """Whether an aware instant falls inside ``[start, end)``."""
         return self.start <= moment < self.end
 
+    def to_json(self) -> dict[str, str]:
+        """The period as every report shows it: its label, days and instants."""
+        return {
+            "label": self.label,
+            "from": self.first_day.isoformat(),
+            "to": self.last_day.isoformat(),
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+        }
+
 
 def local_midnight(day: date, zone: ZoneInfo) -> datetime:
     """The UTC instant a day starts in ``zone``; where a DST jump skips midnight, the moment

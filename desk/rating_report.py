@@ -82,13 +82,7 @@ class RatingReport:
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON types (dates as ISO strings, score keys as strings)."""
         return {
-            "period": {
-                "label": self.period.label,
-                "from": self.period.first_day.isoformat(),
-                "to": self.period.last_day.isoformat(),
-                "start": self.period.start.isoformat(),
-                "end": self.period.end.isoformat(),
-            },
+            "period": self.period.to_json(),
             "count": self.count,
             "average": self.average,
             "distribution": {str(score): n for score, n in self.distribution.items()},

@@ -10,7 +10,7 @@ from typing import Any
 from tortoise.expressions import F, Q
 from tortoise.functions import Count
 
-from desk.appeal_report import Target, breaches_by_target, period_json, targets
+from desk.appeal_report import Target, breaches_by_target, targets
 from desk.periods import Period
 from desk.rating_report import NONE, share
 from models import Appeal, Event
@@ -72,7 +72,7 @@ class SlaReport:
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON types."""
         return {
-            "period": period_json(self.period),
+            "period": self.period.to_json(),
             "first_response": self.first_response.to_json(),
             "resolution": self.resolution.to_json(),
             "by_team": [t.to_json() for t in self.by_team],

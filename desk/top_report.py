@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from desk.appeal_report import lines, opened_in, period_json
+from desk.appeal_report import lines, opened_in
 from desk.periods import Period, period_of_days
 from desk.phrases import period_tally
 from desk.rating_report import NONE
@@ -69,8 +69,8 @@ class TopReport:
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON types."""
         return {
-            "period": period_json(self.period),
-            "previous": period_json(self.previous),
+            "period": self.period.to_json(),
+            "previous": self.previous.to_json(),
             "categories": [c.to_json() for c in self.categories],
         }
 
