@@ -14,16 +14,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiogram.types import CallbackQuery, Message
-from tortoise.functions import Count, Sum
 from tortoise.transactions import in_transaction
 
 from bots.staff_sync import StaffSync
 from desk.context import AppContext
 from desk.errors import DeskError, TaskClosed, TaskNotFound
 from desk.events import DomainEvent
+from desk.orders import order_totals
 from desk.tasks import phones_of
 from desk.winback import WINBACK, complete_call, give_reason
-from models import Agent, Customer, KeyValue, Order, Task, TaskStatus
+from models import Agent, Customer, KeyValue, Task, TaskStatus
 from models.lookup import parse_id
 
 log = logging.getLogger(__name__)
@@ -71,16 +71,11 @@ class TaskBoard:
             return
         task = await Task.get_or_none(id=int(event.data["task_id"]))
         if task is not None and task.customer_id is not None:
-            await self._post_card(task, retry="no answer" in str(event.data.get("reason", "")))
+            await self._post_card(task)
 
-    async def _post_card(self, task: Task, *, retry: bool) -> None:
+    async def _post_card(self, task: Task) -> None:
         customer = await Customer.get(id=task.customer_id)
-        totals = (
-            await Order.filter(customer_id=customer.id)
-            .annotate(n=Count("id"), total=Sum("amount"))
-            .first()
-            .values("n", "total")
-        ) or {}
+        orders, amount = await order_totals(customer.id)
         assignee = await Agent.get_or_none(id=task.assignee_id) if task.assignee_id else None
         earlier = await (
             Task.filter(customer_id=customer.id, kind=WINBACK, status=TaskStatus.DONE)
@@ -91,11 +86,11 @@ class TaskBoard:
             "telegram/task_card.html.j2",
             self._lang,
             task_id=task.id,
-            retry=retry,
+            retry=bool(earlier) and earlier[0].result == "no_answer",
             name=customer.name,
             phones=await phones_of(customer.id),
-            orders=int(totals.get("n") or 0),
-            amount=_money(totals.get("total")),
+            orders=orders,
+            amount=_money(amount) if amount else "",
             last_order=self._local(customer.last_order_at, "%d.%m.%Y")
             if customer.last_order_at
             else "",
@@ -302,11 +297,8 @@ class TaskBoard:
         return self._texts.string(key, self._lang)
 
 
-def _money(value: Any) -> str:
-    """An amount for people: «12 500», «1 299.50»; "" for none."""
-    if value is None:
-        return ""
-    amount = Decimal(value)
+def _money(amount: Decimal) -> str:
+    """An amount for people: «12 500», «1 299.50»."""
     whole = f"{int(amount):,}".replace(",", " ")
     cents = amount - int(amount)
     return whole if cents == 0 else f"{whole}.{abs(cents) * 100:02.0f}"

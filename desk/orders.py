@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from tortoise.functions import Count, Sum
 from tortoise.transactions import in_transaction
 
 from channels.base import ChannelKind
@@ -279,3 +280,15 @@ def _request(change: OrderChange) -> dict[str, Any]:
         "stage": change.stage,
         "contacts": change.contacts.keys(),
     }
+
+
+async def order_totals(customer_id: int) -> tuple[int, Decimal]:
+    """How many orders a customer has placed and their amounts' sum (0 when none carry one)."""
+    row = (
+        await Order.filter(customer_id=customer_id)
+        .annotate(n=Count("id"), total=Sum("amount"))
+        .first()
+        .values("n", "total")
+    ) or {}
+    total = row.get("total")
+    return int(row.get("n") or 0), Decimal(total) if total is not None else Decimal(0)

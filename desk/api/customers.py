@@ -5,13 +5,11 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import BaseModel, Field
-from tortoise.functions import Count, Sum
 from tortoise.transactions import in_transaction
 
 from desk.api.app import Operation, QueryParam, caller_of, ctx_of
@@ -21,8 +19,9 @@ from desk.api.schemas import Body
 from desk.api.staff import int_param
 from desk.customer_report import customer_report
 from desk.customers import set_state
+from desk.orders import order_totals
 from desk.timeline import MAX_ENTRIES, timeline
-from models import Customer, Order, Warmth
+from models import Customer, Warmth
 from models.lookup import parse_id
 
 
@@ -142,13 +141,7 @@ async def _customer(request: web.Request) -> Customer:
 
 async def customer_out(customer: Customer) -> dict[str, Any]:
     """The API form of a customer's standing."""
-    totals = (
-        await Order.filter(customer_id=customer.id)
-        .annotate(n=Count("id"), total=Sum("amount"))
-        .first()
-        .values("n", "total")
-    )
-    total = (totals or {}).get("total")
+    orders, amount = await order_totals(customer.id)
     return CustomerOut(
         id=customer.id,
         name=customer.name,
@@ -158,8 +151,8 @@ async def customer_out(customer: Customer) -> dict[str, Any]:
         do_not_contact=customer.do_not_contact,
         last_order_at=customer.last_order_at,
         lost_after=customer.lost_after,
-        orders=int((totals or {}).get("n") or 0),
-        amount=str(Decimal(total) if total is not None else Decimal(0)),
+        orders=orders,
+        amount=str(amount),
     ).model_dump(mode="json")
 
 
