@@ -14,12 +14,13 @@ from tortoise.transactions import in_transaction
 
 from desk.api.app import Operation, QueryParam, caller_of, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
-from desk.api.reports import NO_STORE, PERIOD_PARAMS, PeriodOut, csv_response, format_of, period_of
+from desk.api.reports import PERIOD_PARAMS, PeriodOut, report_response
 from desk.api.schemas import Body
 from desk.api.staff import int_param
-from desk.customer_report import customer_report
+from desk.customer_report import CustomerReport, customer_report
 from desk.customers import set_state
 from desk.orders import order_totals
+from desk.periods import Period
 from desk.timeline import MAX_ENTRIES, timeline
 from models import Customer, Warmth
 from models.lookup import parse_id
@@ -188,26 +189,24 @@ async def set_warmth(request: web.Request) -> web.Response:
     return json_response(await customer_out(customer))
 
 
-def _daily_csv(body: dict[str, Any]) -> str:
+def _daily_csv(report: CustomerReport) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["day", "lost", "returned", "amount"])
-    for day in body["daily"]:
-        writer.writerow([day["day"], day["lost"], day["returned"], day["amount"]])
+    for day in report.daily:
+        writer.writerow([day.day.isoformat(), day.lost, day.returned, str(day.amount)])
     return out.getvalue()
 
 
 async def customers_report(request: web.Request) -> web.Response:
     """Lost customers of the period as JSON, or its days as CSV with ``?format=csv``."""
     ctx = ctx_of(request)
-    period = period_of(request)
-    kind = format_of(request)
-    report = await customer_report(period, ctx.clock(), ZoneInfo(ctx.settings.company.timezone))
-    body = report.to_json()
-    if kind == "csv":
-        return csv_response(_daily_csv(body), "customers", period)
-    CustomerReportOut.model_validate(body)  # the document promises this shape
-    return json_response(body, headers=NO_STORE)
+    zone = ZoneInfo(ctx.settings.company.timezone)
+
+    async def build(period: Period) -> CustomerReport:
+        return await customer_report(period, ctx.clock(), zone)
+
+    return await report_response(request, "customers", build, _daily_csv, CustomerReportOut)
 
 
 _CUSTOMER_ERRORS = (400, 401, 404, 422)

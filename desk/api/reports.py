@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -154,16 +154,36 @@ def daily_csv(report: RatingReport) -> str:
     return out.getvalue()
 
 
+class Report(Protocol):
+    """What every report can do: show itself as plain JSON types."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=Report)
+
+
+async def report_response(
+    request: web.Request,
+    name: str,
+    build: Callable[[Period], Awaitable[R]],
+    csv_of: Callable[[R], str],
+    shape: type[BaseModel],
+) -> web.Response:
+    """A report of the request's period as JSON (checked against the documented ``shape``),
+    or as the CSV download ``name-<from>-<to>.csv`` with ``?format=csv``."""
+    period, kind = period_of(request), format_of(request)
+    report = await build(period)
+    if kind == "csv":
+        return csv_response(csv_of(report), name, period)
+    body = report.to_json()
+    shape.model_validate(body)  # the document promises this shape
+    return json_response(body, headers=NO_STORE)
+
+
 async def ratings_report(request: web.Request) -> web.Response:
     """The ratings of the period as JSON, or its days as CSV with ``?format=csv``."""
-    period = period_of(request)
-    kind = format_of(request)
-    report = await rating_report(period)
-    if kind == "csv":
-        return csv_response(daily_csv(report), "ratings", period)
-    body = report.to_json()
-    RatingReportOut.model_validate(body)  # the document promises this shape
-    return json_response(body, headers=NO_STORE)
+    return await report_response(request, "ratings", rating_report, daily_csv, RatingReportOut)
 
 
 async def ratings_chart(request: web.Request) -> web.Response:

@@ -14,10 +14,9 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from desk.api.app import Operation, QueryParam, ctx_of
-from desk.api.errors import json_response
-from desk.api.reports import NO_STORE, PERIOD_PARAMS, PeriodOut, csv_response, format_of, period_of
+from desk.api.reports import PERIOD_PARAMS, PeriodOut, report_response
 from desk.appeal_report import AppealReport, appeal_report
-from desk.periods import today_in
+from desk.periods import Period, today_in
 from desk.sla_report import SlaReport, sla_report
 from desk.top_report import TopReport, top_report
 
@@ -239,37 +238,28 @@ def top_csv(report: TopReport) -> str:
 async def appeals(request: web.Request) -> web.Response:
     """The desk's figures of the period."""
     ctx = ctx_of(request)
-    period, kind = period_of(request), format_of(request)
-    report = await appeal_report(period, ctx.clock(), ZoneInfo(ctx.settings.company.timezone))
-    if kind == "csv":
-        return csv_response(appeals_csv(report), "appeals", period)
-    body = report.to_json()
-    AppealReportOut.model_validate(body)  # the document promises this shape
-    return json_response(body, headers=NO_STORE)
+    zone = ZoneInfo(ctx.settings.company.timezone)
+
+    async def build(period: Period) -> AppealReport:
+        return await appeal_report(period, ctx.clock(), zone)
+
+    return await report_response(request, "appeals", build, appeals_csv, AppealReportOut)
 
 
 async def sla(request: web.Request) -> web.Response:
     """The SLA of the period."""
-    period, kind = period_of(request), format_of(request)
-    report = await sla_report(period)
-    if kind == "csv":
-        return csv_response(sla_csv(report), "sla", period)
-    body = report.to_json()
-    SlaReportOut.model_validate(body)
-    return json_response(body, headers=NO_STORE)
+    return await report_response(request, "sla", sla_report, sla_csv, SlaReportOut)
 
 
 async def top(request: web.Request) -> web.Response:
     """The most frequent categories and phrases of the period."""
     ctx = ctx_of(request)
-    period, kind = period_of(request), format_of(request)
     zone = ZoneInfo(ctx.settings.company.timezone)
-    report = await top_report(period, zone, today_in(ctx.clock(), zone))
-    if kind == "csv":
-        return csv_response(top_csv(report), "top", period)
-    body = report.to_json()
-    TopReportOut.model_validate(body)
-    return json_response(body, headers=NO_STORE)
+
+    async def build(period: Period) -> TopReport:
+        return await top_report(period, zone, today_in(ctx.clock(), zone))
+
+    return await report_response(request, "top", build, top_csv, TopReportOut)
 
 
 OPERATIONS = [
