@@ -104,7 +104,8 @@ async def rating_request_in(fake: FakeTelegram, chat: int, after: int = 0) -> Se
             and len(m.reply_markup["inline_keyboard"][0]) == 5
         ]
 
-    return (await eventually(found, what="a rating request"))[-1]
+    # Behind the answer and the «решено» notice: a private chat gets about one message a second.
+    return (await eventually(found, timeout=30, what="a rating request"))[-1]
 
 
 async def fired_rule(appeal: Appeal, rule: str) -> list[Event]:
