@@ -93,6 +93,7 @@ def receipt_mail() -> EmailMessage:
 async def build_customer(desk: Desk, fake: FakeTelegram, mailbox: MailAccount) -> Appeal:
     """An order, a Telegram appeal answered and rated 2 with a comment (so a call task), and
     a mail with a file: all one customer."""
+    fake.add_private_chat(CHAT, "Павел")  # the shop knows a chat the customer opened
     order = {
         "external_id": "7001",
         "stage": "new",
@@ -103,7 +104,6 @@ async def build_customer(desk: Desk, fake: FakeTelegram, mailbox: MailAccount) -
     assert (await desk.post("/api/v1/orders/7001/stage", {"stage": "shipped", "note": NOTE}))[
         0
     ] == 200
-    fake.add_private_chat(CHAT, "Павел")
     appeal = await open_appeal(fake, CHAT, FIRST_TEXT, name="Павел")
     fake.group_message(STAFF_CHAT, AGENT_ID, REPLY, int(appeal.staff_thread))
     await eventually(lambda: any(REPLY in t for t in texts_in(fake, CHAT)), what="the reply")
