@@ -104,8 +104,16 @@ class Proc:
         return {
             k: int(v)
             for k, v in data.items()
-            if k in ("statements", "autocommit", "begin", "commit")
+            if k in ("statements", "autocommit", "begin", "commit", "reset")
         }
+
+    def cpu_s(self) -> float:
+        """User and system CPU seconds the process has used."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> float:
         try:
@@ -374,6 +382,7 @@ class Result:
     queued: list[float] = field(default_factory=list)
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     rss: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
     ceiling: Sent | None = None
 
 
@@ -382,6 +391,7 @@ async def measure(plan: Plan, url: str, procs: list[Proc], customers: Customers)
     base_id = await last_id(Message)
     base_outbox = await last_id(OutboxItem)
     before = {f"{p.role}-{i}": p.counters() for i, p in enumerate(procs)}
+    cpu_before = {f"{p.role}-{i}": p.cpu_s() for i, p in enumerate(procs)}
     rss: list[tuple[int, dict[str, float]]] = [
         (0, {f"{p.role}-{i}": p.rss_mb() for i, p in enumerate(procs)})
     ]
@@ -416,11 +426,12 @@ async def measure(plan: Plan, url: str, procs: list[Proc], customers: Customers)
             break
     sent = await load
     after = {f"{p.role}-{i}": p.counters() for i, p in enumerate(procs)}
+    cpu = {f"{p.role}-{i}": p.cpu_s() - cpu_before[f"{p.role}-{i}"] for i, p in enumerate(procs)}
     counters = {
         name: {k: after[name].get(k, 0) - before[name].get(k, 0) for k in after[name]}
         for name in after
     }
-    result = Result(sent, done_at - sent.started, stored, counters=counters, rss=rss)
+    result = Result(sent, done_at - sent.started, stored, counters=counters, rss=rss, cpu=cpu)
     result.queued = await queued_latencies(sent, base_outbox)
     return result
 
@@ -576,6 +587,8 @@ def report(plan: Plan, result: Result) -> str:
     auto = sum(c.get("autocommit", 0) for c in result.counters.values())
     lines.append(row.format("DB transactions / message", f"{txs / stored:.2f}"))
     lines.append(row.format("  + statements outside one", f"{auto / stored:.1f}"))
+    resets = sum(c.get("reset", 0) for c in result.counters.values())
+    lines.append(row.format("pool reset queries / message", f"{resets / stored:.1f}"))
     for name, c in result.counters.items():
         lines.append(
             row.format(
@@ -583,6 +596,10 @@ def report(plan: Plan, result: Result) -> str:
                 f"{c.get('statements', 0) / stored:.1f} st, {c.get('commit', 0) / stored:.2f} tx",
             )
         )
+    total_cpu = sum(result.cpu.values())
+    lines.append(row.format("service CPU / message", f"{total_cpu / stored * 1000:.2f} ms"))
+    for name, seconds in result.cpu.items():
+        lines.append(row.format(f"  {name}", f"{seconds / stored * 1000:.2f} ms"))
     first, last = result.rss[0][1], result.rss[-1][1]
     for name in first:
         peak = max(sample[1].get(name, 0.0) for sample in result.rss)

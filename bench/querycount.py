@@ -5,7 +5,8 @@
 Tortoise's clients are wrapped where SQL leaves for the database: ``execute_insert``,
 ``execute_query``, ``execute_query_dict``, ``execute_many``, ``execute_script`` (only the
 outermost call counts, so a method that calls another is one statement), and the transaction
-round trips (``begin``/``savepoint``, ``commit``/``release_savepoint``, rollbacks). A thread
+round trips (``begin``/``savepoint``, ``commit``/``release_savepoint``, rollbacks), and the
+reset query asyncpg's pool sends when a connection goes back to it (``reset``). A thread
 writes the totals as JSON to STATS_FILE every 0.2 s; bench/load.py reads the difference over its
 measurement window. Nothing of the service is changed beyond the counting.
 """
@@ -22,6 +23,8 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+import asyncpg
 
 STATEMENTS = (
     "execute_insert",
@@ -83,6 +86,14 @@ def install() -> None:
             own = cls.__dict__.get(name)
             if own is not None:
                 setattr(cls, name, _counted(kind, own))
+    reset = asyncpg.Connection.reset
+
+    async def counted_reset(self: asyncpg.Connection, *, timeout: float | None = None) -> None:
+        if self.get_reset_query():
+            counts["reset"] += 1
+        await reset(self, timeout=timeout)
+
+    asyncpg.Connection.reset = counted_reset
 
 
 def _writer(path: str) -> None:
