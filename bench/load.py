@@ -24,7 +24,8 @@ and acknowledges, as the ceiling of this machine.
 ``--config pg-redis`` reads ``DESK_DATABASE_URL`` (PostgreSQL; its schema is dropped and
 created again!) and ``DESK_REDIS_URL`` (flushed!); ``scripts/test-services start`` provides both.
 There the serve process publishes webhooks to the Redis stream and ``--workers`` worker
-processes consume it. ``--prefill N`` first adds N closed appeals (bench/prefill.py).
+processes consume it and deliver the outbox. ``--prefill N`` first adds N closed appeals
+(bench/prefill.py).
 """
 
 from __future__ import annotations
@@ -520,13 +521,14 @@ async def _with_service(plan: Plan, fake: FakeTelegram, tmp: Path, customers: Cu
             env = {**base_env, "DESK_WORKERS__INTAKE": str(plan.intake)}
             procs.append(await start_process("serve", tmp, config, env))
         else:
-            serve_env = {**base_env, "DESK_WORKERS__INTAKE": "0", "DESK_WORKERS__DELIVERY": "1"}
+            # The serve process only takes webhooks; the workers ingest and deliver.
+            serve_env = {**base_env, "DESK_WORKERS__INTAKE": "0", "DESK_WORKERS__DELIVERY": "0"}
             procs.append(await start_process("serve", tmp, config, serve_env))
             await wait_ready(f"http://127.0.0.1:{port}", procs)
             worker_env = {
                 **base_env,
                 "DESK_WORKERS__INTAKE": str(plan.intake),
-                "DESK_WORKERS__DELIVERY": "0",
+                "DESK_WORKERS__DELIVERY": "1",
             }
             for i in range(plan.workers):
                 procs.append(await start_process("worker", tmp, config, worker_env, i))
