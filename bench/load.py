@@ -628,7 +628,8 @@ def report(plan: Plan, result: Result) -> str:
                 f"{_ms(top_run.answer_s, 0.5)} / {_ms(top_run.answer_s, 0.99)}",
             )
         )
-        lines.append(row.format("ingest as share of ceiling", f"{ingest / top:.0%}"))
+        if plan.rate is None:  # in open loop both answer at the rate
+            lines.append(row.format("ingest as share of ceiling", f"{ingest / top:.0%}"))
     return "\n".join(lines)
 
 
