@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 SCAN_LIMIT = 500
 PARALLEL = 16
-MIN_PASS_S = 0.05  # at most 20 passes a second while nothing is due
+MIN_PASS_S = 0.05  # at most 20 passes a second while a backlog waits and nothing is due
+BACKLOG_ROWS = 100
 MAX_BACKOFF_S = 900.0
 NO_ADAPTER_RETRY_S = 300.0
 UnreachableHook = Callable[[OutboxItem, str], Awaitable[None]]
@@ -66,6 +67,7 @@ class DeliveryWorker:
         self._idle = idle_s
         self._events = events or EventBus()
         self._on_unreachable = on_unreachable
+        self._scanned = 0  # rows the last pass looked at
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; a failing pass is logged and retried, never fatal."""
@@ -79,10 +81,10 @@ class DeliveryWorker:
                 handled = 0
             if not handled:
                 await self._outbox.wait(timeout=self._idle)
-                # Intake wakes us after every message: under load, one scan per MIN_PASS_S
+                # Intake wakes us after every message: with a backlog, one scan per MIN_PASS_S
                 # serves them all instead of one scan of the backlog per message.
                 rest = MIN_PASS_S - (loop.time() - started)
-                if rest > 0 and not stop.is_set():
+                if self._scanned >= BACKLOG_ROWS and rest > 0 and not stop.is_set():
                     await asyncio.sleep(rest)
 
     async def deliver_due(self) -> int:
@@ -109,6 +111,7 @@ class DeliveryWorker:
             .limit(SCAN_LIMIT)
             .values("id", "queue_key", "status", "locked_until", "next_attempt_at")
         )
+        self._scanned = len(rows)
         heads: dict[str, dict[str, Any]] = {}
         for row in rows:
             heads.setdefault(row["queue_key"], row)  # only the oldest row of a conversation may go
@@ -149,7 +152,6 @@ class DeliveryWorker:
             external_id = await adapter.deliver(_outbound(item))
         except RateLimited as exc:
             await self._retry_later(item, str(exc), exc.retry_after, count_attempt=False)
-            await self._hold_chat(item, exc.retry_after)
         except Unreachable as exc:
             await self._fail(item, str(exc), unreachable=True)
         except Rejected as exc:
@@ -166,17 +168,6 @@ class DeliveryWorker:
             )
         else:
             await self._sent(item, external_id)
-
-    async def _hold_chat(self, item: OutboxItem, delay_s: float) -> None:
-        """The other rows waiting for the same chat would meet the same limit: they wait too,
-        in one statement, instead of each being claimed and put back in turn."""
-        until = self._clock() + timedelta(seconds=delay_s)
-        await OutboxItem.filter(
-            channel=item.channel,
-            address=item.address,
-            status=OutboxStatus.PENDING,
-            next_attempt_at__lt=until,
-        ).update(next_attempt_at=until)
 
     async def _sent(self, item: OutboxItem, external_id: str) -> None:
         now = self._clock()
