@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from datetime import time
@@ -377,9 +378,15 @@ class Settings(BaseSettings):
 def default_categories() -> list[CategoryConfig]:
     """The categories shipped with the desk (seed 001's kinds of appeal), used when the config
     names none."""
+    return list(_shipped_categories())
+
+
+@functools.cache
+def _shipped_categories() -> tuple[CategoryConfig, ...]:
+    # Read once per process: cards and pickers ask for the categories on every post.
     path = Path(__file__).resolve().parent.parent / "router" / "categories.yaml"
     data = load_yaml(path.read_text(encoding="utf-8")) or []
-    return [CategoryConfig.model_validate(item) for item in data]
+    return tuple(CategoryConfig.model_validate(item) for item in data)
 
 
 def default_rules() -> list[Rule]:

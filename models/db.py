@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import asyncpg
 from tortoise import Tortoise
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.connection import get_connection
 from tortoise.migrations.api import migrate as run_migrations
 from tortoise.migrations.executor import MigrationExecutor
@@ -27,10 +29,28 @@ def normalise_url(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """A pooled connection goes back without asyncpg's reset query (one more round trip per
+    statement or transaction): the desk keeps no session state (no LISTEN, advisory locks, SET
+    or cursors), and asyncpg still rolls back a transaction left open before calling this."""
+
+
+def connection_config(url: str) -> str | dict[str, Any]:
+    """The Tortoise connection for ``url``: the URL itself, or its expanded form where a
+    PostgreSQL pool needs options a URL cannot carry."""
+    url = normalise_url(url)
+    if urlsplit(url).scheme not in ("postgres", "asyncpg"):
+        return url
+    config = expand_db_url(url)
+    if config["engine"] == "tortoise.backends.asyncpg":
+        config["credentials"].setdefault("reset", _keep_session)
+    return config
+
+
 def tortoise_config(url: str) -> dict[str, Any]:
     """The Tortoise config of Appeal Desk for one database URL."""
     return {
-        "connections": {"default": normalise_url(url)},
+        "connections": {"default": connection_config(url)},
         "apps": {
             APP_LABEL: {
                 "models": ["models"],
