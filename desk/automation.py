@@ -158,7 +158,9 @@ class Automation:
     async def _target(self, event: DomainEvent) -> Target:
         appeal = event.appeal
         customer_id = event.customer_id or (appeal.customer_id if appeal is not None else None)
-        customer = await Customer.get_or_none(id=customer_id) if customer_id else None
+        customer = event.customer
+        if customer is None or customer.id != customer_id:
+            customer = await Customer.get_or_none(id=customer_id) if customer_id else None
         order_id = event.data.get("order_id")
         order = await Order.get_or_none(id=int(order_id)) if order_id is not None else None
         return Target(event, appeal, customer, order)

@@ -102,7 +102,9 @@ async def customer_by_contacts(
     keys: list[tuple[str, str]], *, name: str, language: str, preferred: str | None
 ) -> tuple[Customer, bool]:
     """The customer owning the first known of ``keys`` (strongest first), created if none is
-    known; the other keys become their contact points. Call inside a transaction."""
+    known; the other keys become their contact points. Call inside a transaction: the customer
+    row stays locked until it ends (PostgreSQL; SQLite has one writer), so decisions about one
+    customer are taken one at a time."""
     found: dict[tuple[str, str], ContactPoint] = {}
     for channel, address in keys:
         point = await ContactPoint.filter(channel=channel, address=address).first()
@@ -111,7 +113,7 @@ async def customer_by_contacts(
     created = False
     if found:
         owner_id = next(p.customer_id for k in keys if (p := found.get(k)) is not None)
-        customer = await Customer.get(id=owner_id)
+        customer = await Customer.filter(id=owner_id).select_for_update().get()
     else:
         customer = await Customer.create(
             name=name[:200], language=_language(language), preferred_channel=preferred

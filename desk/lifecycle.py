@@ -130,9 +130,8 @@ class Lifecycle:
                     return await self._extend(existing, msg)
                 appeal = await Appeal.get(id=existing.appeal_id)
                 return IngestResult(appeal.id, appeal.number or "", existing.id, duplicate=True)
+            # The customer stays locked: one threading decision per customer at a time.
             customer, new_customer = await resolve_customer(msg)
-            # Serialise the threading decision per customer (PostgreSQL; SQLite has one writer).
-            await Customer.filter(id=customer.id).select_for_update().first()
             if new_customer:
                 await self.events.emit(
                     "customer.created", actor="intake", customer=customer, channel=channel
@@ -164,6 +163,7 @@ class Lifecycle:
                 "message.received",
                 actor="customer",
                 appeal=appeal,
+                customer=customer if customer.id == appeal.customer_id else None,
                 message_id=message.id,
                 channel=channel,
                 album=bool(msg.group_id),
