@@ -154,24 +154,25 @@ class DeliveryWorker:
         )
         self._scanned = len(heads)
         won_ids: list[int] = []
-        for row in heads:
-            status = OutboxStatus(row["status"])
-            locked_until: datetime | None = row["locked_until"]
-            lease_over = locked_until is None or locked_until <= now
-            if status is OutboxStatus.SENDING and not lease_over:
-                continue  # another worker holds it
-            if row["next_attempt_at"] > now:
-                continue
-            won = await OutboxItem.filter(
-                id=row["id"], status=status, locked_until=locked_until
-            ).update(
-                status=OutboxStatus.SENDING,
-                locked_by=self._name,
-                locked_until=now + self._lease,
-                attempts=F("attempts") + 1,
-            )
-            if won == 1:
-                won_ids.append(int(row["id"]))
+        async with in_transaction():  # one commit for the pass's claims
+            for row in heads:
+                status = OutboxStatus(row["status"])
+                locked_until: datetime | None = row["locked_until"]
+                lease_over = locked_until is None or locked_until <= now
+                if status is OutboxStatus.SENDING and not lease_over:
+                    continue  # another worker holds it
+                if row["next_attempt_at"] > now:
+                    continue
+                won = await OutboxItem.filter(
+                    id=row["id"], status=status, locked_until=locked_until
+                ).update(
+                    status=OutboxStatus.SENDING,
+                    locked_by=self._name,
+                    locked_until=now + self._lease,
+                    attempts=F("attempts") + 1,
+                )
+                if won == 1:
+                    won_ids.append(int(row["id"]))
         if not won_ids:
             return []
         return list(await OutboxItem.filter(id__in=won_ids).order_by("id"))

@@ -434,6 +434,39 @@ async def test_only_one_of_two_racing_local_consumers_claims_a_row(local_db: str
     assert row.deliveries == 1
 
 
+async def test_a_burst_of_local_publishes_is_stored_once_each_in_publish_order(
+    local_db: str,
+) -> None:
+    stream = LocalStream(consumer="a")
+    count = stream_module.PUBLISH_BATCH + 50  # more than one group commit holds
+    ids = await asyncio.gather(*(stream.publish(inbound(i)) for i in range(count)))
+    assert len(set(ids)) == count
+    assert await StreamEntry.all().count() == count
+    items = await read_until(stream, count)
+    assert [item.entry_id for item in items] == ids
+    assert [item.message.external_id for item in items if item.message] == [
+        f"tg-{i}" for i in range(count)
+    ]
+
+
+async def test_every_publisher_of_a_failed_group_commit_gets_the_error(local_db: str) -> None:
+    stream = LocalStream(consumer="a")
+    await stream.publish(inbound(0))
+    await db.disconnect()  # the database is gone: the write fails
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(stream.publish(inbound(i)) for i in range(1, 6)), return_exceptions=True
+            ),
+            timeout=GENEROUS_S,
+        )
+    finally:
+        await db.connect(local_db)
+    assert all(isinstance(r, Exception) for r in results), results
+    assert await StreamEntry.all().count() == 1  # none of them is half-stored
+    assert await stream.publish(inbound(7))  # and the stream writes again afterwards
+
+
 async def test_dead_letter_keeps_the_entry_for_inspection(backend: Backend) -> None:
     stream = await backend.started()
     entry_id = await stream.publish(inbound(1))
