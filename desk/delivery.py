@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
-from tortoise.expressions import F, Subquery
+from tortoise.expressions import F, Q, Subquery
 from tortoise.functions import Min
 from tortoise.transactions import in_transaction
 
@@ -136,9 +136,9 @@ class DeliveryWorker:
 
     async def _claim(self) -> list[OutboxItem]:
         now = self._clock()
-        # Only the oldest row of a conversation may go; of those, the ones due now. A row held
-        # for quiet hours or waiting to retry blocks its own conversation, nobody else's.
-        # The scan reads only what choosing needs; payloads are loaded for the rows won.
+        # Only the oldest row of a conversation may go; of those, the ones due now and not under
+        # another worker's lease. A row held for quiet hours or waiting to retry blocks its own
+        # conversation, nobody else's.
         waiting = [OutboxStatus.PENDING, OutboxStatus.SENDING]
         oldest = (
             OutboxItem.filter(status__in=waiting)
@@ -146,36 +146,37 @@ class DeliveryWorker:
             .annotate(first=Min("id"))
             .values("first")
         )
-        heads = await (
-            OutboxItem.filter(id__in=Subquery(oldest), next_attempt_at__lte=now)
-            .order_by("id")
-            .limit(SCAN_LIMIT)
-            .values("id", "queue_key", "status", "locked_until", "next_attempt_at")
+        free = (
+            Q(status=OutboxStatus.PENDING) | Q(locked_until__isnull=True) | Q(locked_until__lte=now)
         )
-        self._scanned = len(heads)
-        won_ids: list[int] = []
+        until = now + self._lease
         async with in_transaction():  # one commit for the pass's claims
-            for row in heads:
-                status = OutboxStatus(row["status"])
-                locked_until: datetime | None = row["locked_until"]
-                lease_over = locked_until is None or locked_until <= now
-                if status is OutboxStatus.SENDING and not lease_over:
-                    continue  # another worker holds it
-                if row["next_attempt_at"] > now:
-                    continue
-                won = await OutboxItem.filter(
-                    id=row["id"], status=status, locked_until=locked_until
-                ).update(
-                    status=OutboxStatus.SENDING,
-                    locked_by=self._name,
-                    locked_until=now + self._lease,
-                    attempts=F("attempts") + 1,
-                )
-                if won == 1:
-                    won_ids.append(int(row["id"]))
-        if not won_ids:
-            return []
-        return list(await OutboxItem.filter(id__in=won_ids).order_by("id"))
+            # PostgreSQL: rows another worker is claiming are skipped, not waited for.
+            heads = await (
+                OutboxItem.filter(free, id__in=Subquery(oldest), next_attempt_at__lte=now)
+                .order_by("id")
+                .limit(SCAN_LIMIT)
+                .select_for_update(skip_locked=True)
+                .only("id")
+            )
+            self._scanned = len(heads)
+            if not heads:
+                return []
+            ids = [row.id for row in heads]
+            # The condition again: a second process on one SQLite file may have claimed a row
+            # between the two statements; it stays theirs.
+            await OutboxItem.filter(free, id__in=ids).update(
+                status=OutboxStatus.SENDING,
+                locked_by=self._name,
+                locked_until=until,
+                attempts=F("attempts") + 1,
+            )
+        # Payloads are loaded for the rows won only.
+        return list(
+            await OutboxItem.filter(id__in=ids, locked_by=self._name, locked_until=until).order_by(
+                "id"
+            )
+        )
 
     async def _deliver(self, item: OutboxItem) -> None:
         number = appeal_number(item.appeal_id) if item.appeal_id is not None else None
