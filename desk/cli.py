@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
         "--labelled", type=Path, help="a YAML list of {text, category} (default: the database)"
     )
     evaluate.add_argument("--held-out", type=float, default=0.2, help="share kept for testing")
+    evaluate.add_argument(
+        "--unseen",
+        action="store_true",
+        help="the file is an evaluation set written apart: score all of it, trained on the "
+        "shipped seed examples only",
+    )
     token = sub.add_parser("token", help="staff API tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = token_sub.add_parser("create", help="create a token and print it once")
@@ -183,8 +189,11 @@ async def _router_eval(args: argparse.Namespace, settings: Settings) -> int:
     """Print the classifier's accuracy: labelled examples from a file or the database."""
     from desk.settings import categories_of, seed_examples_of
     from models import LabelledExample
-    from router.evaluate import evaluate
+    from router.classify import Classifier
+    from router.evaluate import evaluate, measure
+    from router.model import TextModel
 
+    languages: dict[str, str] = {}
     if args.labelled is not None:
         import yaml
 
@@ -199,6 +208,14 @@ async def _router_eval(args: argparse.Namespace, settings: Settings) -> int:
             for x in rows
             if isinstance(x, dict) and x.get("text") and x.get("category")
         ]
+        languages = {
+            str(x["text"]): str(x["lang"])
+            for x in rows
+            if isinstance(x, dict) and x.get("text") and x.get("lang")
+        }
+    elif args.unseen:
+        print("appeal-desk: --unseen needs --labelled FILE", file=sys.stderr)
+        return 1
     else:
         await db.connect(settings.database_url)
         try:
@@ -211,12 +228,37 @@ async def _router_eval(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     rules = [(c.id, c.match) for c in categories_of(settings)]
     seeds = seed_examples_of(settings)
-    result = evaluate(examples, rules, held_out=args.held_out, seeds=seeds)
-    shipped = f" ({result.seeds} of them shipped seed examples)" if result.seeds else ""
-    print(f"trained on {result.trained_on}{shipped}, tested on {result.tested_on} held-out appeals")
-    print(f"accuracy  {result.accuracy:.1%}   (unsure: {result.unsure})")
+    threshold = settings.router.confident
+    if args.unseen:
+        labelled = {text for text, _ in examples}
+        kept = [(text, category) for text, category in seeds if text not in labelled]
+        model = TextModel.trained([], seeds=kept)
+        classifier = Classifier(rules, model, confident=0.0)
+        result = measure(
+            classifier, examples, trained_on=len(kept), threshold=threshold, languages=languages
+        )
+        print(f"trained on {len(kept)} shipped seed examples, tested on {result.tested_on} unseen")
+    else:
+        result = evaluate(
+            examples,
+            rules,
+            held_out=args.held_out,
+            seeds=seeds,
+            threshold=threshold,
+            languages=languages,
+        )
+        shipped = f" ({result.seeds} of them shipped seed examples)" if result.seeds else ""
+        print(f"trained on {result.trained_on}{shipped}, tested on {result.tested_on} held-out")
+    print(f"accuracy  {result.accuracy:.1%}   (every appeal placed; unsure: {result.unsure})")
+    print(
+        f"at confidence {threshold:.2f}: {result.answered_accuracy:.1%} right of those placed, "
+        f"{result.abstention:.1%} left to a person "
+        f"({result.answered_right / max(1, result.tested_on):.1%} of all placed right)"
+    )
     for category, share in result.per_category.items():
         print(f"  {category:<16} {share:.1%}")
+    for language, share in result.per_language.items():
+        print(f"  language {language:<7} {share:.1%}")
     for wanted, got, count in result.confusions:
         print(f"  mistaken: {wanted} → {got} ×{count}")
     return 0

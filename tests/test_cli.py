@@ -85,6 +85,37 @@ def test_router_eval_reports_accuracy_on_a_labelled_file(tmp_path: Path) -> None
     assert "returns" in done.stdout and "held-out" in done.stdout
 
 
+def test_router_eval_scores_a_set_written_apart_with_the_shipped_seeds(tmp_path: Path) -> None:
+    examples = [
+        {"text": text, "category": category, "lang": lang}
+        for text, category, lang in (
+            ("хочу вернуть кеды, размер не подошёл", "returns", "ru"),
+            ("пришлите счёт на оплату для ООО", "documents", "ru"),
+            ("де моя посилка? чекаю тиждень", "order_status", "uk"),
+            ("the kettle leaks, I want my money back", "returns", "en"),
+            ("спасибо огромное, всё понравилось", "feedback", "ru"),
+            ("нужно 300 кружек с логотипом", "wholesale", "ru"),
+            ("есть в наличии синий свитер 48 размера?", "availability", "ru"),
+            ("курьер нахамил, это безобразие", "complaint", "ru"),
+            ("во сколько вы открываетесь в субботу?", "general", "ru"),
+            ("как подключить колонку к телефону?", "consultation", "ru"),
+        )
+    ]
+    data = tmp_path / "unseen.yaml"
+    data.write_text(yaml.safe_dump(examples, allow_unicode=True), encoding="utf-8")
+    env = {**os.environ, "DESK_DATABASE_URL": f"sqlite://{tmp_path}/cli.db"}
+    done = run_cli("router-eval", "--labelled", str(data), "--unseen", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "shipped seed examples, tested on 10 unseen" in done.stdout
+    assert "left to a person" in done.stdout
+    assert "language uk" in done.stdout and "language en" in done.stdout
+
+
+def test_router_eval_unseen_needs_a_file(tmp_path: Path) -> None:
+    done = run_cli("router-eval", "--unseen", env=dict(os.environ), cwd=tmp_path)
+    assert done.returncode == 1 and "--unseen needs --labelled" in done.stderr
+
+
 def test_router_eval_with_too_few_examples_says_so(tmp_path: Path) -> None:
     data = tmp_path / "few.yaml"
     data.write_text("- {text: привет, category: general}\n", encoding="utf-8")
