@@ -18,6 +18,11 @@ DATA = Path(__file__).parent / "data" / "appeals.yaml"
 # Appeals written for issue 6 without looking at the classifier: never trained on. The first
 # half (dev) was studied to improve the router, the second (blind) was measured once, at the end.
 FRESH = Path(__file__).parent / "data" / "fresh_appeals.yaml"
+# A third set, written by a reviewer who saw neither the router nor its data, scored once after
+# the third round (0.899 of the 237 it does not share with the seeds; 0.875 before that round).
+# From now on it guards against regressions and is no longer blind.
+REVIEW = Path(__file__).parent / "data" / "review_appeals.yaml"
+REVIEW_FLOOR = 0.88  # scored once blind: 0.899 of the 237 (0.904 of all 240)
 CATEGORIES = {
     "consultation",
     "availability",
@@ -378,8 +383,8 @@ def test_held_out_accuracy_on_the_labelled_set() -> None:
     assert min(scores) >= ACCURACY_FLOOR, scores
 
 
-def fresh() -> list[dict[str, object]]:
-    data = yaml.safe_load(FRESH.read_text(encoding="utf-8"))
+def fresh(path: Path = FRESH) -> list[dict[str, object]]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert isinstance(data, list)
     return data
 
@@ -402,3 +407,15 @@ def test_accuracy_on_appeals_never_trained_on(trained: TextModel) -> None:
     test = [(str(x["text"]), str(x["category"])) for x in fresh()]
     result = measure(Classifier(shipped(), trained, confident=0.0), test)
     assert result.accuracy >= FRESH_FLOOR, (result.accuracy, result.confusions)
+
+
+def test_accuracy_on_the_reviewers_set(trained: TextModel) -> None:
+    """The reviewer's set: shipped seed examples only, every appeal placed."""
+    data = fresh(REVIEW)
+    assert len(data) == 240 and {str(x["category"]) for x in data} == CATEGORIES
+    # Three short ones («где заказ??») were written in the seeds' words too: not scored.
+    seen = {t for t, _ in labelled()}
+    test = [(str(x["text"]), str(x["category"])) for x in data if str(x["text"]) not in seen]
+    assert len(test) == 237
+    result = measure(Classifier(shipped(), trained, confident=0.0), test)
+    assert result.accuracy >= REVIEW_FLOOR, (result.accuracy, result.confusions)
