@@ -1,0 +1,171 @@
+"""A database outage is not poison: the entries in hand wait for the database and are stored once
+it answers, none counted as a failed delivery (``max_deliveries=1`` here: one more hand-out
+would set an entry aside); the outage is logged once and shown in /readyz and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from bench.drills.processes import PostgresServer
+from channels.base import ChannelKind, InboundMessage
+from channels.stream import AppealStream, LocalStream
+from desk.context import utc_now
+from desk.intake import IntakeWorker
+from desk.lifecycle import Lifecycle
+from desk.metrics import Metrics
+from desk.outage import OutageWatch
+from desk.outbox import Outbox
+from desk.settings import Settings
+from models import Direction, Message, db
+from tests.conftest import PG_URL, REDIS_URL
+
+GENEROUS_S = 30.0  # an upper bound for "happens", never a speed claim
+OUTAGE_LOGGED = "database unavailable, workers wait for it"
+
+
+def web(i: int) -> InboundMessage:
+    """A message from the web form numbered ``i``."""
+    return InboundMessage(ChannelKind.WEB, f"web-{i}", f"r-{i}", f"Обращение {i}")
+
+
+async def until(check: Callable[[], Any], what: str) -> None:
+    """Wait until ``check()`` (sync or async) is true."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + GENEROUS_S
+    while True:
+        outcome = check()
+        if asyncio.iscoroutine(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def stored() -> list[str]:
+    """External ids of the customer messages in the database, in order."""
+    rows = Message.filter(direction=Direction.IN).order_by("external_id")
+    return list(await rows.values_list("external_id", flat=True))
+
+
+def logged_outages(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(1 for r in caplog.records if r.getMessage() == OUTAGE_LOGGED)
+
+
+@pytest.fixture
+async def sqlite_url(db_url: str) -> AsyncIterator[str]:
+    """This test's SQLite database, connected, waiting at most 0.1 s for a lock."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("SQLite's lock: the PostgreSQL pass has a test of its own")
+    url = f"{db_url}?busy_timeout=100"
+    await db.connect(url)
+    yield url
+    await db.disconnect()
+
+
+async def test_entries_wait_while_another_process_holds_the_sqlite_lock(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = Metrics()
+    lifecycle = Lifecycle(Settings(database_url=sqlite_url), Outbox(utc_now), utc_now)
+    stream = LocalStream(consumer="intake-1", claim_idle_s=0.5, max_deliveries=1)
+    watch = OutageWatch(metrics)
+    worker = IntakeWorker(stream, lifecycle, outage=watch)
+    for i in range(3):
+        await stream.publish(web(i))
+    items = await stream.read(count=10, block_ms=0)
+    assert [item.deliveries for item in items] == [1, 1, 1]
+
+    # Another process writing: a connection of its own holds the write lock.
+    path = sqlite_url.removeprefix("sqlite://").partition("?")[0]
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
+    try:
+        storing = asyncio.create_task(worker.process(items))
+        await until(lambda: watch.down_since is not None, "the worker saw the lock")
+        assert metrics.registry.get_sample_value("appeal_desk_database_up") == 0
+        await asyncio.sleep(1.0)  # past the claim: had it failed, each entry would be spent
+        assert not storing.done()
+    finally:
+        await asyncio.to_thread(other.execute, "ROLLBACK")
+        await asyncio.to_thread(other.close)
+
+    results = await asyncio.wait_for(storing, GENEROUS_S)
+    assert [r.duplicate for r in results] == [False, False, False]
+    assert await stored() == ["web-0", "web-1", "web-2"]
+    assert await stream.pending_count() == 0
+    assert (await stream.stats()).dead == 0
+    assert watch.down_since is None
+    assert metrics.registry.get_sample_value("appeal_desk_database_up") == 1
+    assert metrics.registry.get_sample_value("appeal_desk_database_outages_total") == 1
+    assert logged_outages(caplog) == 1
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, free to stop and start (torn down after the
+    desk, which is started later)."""
+    if not (PG_URL and REDIS_URL):
+        pytest.skip("needs DESK_TEST_DATABASE_URL and DESK_TEST_REDIS_URL")
+    if not PostgresServer.available():
+        pytest.skip("the PostgreSQL server binaries are missing")
+    server = PostgresServer()
+    await server.start()
+    yield server
+    await server.stop()
+    server.discard()
+
+
+@pytest.mark.slow
+async def test_a_postgres_restart_keeps_entries_and_shows_the_wait(
+    own_postgres: PostgresServer,
+    start_desk: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    desk = await start_desk(
+        database_url=own_postgres.url,
+        workers={"claim_idle_s": 1.0, "max_deliveries": 1, "poll_s": 0.05},
+    )
+    assert desk.service.ctx is not None
+    stream = desk.service.ctx.stream
+    await own_postgres.stop()
+    for i in range(5):
+        await stream.publish(web(i))  # Redis takes them: the channels still answer
+
+    async def waiting() -> bool:
+        status, body = await desk.get("/readyz", auth=False)
+        database = body["components"]["database"]
+        return status == 503 and database["status"] == "fail" and "waiting_since" in database
+
+    await until(waiting, "/readyz tells the workers wait for the database")
+    async with desk.http.get(desk.base + "/metrics") as resp:
+        assert "appeal_desk_database_up 0.0" in await resp.text()
+    await asyncio.sleep(2.0)  # past the claim: had it failed, each entry would be spent
+    await own_postgres.start()
+
+    await until(lambda: _counted(stored, 5), "all five messages stored")
+    assert await stored() == [f"web-{i}" for i in range(5)]
+    await until(lambda: _stream_settled(stream), "the stream empty")
+    assert (await stream.stats()).dead == 0
+    status, body = await desk.get("/readyz", auth=False)
+    assert status == 200, body
+    async with desk.http.get(desk.base + "/metrics") as resp:
+        text = await resp.text()
+    assert "appeal_desk_database_up 1.0" in text
+    assert "appeal_desk_database_outages_total 1.0" in text
+    assert logged_outages(caplog) == 1
+
+
+async def _counted(rows: Callable[[], Any], count: int) -> bool:
+    return len(await rows()) >= count
+
+
+async def _stream_settled(stream: AppealStream) -> bool:
+    stats = await stream.stats()
+    return bool(stats.lag == 0 and stats.pending == 0)
