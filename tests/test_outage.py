@@ -12,16 +12,17 @@ from typing import Any
 import pytest
 
 from bench.drills.processes import PostgresServer
-from channels.base import ChannelKind, InboundMessage
+from channels.base import ChannelKind, InboundMessage, OutboundMessage
 from channels.stream import AppealStream, LocalStream
 from desk.context import utc_now
+from desk.delivery import DeliveryWorker
 from desk.intake import IntakeWorker
 from desk.lifecycle import Lifecycle
 from desk.metrics import Metrics
 from desk.outage import OutageWatch
 from desk.outbox import Outbox
 from desk.settings import Settings
-from models import Direction, Message, db
+from models import Appeal, Customer, Direction, Message, OutboxItem, OutboxStatus, db
 from tests.conftest import PG_URL, REDIS_URL
 
 GENEROUS_S = 30.0  # an upper bound for "happens", never a speed claim
@@ -82,9 +83,7 @@ async def test_entries_wait_while_another_process_holds_the_sqlite_lock(
     items = await stream.read(count=10, block_ms=0)
     assert [item.deliveries for item in items] == [1, 1, 1]
 
-    # Another process writing: a connection of its own holds the write lock.
-    path = sqlite_url.removeprefix("sqlite://").partition("?")[0]
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other = other_process(sqlite_url)
     await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
     try:
         storing = asyncio.create_task(worker.process(items))
@@ -105,6 +104,58 @@ async def test_entries_wait_while_another_process_holds_the_sqlite_lock(
     assert metrics.registry.get_sample_value("appeal_desk_database_up") == 1
     assert metrics.registry.get_sample_value("appeal_desk_database_outages_total") == 1
     assert logged_outages(caplog) == 1
+
+
+def other_process(sqlite_url: str) -> sqlite3.Connection:
+    """A connection of its own to the test's SQLite file, as another process would have."""
+    path = sqlite_url.removeprefix("sqlite://").partition("?")[0]
+    return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+
+class LockedAsItAnswers:
+    """Telegram, sending at once, while another process takes the database's write lock and
+    holds it for ``hold_s``: the desk cannot record the send until it is given back."""
+
+    kind = ChannelKind.TELEGRAM
+
+    def __init__(self, other: sqlite3.Connection, hold_s: float) -> None:
+        self.other = other
+        self.hold_s = hold_s
+        self.sent: list[str] = []
+        self.released = asyncio.Event()
+
+    async def deliver(self, out: OutboundMessage) -> str:
+        self.sent.append(out.text)
+        await asyncio.to_thread(self.other.execute, "BEGIN IMMEDIATE")
+        asyncio.get_running_loop().call_later(self.hold_s, self.released.set)
+        return f"tg-{out.outbox_id}"
+
+    async def release_when_due(self) -> None:
+        await self.released.wait()
+        await asyncio.to_thread(self.other.execute, "ROLLBACK")
+
+
+async def test_a_send_made_as_the_database_locks_is_recorded_once_it_answers(
+    sqlite_url: str,
+) -> None:
+    outbox = Outbox(utc_now)
+    appeal = await Appeal.create(customer=await Customer.create(name="Ира"), channel="telegram")
+    item = await outbox.enqueue(channel="telegram", address="500", text="Ответ", appeal=appeal)
+    other = other_process(sqlite_url)
+    telegram = LockedAsItAnswers(other, hold_s=1.0)
+    watch = OutageWatch()
+    deliverer = DeliveryWorker(outbox, {"telegram": telegram}, utc_now, name="w1", outage=watch)
+    releasing = asyncio.create_task(telegram.release_when_due())
+    try:
+        assert await deliverer.deliver_due() == 1
+    finally:
+        await releasing
+        await asyncio.to_thread(other.close)
+    row = await OutboxItem.get(id=item.id)
+    assert row.status is OutboxStatus.SENT and row.external_id == f"tg-{item.id}"
+    assert row.attempts == 1 and row.locked_until is None
+    assert await deliverer.deliver_due() == 0
+    assert telegram.sent == ["Ответ"]
 
 
 @pytest.fixture
