@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -21,8 +23,9 @@ from desk.lifecycle import Lifecycle
 from desk.metrics import Metrics
 from desk.outage import OutageWatch
 from desk.outbox import Outbox
+from desk.scheduler import Daily
 from desk.settings import Settings
-from models import Appeal, Customer, Direction, Message, OutboxItem, OutboxStatus, db
+from models import Appeal, Customer, Direction, KeyValue, Message, OutboxItem, OutboxStatus, db
 from tests.conftest import PG_URL, REDIS_URL
 
 GENEROUS_S = 30.0  # an upper bound for "happens", never a speed claim
@@ -156,6 +159,29 @@ async def test_a_send_made_as_the_database_locks_is_recorded_once_it_answers(
     assert row.attempts == 1 and row.locked_until is None
     assert await deliverer.deliver_due() == 0
     assert telegram.sent == ["Ответ"]
+
+
+async def test_a_daily_job_the_database_failed_runs_again_the_same_day(sqlite_url: str) -> None:
+    other = other_process(sqlite_url)
+    runs: list[str] = []
+
+    async def export() -> str:
+        runs.append("run")
+        if len(runs) == 1:  # another process takes the lock as the job writes
+            await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
+            raise ConnectionResetError("the job's own server went away")
+        return "exported"
+
+    job = Daily("export", time(3, 0), ZoneInfo("Europe/Moscow"), export)
+    now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    with pytest.raises(ConnectionResetError):
+        await job.run_if_due(now)  # the claim cannot be given back: the database is locked
+    await asyncio.to_thread(other.execute, "ROLLBACK")
+    await asyncio.to_thread(other.close)
+    assert await job.run_if_due(now) is True
+    assert runs == ["run", "run"]
+    claim = await KeyValue.get(key="job:export:2026-11-02")
+    assert claim.value.startswith("done")
 
 
 @pytest.fixture
