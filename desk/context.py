@@ -13,6 +13,7 @@ from desk.gate import WorkGate
 from desk.keys import TokenBook
 from desk.lifecycle import Lifecycle
 from desk.metrics import Metrics
+from desk.outage import OutageWatch
 from desk.outbox import Outbox
 from desk.settings import Settings
 from desk.signing import Signer
@@ -38,7 +39,7 @@ def utc_now() -> datetime:
 @dataclass
 class AppContext:
     """Settings, stream, lifecycle and triage, outbox, adapters, texts, signer, tokens, clock,
-    metrics."""
+    metrics, the database outage watch."""
 
     settings: Settings
     stream: AppealStream
@@ -51,6 +52,7 @@ class AppContext:
     adapters: dict[str, ChannelAdapter] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
     metrics: Metrics = field(default_factory=Metrics)
+    outage: OutageWatch = field(default_factory=OutageWatch)
     telegram: TelegramDesk | None = None
     vk: VkDesk | None = None
     routing: Routing | None = None

@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 
 from tortoise.expressions import F, Q, Subquery
 from tortoise.functions import Min
@@ -26,8 +27,9 @@ from desk.events import EventBus
 from desk.lifecycle import appeal_number
 from desk.log_context import log_scope
 from desk.metrics import Metrics
+from desk.outage import OutageWatch
 from desk.outbox import Outbox
-from models import Appeal, DeliveryState, Message, OutboxItem, OutboxStatus
+from models import Appeal, DeliveryState, Message, OutboxItem, OutboxStatus, db
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ MIN_PASS_S = 0.05  # at most 20 passes a second while a backlog waits and nothin
 BACKLOG_ROWS = 100
 MAX_BACKOFF_S = 900.0
 NO_ADAPTER_RETRY_S = 300.0
+OUTAGE_RETRY_S = 1.0  # a send the database kept from starting goes again this soon after
 UnreachableHook = Callable[[OutboxItem, str], Awaitable[None]]
 
 
@@ -62,6 +65,7 @@ class DeliveryWorker:
         events: EventBus | None = None,
         on_unreachable: UnreachableHook | None = None,
         metrics: Metrics | None = None,
+        outage: OutageWatch | None = None,
     ) -> None:
         self._outbox = outbox
         self._adapters = adapters
@@ -73,6 +77,7 @@ class DeliveryWorker:
         self._events = events or EventBus()
         self._on_unreachable = on_unreachable
         self._metrics = metrics or Metrics()
+        self._outage = outage or OutageWatch(self._metrics)
         self._scanned = 0  # rows the last pass looked at
 
     @property
@@ -92,9 +97,12 @@ class DeliveryWorker:
             started = loop.time()
             try:
                 handled = await self.deliver_due(stop)
-            except Exception:  # a task root: log and keep the worker alive
-                log.exception("delivery pass failed")
+            except Exception as exc:  # a task root: log and keep the worker alive
                 handled = 0
+                if db.is_outage(exc) and await self._outage.wait(exc, stop):
+                    await self._take_back_after_outage()
+                else:
+                    log.exception("delivery pass failed")
             if not handled:
                 await self._outbox.wait(timeout=self._idle)
                 # Intake wakes us after every message: with a backlog, one scan per MIN_PASS_S
@@ -116,6 +124,14 @@ class DeliveryWorker:
             log.warning("leased rows taken back", extra={"worker": self._name, "rows": taken})
         return int(taken)
 
+    async def _take_back_after_outage(self) -> None:
+        """Rows this worker claimed when the database went away were never sent (every send of
+        the pass has finished and recorded its outcome): they go now, not after the lease."""
+        try:
+            await self.take_back()
+        except Exception:  # a task root's helper: the leases run out by themselves
+            log.exception("taking back leased rows failed")
+
     async def deliver_due(self, stop: asyncio.Event | None = None) -> int:
         """One pass: claim every conversation's next due row and deliver them; returns the count.
         Once ``stop`` is set, rows still waiting for their turn are given back unsent."""
@@ -129,9 +145,13 @@ class DeliveryWorker:
                 if stop is not None and stop.is_set():
                     await self._outbox.release([self._name], [item.id])
                     return
-                await self._deliver(item)
+                await self._deliver(item, stop)
 
-        await asyncio.gather(*(one(item) for item in claimed))
+        # Every send finishes before a failure is raised: none is left running unwatched.
+        outcomes = await asyncio.gather(*(one(item) for item in claimed), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return len(claimed)
 
     async def _claim(self) -> list[OutboxItem]:
@@ -178,44 +198,52 @@ class DeliveryWorker:
             )
         )
 
-    async def _deliver(self, item: OutboxItem) -> None:
+    async def _deliver(self, item: OutboxItem, stop: asyncio.Event | None = None) -> None:
         number = appeal_number(item.appeal_id) if item.appeal_id is not None else None
         started = time.perf_counter()
         with log_scope(appeal=number, channel=item.channel):
-            await self._deliver_one(item)
+            outcome = await self._deliver_one(item)
+            # What happened is known: the database being out must not lose it (a send not
+            # recorded would go again after the lease).
+            await self._outage.retry(outcome, stop)
         self._metrics.delivery_seconds.labels(item.channel).observe(time.perf_counter() - started)
 
-    async def _deliver_one(self, item: OutboxItem) -> None:
+    async def _deliver_one(self, item: OutboxItem) -> Callable[[], Awaitable[None]]:
+        """One attempt; returns how to record its outcome."""
         adapter = self._adapters.get(item.channel)
         if adapter is None:
             self._metrics.delivery_failures.labels(item.channel, "no_adapter").inc()
-            await self._retry_later(
+            return partial(
+                self._retry_later,
                 item,
                 f"channel {item.channel} is not enabled",
                 NO_ADAPTER_RETRY_S,
                 count_attempt=False,
             )
-            return
         try:
             external_id = await self._attempt(adapter, item)
         except RateLimited as exc:
-            await self._retry_later(item, str(exc), exc.retry_after, count_attempt=False)
+            return partial(self._retry_later, item, str(exc), exc.retry_after, count_attempt=False)
         except Unreachable as exc:
-            await self._fail(item, str(exc), unreachable=True)
+            return partial(self._fail, item, str(exc), unreachable=True)
         except Rejected as exc:
-            await self._fail(item, str(exc))
+            return partial(self._fail, item, str(exc))
         except DeliveryError as exc:
             if item.attempts >= self._max_attempts:
-                await self._fail(item, f"gave up after {item.attempts} attempts: {exc}")
-            else:
-                await self._retry_later(item, str(exc), backoff(item.attempts))
+                return partial(self._fail, item, f"gave up after {item.attempts} attempts: {exc}")
+            return partial(self._retry_later, item, str(exc), backoff(item.attempts))
         except Exception as exc:  # an adapter bug must not kill the worker or lose the row
+            if db.is_outage(exc):  # the adapter's own lookups: not the row's failure
+                reason = f"database unavailable: {type(exc).__name__}"
+                return partial(self._retry_later, item, reason, OUTAGE_RETRY_S, count_attempt=False)
             log.exception("adapter crashed", extra={"outbox_id": item.id})
-            await self._retry_later(
-                item, f"internal error: {type(exc).__name__}", backoff(item.attempts)
+            return partial(
+                self._retry_later,
+                item,
+                f"internal error: {type(exc).__name__}",
+                backoff(item.attempts),
             )
-        else:
-            await self._sent(item, external_id)
+        return partial(self._sent, item, external_id)
 
     async def _attempt(self, adapter: ChannelAdapter, item: OutboxItem) -> str:
         """One call of the adapter; a failure is counted by its reason and raised on."""

@@ -63,10 +63,15 @@ async def run_check(check: Check, timeout_s: float) -> dict[str, Any]:
 
 
 async def readiness(ctx: AppContext) -> dict[str, Any]:
-    """Every component checked at once: ``{"status": "ok|fail", "components": {...}}``."""
+    """Every component checked at once: ``{"status": "ok|fail", "components": {...}}``; the
+    database fails, with ``waiting_since``, for as long as the workers wait out an outage."""
     found = components(ctx)
     timeout = ctx.settings.monitoring.check_timeout_s
     results = await asyncio.gather(*(run_check(check, timeout) for check in found.values()))
     parts = dict(zip(found, results, strict=True))
+    down_since = ctx.outage.down_since
+    if down_since is not None:  # the workers still wait (they probe with backoff)
+        waiting = {"status": "fail", "waiting_since": down_since.isoformat(timespec="seconds")}
+        parts["database"] = parts["database"] | waiting
     status = "ok" if all(p["status"] == "ok" for p in parts.values()) else "fail"
     return {"status": status, "components": parts}

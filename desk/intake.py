@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 
 from channels.stream import AppealStream, StreamItem
 from desk.errors import InvalidInput
 from desk.lifecycle import IngestResult, Lifecycle
+from desk.outage import OutageWatch
+from models import db
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +22,18 @@ ERROR_PAUSE_S = 1.0
 class IntakeWorker:
     """Reads the appeal stream and stores every entry exactly once (idempotent by external id)."""
 
-    def __init__(self, stream: AppealStream, lifecycle: Lifecycle, *, block_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        stream: AppealStream,
+        lifecycle: Lifecycle,
+        *,
+        block_ms: int = 1000,
+        outage: OutageWatch | None = None,
+    ) -> None:
         self._stream = stream
         self._lifecycle = lifecycle
         self._block_ms = block_ms
+        self._outage = outage or OutageWatch(lifecycle.metrics)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process entries until ``stop`` is set; the batch in hand is finished first."""
@@ -31,8 +42,10 @@ class IntakeWorker:
             while not stop.is_set():
                 try:
                     items = await self._read_unless_stopped(stopping)
-                    await self.process(items)
-                except Exception:  # a task root: the entries stay pending and come back
+                    await self.process(items, stop)
+                except Exception as exc:  # a task root: the entries stay pending and come back
+                    if db.is_outage(exc) and await self._outage.wait(exc, stop):
+                        continue  # the local stream's database was out: read again
                     log.exception("intake pass failed")
                     await asyncio.sleep(ERROR_PAUSE_S)
         finally:
@@ -50,11 +63,16 @@ class IntakeWorker:
             await read
         return []
 
-    async def process(self, items: list[StreamItem]) -> list[IngestResult]:
+    async def process(
+        self, items: list[StreamItem], stop: asyncio.Event | None = None
+    ) -> list[IngestResult]:
         """Store each entry, ack what is stored, dead-letter what can never be stored.
 
-        An entry that fails for another reason (database down, a bug) stays pending and comes
-        back after its claim times out; the entries after it are still processed.
+        While the database is out, the entry in hand waits for it and is stored then: an outage
+        is nobody's delivery. An entry that fails for another reason (a bug, bad data the
+        lifecycle did not reject) stays pending and comes back after its claim times out, each
+        time counted towards ``workers.max_deliveries``; the entries after it are still
+        processed. Once ``stop`` is set, an outage leaves the rest of the batch pending.
         """
         results: list[IngestResult] = []
         done: list[str] = []
@@ -65,14 +83,18 @@ class IntakeWorker:
                     await self._stream.dead_letter(item, item.error or "unreadable entry")
                     continue
                 try:
-                    result = await self._lifecycle.ingest(item.message)
+                    result = await self._outage.retry(
+                        partial(self._lifecycle.ingest, item.message), stop
+                    )
                 except InvalidInput as exc:
                     log.warning(
                         "inbound rejected", extra={"entry": item.entry_id, "reason": str(exc)}
                     )
                     await self._stream.dead_letter(item, str(exc))
                     continue
-                except Exception:  # kept pending: retried later, dead-lettered if it persists
+                except Exception as exc:  # kept pending: comes back, dead-lettered if it persists
+                    if stop is not None and stop.is_set() and db.is_outage(exc):
+                        break  # stopping while the database is out: all of it comes back
                     log.exception(
                         "inbound not stored",
                         extra={"entry": item.entry_id, "deliveries": item.deliveries},
@@ -83,7 +105,7 @@ class IntakeWorker:
                 done.append(item.entry_id)
         finally:
             if done:
-                await self._stream.ack(done)
+                await self._outage.retry(partial(self._stream.ack, done), stop)
         if failed:
             await asyncio.sleep(ERROR_PAUSE_S)
         return results

@@ -14,6 +14,7 @@ from tortoise.functions import Count, Min
 from channels.base import DeliveryError, RateLimited, Rejected, Unreachable
 from channels.stream import AppealStream
 from models import OutboxItem, OutboxStatus
+from models.db import causes
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +36,15 @@ def failure_reason(exc: BaseException) -> str:
         return "rejected"
     if not isinstance(exc, DeliveryError):
         return "internal"
-    causes = list(_chain(exc))
+    chain = list(causes(exc))
     text = str(exc).lower()
-    if any(isinstance(c, TimeoutError) for c in causes) or _TIMEOUT.search(text):
+    if any(isinstance(c, TimeoutError) for c in chain) or _TIMEOUT.search(text):
         return "timeout"
     if _SERVER_ERROR.search(text):
         return "server_error"
-    if any(isinstance(c, OSError) for c in causes):
+    if any(isinstance(c, OSError) for c in chain):
         return "network"
     return "error"
-
-
-def _chain(exc: BaseException) -> Iterable[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
 
 
 class Metrics:
@@ -99,6 +91,18 @@ class Metrics:
             f"{PREFIX}_delivery_seconds",
             "Time to deliver one outbox row, failures included.",
             ("channel",),
+            registry=registry,
+        )
+        self.database_up = Gauge(
+            f"{PREFIX}_database_up",
+            "1 while this process's workers reach the database, 0 while they wait out an outage.",
+            registry=registry,
+        )
+        self.database_up.set(1)
+        self.database_outages = Counter(
+            f"{PREFIX}_database_outages",
+            "Database outages this process's workers waited out (entries kept, not retried "
+            "as failures).",
             registry=registry,
         )
         self.stream_lag = gauge(

@@ -36,6 +36,7 @@ from desk.metrics import Metrics
 from desk.notice_templates import VARIANTS
 from desk.notify import Notifier
 from desk.orders import Orders
+from desk.outage import OutageWatch
 from desk.outbox import Outbox
 from desk.ratings import Ratings
 from desk.report_facts import ReportFacts
@@ -144,6 +145,7 @@ async def build_context(
         adapters=adapters,
         clock=clock,
         metrics=metrics,
+        outage=OutageWatch(metrics),
     )
     if settings.telegram.disabled_reason() is None:
         from bots.desk_bot import TelegramDesk
@@ -249,7 +251,7 @@ class Service:
         )
         token = await bootstrap_token(settings) if self._role == "serve" else None
         for i in range(settings.workers.intake):
-            worker = IntakeWorker(stream, ctx.lifecycle)
+            worker = IntakeWorker(stream, ctx.lifecycle, outage=ctx.outage)
             self._tasks.append(
                 asyncio.create_task(worker.run(self._stop_workers), name=f"intake-{i}")
             )
@@ -263,6 +265,7 @@ class Service:
                 events=ctx.lifecycle.events,
                 on_unreachable=fallback.reroute,
                 metrics=ctx.metrics,
+                outage=ctx.outage,
             )
             self._deliverers.append(delivery.name)
             self._tasks.append(
@@ -293,8 +296,9 @@ class Service:
                 )
                 if raised and self.ctx is not None:
                     self.ctx.outbox.wake()
-            except Exception:  # a task root: the next pass tries again
-                log.exception("SLA scan failed")
+            except Exception as exc:  # a task root: the next pass tries again
+                if not await self._outage(exc):
+                    log.exception("SLA scan failed")
             await wait_or_stop(self._stop_workers, self._settings.workers.sla_scan_s)
 
     async def _daily(self, ctx: AppContext) -> None:
@@ -314,9 +318,16 @@ class Service:
                 try:
                     if await job.run_if_due(self._clock(), ctx.metrics):
                         ctx.outbox.wake()
-                except Exception:  # a task root: the claim was given back, the next tick retries
-                    log.exception("daily job failed", extra={"job": job.name})
+                except Exception as exc:  # a task root: the claim is given back, a tick retries
+                    if not await self._outage(exc):
+                        log.exception("daily job failed", extra={"job": job.name})
             await wait_or_stop(self._stop_workers, settings.workers.sla_scan_s)
+
+    async def _outage(self, exc: Exception) -> bool:
+        """Wait out the database outage ``exc`` tells of (True), or say it was none (False)."""
+        if self.ctx is None or not db.is_outage(exc):
+            return False
+        return await self.ctx.outage.wait(exc, self._stop_workers)
 
     async def _retrain(self, routing: Routing | None) -> None:
         """Learn again from agents' category choices now and then."""

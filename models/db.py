@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -14,9 +16,26 @@ from tortoise.connection import get_connection
 from tortoise.migrations.api import migrate as run_migrations
 from tortoise.migrations.executor import MigrationExecutor
 
+from models import postgres_asyncpg
+
 APP_LABEL = "models"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^\d{4}_\w+\.py$")
+# What the server or the network says when the database is away (PostgreSQL classes 08, 57P01…
+# and 53300; the client's own "connection is closed"), as opposed to what a statement or its
+# data did wrong. Plain OSError covers refused, reset and timed-out connections.
+_OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.IdleSessionTimeoutError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InternalClientError,
+)
+_NOT_OUTAGES: tuple[type[BaseException], ...] = (asyncpg.ProtocolViolationError,)
+_SQLITE_BUSY = re.compile(r"database (table )?is locked|database is busy")
 
 
 def normalise_url(url: str) -> str:
@@ -43,6 +62,7 @@ def connection_config(url: str) -> str | dict[str, Any]:
         return url
     config = expand_db_url(url)
     if config["engine"] == "tortoise.backends.asyncpg":
+        config["engine"] = postgres_asyncpg.ENGINE
         config["credentials"].setdefault("reset", _keep_session)
     return config
 
@@ -111,5 +131,43 @@ def mask_url(url: str) -> str:
 
 
 async def ping() -> None:
-    """One trivial query on the default connection; raises when the database does not answer."""
-    await Tortoise.get_connection("default").execute_query("SELECT 1")
+    """One trivial statement on the default connection; raises when the database does not
+    answer. SQLite answers SELECT 1 without opening the file: there the write lock is taken
+    and given back, which fails while another process holds it (after ``busy_timeout``)."""
+    connection = Tortoise.get_connection("default")
+    if connection.capabilities.dialect == "sqlite":
+        await connection.execute_script("BEGIN IMMEDIATE; ROLLBACK;")
+    else:
+        await connection.execute_query("SELECT 1")
+
+
+async def renew_connections() -> None:
+    """Have the pool replace every connection made before now (after an outage: none of them
+    is trusted); a no-op for SQLite."""
+    connection = Tortoise.get_connection("default")
+    if isinstance(connection, postgres_asyncpg.PostgresClient):
+        await connection.expire_connections()
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what caused it, outermost first (each once)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached or went away (refused, closed or
+    cut connections, a server shutting down or starting, SQLite locked by another process),
+    rather than that the statement or its data were wrong."""
+    for cause in causes(exc):
+        if isinstance(cause, _NOT_OUTAGES):
+            return False
+        if isinstance(cause, _OUTAGES) or type(cause) is asyncpg.InterfaceError:
+            return True  # plain InterfaceError: "connection is closed", "pool is closing"
+        if isinstance(cause, sqlite3.OperationalError) and _SQLITE_BUSY.search(str(cause)):
+            return True
+    return False

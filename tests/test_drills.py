@@ -54,11 +54,6 @@ async def test_sigkill_of_a_worker_loses_and_doubles_nothing(
 
 
 @needs_services
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect: after a PostgreSQL restart the pool keeps handing out closed "
-    "connections; intake fails every entry, and entries are dead-lettered after 20 deliveries",
-)
 async def test_redis_and_postgres_restarts_lose_and_double_nothing(tmp_path: Path) -> None:
     if not _can_run_servers():
         pytest.skip("redis-server or the PostgreSQL server binaries are missing")
