@@ -16,7 +16,7 @@ from tortoise.connection import get_connection
 from tortoise.migrations.api import migrate as run_migrations
 from tortoise.migrations.executor import MigrationExecutor
 
-from models import postgres_asyncpg
+from models import postgres_asyncpg, sqlite_client
 
 APP_LABEL = "models"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -55,13 +55,16 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 
 
 def connection_config(url: str) -> str | dict[str, Any]:
-    """The Tortoise connection for ``url``: the URL itself, or its expanded form where a
-    PostgreSQL pool needs options a URL cannot carry."""
+    """The Tortoise connection for ``url``: its expanded form with the desk's own clients
+    (transactions that survive interruptions; a PostgreSQL pool with options a URL cannot
+    carry), or the URL itself for other databases."""
     url = normalise_url(url)
-    if urlsplit(url).scheme not in ("postgres", "asyncpg"):
+    if urlsplit(url).scheme not in ("postgres", "asyncpg", "sqlite"):
         return url
     config = expand_db_url(url)
-    if config["engine"] == "tortoise.backends.asyncpg":
+    if config["engine"] == "tortoise.backends.sqlite":
+        config["engine"] = sqlite_client.ENGINE
+    elif config["engine"] == "tortoise.backends.asyncpg":
         config["engine"] = postgres_asyncpg.ENGINE
         config["credentials"].setdefault("reset", _keep_session)
     return config
