@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 from tortoise import Tortoise
 from tortoise.backends.base.config_generator import expand_db_url
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.connection import get_connection
 from tortoise.migrations.api import migrate as run_migrations
 from tortoise.migrations.executor import MigrationExecutor
@@ -92,6 +93,9 @@ async def connect(url: str) -> None:
     Tortoise keeps its state in a ContextVar; the global fallback makes it visible to tasks
     that aiohttp and asyncio create from other contexts (request handlers, workers).
     """
+    # Tortoise caches each table's INSERT and UPDATE statements per connection name, not per
+    # database: after SQLite in this process (tests, tools), PostgreSQL would get "?" markers.
+    EXECUTOR_CACHE.clear()
     await Tortoise.init(config=tortoise_config(url), _enable_global_fallback=True)
 
 

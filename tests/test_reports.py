@@ -161,13 +161,13 @@ async def hand_week(t: Traffic) -> dict[str, str]:
     """Six appeals of the week 9-15 Nov 2026 with hand-picked times (Moscow; 9-18 Mon-Fri)."""
     mon, tue, wed, thu, fri, sat = (MONDAY + timedelta(days=n) for n in range(6))
     n: dict[str, str] = {}
-    n["a1"] = await t.write("c1@example.com", "Вопрос по доставке", msk(mon, 10))
+    n["a1"] = await t.write("c1@example.com", "Вопрос по доставке заказа", msk(mon, 10))
     await t.answer(n["a1"], msk(mon, 10, 30))
     await t.move(n["a1"], AppealStatus.RESOLVED, msk(mon, 12))
-    n["a2"] = await t.write("c2@example.com", "Вопрос по доставке", msk(mon, 17))
+    n["a2"] = await t.write("c2@example.com", "Вопрос по доставке заказа", msk(mon, 17))
     await t.answer(n["a2"], msk(tue, 9, 59))
     await t.move(n["a2"], AppealStatus.RESOLVED, msk(wed, 11))
-    n["a4"] = await t.write("c4@example.com", "Вопрос по доставке", msk(wed, 9))
+    n["a4"] = await t.write("c4@example.com", "Вопрос по доставке заказа", msk(wed, 9))
     await t.scan(msk(wed, 11, 30))  # 2.5 working hours without an answer: breached
     await t.answer(n["a4"], msk(wed, 12, 5))
     await t.move(n["a4"], AppealStatus.RESOLVED, msk(wed, 13))
@@ -175,15 +175,15 @@ async def hand_week(t: Traffic) -> dict[str, str]:
         await t.write("c4@example.com", "Всё ещё не работает", msk(wed, 14)) == n["a4"]
     )  # reopened
     await t.move(n["a4"], AppealStatus.RESOLVED, msk(thu, 10))
-    n["a5"] = await t.write("c5@example.com", "Вопрос по доставке", msk(thu, 15))
-    n["a3"] = await t.write("c3@example.com", "Вопрос по доставке", msk(fri, 20))
+    n["a5"] = await t.write("c5@example.com", "Вопрос по доставке заказа", msk(thu, 15))
+    n["a3"] = await t.write("c3@example.com", "Вопрос по доставке заказа", msk(fri, 20))
     await t.answer(n["a3"], msk(sat, 11))
     await t.move(n["a3"], AppealStatus.RESOLVED, msk(sat, 12))
-    n["a6"] = await t.write("c6@example.com", "Вопрос по доставке", msk(sat, 10))
+    n["a6"] = await t.write("c6@example.com", "Вопрос по доставке заказа", msk(sat, 10))
     await t.move(n["a6"], AppealStatus.CLOSED, msk(sat, 10, 30))
     # Written last, so no SLA scan of the week sees it: waiting since the Friday before.
     n["old"] = await t.write(
-        "c7@example.com", "Вопрос по доставке", msk(MONDAY - timedelta(days=3), 10)
+        "c7@example.com", "Вопрос по доставке заказа", msk(MONDAY - timedelta(days=3), 10)
     )
     t.clock.now = NOW
     return n
@@ -634,7 +634,7 @@ async def test_stats_sla_and_top_in_the_managers_chat(
 
     fake.group_message(MANAGERS_CHAT, AGENT_ID, "/top week")
     text = await answer_with(fake, "С чем приходят клиенты: 09.11.2026 – 15.11.2026")
-    assert "— 6 (1, +500%)" in text and "«вопрос доставке» — 6 (1, +500%)" in text, text
+    assert "— 6 (1, +500%)" in text and "«вопрос доставке заказа» — 6 (1, +500%)" in text, text
 
     fake.group_message(MANAGERS_CHAT, AGENT_ID, "/stats позавчера")
     await answer_with(fake, "Не понял период «позавчера»")
