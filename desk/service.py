@@ -165,7 +165,8 @@ async def build_context(
     customer_channels = [c for c in adapters if c in VARIANTS]
     ctx.sla = sla = SlaClock(settings, ctx.triage, lifecycle.events, clock, metrics=metrics)
     lifecycle.events.subscribe(sla.on_event)
-    lifecycle.events.subscribe(ReportFacts(settings.sla.calendar).on_event)
+    zone = ZoneInfo(settings.company.timezone)
+    lifecycle.events.subscribe(ReportFacts(settings.sla.calendar, zone, clock).on_event)
     ctx.notifier = Notifier(
         outbox,
         lifecycle.events,
