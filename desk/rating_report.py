@@ -122,8 +122,11 @@ async def rating_totals(period: Period) -> RatingTotals:
     count = sum(_figures(row)[0] for row in scores)
     total = sum(_figures(row)[1] for row in scores)
     sent = RatingRequest.filter(created_at__gte=period.start, created_at__lt=period.end)
-    requests_sent = await sent.count()
-    requests_answered = await sent.filter(answered_at__isnull=False).count()
+    requests = await sent.annotate(sent=Count("id"), answered=Count("answered_at")).values(
+        "sent", "answered"
+    )
+    requests_sent = int(requests[0]["sent"] or 0) if requests else 0
+    requests_answered = int(requests[0]["answered"] or 0) if requests else 0
     return RatingTotals(
         count=count,
         average=average(total, count),

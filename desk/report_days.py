@@ -279,14 +279,17 @@ async def catch_up(today: date, zone: ZoneInfo) -> int:
     return counted
 
 
-async def period_figures(period: Period, zone: ZoneInfo, today: date) -> Figures:
+async def period_figures(
+    period: Period, zone: ZoneInfo, today: date, *, durations: bool = True
+) -> Figures:
     """The figures of ``period``: its finished days (before ``today``) from ``report_day``,
-    counted first where missing or marked; today and any later day live."""
+    counted first where missing or marked; today and any later day live. Without
+    ``durations`` the finished days' durations and breaches are not read (counts only)."""
     figures = Figures()
     last_finished = min(period.last_day, today - timedelta(days=1))
     if period.first_day <= last_finished:
         await bring_up_to_date(period.first_day, last_finished, zone)
-        figures.add(await read_days(period.first_day, last_finished))
+        figures.add(await read_days(period.first_day, last_finished, durations=durations))
     live_from = max(period.first_day, today)
     start = max(period.start, local_midnight(live_from, zone))
     if start < period.end:
@@ -294,9 +297,9 @@ async def period_figures(period: Period, zone: ZoneInfo, today: date) -> Figures
     return figures
 
 
-async def read_days(first: date, last: date) -> Figures:
+async def read_days(first: date, last: date, *, durations: bool = True) -> Figures:
     """The figures stored for ``first``..``last``, added up by the database (durations and
-    breaches in Python, from the days' ``all`` rows)."""
+    breaches in Python, from the days' ``all`` rows, unless not wanted)."""
     figures = Figures()
     sums = {name: Sum(name) for name in COUNTS}
     grouped = (
@@ -309,15 +312,16 @@ async def read_days(first: date, last: date) -> Figures:
         counts = figures.line(str(row["kind"]), str(row["key"]))
         for name in COUNTS:
             setattr(counts, name, int(row[f"sum_{name}"] or 0))
-    days = await ReportDay.filter(kind=ALL, day__gte=first, day__lte=last).values_list(
-        "day", "created", "done", "figures"
-    )
-    for day, created, done, stored in days:
-        figures.daily[as_date(day)] = (int(created), int(done))
-        stored = stored or {}
-        for name, durations in (stored.get("times") or {}).items():
-            figures.times.setdefault(name, Durations()).add(Durations.from_json(durations))
-        figures.breaches.update({str(k): int(n) for k, n in (stored.get("breaches") or {}).items()})
+    columns = ("day", "created", "done", "figures") if durations else ("day", "created", "done")
+    days = await ReportDay.filter(kind=ALL, day__gte=first, day__lte=last).values(*columns)
+    times: dict[str, Counter[str]] = {}  # added up as stored, read as buckets once at the end
+    for row in days:
+        figures.daily[as_date(row["day"])] = (int(row["created"]), int(row["done"]))
+        stored = row.get("figures") or {}
+        for name, counts in (stored.get("times") or {}).items():
+            times.setdefault(name, Counter()).update(counts)
+        figures.breaches.update(stored.get("breaches") or {})
+    figures.times = {name: Durations.from_json(counts) for name, counts in times.items()}
     return figures
 
 

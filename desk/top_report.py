@@ -85,11 +85,9 @@ def previous_of(period: Period, zone: ZoneInfo) -> Period:
 async def top_report(period: Period, zone: ZoneInfo, today: date) -> TopReport:
     """The top categories of ``period`` by appeals opened, each with its top phrases."""
     before = previous_of(period, zone)
-    now = lines_of(await period_figures(period, zone, today), "category")
-    earlier = {
-        line.key: line.count
-        for line in lines_of(await period_figures(before, zone, today), "category")
-    }
+    now = lines_of(await period_figures(period, zone, today, durations=False), "category")
+    figures = await period_figures(before, zone, today, durations=False)
+    earlier = {line.key: line.count for line in lines_of(figures, "category")}
     top = now[:TOP_CATEGORIES]
     keys = ["" if line.key == NONE else line.key for line in top]
     tally = await period_tally(period, zone, today, keys)
