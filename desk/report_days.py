@@ -50,9 +50,20 @@ TARGET_COLUMNS = {
     "resolution": ("done_at", "resolution_s", "resolution_work_s", "resolution_due"),
 }
 # Events that never change what a finished day counted: messages, ratings, deliveries, SLA
-# alerts, tasks and orders are of today; a status change or a new priority can only move a due
-# time (``due_flags`` tells when that matters); an appeal is created today.
-_UNCHANGING = ("message.", "reply.", "note.", "delivery.", "rating.", "sla.", "task.", "order.")
+# alerts, tasks, orders and customers' own changes are of today; a status change or a new
+# priority can only move a due time (``due_flags`` tells when that matters); an appeal is
+# created today.
+_UNCHANGING = (
+    "message.",
+    "reply.",
+    "note.",
+    "delivery.",
+    "rating.",
+    "sla.",
+    "task.",
+    "order.",
+    "customer.",
+)
 _UNCHANGING_KINDS = frozenset(
     {
         "appeal.created",
