@@ -1,5 +1,6 @@
-"""Reports at scale: a year of 1,000,000 appeals and 5,000,000 messages in PostgreSQL, then each
-report timed for the usual periods.
+"""Reports at scale: a year of 1,000,000 appeals and 5,000,000 messages in PostgreSQL; the
+finished days counted as the nightly jobs do (figures, phrases), then each report timed for the
+usual periods up to a year.
 
 Run by hand (not a test), on a PostgreSQL you may fill (its tables are emptied first):
     DESK_DATABASE_URL=postgres://desk:desk@127.0.0.1:55832/desk_test \\
@@ -25,7 +26,8 @@ import asyncpg
 
 from desk.appeal_report import appeal_report
 from desk.periods import parse_period, today_in
-from desk.phrases import backfill
+from desk.phrases import roll_up_missing
+from desk.report_days import catch_up
 from desk.report_facts import spans
 from desk.sla_report import sla_report
 from desk.top_report import top_report
@@ -51,13 +53,23 @@ CATEGORIES: list[tuple[str | None, str | None, int, list[str]]] = [
     (None, None, 6, ["Добрый день, вопрос", "Помогите пожалуйста"]),
 ]
 FOLLOW_UPS = ["Есть новости по заказу?", "Жду ответа", "Спасибо за ответ, вопрос решен"]
+YEAR_DAYS = 365
+# what a manager asks for: a word, or a number of days up to today
+PERIODS = [
+    ("today", 0),
+    ("yesterday", 0),
+    ("week", 0),
+    ("month", 0),
+    ("90 days", 90),
+    ("year", YEAR_DAYS),
+]
 
 
 async def reset(conn: asyncpg.Connection) -> None:
     """Empty every table the benchmark fills."""
     await conn.execute(
         "TRUNCATE appeal, message, event, rating, rating_request, phrase_day, customer, agent, "
-        "key_value, outbox RESTART IDENTITY CASCADE"
+        "key_value, outbox, report_day, report_stale RESTART IDENTITY CASCADE"
     )
 
 
@@ -350,7 +362,16 @@ async def run(url: str, total: int, repeat: int, keep: bool) -> None:
     try:
         today = today_in(now, ZONE)
         started = time.perf_counter()
-        counted = await backfill(today, ZONE)
+        counted = await catch_up(today, ZONE)
+        spent = time.perf_counter() - started
+        if counted:
+            print(
+                f"figures of {counted} finished days counted in {spent:.0f} s "
+                f"({spent / counted * 1000:.0f} ms a day, by the nightly job)"
+            )
+        started = time.perf_counter()
+        year = [today - timedelta(days=n) for n in range(YEAR_DAYS, 0, -1)]
+        counted = await roll_up_missing(year, ZONE)
         spent = time.perf_counter() - started
         if counted:
             print(
@@ -358,15 +379,14 @@ async def run(url: str, total: int, repeat: int, keep: bool) -> None:
                 f"({spent / counted:.1f} s a day, by the nightly job)"
             )
         print(f"reports (best of {repeat}):")
-        for label in ("today", "yesterday", "week", "month", "90 days"):
+        for label, days in PERIODS:
             text = label
-            if label == "90 days":
-                text = f"{(today - timedelta(days=89)).isoformat()}..{today.isoformat()}"
+            if days:
+                text = f"{(today - timedelta(days=days - 1)).isoformat()}..{today.isoformat()}"
             period = parse_period(text, now, ZONE)
             await timed(f"/stats {label}", repeat, lambda p=period: appeal_report(p, now, ZONE))
-            await timed(f"/sla {label}", repeat, lambda p=period: sla_report(p))
-            if label != "90 days":
-                await timed(f"/top {label}", repeat, lambda p=period: top_report(p, ZONE, today))
+            await timed(f"/sla {label}", repeat, lambda p=period: sla_report(p, ZONE, today))
+            await timed(f"/top {label}", repeat, lambda p=period: top_report(p, ZONE, today))
     finally:
         await db.disconnect()
 

@@ -157,7 +157,7 @@ class ManagerReports:
         """``/sla [period]``: first answers and resolutions against their due times."""
         period = await self.period(message, args)
         if period is not None:
-            report = await sla_report(period)
+            report = await sla_report(period, self.zone, today_in(self.ctx.clock(), self.zone))
             await self.reply(message, ReportTexts(self.ctx.texts, self.ctx.settings).sla(report))
 
     async def top(self, message: Message, args: str) -> None:

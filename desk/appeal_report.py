@@ -1,26 +1,23 @@
 """The desk's figures for a period (seed 001 «статистика»): appeals by channel, category, team
 and agent; how soon they were answered and resolved (median and 90th percentile, in business
 hours and on the wall clock); SLA met; reopenings; the backlog now and its age; the ratings'
-headline. Every figure is counted by the database from the report columns of ``appeal``."""
+headline. Finished days come from their counted figures (``desk.report_days``), today live;
+medians and 90th percentiles from durations in buckets, within ``durations.RELATIVE_ERROR``."""
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tortoise.expressions import F
 from tortoise.functions import Count
-from tortoise.queryset import QuerySet
 
-from desk import report_sql
-from desk.periods import Period, local_midnight
-from desk.rating_report import NONE, UNASSIGNED, RatingReport, rating_report, share
-from desk.report_sql import TargetRow
-from models import OPEN_STATUSES, Agent, Appeal, Event
+from desk.periods import Period, local_midnight, today_in
+from desk.rating_report import UNASSIGNED, RatingTotals, rating_totals, share
+from desk.report_days import Figures, period_figures
+from models import OPEN_STATUSES, Agent, Appeal
 from router.sla import SlaTarget
 
 AGE_EDGES = ((0, "under_1d"), (1, "1_3d"), (3, "3_7d"), (7, "over_7d"))  # days
@@ -67,7 +64,6 @@ class Target:
     met: int
     met_share: float | None
     breaches: int  # SLA breach alerts raised in the period
-    reopened: int = 0  # of these appeals, how many had been reopened
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -151,7 +147,7 @@ class AppealReport:
     reopened: int
     reopen_rate: float | None
     backlog: Backlog
-    ratings: RatingReport
+    ratings: RatingTotals
     buckets: list[Bucket]
 
     def to_json(self) -> dict[str, Any]:
@@ -179,128 +175,53 @@ class AppealReport:
         }
 
 
-def opened_in(period: Period) -> QuerySet[Appeal]:
-    """Appeals opened in the period."""
-    return Appeal.filter(created_at__gte=period.start, created_at__lt=period.end)
-
-
 async def appeal_report(period: Period, now: datetime, zone: ZoneInfo) -> AppealReport:
     """The figures of ``period`` (days in ``zone``); the backlog is the one at ``now``."""
-    answered, resolved = await targets(period)
-    reopened = resolved.reopened
-    by = await volume(opened_in(period))
+    figures = await period_figures(period, zone, today_in(now, zone))
+    answered, resolved = targets_of(figures)
+    total = figures.total
     return AppealReport(
         period=period,
-        created=sum(line.count for line in by["channel"]),
-        by_channel=by["channel"],
-        by_category=by["category"],
-        by_team=by["team"],
-        by_agent=by["assignee_id"],
+        created=total.created,
+        by_channel=lines_of(figures, "channel"),
+        by_category=lines_of(figures, "category"),
+        by_team=lines_of(figures, "team"),
+        by_agent=await _named(lines_of(figures, "agent")),
         first_response=answered,
         resolution=resolved,
-        reopened=reopened,
-        reopen_rate=share(reopened, resolved.times.count),
+        reopened=total.reopened,
+        reopen_rate=share(total.reopened, resolved.times.count),
         backlog=await backlog(now),
-        ratings=await rating_report(period),
-        buckets=await buckets(period, zone),
+        ratings=await rating_totals(period),
+        buckets=buckets_of(period, zone, figures),
     )
 
 
-# target: (its moment, wall seconds, business seconds, due time)
-TARGET_COLUMNS: dict[SlaTarget, tuple[str, str, str, str]] = {
-    "first_response": (
-        "first_response_at",
-        "first_response_s",
-        "first_response_work_s",
-        "first_response_due",
-    ),
-    "resolution": ("done_at", "resolution_s", "resolution_work_s", "resolution_due"),
-}
-
-
-async def targets(period: Period) -> tuple[Target, Target]:
-    """The first answers and the resolutions of the period, with their SLA."""
-    breaches = await breaches_by_target(period)
+def targets_of(figures: Figures) -> tuple[Target, Target]:
+    """The first answers and the resolutions of the figures, with their SLA."""
+    total = figures.total
     return (
-        await _target("first_response", period, breaches),
-        await _target("resolution", period, breaches),
+        _target("first_response", figures, total.answered_due, total.answered_met),
+        _target("resolution", figures, total.done_due, total.done_met),
     )
 
 
-async def _target(name: SlaTarget, period: Period, breaches: dict[str, int]) -> Target:
-    at, wall, work, due = TARGET_COLUMNS[name]
-    row = await report_sql.target_row(at, wall, work, due, period.start, period.end)
-    if row is None:
-        row = await _target_row(at, wall, work, due, period)
-    times = Spread(row.timed, row.median_s, row.p90_s, row.work_median_s, row.work_p90_s)
-    met_share = share(row.met, row.with_due)
-    return Target(
-        name, times, row.with_due, row.met, met_share, breaches.get(name, 0), row.reopened
+def _target(name: SlaTarget, figures: Figures, with_due: int, met: int) -> Target:
+    wall, business = figures.durations(name, "wall"), figures.durations(name, "business")
+    times = Spread(
+        wall.count,
+        wall.percentile(0.5),
+        wall.percentile(0.9),
+        business.percentile(0.5),
+        business.percentile(0.9),
     )
+    return Target(name, times, with_due, met, share(met, with_due), figures.breaches[name])
 
 
-async def _target_row(at: str, wall: str, work: str, due: str, period: Period) -> TargetRow:
-    """The figures of ``report_sql.target_row`` counted through the ORM."""
-    rows = Appeal.filter(**{f"{at}__gte": period.start, f"{at}__lt": period.end})
-    pairs = await rows.filter(**{f"{wall}__isnull": False}).values_list(wall, work)
-    walls = sorted(int(a) for a, _ in pairs)
-    works = sorted(int(b if b is not None else a) for a, b in pairs)
-    return TargetRow(
-        timed=len(walls),
-        median_s=percentile(walls, 0.5),
-        p90_s=percentile(walls, 0.9),
-        work_median_s=percentile(works, 0.5),
-        work_p90_s=percentile(works, 0.9),
-        with_due=await rows.filter(**{f"{due}__isnull": False}).count(),
-        met=await rows.filter(**{f"{at}__lte": F(due)}).count(),
-        reopened=await rows.filter(reopens__gt=0).count(),
-    )
-
-
-async def breaches_by_target(period: Period) -> dict[str, int]:
-    """SLA breaches raised in the period, per target."""
-    counted = await report_sql.breach_counts(period.start, period.end)
-    if counted is not None:
-        return counted
-    rows = Event.filter(
-        kind="sla.breached", created_at__gte=period.start, created_at__lt=period.end
-    )
-    return dict(Counter(_target_of(data) for data in await rows.values_list("data", flat=True)))
-
-
-def _target_of(data: Any) -> str:
-    return str(data.get("target", "")) if isinstance(data, dict) else ""
-
-
-async def lines(rows: QuerySet[Appeal], column: str) -> list[Line]:
-    """Appeals per value of ``column``, largest first; empty and NULL are ``NONE``."""
-    return (await volume(rows, (column,)))[column]
-
-
-VOLUME_COLUMNS = ("channel", "category", "team", "assignee_id")
-
-
-async def volume(
-    rows: QuerySet[Appeal], columns: tuple[str, ...] = VOLUME_COLUMNS
-) -> dict[str, list[Line]]:
-    """Appeals per value of each of ``columns``, counted in one grouped query; largest first,
-    empty and NULL as ``NONE`` (``UNASSIGNED`` for nobody's)."""
-    counts: dict[str, Counter[str]] = {c: Counter() for c in columns}
-    grouped = await rows.annotate(n=Count("id")).group_by(*columns).values(*columns, "n")
-    for row in grouped:
-        for column in columns:
-            value = row[column]
-            if value in (None, ""):
-                key = UNASSIGNED if column == "assignee_id" else NONE
-            else:
-                key = str(value)
-            counts[column][key] += int(row["n"])
-    out = {}
-    for column, found in counts.items():
-        out[column] = sorted((Line(k, k, n) for k, n in found.items()), key=_largest)
-    if "assignee_id" in out:
-        out["assignee_id"] = await _named(out["assignee_id"])
-    return out
+def lines_of(figures: Figures, kind: str) -> list[Line]:
+    """Appeals opened per channel, category, team or agent, largest first."""
+    found = [Line(key, key, c.created) for key, c in figures.of(kind).items() if c.created]
+    return sorted(found, key=_largest)
 
 
 def _largest(line: Line) -> tuple[int, str, str]:
@@ -346,15 +267,26 @@ async def backlog(now: datetime) -> Backlog:
     )
 
 
-async def buckets(period: Period, zone: ZoneInfo) -> list[Bucket]:
+async def buckets(period: Period, zone: ZoneInfo, today: date) -> list[Bucket]:
     """Appeals opened and done per day of the period (per week beyond two months)."""
+    return buckets_of(period, zone, await period_figures(period, zone, today))
+
+
+def buckets_of(period: Period, zone: ZoneInfo, figures: Figures) -> list[Bucket]:
+    """The figures' appeals opened and done per day of the period (per week beyond two
+    months)."""
     step = 1 if period.day_count <= DAILY_BUCKETS_UP_TO else 7
+    days = list(period.days())
     out = []
-    for offset in range(0, period.day_count, step):
-        first = period.first_day + timedelta(days=offset)
-        start = local_midnight(first, zone)
-        end = min(local_midnight(first + timedelta(days=step), zone), period.end)
-        created = await Appeal.filter(created_at__gte=start, created_at__lt=end).count()
-        done = await Appeal.filter(done_at__gte=start, done_at__lt=end).count()
-        out.append(Bucket(start, first.isoformat(), created, done))
+    for offset in range(0, len(days), step):
+        group = days[offset : offset + step]
+        counts = [figures.daily.get(day, (0, 0)) for day in group]
+        out.append(
+            Bucket(
+                local_midnight(group[0], zone),
+                group[0].isoformat(),
+                sum(created for created, _ in counts),
+                sum(done for _, done in counts),
+            )
+        )
     return out

@@ -1,6 +1,7 @@
 """The managers' morning digest: yesterday's figures, SLA breaches, low ratings and the backlog,
 with a chart of the last days, posted once a day (whichever process claims the day) at
-``reports.digest_at`` through the outbox; and the nightly count of customers' phrases."""
+``reports.digest_at`` through the outbox; and the nightly counts of the finished days' figures
+and of customers' phrases."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from desk.charts import volume_chart
 from desk.context import AppContext
 from desk.periods import parse_period, period_of_days, today_in
 from desk.phrases import backfill
+from desk.report_days import catch_up
 from desk.report_texts import ReportTexts, score_text
 from desk.scheduler import Daily
 from desk.sla_report import latest_breaches
@@ -26,6 +28,7 @@ from models import Rating, StoredFile
 log = logging.getLogger(__name__)
 
 PHRASES_AT = time(0, 20)  # a finished day's phrases are counted just after midnight
+DAYS_AT = time(0, 10)  # and its figures
 BREACHES_LISTED = 10
 LOW_SCORE = 2
 LOW_LISTED = 10
@@ -35,14 +38,21 @@ QUEUE = "staff:managers"
 
 
 def report_jobs(ctx: AppContext) -> list[Daily]:
-    """The daily jobs of reports: phrases always, the digest where it has a chat to go to."""
+    """The daily jobs of reports: the finished days' figures and phrases always, the digest
+    where it has a chat to go to."""
     settings = ctx.settings
     zone = ZoneInfo(settings.company.timezone)
+
+    async def figures() -> int:
+        return await catch_up(today_in(ctx.clock(), zone), zone)
 
     async def phrases() -> int:
         return await backfill(today_in(ctx.clock(), zone), zone)
 
-    jobs = [Daily("phrases", PHRASES_AT, zone, phrases)]
+    jobs = [
+        Daily("report-days", DAYS_AT, zone, figures),
+        Daily("phrases", PHRASES_AT, zone, phrases),
+    ]
     digest_at = settings.reports.digest_at
     if digest_at is not None and settings.telegram.staff_chat_id is not None and ctx.telegram:
         jobs.append(Daily("digest", digest_at, zone, Digest(ctx).post))
@@ -99,7 +109,7 @@ class Digest:
         days = self.ctx.settings.reports.digest_days
         period = period_of_days(last - timedelta(days=days - 1), last, self.zone)
         title = self.words.s("stats.chart.title", period=self.words.days(period))
-        rows = await buckets(period, self.zone)
+        rows = await buckets(period, self.zone, today)
         return await asyncio.to_thread(
             volume_chart, rows, self.words.lang, title, texts=self.ctx.texts
         )

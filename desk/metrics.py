@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from tortoise.functions import Count, Min
 
 from channels.base import DeliveryError, RateLimited, Rejected, Unreachable
@@ -81,6 +81,9 @@ class Metrics:
         self.scrape_errors = counter(
             "scrape_errors", "Gauges that could not be read at a scrape.", ("source",)
         )
+        self.process = Info(
+            f"{PREFIX}_process", "This process: serve or worker, and its name", registry=registry
+        )
         self.intake_seconds = Histogram(
             f"{PREFIX}_intake_seconds",
             "Time to store one inbound message (the intake handler).",
@@ -134,7 +137,16 @@ class Metrics:
         counter = self.sla_breaches if kind == "sla.breached" else self.sla_warnings
         counter.labels(target).inc()
 
+    def started(self, role: str, name: str) -> None:
+        """Name this process in every scrape (``appeal_desk_process_info{role, name}``)."""
+        self.process.info({"role": role, "name": name})
+
     # -- the scrape ---------------------------------------------------------------------------
+
+    def own(self) -> bytes:
+        """The text exposition of what this process counted, without the shared gauges (a
+        ``worker``: ``serve`` reads those for everyone)."""
+        return generate_latest(self.registry)
 
     async def exposition(
         self, stream: AppealStream, channels: Iterable[str], now: Callable[[], datetime]
@@ -142,7 +154,7 @@ class Metrics:
         """The text exposition, with the stream and outbox gauges read now."""
         await self._read_stream(stream)
         await self._read_outbox(channels, now())
-        return generate_latest(self.registry)
+        return self.own()
 
     async def _read_stream(self, stream: AppealStream) -> None:
         try:

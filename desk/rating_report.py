@@ -99,9 +99,21 @@ class RatingReport:
         }
 
 
-async def rating_report(period: Period) -> RatingReport:
-    """The rating report of ``period``: ratings by their ``day``, requests by when they were
-    sent; every figure is counted by the database, grouped, never row by row."""
+@dataclass(frozen=True, slots=True)
+class RatingTotals:
+    """The headline of a period's ratings: how many, their average and scores, and how many of
+    the rating requests sent were answered."""
+
+    count: int
+    average: float | None
+    distribution: dict[int, int]
+    requests_sent: int
+    requests_answered: int
+    response_rate: float | None
+
+
+async def rating_totals(period: Period) -> RatingTotals:
+    """The headline of ``period``: ratings by their ``day``, requests by when they were sent."""
     scores = await _grouped("score", period)
     distribution = dict.fromkeys(SCORES, 0)
     for row in scores:
@@ -109,24 +121,39 @@ async def rating_report(period: Period) -> RatingReport:
             distribution[int(row["score"])] = int(row["n"])
     count = sum(_figures(row)[0] for row in scores)
     total = sum(_figures(row)[1] for row in scores)
-
     sent = RatingRequest.filter(created_at__gte=period.start, created_at__lt=period.end)
-    requests_sent = await sent.count()
-    requests_answered = await sent.filter(answered_at__isnull=False).count()
-
-    by_day = {_as_date(row["day"]): row for row in await _grouped("day", period)}
-    daily = []
-    for day in period.days():
-        n, day_total = _figures(by_day.get(day))
-        daily.append(DayFigures(day, n, average(day_total, n)))
-    return RatingReport(
-        period=period,
+    requests = await sent.annotate(sent=Count("id"), answered=Count("answered_at")).values(
+        "sent", "answered"
+    )
+    requests_sent = int(requests[0]["sent"] or 0) if requests else 0
+    requests_answered = int(requests[0]["answered"] or 0) if requests else 0
+    return RatingTotals(
         count=count,
         average=average(total, count),
         distribution=distribution,
         requests_sent=requests_sent,
         requests_answered=requests_answered,
         response_rate=share(requests_answered, requests_sent),
+    )
+
+
+async def rating_report(period: Period) -> RatingReport:
+    """The rating report of ``period``: ratings by their ``day``, requests by when they were
+    sent; every figure is counted by the database, grouped, never row by row."""
+    totals = await rating_totals(period)
+    by_day = {as_date(row["day"]): row for row in await _grouped("day", period)}
+    daily = []
+    for day in period.days():
+        n, day_total = _figures(by_day.get(day))
+        daily.append(DayFigures(day, n, average(day_total, n)))
+    return RatingReport(
+        period=period,
+        count=totals.count,
+        average=totals.average,
+        distribution=totals.distribution,
+        requests_sent=totals.requests_sent,
+        requests_answered=totals.requests_answered,
+        response_rate=totals.response_rate,
         by_agent=await _by_agent(period),
         by_category=await _by("category", period),
         by_team=await _by("team", period),
@@ -184,7 +211,7 @@ async def _by_agent(period: Period) -> list[Breakdown]:
     return _sorted(lines)
 
 
-def _as_date(value: Any) -> date:
+def as_date(value: Any) -> date:
     """A grouped ``day`` as a date (drivers hand back a date or its ISO text)."""
     if isinstance(value, datetime):
         return value.date()

@@ -1,14 +1,19 @@
 """The figures reports read from an appeal, written the moment they happen: how long the first
 answer and the resolution took (wall and business seconds), when the appeal was done and how
-often it was reopened. A report then sorts and counts columns instead of replaying history."""
+often it was reopened. A report then counts columns instead of replaying history. A late change
+to what a finished day counted (a reopening, another category, team or owner) marks that day to
+be counted again (``desk.report_days``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from tortoise.expressions import F
 
 from desk.events import DomainEvent
+from desk.report_days import changes_lines, mark_stale
 from models import Appeal, AppealStatus
 from router.sla import Calendar, working_minutes_between
 
@@ -25,11 +30,14 @@ def spans(start: datetime, end: datetime, calendar: Calendar) -> tuple[int, int]
 class ReportFacts:
     """Keeps an appeal's report columns right as its events happen (inside their transaction)."""
 
-    def __init__(self, calendar: Calendar) -> None:
+    def __init__(self, calendar: Calendar, zone: ZoneInfo, clock: Callable[[], datetime]) -> None:
         self._calendar = calendar
+        self._zone = zone
+        self._clock = clock
 
     async def on_event(self, event: DomainEvent) -> None:
-        """The first answer, a resolution or closing, a reopening."""
+        """The first answer, a resolution or closing, a reopening; another category, team or
+        owner."""
         appeal = event.appeal
         if appeal is None or appeal.created_at is None:
             return
@@ -39,6 +47,9 @@ class ReportFacts:
             await self._done(appeal)
         elif event.kind == "appeal.reopened":
             await self._reopened(appeal)
+        elif changes_lines(event.kind):
+            moments = (appeal.created_at, appeal.first_response_at, appeal.done_at)
+            await mark_stale(moments, self._zone, self._clock())
 
     async def _answered(self, appeal: Appeal) -> None:
         if appeal.first_response_at is None or appeal.first_response_s is not None:
@@ -58,6 +69,7 @@ class ReportFacts:
         )
 
     async def _reopened(self, appeal: Appeal) -> None:
+        await mark_stale((appeal.done_at,), self._zone, self._clock())  # it leaves that day
         await Appeal.filter(id=appeal.id).update(
             reopens=F("reopens") + 1, done_at=None, resolution_s=None, resolution_work_s=None
         )

@@ -167,7 +167,8 @@ async def build_context(
     customer_channels = [c for c in adapters if c in VARIANTS]
     ctx.sla = sla = SlaClock(settings, ctx.triage, lifecycle.events, clock, metrics=metrics)
     lifecycle.events.subscribe(sla.on_event)
-    lifecycle.events.subscribe(ReportFacts(settings.sla.calendar).on_event)
+    zone = ZoneInfo(settings.company.timezone)
+    lifecycle.events.subscribe(ReportFacts(settings.sla.calendar, zone, clock).on_event)
     ctx.notifier = Notifier(
         outbox,
         lifecycle.events,
@@ -242,6 +243,7 @@ class Service:
         )
         await stream.start()
         self.ctx = ctx = await build_context(settings, stream, self._clock)
+        ctx.metrics.started(self._role, name)
         fallback = Fallback(
             ctx.outbox,
             ctx.lifecycle.events,
@@ -275,6 +277,8 @@ class Service:
         if self._role == "serve" and ctx.sla is not None:
             self._tasks.append(asyncio.create_task(self._sla_scan(ctx.sla), name="sla-scan"))
         self._tasks.append(asyncio.create_task(self._daily(ctx), name="daily-jobs"))
+        if self._role == "worker" and settings.workers.metrics_port is not None:
+            await self._serve_metrics(ctx, settings.workers.metrics_port)
         if self._role == "serve":
             await self._serve_http(ctx)
             await self._start_telegram(ctx)
@@ -360,6 +364,20 @@ class Service:
         await site.start()
         self.bound_port = int(self._runner.addresses[0][1])
 
+    async def _serve_metrics(self, ctx: AppContext, port: int) -> None:
+        """A worker's own small server for Prometheus: /healthz and /metrics."""
+        from desk.api.ops import worker_app
+
+        self._runner = web.AppRunner(
+            worker_app(ctx),
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=HTTP_CLOSE_S,
+        )
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._settings.http.host, port).start()
+        self.bound_port = int(self._runner.addresses[0][1])
+
     async def _start_telegram(self, ctx: AppContext) -> None:
         """Updates in (polling task or webhook registration) and the staff feed ticker."""
         telegram = ctx.telegram
@@ -417,6 +435,8 @@ class Service:
                 f"spec /api/v1/openapi.json)"
             )
             self._say(f"  links     {s.effective_public_url()}")
+        elif self.bound_port is not None:
+            self._say(f"  metrics   http://{s.http.host}:{self.bound_port}/metrics  (and /healthz)")
         self._say(f"  workers   intake x{s.workers.intake}, delivery x{s.workers.delivery}")
         self._say("  channels  " + ", ".join(f"{c}: enabled" for c in report.enabled))
         for name, reason in report.disabled.items():

@@ -80,6 +80,15 @@ class WorkerSettings(Section):
     intake: int = Field(default=1, ge=0, le=32, description="intake workers in this process")
     delivery: int = Field(default=1, ge=0, le=32, description="delivery workers in this process")
     name: str = ""
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description=(
+            "a 'worker' process serves /metrics and /healthz on this port of http.host (each "
+            "process its own port; 0 picks a free one); unset: no port"
+        ),
+    )
     claim_idle_s: float = Field(default=30.0, gt=0)
     max_deliveries: int = Field(default=20, ge=1, description="then an entry is set aside")
     poll_s: float = Field(default=0.5, gt=0, le=60, description="idle delivery worker's nap")

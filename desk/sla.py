@@ -7,12 +7,14 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tortoise.transactions import in_transaction
 
 from desk.events import DomainEvent, EventBus
 from desk.log_context import log_scope
 from desk.metrics import Metrics
+from desk.report_days import due_flags, mark_stale
 from desk.settings import Settings
 from desk.triage import Triage
 from models import OPEN_STATUSES, Appeal, AppealStatus, Event, Priority
@@ -61,6 +63,7 @@ class SlaClock:
         self._events = events
         self._clock = clock
         self._metrics = metrics or Metrics()
+        self._zone = ZoneInfo(settings.company.timezone)
 
     async def on_event(self, event: DomainEvent) -> None:
         """Recompute an appeal's due times when what they depend on changed."""
@@ -111,7 +114,10 @@ class SlaClock:
         return out
 
     async def recompute(self, appeal: Appeal) -> None:
-        """Store the due times the policy gives now (inside the caller's transaction)."""
+        """Store the due times the policy gives now (inside the caller's transaction); a moved
+        due time that turns a finished day's target met or missed marks that day for the
+        reports."""
+        flags = due_flags(appeal)
         states = await self.states(appeal)
         first = states.get("first_response")
         resolution = states.get("resolution")
@@ -127,6 +133,12 @@ class SlaClock:
             resolution_due=appeal.resolution_due,
             sla_state=sla,
         )
+        moments = (appeal.first_response_at, appeal.done_at)
+        moved = [
+            m for m, was, now in zip(moments, flags, due_flags(appeal), strict=True) if was != now
+        ]
+        if moved:
+            await mark_stale(moved, self._zone, self._clock())
 
     async def scan(self) -> int:
         """Warn and escalate across open appeals; returns how many events were raised."""

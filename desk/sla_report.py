@@ -4,16 +4,15 @@ time was kept, overall and per team, and the breaches raised."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from tortoise.expressions import F, Q
-from tortoise.functions import Count
-
-from desk.appeal_report import Target, breaches_by_target, targets
+from desk.appeal_report import Target, targets_of
 from desk.periods import Period
-from desk.rating_report import NONE, share
-from models import Appeal, Event
+from desk.rating_report import share
+from desk.report_days import period_figures
+from models import Event
 
 BREACHES_SHOWN = 10
 
@@ -81,20 +80,21 @@ class SlaReport:
         }
 
 
-async def sla_report(period: Period) -> SlaReport:
-    """The SLA of first answers given and appeals done in ``period``."""
-    answered = await _per_team(period, "first_response_at", "first_response_due")
-    done = await _per_team(period, "done_at", "resolution_due")
-    counts = [*answered, *done]
-    used = {team for c in counts for team, n in c.items() if n}
-    teams = sorted(used, key=lambda k: (-counts[0].get(k, 0), k))
-    first, resolution = await targets(period)
+async def sla_report(period: Period, zone: ZoneInfo, today: date) -> SlaReport:
+    """The SLA of first answers given and appeals done in ``period`` (days in ``zone``)."""
+    figures = await period_figures(period, zone, today)
+    first, resolution = targets_of(figures)
+    teams = [
+        TeamSla(key, c.answered_due, c.answered_met, c.done_due, c.done_met)
+        for key, c in figures.of("team").items()
+        if c.answered_due or c.done_due
+    ]
     return SlaReport(
         period=period,
         first_response=first,
         resolution=resolution,
-        by_team=[TeamSla(t, *(c.get(t, 0) for c in counts)) for t in teams],
-        breaches=sum((await breaches_by_target(period)).values()),
+        by_team=sorted(teams, key=lambda t: (-t.answered, t.key)),
+        breaches=sum(figures.breaches.values()),
         latest_breaches=await latest_breaches(period),
     )
 
@@ -117,21 +117,3 @@ async def latest_breaches(period: Period, limit: int = BREACHES_SHOWN) -> list[B
         )
         for row in rows
     ]
-
-
-async def _per_team(period: Period, at: str, due: str) -> tuple[dict[str, int], dict[str, int]]:
-    """Per team: appeals whose ``at`` falls in the period with a due time, and those on time."""
-    on_time: dict[str, Any] = {f"{at}__lte": F(due)}
-    rows = (
-        await Appeal.filter(**{f"{at}__gte": period.start, f"{at}__lt": period.end})
-        .annotate(with_due=Count(due), met=Count("id", _filter=Q(**on_time)))
-        .group_by("team")
-        .values("team", "with_due", "met")
-    )
-    with_due: dict[str, int] = {}
-    met: dict[str, int] = {}
-    for row in rows:
-        key = str(row["team"]) if row["team"] not in (None, "") else NONE
-        with_due[key] = with_due.get(key, 0) + int(row["with_due"] or 0)
-        met[key] = met.get(key, 0) + int(row["met"] or 0)
-    return with_due, met

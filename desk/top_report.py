@@ -9,10 +9,11 @@ from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from desk.appeal_report import lines, opened_in
+from desk.appeal_report import lines_of
 from desk.periods import Period, period_of_days
 from desk.phrases import period_tally
 from desk.rating_report import NONE
+from desk.report_days import period_figures
 
 TOP_CATEGORIES = 5
 TOP_PHRASES = 5
@@ -84,8 +85,9 @@ def previous_of(period: Period, zone: ZoneInfo) -> Period:
 async def top_report(period: Period, zone: ZoneInfo, today: date) -> TopReport:
     """The top categories of ``period`` by appeals opened, each with its top phrases."""
     before = previous_of(period, zone)
-    now = await lines(opened_in(period), "category")
-    earlier = {line.key: line.count for line in await lines(opened_in(before), "category")}
+    now = lines_of(await period_figures(period, zone, today, durations=False), "category")
+    figures = await period_figures(before, zone, today, durations=False)
+    earlier = {line.key: line.count for line in lines_of(figures, "category")}
     top = now[:TOP_CATEGORIES]
     keys = ["" if line.key == NONE else line.key for line in top]
     tally = await period_tally(period, zone, today, keys)

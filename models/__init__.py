@@ -26,6 +26,7 @@ from models.files import FILE_REF_PREFIX, StoredFile
 from models.infra import ApiToken, IdempotencyKey, KeyValue, OutboxItem, StreamEntry
 from models.lookup import MAX_ID, fits, parse_id, storable
 from models.people import Agent, ContactPoint, Customer
+from models.reports import ReportDay, ReportStale
 from models.work import Order, Task
 
 __all__ = [
@@ -55,6 +56,8 @@ __all__ = [
     "Rating",
     "RatingRequest",
     "RatingState",
+    "ReportDay",
+    "ReportStale",
     "StoredFile",
     "StreamEntry",
     "Task",

@@ -248,7 +248,13 @@ async def appeals(request: web.Request) -> web.Response:
 
 async def sla(request: web.Request) -> web.Response:
     """The SLA of the period."""
-    return await report_response(request, "sla", sla_report, sla_csv, SlaReportOut)
+    ctx = ctx_of(request)
+    zone = ZoneInfo(ctx.settings.company.timezone)
+
+    async def build(period: Period) -> SlaReport:
+        return await sla_report(period, zone, today_in(ctx.clock(), zone))
+
+    return await report_response(request, "sla", build, sla_csv, SlaReportOut)
 
 
 async def top(request: web.Request) -> web.Response:
