@@ -20,7 +20,6 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 from tortoise.expressions import F, Q
-from tortoise.transactions import in_transaction
 
 from channels.base import BadInbound, InboundMessage
 from models.infra import StreamEntry
@@ -34,7 +33,6 @@ DEAD_SUFFIX = ":dead"
 FIELD = "m"
 CONSUMER_MAX_LEN = 100  # StreamEntry.claimed_by
 ERROR_MAX_LEN = 500  # StreamEntry.error
-PUBLISH_BATCH = 200  # most entries written in one group commit
 POLL_S = 0.2  # how often a blocked local read looks at the table for other processes' entries
 MAX_BLOCK_MS = 10_000  # one XREADGROUP BLOCK; longer reads loop, so the socket never times out
 SOCKET_TIMEOUT_S = 20.0  # must exceed MAX_BLOCK_MS
@@ -181,9 +179,6 @@ class LocalStream(_StreamBase):
         # Replaced on every publish: a reader waits on the event it saw before it looked, so a
         # publish that lands while the reader is querying still wakes it.
         self._published = asyncio.Event()
-        # Publishes waiting for the writer, and the writer (group commit, see ``publish``).
-        self._unwritten: list[tuple[dict[str, Any], asyncio.Future[str]]] = []
-        self._writer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Release the claims this consumer name held before a restart, so they are read again."""
@@ -197,35 +192,11 @@ class LocalStream(_StreamBase):
             )
 
     async def publish(self, message: InboundMessage) -> str:
-        """Insert the message as a row (committed when this returns); returns the row id.
-
-        Group commit: the publishes that come while a write is under way are written together in
-        the next transaction, so a burst of webhooks costs one flush to disk, not one each.
-        """
-        written = asyncio.get_running_loop().create_future()
-        self._unwritten.append((message.to_json(), written))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_unwritten(), name="stream-publish")
-        # A caller that gives up does not stop the write: its entry may be stored (at least once).
-        return await asyncio.shield(written)
-
-    async def _write_unwritten(self) -> None:
-        while self._unwritten:
-            batch = self._unwritten[:PUBLISH_BATCH]
-            del self._unwritten[:PUBLISH_BATCH]
-            try:
-                async with in_transaction():
-                    rows = [await StreamEntry.create(payload=payload) for payload, _ in batch]
-            except Exception as exc:  # each publisher gets the error (the webhook answers 5xx)
-                for _, written in batch:
-                    if not written.done():
-                        written.set_exception(exc)
-                continue
-            for row, (_, written) in zip(rows, batch, strict=True):
-                if not written.done():
-                    written.set_result(str(row.id))
-            woken, self._published = self._published, asyncio.Event()
-            woken.set()
+        """Insert the message as a row (committed when this returns); returns the row id."""
+        row = await StreamEntry.create(payload=message.to_json())
+        woken, self._published = self._published, asyncio.Event()
+        woken.set()
+        return str(row.id)
 
     async def read(self, count: int = 100, block_ms: int = 1000) -> list[StreamItem]:
         """Claim up to ``count`` free or expired entries in id order; waits up to block_ms."""
@@ -257,21 +228,18 @@ class LocalStream(_StreamBase):
         )
         until = now + timedelta(seconds=self.claim_idle_s)
         items: list[StreamItem] = []
-        async with in_transaction():  # one commit for the batch's claims
-            for row in rows:
-                # `deliveries` doubles as a version: a row claimed by someone else since the
-                # select no longer matches, so exactly one claimant updates it.
-                won = await StreamEntry.filter(
-                    free, id=row["id"], deliveries=row["deliveries"], dead=False
-                ).update(
-                    claimed_by=self.consumer,
-                    claimed_until=until,
-                    deliveries=F("deliveries") + 1,
-                )
-                if won == 1:
-                    items.append(
-                        parse_payload(str(row["id"]), row["payload"], row["deliveries"] + 1)
-                    )
+        for row in rows:
+            # `deliveries` doubles as a version: a row claimed by someone else since the select
+            # no longer matches, so exactly one claimant updates it.
+            won = await StreamEntry.filter(
+                free, id=row["id"], deliveries=row["deliveries"], dead=False
+            ).update(
+                claimed_by=self.consumer,
+                claimed_until=until,
+                deliveries=F("deliveries") + 1,
+            )
+            if won == 1:
+                items.append(parse_payload(str(row["id"]), row["payload"], row["deliveries"] + 1))
         return bool(rows), items
 
     async def ack(self, entry_ids: Sequence[str]) -> None:
@@ -308,11 +276,7 @@ class LocalStream(_StreamBase):
         )
 
     async def close(self) -> None:
-        """Finish the writes under way and wake blocked reads; the ORM connection belongs to
-        the caller."""
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                await self._writer
+        """Wake blocked reads; the ORM connection belongs to the caller."""
         self._published.set()
 
 
