@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import API_TOKEN, free_port
+from tests.fakes.telegram import DEFAULT_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -66,21 +67,42 @@ class Proc:
                 self.proc.kill()
 
 
-@pytest.fixture
-def serve(tmp_path: Path, db_url: str, redis_url: str | None) -> Iterator[Proc]:
+def serve_env(db_url: str, redis_url: str | None, **settings: str) -> dict[str, str]:
+    """The environment of an ``appeal-desk`` process under test: none of the caller's DESK_
+    variables, this test's database (and Redis), a free port, the test API token, and
+    ``settings`` (``DESK_…`` names) on top."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DESK_")}
     env.update(
         {
             "PYTHONPATH": str(ROOT),
             "DESK_DATABASE_URL": db_url,
             "DESK_HTTP__PORT": str(free_port()),
-            "DESK_SECRET_KEY": "crash-test-key",
             "DESK_API__TOKENS": f'[{{"name": "t", "token": "{API_TOKEN}"}}]',
-            "DESK_WORKERS__CLAIM_IDLE_S": "1",
+            **settings,
         }
     )
     if redis_url:
         env["DESK_REDIS_URL"] = redis_url
+    return env
+
+
+def telegram_env(fake_url: str, agent_id: int, staff_chat: int) -> dict[str, str]:
+    """Settings that point the process's Telegram side at a fake, with one agent."""
+    return {
+        "DESK_AGENTS": f'[{{"name": "Ирина", "telegram_id": {agent_id}}}]',
+        "DESK_TELEGRAM__TOKEN": DEFAULT_TOKEN,
+        "DESK_TELEGRAM__API_URL": fake_url,
+        "DESK_TELEGRAM__STAFF_CHAT_ID": str(staff_chat),
+        "DESK_TELEGRAM__POLL_TIMEOUT_S": "1",
+        "DESK_WORKERS__POLL_S": "0.05",
+    }
+
+
+@pytest.fixture
+def serve(tmp_path: Path, db_url: str, redis_url: str | None) -> Iterator[Proc]:
+    env = serve_env(
+        db_url, redis_url, DESK_SECRET_KEY="crash-test-key", DESK_WORKERS__CLAIM_IDLE_S="1"
+    )
     proc = Proc(env, tmp_path)
     yield proc
     proc.stop()

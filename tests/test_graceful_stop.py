@@ -5,7 +5,6 @@ message is stored once and delivered once."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -17,10 +16,9 @@ import aiohttp
 import pytest
 
 from models import Message, OutboxItem, OutboxStatus, StreamEntry, db
-from tests.conftest import API_TOKEN, free_port
-from tests.fakes.telegram import DEFAULT_TOKEN, FakeTelegram, FaultPlan
+from tests.fakes.telegram import FakeTelegram, FaultPlan
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually
-from tests.test_crash import Proc
+from tests.test_crash import Proc, serve_env, telegram_env
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -40,25 +38,13 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 
 @pytest.fixture
 def serve(tmp_path: Path, db_url: str, redis_url: str | None, fake: FakeTelegram) -> Iterator[Proc]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DESK_")}
-    env.update(
-        {
-            "PYTHONPATH": str(ROOT),
-            "DESK_DATABASE_URL": db_url,
-            "DESK_HTTP__PORT": str(free_port()),
-            "DESK_SECRET_KEY": "stop-test-key",
-            "DESK_API__TOKENS": f'[{{"name": "t", "token": "{API_TOKEN}"}}]',
-            "DESK_AGENTS": f'[{{"name": "Ирина", "telegram_id": {AGENT_ID}}}]',
-            "DESK_TELEGRAM__TOKEN": DEFAULT_TOKEN,
-            "DESK_TELEGRAM__API_URL": fake.url,
-            "DESK_TELEGRAM__STAFF_CHAT_ID": str(STAFF_CHAT),
-            "DESK_TELEGRAM__POLL_TIMEOUT_S": "1",
-            "DESK_WORKERS__POLL_S": "0.05",
-            "DESK_WORKERS__STOP_GRACE_S": str(GRACE_S),
-        }
+    env = serve_env(
+        db_url,
+        redis_url,
+        DESK_SECRET_KEY="stop-test-key",
+        DESK_WORKERS__STOP_GRACE_S=str(GRACE_S),
+        **telegram_env(fake.url, AGENT_ID, STAFF_CHAT),
     )
-    if redis_url:
-        env["DESK_REDIS_URL"] = redis_url
     proc = Proc(env, tmp_path)
     yield proc
     proc.stop()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tortoise import Tortoise
@@ -47,8 +48,15 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 
 
 async def scrape(desk: Desk, headers: dict[str, str] | None = None) -> Samples:
-    """GET /metrics and parse it with Prometheus' own parser."""
-    async with desk.http.get(desk.base + "/metrics", headers=headers) as resp:
+    """GET the desk's /metrics and parse it with Prometheus' own parser."""
+    return await scrape_url(desk.http, desk.base, headers)
+
+
+async def scrape_url(
+    http: aiohttp.ClientSession, base: str, headers: dict[str, str] | None = None
+) -> Samples:
+    """GET ``base``/metrics and parse it with Prometheus' own parser."""
+    async with http.get(base + "/metrics", headers=headers) as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain; version=")
         text = await resp.text()

@@ -5,7 +5,6 @@ neither."""
 from __future__ import annotations
 
 import io
-import os
 import signal
 import subprocess
 import sys
@@ -14,22 +13,21 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from desk.service import Service
 from desk.settings import Settings
 from models import OutboxItem, OutboxStatus, db
-from tests.conftest import API_TOKEN, free_port
-from tests.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
+from tests.conftest import free_port
+from tests.fakes.telegram import FakeTelegram
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, texts_in
-from tests.test_crash import Proc
+from tests.test_crash import Proc, serve_env, telegram_env
+from tests.test_operations import Samples, by_labels, scrape_url
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 SCRAPE_TOKEN = "scrape-secret"
 CUSTOMER = 5301
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture
@@ -43,47 +41,22 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 @pytest.fixture
 def serve(tmp_path: Path, db_url: str, redis_url: str | None, fake: FakeTelegram) -> Iterator[Proc]:
     """``serve`` polling the fake Telegram, with no intake or delivery workers of its own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DESK_")}
-    env.update(
-        {
-            "PYTHONPATH": str(ROOT),
-            "DESK_DATABASE_URL": db_url,
-            "DESK_HTTP__PORT": str(free_port()),
-            "DESK_SECRET_KEY": "worker-metrics-key",
-            "DESK_API__TOKENS": f'[{{"name": "t", "token": "{API_TOKEN}"}}]',
-            "DESK_AGENTS": f'[{{"name": "Ирина", "telegram_id": {AGENT_ID}}}]',
-            "DESK_TELEGRAM__TOKEN": DEFAULT_TOKEN,
-            "DESK_TELEGRAM__API_URL": fake.url,
-            "DESK_TELEGRAM__STAFF_CHAT_ID": str(STAFF_CHAT),
-            "DESK_TELEGRAM__POLL_TIMEOUT_S": "1",
-            "DESK_WORKERS__POLL_S": "0.05",
-            "DESK_WORKERS__CLAIM_IDLE_S": "2",
-            "DESK_MONITORING__TOKEN": SCRAPE_TOKEN,
-        }
+    env = serve_env(
+        db_url,
+        redis_url,
+        DESK_SECRET_KEY="worker-metrics-key",
+        DESK_WORKERS__CLAIM_IDLE_S="2",
+        DESK_MONITORING__TOKEN=SCRAPE_TOKEN,
+        **telegram_env(fake.url, AGENT_ID, STAFF_CHAT),
     )
-    if redis_url:
-        env["DESK_REDIS_URL"] = redis_url
     proc = Proc(env, tmp_path)
     yield proc
     proc.stop()
 
 
 async def scrape(http: aiohttp.ClientSession, url: str) -> Samples:
-    """GET /metrics with the token and parse it with Prometheus' own parser."""
-    headers = {"Authorization": f"Bearer {SCRAPE_TOKEN}"}
-    async with http.get(url + "/metrics", headers=headers) as resp:
-        assert resp.status == 200
-        assert resp.headers["Content-Type"].startswith("text/plain; version=")
-        text = await resp.text()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def of(samples: Samples, name: str) -> dict[frozenset[tuple[str, str]], float]:
-    return {labels: v for (n, labels), v in samples.items() if n == name}
+    """The process's /metrics, with the scrape token."""
+    return await scrape_url(http, url, {"Authorization": f"Bearer {SCRAPE_TOKEN}"})
 
 
 async def sent_rows(db_url: str) -> dict[str, int]:
@@ -143,31 +116,31 @@ async def test_a_worker_serves_its_own_metrics_and_healthz(
                 samples, sent = await scrape(http, base), await sent_rows(db_url)
                 out = {
                     dict(labels)["channel"]: int(v)
-                    for labels, v in of(samples, "appeal_desk_messages_out_total").items()
+                    for labels, v in by_labels(samples, "appeal_desk_messages_out_total").items()
                 }
                 both = {"telegram", "staff"} <= set(sent)
                 return samples if both and out == sent else None
 
             m = await eventually(settled, timeout=30, what="every row sent and counted")
-            assert of(m, "appeal_desk_process_info") == {
+            assert by_labels(m, "appeal_desk_process_info") == {
                 frozenset({("role", "worker"), ("name", "w-metrics")}): 1.0
             }
-            assert of(m, "appeal_desk_messages_in_total") == {
+            assert by_labels(m, "appeal_desk_messages_in_total") == {
                 frozenset({("channel", "telegram")}): 1.0
             }
-            assert of(m, "appeal_desk_intake_seconds_count") == {
+            assert by_labels(m, "appeal_desk_intake_seconds_count") == {
                 frozenset({("channel", "telegram")}): 1.0
             }
-            failures = of(m, "appeal_desk_delivery_failures_total")
+            failures = by_labels(m, "appeal_desk_delivery_failures_total")
             assert list(failures.values()) == [1.0]
             assert ("reason", "server_error") in next(iter(failures))
-            assert of(m, "appeal_desk_outbox_backlog") == {}  # serve's, read for everyone
+            assert by_labels(m, "appeal_desk_outbox_backlog") == {}  # serve's, read for everyone
 
             # serve polled Telegram and did nothing else: these counters are the worker's.
             s = await scrape(http, serve.base)
-            assert of(s, "appeal_desk_messages_in_total") == {}
-            assert of(s, "appeal_desk_messages_out_total") == {}
-            assert ("role", "serve") in next(iter(of(s, "appeal_desk_process_info")))
+            assert by_labels(s, "appeal_desk_messages_in_total") == {}
+            assert by_labels(s, "appeal_desk_messages_out_total") == {}
+            assert ("role", "serve") in next(iter(by_labels(s, "appeal_desk_process_info")))
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
