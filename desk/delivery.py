@@ -41,6 +41,7 @@ MAX_BACKOFF_S = 900.0
 NO_ADAPTER_RETRY_S = 300.0
 OUTAGE_RETRY_S = 1.0  # a send the database kept from starting goes again this soon after
 UnreachableHook = Callable[[OutboxItem, str], Awaitable[None]]
+Destination = tuple[str, str]  # (channel, address): what a platform's rate limit applies to
 
 
 def backoff(attempts: int) -> float:
@@ -79,6 +80,10 @@ class DeliveryWorker:
         self._metrics = metrics or Metrics()
         self._outage = outage or OutageWatch(self._metrics)
         self._scanned = 0  # rows the last pass looked at
+        # Destinations the platform asked to wait (429), until when: their rows are neither
+        # claimed nor tried meanwhile (a flood into the staff group would otherwise have every
+        # pass render and reschedule its whole backlog).
+        self._holds: dict[Destination, datetime] = {}
 
     @property
     def name(self) -> str:
@@ -139,20 +144,43 @@ class DeliveryWorker:
         if not claimed:
             return 0
         gate = asyncio.Semaphore(PARALLEL)
+        held: list[int] = []  # rows whose destination was told to wait during this pass
 
         async def one(item: OutboxItem) -> None:
             async with gate:
                 if stop is not None and stop.is_set():
                     await self._outbox.release([self._name], [item.id])
                     return
+                if self._held_until(item) is not None:
+                    held.append(item.id)
+                    return
                 await self._deliver(item, stop)
 
         # Every send finishes before a failure is raised: none is left running unwatched.
         outcomes = await asyncio.gather(*(one(item) for item in claimed), return_exceptions=True)
+        if held:  # untried: given back as they were, claimed again once the wait is over
+            await self._outbox.release([self._name], held)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
         return len(claimed)
+
+    def _held_until(self, item: OutboxItem) -> datetime | None:
+        """Until when the platform asked to wait before the next send to ``item``'s
+        destination, or None when it may go now."""
+        until = self._holds.get((item.channel, item.address))
+        return until if until is not None and until > self._clock() else None
+
+    def _hold(self, item: OutboxItem, seconds: float) -> None:
+        """Hold every row of ``item``'s destination for ``seconds`` (a 429's retry_after)."""
+        until = self._clock() + timedelta(seconds=seconds)
+        key = (item.channel, item.address)
+        self._holds[key] = max(until, self._holds.get(key, until))
+
+    def _held(self, now: datetime) -> list[Destination]:
+        """The destinations still held at ``now`` (the ones whose wait is over are dropped)."""
+        self._holds = {key: until for key, until in self._holds.items() if until > now}
+        return list(self._holds)
 
     async def _claim(self) -> list[OutboxItem]:
         now = self._clock()
@@ -170,14 +198,13 @@ class DeliveryWorker:
             Q(status=OutboxStatus.PENDING) | Q(locked_until__isnull=True) | Q(locked_until__lte=now)
         )
         until = now + self._lease
+        due = OutboxItem.filter(free, id__in=Subquery(oldest), next_attempt_at__lte=now)
+        for channel, address in self._held(now):
+            due = due.exclude(channel=channel, address=address)
         async with in_transaction():  # one commit for the pass's claims
             # PostgreSQL: rows another worker is claiming are skipped, not waited for.
             heads = await (
-                OutboxItem.filter(free, id__in=Subquery(oldest), next_attempt_at__lte=now)
-                .order_by("id")
-                .limit(SCAN_LIMIT)
-                .select_for_update(skip_locked=True)
-                .only("id")
+                due.order_by("id").limit(SCAN_LIMIT).select_for_update(skip_locked=True).only("id")
             )
             self._scanned = len(heads)
             if not heads:
@@ -223,6 +250,7 @@ class DeliveryWorker:
         try:
             external_id = await self._attempt(adapter, item)
         except RateLimited as exc:
+            self._hold(item, exc.retry_after)
             return partial(self._retry_later, item, str(exc), exc.retry_after, count_attempt=False)
         except Unreachable as exc:
             return partial(self._fail, item, str(exc), unreachable=True)

@@ -119,6 +119,33 @@ async def test_rate_limit_waits_retry_after_without_spending_attempts(setup: tup
     assert await w.deliver_due() == 1 and channel.delivered == [("500", "Ответ")]
 
 
+async def test_a_rate_limited_chat_holds_all_its_conversations_and_no_one_else(
+    setup: tuple,
+) -> None:
+    # A flood into the staff group: every appeal's topic is its own conversation, one chat.
+    # After Telegram's 429 none of them is tried (or even claimed) until retry_after is over;
+    # a customer's private chat goes meanwhile; then the group's rows go, in order.
+    outbox, channel, clock, appeal = setup
+    group = "-100500"
+    for i in range(10):
+        await outbox.enqueue(channel="telegram", address=group, text=f"тема {i}", queue=f"t{i}")
+    await queue(outbox, appeal, "Клиенту", address="42")
+    channel.failures["тема 0"] = [RateLimited(retry_after=30)]
+    w = worker(outbox, channel, clock)
+    await w.deliver_due()
+    assert channel.calls == 2 and channel.delivered == [("42", "Клиенту")]
+    rows = await OutboxItem.filter(address=group).order_by("id")
+    assert all(r.status is OutboxStatus.PENDING and r.attempts == 0 for r in rows)
+    assert all(r.locked_until is None for r in rows)  # given back untried, not left leased
+    clock.now += timedelta(seconds=10)
+    assert await w.deliver_due() == 0 and channel.calls == 2  # held: not claimed at all
+    clock.now += timedelta(seconds=20)
+    while await w.deliver_due():
+        pass
+    assert [t for a, t in channel.delivered if a == group] == [f"тема {i}" for i in range(10)]
+    assert await OutboxItem.filter(status=OutboxStatus.SENT).count() == 11
+
+
 async def test_unreachable_customer_marks_failure_in_message_and_history(setup: tuple) -> None:
     outbox, channel, clock, appeal = setup
     item = await queue(outbox, appeal, "Ответ")
