@@ -54,6 +54,8 @@ TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
 ALBUM_LIMIT = 10
 EDIT_WEIGHT = 1 / 3
+PRUNE_AT = 1_000  # private chats the limiter holds before it forgets the ones at rest
+PROGRESS_ROWS = 1_000  # half-sent rows remembered (the rest of one goes on a retry)
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | ForceReply
 _ALBUM_KINDS = ("photo", "video")
 
@@ -95,6 +97,7 @@ class TelegramLimiter:
         self._group_window = group_window_s
         self._bot_per_second = bot_per_second
         self._buckets: dict[int, tuple[float, float]] = {}  # chat -> (tokens, at)
+        self._prune_at = PRUNE_AT
         self._windows: dict[int, deque[tuple[float, float]]] = {}  # chat -> (at, weight)
         self._bot: deque[tuple[float, float]] = deque()
 
@@ -116,12 +119,24 @@ class TelegramLimiter:
         window = self._windows.setdefault(chat_id, deque())
         return _window_wait(window, float(self._group_messages), self._group_window, now, weight)
 
+    def _prune(self, now: float) -> None:
+        """Forget the chats whose bucket has filled up again (the same as never seen), so that
+        memory follows the chats written to in the last seconds, not every chat ever."""
+        self._buckets = {
+            chat: (tokens, at)
+            for chat, (tokens, at) in self._buckets.items()
+            if tokens + (now - at) * self._private_rate < self._private_burst
+        }
+        self._prune_at = max(PRUNE_AT, 2 * len(self._buckets))
+
     def _tokens(self, chat_id: int, now: float) -> float:
         tokens, at = self._buckets.get(chat_id, (self._private_burst, now))
         return min(self._private_burst, tokens + (now - at) * self._private_rate)
 
     def _spend(self, chat_id: int, weight: float, now: float) -> None:
         if chat_id > 0:
+            if len(self._buckets) >= self._prune_at:
+                self._prune(now)
             self._buckets[chat_id] = (self._tokens(chat_id, now) - weight, now)
         else:
             self._windows.setdefault(chat_id, deque()).append((now, weight))
@@ -252,16 +267,21 @@ class TelegramSender:
         sends only the rest.
         """
         steps = self._plan(chat_id, text, html, attachments, markup, thread_id, reply_to)
-        done = self._progress.setdefault(key, []) if key is not None else []
+        done = self._progress.pop(key, []) if key is not None else []
         todo = steps[len(done) :]
         wait = self._limiter.reserve(chat_id, float(len(todo)))
-        if wait > 0:
-            raise RateLimited(wait)
-        for step in todo:
-            done.append(await self._call(step))
-        if key is not None:
-            self._progress.pop(key, None)
-        return list(done)
+        try:
+            if wait > 0:
+                raise RateLimited(wait)
+            for step in todo:
+                done.append(await self._call(step))
+        except BaseException:
+            if key is not None and done:  # only a row cut half-way is remembered
+                if len(self._progress) >= PROGRESS_ROWS:  # the oldest goes: memory stays bounded
+                    del self._progress[next(iter(self._progress))]
+                self._progress[key] = done
+            raise
+        return done
 
     async def send_photo(
         self,

@@ -8,6 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from channels.base import RateLimited
+from channels.telegram_send import PRUNE_AT, TelegramLimiter, TelegramSender
 from models import Appeal, ContactPoint, Event, Message, OutboxItem, Task
 from tests.conftest import Desk, free_port
 from tests.fakes.telegram import FakeTelegram, Limits
@@ -254,3 +256,27 @@ async def test_answers_with_the_same_telegram_message_id_in_two_chats_are_both_r
     assert answers[0].external_id != answers[1].external_id
     for user in (721, 722):
         assert len([s for s in fake.sent_to(user) if "Едет" in (s.text or "")]) == 1
+
+
+def test_the_limiter_forgets_chats_at_rest_and_still_holds_the_busy_ones() -> None:
+    # A long-running desk writes to ever new customers: what the limiter keeps must follow the
+    # chats written to in the last seconds, not every chat it ever saw.
+    now = [0.0]
+    limiter = TelegramLimiter(lambda: now[0], bot_per_second=1_000_000)
+    for chat in range(1, 20_001):
+        now[0] += 0.01
+        assert limiter.reserve(chat) == 0
+    assert limiter.reserve(20_000, 2) == 0  # its burst of 3, one already spent
+    assert limiter.reserve(20_000) > 0
+    assert limiter.reserve(19_990, 3) > 0  # written to 0.1 s ago: its bucket is not full yet
+    assert len(limiter._buckets) < 2 * PRUNE_AT
+
+
+async def test_a_send_held_back_by_the_flood_limit_is_not_remembered(fake: FakeTelegram) -> None:
+    sender = TelegramSender(fake.make_bot(), TelegramLimiter(group_messages=1))
+    await sender.send(STAFF_CHAT, "первое", key=1)
+    for key in range(2, 500):
+        with pytest.raises(RateLimited):
+            await sender.send(STAFF_CHAT, "следующее", key=key)
+    assert sender._progress == {}  # only a row cut half-way keeps its sent parts
+    await sender.bot.session.close()
