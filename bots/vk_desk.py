@@ -73,7 +73,7 @@ class VkDesk:
         text = self.ctx.texts.render(
             "vk/start.txt.j2",
             self.lang,
-            name=name.split()[0],
+            name=(name.split() or [""])[0],
             company=self.ctx.settings.company.name,
         )
         await self._tell(peer, text, keyboard=self.menu())

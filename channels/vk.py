@@ -45,6 +45,7 @@ API_VERSION = "5.199"
 TEXT_LIMIT = 4096
 RATE_LIMITED = {6, 9, 29}  # too many requests per second, flood control, rate limit reached
 UNREACHABLE = {7, 900, 901, 902}  # no permission, blacklisted, messages not allowed, privacy
+PROFILES = 10_000  # users whose name and phone a process keeps
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -190,17 +191,23 @@ class VkChannel:
         )
 
     async def profile(self, user_id: int) -> tuple[str, str]:
-        """A user's name and, where their profile shows it, phone (cached per process)."""
-        if user_id not in self._profiles:
-            name, phone = "", ""
-            try:
-                users = await self.call("users.get", user_ids=str(user_id), fields="contacts")
-                first = users[0] if users else {}
-                name = f"{first.get('first_name', '')} {first.get('last_name', '')}".strip()
-                phone = str(first.get("mobile_phone") or first.get("home_phone") or "")
-            except (RateLimited, DeliveryFailed, Unreachable, Rejected, IndexError, TypeError):
-                pass
-            self._profiles[user_id] = (name or f"id{user_id}", phone)
+        """A user's name and, where their profile shows it, phone (cached per process for the
+        last PROFILES users). A failed lookup gives empty strings and is not cached: the next
+        message asks again, and the customer gets their name then."""
+        cached = self._profiles.get(user_id)
+        if cached is not None:
+            return cached
+        try:
+            users = await self.call("users.get", user_ids=str(user_id), fields="contacts")
+        except (RateLimited, DeliveryFailed, Unreachable, Rejected):
+            return "", ""
+        first = _object(users[0]) if isinstance(users, list) and users else {}
+        name = f"{_text(first.get('first_name'))} {_text(first.get('last_name'))}".strip()
+        phone = first.get("mobile_phone") or first.get("home_phone")
+        phone = _text(str(phone)) if phone else ""
+        if len(self._profiles) >= PROFILES:  # the oldest goes: memory stays bounded
+            del self._profiles[next(iter(self._profiles))]
+        self._profiles[user_id] = (name or f"id{user_id}", phone)
         return self._profiles[user_id]
 
     async def _file(self, item: dict[str, Any]) -> Attachment | None:

@@ -195,6 +195,22 @@ async def test_profile_phone_links_vk_to_the_telegram_customer(
     assert "customer.linked" in kinds
 
 
+async def test_a_failed_profile_lookup_is_asked_again_and_the_name_arrives(
+    start_vk_desk: Callable[..., Any], vk: FakeVk
+) -> None:
+    await start_vk_desk()
+    vk.add_user(307, "Олег", "Петров")
+    vk.fail_next("users.get", 10, "Internal server error")
+    vk.user_message(307, "Первое сообщение")
+    first = await vk_appeal("Первое сообщение")
+    customer = await Customer.get(id=first.customer_id)
+    assert customer.name == ""  # the card says «Без имени» rather than a made-up one
+    vk.user_message(307, "Второе сообщение")
+    await eventually(lambda: Message.filter(channel="vk", text="Второе сообщение").exists())
+    customer = await Customer.get(id=first.customer_id)
+    assert customer.name == "Олег Петров"
+
+
 async def test_messages_written_while_the_desk_was_down_are_read_after_restart(
     start_vk_desk: Callable[..., Any], vk: FakeVk
 ) -> None:
