@@ -1,0 +1,90 @@
+"""Daily jobs: one run a day among many processes, even when the one running it is killed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from desk import scheduler
+from desk.scheduler import Daily
+from models import KeyValue, db
+
+MSK = ZoneInfo("Europe/Moscow")
+NOON = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # 12:00 in Moscow
+KEY = "job:export:2026-11-02"
+
+
+@pytest.fixture
+async def database(db_url: str) -> AsyncIterator[None]:
+    await db.connect(db_url)
+    yield
+    await db.disconnect()
+
+
+def daily(runs: list[str], name: str, *, seconds: float = 0.0, at: time = time(3, 0)) -> Daily:
+    async def export() -> str:
+        runs.append(name)
+        await asyncio.sleep(seconds)
+        return "exported"
+
+    return Daily("export", at, MSK, export)
+
+
+async def test_the_claim_of_a_killed_process_is_taken_over_once_its_lease_runs_out(
+    database: None,
+) -> None:
+    # What SIGKILL leaves behind: a claim that says started, renewed by nobody.
+    await KeyValue.create(key=KEY, value=f"started {NOON.isoformat()}")
+    runs: list[str] = []
+    a, b = daily(runs, "a"), daily(runs, "b")
+    later = NOON + timedelta(minutes=9)
+    assert not await a.run_if_due(later) and not await b.run_if_due(later)  # may still be alive
+    later = NOON + scheduler.LEASE + timedelta(seconds=1)
+    ran = await asyncio.gather(a.run_if_due(later), b.run_if_due(later))
+    assert sorted(ran) == [False, True] and len(runs) == 1  # taken over by exactly one
+    claim = await KeyValue.get(key=KEY)
+    assert claim.value.startswith("done")
+    assert not await a.run_if_due(later + timedelta(hours=1))  # and done for the day
+
+
+async def test_a_long_job_renews_its_claim_and_is_never_run_twice(
+    database: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduler, "LEASE", timedelta(seconds=0.4))
+    monkeypatch.setattr(scheduler, "HEARTBEAT_S", 0.1)
+    runs: list[str] = []
+    first = asyncio.create_task(
+        daily(runs, "first", seconds=1.5, at=time(0, 0)).run_if_due(datetime.now(UTC))
+    )
+    other = daily(runs, "other", at=time(0, 0))
+    while not runs:  # the first process has claimed the day and is running
+        await asyncio.sleep(0.01)
+    while not first.done():  # another process looking all along, the lease four times over
+        assert not await other.run_if_due(datetime.now(UTC))
+        await asyncio.sleep(0.05)
+    assert await first and runs == ["first"]
+
+
+async def test_without_renewal_the_same_long_job_would_be_taken_over(
+    database: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The check on the test above: with renewals slower than the lease, the lease runs out.
+    monkeypatch.setattr(scheduler, "LEASE", timedelta(seconds=0.4))
+    monkeypatch.setattr(scheduler, "HEARTBEAT_S", 60.0)
+    runs: list[str] = []
+    first = asyncio.create_task(
+        daily(runs, "first", seconds=1.0, at=time(0, 0)).run_if_due(datetime.now(UTC))
+    )
+    other = daily(runs, "other", at=time(0, 0))
+    while not runs:  # the first process has claimed the day and is running
+        await asyncio.sleep(0.01)
+    taken = False
+    while not first.done():
+        taken = taken or await other.run_if_due(datetime.now(UTC))
+        await asyncio.sleep(0.05)
+    await first
+    assert taken and runs == ["first", "other"]
