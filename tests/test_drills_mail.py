@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from bench.drills.mail import CuttingProxy, mail_drill
+from bench.drills.mail import mail_drill
+from bench.drills.proxy import CuttingProxy
 from tests.mailserver import MailAccount, SmtpCapture, email_settings
 
 FULL = bool(os.environ.get("DESK_DRILL_FULL"))
