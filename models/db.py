@@ -36,6 +36,11 @@ _OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.InternalClientError,
 )
 _NOT_OUTAGES: tuple[type[BaseException], ...] = (asyncpg.ProtocolViolationError,)
+# A statement not answered in this long is a connection gone silent (a peer gone without FIN or
+# RST, a dead NAT entry): it fails as an outage instead of hanging its worker for good. The
+# longest statements of a running desk (reports, at 1,000,000 appeals) take well under a second;
+# migrations run without it. A URL's ``?command_timeout=S`` overrides it.
+COMMAND_TIMEOUT_S = 60.0
 _SQLITE_BUSY = re.compile(r"database (table )?is locked|database is busy")
 
 
@@ -55,10 +60,13 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     or cursors), and asyncpg still rolls back a transaction left open before calling this."""
 
 
-def connection_config(url: str) -> str | dict[str, Any]:
+def connection_config(
+    url: str, command_timeout: float | None = COMMAND_TIMEOUT_S
+) -> str | dict[str, Any]:
     """The Tortoise connection for ``url``: its expanded form with the desk's own clients
     (transactions that survive interruptions; a PostgreSQL pool with options a URL cannot
-    carry), or the URL itself for other databases."""
+    carry, and ``command_timeout`` seconds for a statement), or the URL itself for other
+    databases."""
     url = normalise_url(url)
     if urlsplit(url).scheme not in ("postgres", "asyncpg", "sqlite"):
         return url
@@ -67,14 +75,17 @@ def connection_config(url: str) -> str | dict[str, Any]:
         config["engine"] = sqlite_client.ENGINE
     elif config["engine"] == "tortoise.backends.asyncpg":
         config["engine"] = postgres_asyncpg.ENGINE
-        config["credentials"].setdefault("reset", _keep_session)
+        credentials = config["credentials"]
+        credentials.setdefault("reset", _keep_session)
+        given = credentials.get("command_timeout")
+        credentials["command_timeout"] = float(given) if given else command_timeout
     return config
 
 
-def tortoise_config(url: str) -> dict[str, Any]:
+def tortoise_config(url: str, command_timeout: float | None = COMMAND_TIMEOUT_S) -> dict[str, Any]:
     """The Tortoise config of Appeal Desk for one database URL."""
     return {
-        "connections": {"default": connection_config(url)},
+        "connections": {"default": connection_config(url, command_timeout)},
         "apps": {
             APP_LABEL: {
                 "models": ["models"],
@@ -102,7 +113,7 @@ async def connect(url: str) -> None:
 async def migrate(url: str) -> None:
     """Apply every migration not yet applied to the database at ``url``."""
     try:
-        await run_migrations(config=tortoise_config(url))
+        await run_migrations(config=tortoise_config(url, command_timeout=None))
     finally:
         await Tortoise.close_connections()
 

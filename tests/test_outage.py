@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time as timer
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, time
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from bench.drills.processes import PostgresServer
+from bench.drills.proxy import CuttingProxy
 from channels.base import ChannelKind, InboundMessage, OutboundMessage
 from channels.stream import AppealStream, LocalStream
 from desk.context import utc_now
@@ -246,3 +249,40 @@ async def _counted(rows: Callable[[], Any], count: int) -> bool:
 async def _stream_settled(stream: AppealStream) -> bool:
     stats = await stream.stats()
     return bool(stats.lag == 0 and stats.pending == 0)
+
+
+async def test_a_postgresql_connection_gone_silent_fails_as_an_outage_not_a_hang() -> None:
+    # A half-open connection (the server's host gone, no FIN, no RST): without a statement
+    # timeout the worker waiting on it would hang for good.
+    if not PG_URL:
+        pytest.skip("needs DESK_TEST_DATABASE_URL")
+    assert db.connection_config(PG_URL)["credentials"]["command_timeout"] == 60  # type: ignore[index]
+    server = urlsplit(PG_URL)
+    proxy = CuttingProxy(server.hostname or "127.0.0.1", server.port or 5432)
+    await proxy.start()
+    url = server._replace(netloc=f"desk:desk@127.0.0.1:{proxy.port}").geturl()
+    await db.connect(f"{url}?command_timeout=1&minsize=1&maxsize=1")
+    try:
+        await db.ping()
+        proxy.freeze()
+        started = timer.monotonic()
+        with pytest.raises(TimeoutError) as failed:
+            await db.ping()
+        assert db.is_outage(failed.value)
+        assert timer.monotonic() - started < GENEROUS_S
+        proxy.thaw()
+        await db.renew_connections()  # what the outage watch does once the database answers
+        await until(_answers, "the database answering again")
+    finally:
+        await db.disconnect()
+        await proxy.close()
+
+
+async def _answers() -> bool:
+    try:
+        await db.ping()
+    except Exception as exc:
+        if not db.is_outage(exc):
+            raise
+        return False
+    return True
