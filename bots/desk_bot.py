@@ -49,7 +49,9 @@ class TelegramDesk:
             self.tasks = TaskBoard(self.staff, ctx)
         answers = AnswerBook(Path(ctx.settings.answers_file))
         self.deps = BotDeps(ctx, self.sender, self.staff, answers, self.tasks)
-        self.dispatcher = Dispatcher()
+        # No FSM: the desk keeps its state in the database, and aiogram's in-memory FSM would
+        # keep a record (and an isolation lock) for every user ever seen.
+        self.dispatcher = Dispatcher(disable_fsm=True)
         self.dispatcher.include_router(managers_router())  # /rating before staff commands
         self.dispatcher.include_router(staff_router())
         self.dispatcher.include_router(customer_router())

@@ -285,3 +285,20 @@ async def test_update_whose_handling_failed_is_fetched_again_and_stored_once(
             "Не потеряйте" in t for t in texts_in(fake, STAFF_CHAT, int(appeal.staff_thread))
         )
     )
+
+
+async def test_the_bot_keeps_nothing_in_memory_per_customer(
+    tdesk: Desk, fake: FakeTelegram
+) -> None:
+    # A desk runs for months and hears from ever new customers: what it keeps of them is in
+    # the database, not in the process (aiogram's in-memory FSM kept a record for each).
+    for user in range(900, 960):
+        fake.add_private_chat(user, f"Клиент {user}")
+        fake.user_message(user, "Здравствуйте, где мой заказ?")
+    await eventually(lambda: _count_in(60), timeout=60, what="every message stored")
+    bot = tdesk.service.ctx.telegram  # type: ignore[union-attr]
+    assert len(bot.dispatcher.fsm.storage.storage) == 0
+
+
+async def _count_in(count: int) -> bool:
+    return await Message.filter(direction="in").count() >= count
