@@ -150,7 +150,7 @@ def tokens(text: str) -> list[str]:
     return [w.strip("'") for w in _WORD.findall(text.lower().replace("ё", "е")) if w.strip("'")]
 
 
-@lru_cache(maxsize=200_000)
+@lru_cache(maxsize=50_000)
 def lemma(word: str, ukrainian: bool = False) -> str:
     """A word's dictionary form: «вернула» → «вернуть», «рахунку» → «рахунок», «returned» →
     «return»; long numbers become ``#num``."""
@@ -162,7 +162,7 @@ def lemma(word: str, ukrainian: bool = False) -> str:
     return str(_english().stemWord(word))
 
 
-@lru_cache(maxsize=200_000)
+@lru_cache(maxsize=50_000)
 def forms(word: str, ukrainian: bool = False) -> frozenset[str]:
     """Every dictionary form ``word`` may plausibly have: «примете» is most likely «примета»,
     but may be «принять»; a reading far less likely than the first is left out."""
