@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from models import Appeal, Customer, Event, OutboxItem, OutboxStatus, Priority, Task
+from models import (
+    Appeal,
+    Customer,
+    Event,
+    OutboxItem,
+    OutboxStatus,
+    Priority,
+    ReportStale,
+    Task,
+)
 from tests.conftest import Desk, free_port
 from tests.fakes.telegram import FakeTelegram
 from tests.telegram_world import (
@@ -137,6 +146,47 @@ async def test_configured_rules_tag_notify_staff_and_stop_at_themselves(
     history = [h for h in await fired(appeal) if h["rule"] == "urgent → staff"]
     assert len(history) == 1
     assert [o["result"] for o in history[0]["outcomes"]] == ["done", "posted", "done", "done"]
+
+
+async def test_a_rule_that_moves_an_appeal_to_a_team_tells_it_like_a_transfer(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    rules = [
+        {
+            "name": "urgent → duty team",
+            "on": "appeal.priority_changed",
+            "if": "after == 'urgent'",
+            "do": [{"action": "assign", "team": "duty"}],
+        }
+    ]
+    clock = MovableClock(datetime(2026, 11, 20, 9, 0, tzinfo=UTC))
+    desk: Desk = await start_desk(
+        clock=clock,
+        **telegram_settings(
+            fake,
+            automation={"rules": rules},
+            teams=[{"id": "support"}, {"id": "duty", "title": "Дежурные"}],
+            agents=[
+                {"name": "Ирина", "telegram_id": AGENT_ID, "teams": ["support"]},
+                {"name": "Олег", "telegram_id": AGENT_ID + 1, "teams": ["duty"]},
+            ],
+        ),
+    )
+    appeal = await open_appeal(fake, 604, "Не работает касса, срочно")
+    clock.now += timedelta(days=1)  # the day it came in is counted; the move changes it
+    await ReportStale.all().delete()
+    await desk.service.ctx.triage.set_priority(  # type: ignore[union-attr]
+        appeal.number, Priority.URGENT, actor="Ирина"
+    )
+    moved = await eventually(
+        lambda: Event.filter(appeal_id=appeal.id, kind="appeal.transferred").first()
+    )
+    assert moved.actor == "automation"
+    assert moved.data["after"]["team"] == "duty" and moved.data["before"]["team"] != "duty"
+    fresh = await Appeal.get(id=appeal.id).prefetch_related("assignee")
+    assert fresh.team == "duty" and fresh.assignee is not None and fresh.assignee.name == "Олег"
+    stale = await ReportStale.all().values_list("day", flat=True)
+    assert datetime(2026, 11, 20).date() in stale  # the day's figures are counted again
 
 
 async def test_nobody_reachable_means_a_call_task_with_the_script(
