@@ -108,6 +108,13 @@ class AppealStream(Protocol):
         ...
 
 
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the stream's server could not be reached or went away (a Redis
+    restart, a cut link), as opposed to a command it refused. The local stream's store is the
+    database: see ``models.db.is_outage``."""
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+
+
 def parse_payload(entry_id: str, payload: Any, deliveries: int) -> StreamItem:
     """A StreamItem for a decoded payload; unreadable gives ``message=None`` and the error."""
     if not isinstance(payload, dict):

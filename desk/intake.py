@@ -7,7 +7,8 @@ import contextlib
 import logging
 from functools import partial
 
-from channels.stream import AppealStream, StreamItem
+from channels.base import wait_or_stop
+from channels.stream import AppealStream, StreamItem, unreachable
 from desk.errors import InvalidInput
 from desk.lifecycle import IngestResult, Lifecycle
 from desk.outage import OutageWatch
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 100
 ERROR_PAUSE_S = 1.0
+ACK_RETRY_FIRST_S = 0.2
+ACK_RETRY_MAX_S = 5.0
 
 
 class IntakeWorker:
@@ -46,6 +49,9 @@ class IntakeWorker:
                 except Exception as exc:  # a task root: the entries stay pending and come back
                     if db.is_outage(exc) and await self._outage.wait(exc, stop):
                         continue  # the local stream's database was out: read again
+                    if unreachable(exc) and stop.is_set():
+                        log.warning("stopped while the stream was unreachable: entries come back")
+                        continue
                     log.exception("intake pass failed")
                     await asyncio.sleep(ERROR_PAUSE_S)
         finally:
@@ -105,7 +111,28 @@ class IntakeWorker:
                 done.append(item.entry_id)
         finally:
             if done:
-                await self._outage.retry(partial(self._stream.ack, done), stop)
+                await self._ack(done, stop)
         if failed:
             await asyncio.sleep(ERROR_PAUSE_S)
         return results
+
+    async def _ack(self, done: list[str], stop: asyncio.Event | None) -> None:
+        """Ack the stored entries; while the stream's server is away (a Redis restart), wait for
+        it rather than have them handed out again. Once ``stop`` is set they are left to come
+        back (stored already: taken as duplicates)."""
+        stop = stop or asyncio.Event()
+        delay = ACK_RETRY_FIRST_S
+        while True:
+            try:
+                await self._outage.retry(partial(self._stream.ack, done), stop)
+                return
+            except Exception as exc:
+                if not unreachable(exc) or stop.is_set():
+                    raise
+                if delay == ACK_RETRY_FIRST_S:
+                    log.warning(
+                        "stream unreachable, ack waits for it",
+                        extra={"entries": len(done), "error": type(exc).__name__},
+                    )
+                await wait_or_stop(stop, delay)
+                delay = min(delay * 2, ACK_RETRY_MAX_S)

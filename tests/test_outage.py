@@ -9,16 +9,17 @@ import sqlite3
 import time as timer
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from bench.drills.processes import PostgresServer
+from bench.drills.processes import PostgresServer, RedisServer
 from bench.drills.proxy import CuttingProxy
 from channels.base import ChannelKind, InboundMessage, OutboundMessage
-from channels.stream import AppealStream, LocalStream
+from channels.stream import AppealStream, LocalStream, RedisStream
 from desk.context import utc_now
 from desk.delivery import DeliveryWorker
 from desk.intake import IntakeWorker
@@ -286,3 +287,49 @@ async def _answers() -> bool:
             raise
         return False
     return True
+
+
+async def test_a_redis_restart_as_entries_are_acked_hands_none_of_them_out_again(
+    db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if not RedisServer.available():
+        pytest.skip("redis-server is missing")
+    redis = RedisServer(tmp_path)
+    await redis.start()
+    await db.connect(db_url)
+    stream = RedisStream(redis.url, consumer="intake-1", claim_idle_s=0.5, max_deliveries=1)
+    try:
+        await stream.start()
+        lifecycle = Lifecycle(Settings(database_url=db_url), Outbox(utc_now), utc_now)
+        worker = IntakeWorker(stream, lifecycle)
+        for i in range(3):
+            await stream.publish(web(i))
+        items = await stream.read(count=10, block_ms=0)
+        real_ingest = lifecycle.ingest
+        restarts: list[asyncio.Task[None]] = []
+
+        async def back_in(seconds: float) -> None:
+            await asyncio.sleep(seconds)
+            await redis.start()
+
+        async def ingest_then_restart(message: InboundMessage) -> Any:
+            result = await real_ingest(message)
+            if message.external_id == "web-2":  # stored: Redis goes away before the ack
+                await asyncio.to_thread(redis.stop)
+                restarts.append(asyncio.create_task(back_in(2.0)))
+            return result
+
+        lifecycle.ingest = ingest_then_restart  # type: ignore[method-assign]
+        results = await asyncio.wait_for(worker.process(items), GENEROUS_S)
+        await asyncio.gather(*restarts)
+        assert [r.duplicate for r in results] == [False, False, False]
+        assert await stored() == ["web-0", "web-1", "web-2"]
+        stats = await stream.stats()
+        assert (stats.pending, stats.lag, stats.dead) == (0, 0, 0)  # acked: none comes back
+        await asyncio.sleep(1.0)  # past claim_idle_s: an unacked entry would be handed out
+        assert await stream.read(count=10, block_ms=0) == []
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    finally:
+        await stream.close()
+        await db.disconnect()
+        redis.stop()
