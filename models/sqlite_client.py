@@ -8,6 +8,10 @@ two, or while BEGIN is on its way (a stopping service cancels a reader in the mi
 every later statement of the process waits forever. This client releases it, and first ends
 whatever BEGIN may have started on the connection.
 
+A plain statement has the same gap: it takes the lock, then (re)opens the connection if another
+part of the process closed it, and a cancel while it opens kept the lock too. It also used the
+connection it saw before waiting for the lock, which may have been closed meanwhile.
+
 The module's name matters: Tortoise chooses its migration schema editor by the client class's
 module name ("sqlite").
 """
@@ -15,8 +19,13 @@ module name ("sqlite").
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
-from tortoise.backends.base.client import TransactionalDBClient, TransactionContext
+from tortoise.backends.base.client import (
+    ConnectionWrapper,
+    TransactionalDBClient,
+    TransactionContext,
+)
 from tortoise.backends.sqlite.client import (
     SqliteClient as TortoiseSqliteClient,
 )
@@ -55,8 +64,26 @@ class _Transaction(SqliteTransactionContext):
         return client
 
 
+class _Statement(ConnectionWrapper[Any]):
+    """The lock for one statement, given back whatever interrupts opening the connection."""
+
+    async def __aenter__(self) -> Any:
+        await self._lock.acquire()
+        try:
+            self.connection = self.client._connection  # as it is now, not before the wait
+            await self.ensure_connection()
+        except BaseException:
+            self._lock.release()
+            raise
+        return self.connection
+
+
 class SqliteClient(TortoiseSqliteClient):
-    """Tortoise's SQLite client with transactions that survive being interrupted (see above)."""
+    """Tortoise's SQLite client with transactions and statements that survive being interrupted
+    (see above)."""
+
+    def acquire_connection(self) -> ConnectionWrapper[Any]:
+        return _Statement(self._lock, self)
 
     def _in_transaction(self) -> TransactionContext:
         return _Transaction(SqliteTransactionWrapper(self), self._lock)

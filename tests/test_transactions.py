@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tortoise import Tortoise
 from tortoise.transactions import in_transaction
 
 from models import db
@@ -44,3 +45,23 @@ async def test_a_transaction_cancelled_at_any_moment_gives_the_connection_back(
         async with in_transaction():
             await StreamEntry.filter(dead=False).update(claimed_by="y")
     assert (await StreamEntry.get()).claimed_by == "y"
+
+
+@pytest.mark.parametrize("ticks", range(0, 12))
+async def test_a_statement_cancelled_while_it_reconnects_gives_the_connection_back(
+    connected: str, ticks: int
+) -> None:
+    # Another part of the process closed the connection (a second desk in one process stopping,
+    # a tool): the next statement opens it again, and a stopping service may cancel it then.
+    await StreamEntry.create(payload={"n": 1})
+    await Tortoise.get_connection("default").close()
+    task = asyncio.create_task(_count())
+    for _ in range(ticks):
+        await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert await asyncio.wait_for(StreamEntry.all().count(), GENEROUS_S) == 1
+
+
+async def _count() -> int:
+    return await StreamEntry.all().count()
