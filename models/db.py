@@ -107,6 +107,10 @@ async def connect(url: str) -> None:
     # Tortoise caches each table's INSERT and UPDATE statements per connection name, not per
     # database: after SQLite in this process (tests, tools), PostgreSQL would get "?" markers.
     EXECUTOR_CACHE.clear()
+    # Connections opened before (a second desk in one process, a tool) are closed, not orphaned
+    # with their threads running; whoever used them opens the new ones on their next statement.
+    if Tortoise.is_inited():
+        await Tortoise.close_connections()
     await Tortoise.init(config=tortoise_config(url), _enable_global_fallback=True)
 
 
