@@ -330,17 +330,8 @@ class Automation:
             return {"result": "done", "agent": agent.name}
         if self._routing is None:
             raise ActionSkipped("no router")
-        if appeal.team != action.team:  # told like an agent's transfer: card, history, reports
-            before = {"category": appeal.category, "team": appeal.team}
-            appeal.team = action.team
-            await appeal.save(update_fields=["team", "updated_at"])
-            await self._events.emit(
-                "appeal.transferred",
-                actor="automation",
-                appeal=appeal,
-                before=before,
-                after={"category": appeal.category, "team": appeal.team},
-            )
+        if appeal.team != action.team:  # as an agent's transfer: card, history, reports follow
+            await self._triage.transfer_in_place(appeal, action.team, actor="automation")
         agent_id = await self._routing.assign(appeal)
         return {"result": "done", "team": action.team, "agent_id": agent_id}
 

@@ -120,22 +120,29 @@ class Triage:
         async def run() -> Appeal:
             async with in_transaction():
                 appeal = await life.get(number)
-                before = {"category": appeal.category, "team": appeal.team}
-                if category is not None:
-                    appeal.category = category
-                appeal.team = team
-                appeal.assignee = None
-                await appeal.save(update_fields=["category", "team", "assignee_id", "updated_at"])
-                await life.events.emit(
-                    "appeal.transferred",
-                    actor=actor,
-                    appeal=appeal,
-                    before=before,
-                    after={"category": appeal.category, "team": appeal.team},
-                )
+                await self.transfer_in_place(appeal, team, category=category, actor=actor)
                 return appeal
 
         return await self._done(await life.atomic(run))
+
+    async def transfer_in_place(
+        self, appeal: Appeal, team: str | None, *, category: str | None = None, actor: str
+    ) -> None:
+        """Hand a loaded appeal to ``team`` (and ``category``, when given); the assignee is
+        freed. Call inside a transaction."""
+        before = {"category": appeal.category, "team": appeal.team}
+        if category is not None:
+            appeal.category = category
+        appeal.team = team
+        appeal.assignee = None
+        await appeal.save(update_fields=["category", "team", "assignee_id", "updated_at"])
+        await self._lifecycle.events.emit(
+            "appeal.transferred",
+            actor=actor,
+            appeal=appeal,
+            before=before,
+            after={"category": appeal.category, "team": appeal.team},
+        )
 
     async def raise_priority(
         self, appeal: Appeal, floor: Priority, *, actor: str, reason: str = ""
