@@ -151,7 +151,7 @@ class DeliveryWorker:
                 if stop is not None and stop.is_set():
                     await self._outbox.release([self._name], [item.id])
                     return
-                if self._held_until(item) is not None:
+                if self._is_held(item):
                     held.append(item.id)
                     return
                 await self._deliver(item, stop)
@@ -165,11 +165,10 @@ class DeliveryWorker:
                 raise outcome
         return len(claimed)
 
-    def _held_until(self, item: OutboxItem) -> datetime | None:
-        """Until when the platform asked to wait before the next send to ``item``'s
-        destination, or None when it may go now."""
+    def _is_held(self, item: OutboxItem) -> bool:
+        """Whether the platform asked to wait before the next send to ``item``'s destination."""
         until = self._holds.get((item.channel, item.address))
-        return until if until is not None and until > self._clock() else None
+        return until is not None and until > self._clock()
 
     def _hold(self, item: OutboxItem, seconds: float) -> None:
         """Hold every row of ``item``'s destination for ``seconds`` (a 429's retry_after)."""
