@@ -31,6 +31,7 @@ from desk.scheduler import Daily
 from desk.settings import Settings
 from models import Appeal, Customer, Direction, KeyValue, Message, OutboxItem, OutboxStatus, db
 from tests.conftest import PG_URL, REDIS_URL
+from tests.telegram_world import eventually
 
 GENEROUS_S = 30.0  # an upper bound for "happens", never a speed claim
 OUTAGE_LOGGED = "database unavailable, workers wait for it"
@@ -39,21 +40,6 @@ OUTAGE_LOGGED = "database unavailable, workers wait for it"
 def web(i: int) -> InboundMessage:
     """A message from the web form numbered ``i``."""
     return InboundMessage(ChannelKind.WEB, f"web-{i}", f"r-{i}", f"Обращение {i}")
-
-
-async def until(check: Callable[[], Any], what: str) -> None:
-    """Wait until ``check()`` (sync or async) is true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + GENEROUS_S
-    while True:
-        outcome = check()
-        if asyncio.iscoroutine(outcome):
-            outcome = await outcome
-        if outcome:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.05)
 
 
 async def stored() -> list[str]:
@@ -94,7 +80,9 @@ async def test_entries_wait_while_another_process_holds_the_sqlite_lock(
     await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
     try:
         storing = asyncio.create_task(worker.process(items))
-        await until(lambda: watch.down_since is not None, "the worker saw the lock")
+        await eventually(
+            lambda: watch.down_since is not None, timeout=GENEROUS_S, what="the worker saw the lock"
+        )
         assert metrics.registry.get_sample_value("appeal_desk_database_up") == 0
         await asyncio.sleep(1.0)  # past the claim: had it failed, each entry would be spent
         assert not storing.done()
@@ -224,15 +212,19 @@ async def test_a_postgres_restart_keeps_entries_and_shows_the_wait(
         database = body["components"]["database"]
         return status == 503 and database["status"] == "fail" and "waiting_since" in database
 
-    await until(waiting, "/readyz tells the workers wait for the database")
+    await eventually(
+        waiting, timeout=GENEROUS_S, what="/readyz tells the workers wait for the database"
+    )
     async with desk.http.get(desk.base + "/metrics") as resp:
         assert "appeal_desk_database_up 0.0" in await resp.text()
     await asyncio.sleep(2.0)  # past the claim: had it failed, each entry would be spent
     await own_postgres.start()
 
-    await until(lambda: _counted(stored, 5), "all five messages stored")
+    await eventually(
+        lambda: _counted(stored, 5), timeout=GENEROUS_S, what="all five messages stored"
+    )
     assert await stored() == [f"web-{i}" for i in range(5)]
-    await until(lambda: _stream_settled(stream), "the stream empty")
+    await eventually(lambda: _stream_settled(stream), timeout=GENEROUS_S, what="the stream empty")
     assert (await stream.stats()).dead == 0
     status, body = await desk.get("/readyz", auth=False)
     assert status == 200, body
@@ -273,7 +265,7 @@ async def test_a_postgresql_connection_gone_silent_fails_as_an_outage_not_a_hang
         assert timer.monotonic() - started < GENEROUS_S
         proxy.thaw()
         await db.renew_connections()  # what the outage watch does once the database answers
-        await until(_answers, "the database answering again")
+        await eventually(_answers, timeout=GENEROUS_S, what="the database answering again")
     finally:
         await db.disconnect()
         await proxy.close()

@@ -51,11 +51,18 @@ async def test_the_claim_of_a_killed_process_is_taken_over_once_its_lease_runs_o
     assert not await a.run_if_due(later + timedelta(hours=1))  # and done for the day
 
 
+@pytest.mark.parametrize(
+    ("heartbeat_s", "runs_seen"),
+    [
+        (0.1, ["first"]),  # renewed four times a lease: never run twice
+        (60.0, ["first", "other"]),  # the check on it: not renewed, the lease runs out
+    ],
+)
 async def test_a_long_job_renews_its_claim_and_is_never_run_twice(
-    database: None, monkeypatch: pytest.MonkeyPatch
+    database: None, monkeypatch: pytest.MonkeyPatch, heartbeat_s: float, runs_seen: list[str]
 ) -> None:
     monkeypatch.setattr(scheduler, "LEASE", timedelta(seconds=0.4))
-    monkeypatch.setattr(scheduler, "HEARTBEAT_S", 0.1)
+    monkeypatch.setattr(scheduler, "HEARTBEAT_S", heartbeat_s)
     runs: list[str] = []
     first = asyncio.create_task(
         daily(runs, "first", seconds=1.5, at=time(0, 0)).run_if_due(datetime.now(UTC))
@@ -63,28 +70,9 @@ async def test_a_long_job_renews_its_claim_and_is_never_run_twice(
     other = daily(runs, "other", at=time(0, 0))
     while not runs:  # the first process has claimed the day and is running
         await asyncio.sleep(0.01)
-    while not first.done():  # another process looking all along, the lease four times over
-        assert not await other.run_if_due(datetime.now(UTC))
-        await asyncio.sleep(0.05)
-    assert await first and runs == ["first"]
-
-
-async def test_without_renewal_the_same_long_job_would_be_taken_over(
-    database: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The check on the test above: with renewals slower than the lease, the lease runs out.
-    monkeypatch.setattr(scheduler, "LEASE", timedelta(seconds=0.4))
-    monkeypatch.setattr(scheduler, "HEARTBEAT_S", 60.0)
-    runs: list[str] = []
-    first = asyncio.create_task(
-        daily(runs, "first", seconds=1.0, at=time(0, 0)).run_if_due(datetime.now(UTC))
-    )
-    other = daily(runs, "other", at=time(0, 0))
-    while not runs:  # the first process has claimed the day and is running
-        await asyncio.sleep(0.01)
     taken = False
-    while not first.done():
-        taken = taken or await other.run_if_due(datetime.now(UTC))
+    while not first.done():  # another process looking all along
+        taken = await other.run_if_due(datetime.now(UTC)) or taken
         await asyncio.sleep(0.05)
-    await first
-    assert taken and runs == ["first", "other"]
+    assert await first
+    assert taken is (len(runs_seen) == 2) and runs == runs_seen
