@@ -8,7 +8,7 @@ import logging
 from functools import partial
 
 from channels.base import wait_or_stop
-from channels.stream import AppealStream, StreamItem, unreachable
+from channels.stream import RETRY_FIRST_S, RETRY_MAX_S, AppealStream, StreamItem, unreachable
 from desk.errors import InvalidInput
 from desk.lifecycle import IngestResult, Lifecycle
 from desk.outage import OutageWatch
@@ -18,8 +18,6 @@ log = logging.getLogger(__name__)
 
 BATCH = 100
 ERROR_PAUSE_S = 1.0
-ACK_RETRY_FIRST_S = 0.2
-ACK_RETRY_MAX_S = 5.0
 
 
 class IntakeWorker:
@@ -121,7 +119,7 @@ class IntakeWorker:
         it rather than have them handed out again. Once ``stop`` is set they are left to come
         back (stored already: taken as duplicates)."""
         stop = stop or asyncio.Event()
-        delay = ACK_RETRY_FIRST_S
+        delay = RETRY_FIRST_S  # the stream's own backoff for a lost link, as its reads use
         while True:
             try:
                 await self._outage.retry(partial(self._stream.ack, done), stop)
@@ -129,10 +127,10 @@ class IntakeWorker:
             except Exception as exc:
                 if not unreachable(exc) or stop.is_set():
                     raise
-                if delay == ACK_RETRY_FIRST_S:
+                if delay == RETRY_FIRST_S:  # once per outage
                     log.warning(
                         "stream unreachable, ack waits for it",
                         extra={"entries": len(done), "error": type(exc).__name__},
                     )
                 await wait_or_stop(stop, delay)
-                delay = min(delay * 2, ACK_RETRY_MAX_S)
+                delay = min(delay * 2, RETRY_MAX_S)
