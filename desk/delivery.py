@@ -37,6 +37,7 @@ SCAN_LIMIT = 500
 PARALLEL = 16
 MIN_PASS_S = 0.05  # at most 20 passes a second while a backlog waits and nothing is due
 BACKLOG_ROWS = 100
+HELD_IN_CLAIM = 1_000  # held destinations the claim's query leaves out by itself
 MAX_BACKOFF_S = 900.0
 NO_ADAPTER_RETRY_S = 300.0
 OUTAGE_RETRY_S = 1.0  # a send the database kept from starting goes again this soon after
@@ -138,8 +139,10 @@ class DeliveryWorker:
             log.exception("taking back leased rows failed")
 
     async def deliver_due(self, stop: asyncio.Event | None = None) -> int:
-        """One pass: claim every conversation's next due row and deliver them; returns the count.
-        Once ``stop`` is set, rows still waiting for their turn are given back unsent."""
+        """One pass: claim every conversation's next due row and deliver them; returns how many
+        were tried (rows of a held destination are given back untried, and do not count: a pass
+        that met only those is an idle one). Once ``stop`` is set, rows still waiting for their
+        turn are given back unsent."""
         claimed = await self._claim()
         if not claimed:
             return 0
@@ -163,7 +166,7 @@ class DeliveryWorker:
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
-        return len(claimed)
+        return len(claimed) - len(held)
 
     def _is_held(self, item: OutboxItem) -> bool:
         """Whether the platform asked to wait before the next send to ``item``'s destination."""
@@ -176,10 +179,15 @@ class DeliveryWorker:
         key = (item.channel, item.address)
         self._holds[key] = max(until, self._holds.get(key, until))
 
-    def _held(self, now: datetime) -> list[Destination]:
-        """The destinations still held at ``now`` (the ones whose wait is over are dropped)."""
+    def _held(self, now: datetime) -> dict[str, list[str]]:
+        """The addresses still held at ``now`` by channel, the longest waits first and at most
+        HELD_IN_CLAIM of them (the ones whose wait is over are dropped)."""
         self._holds = {key: until for key, until in self._holds.items() if until > now}
-        return list(self._holds)
+        longest = sorted(self._holds.items(), key=lambda hold: hold[1], reverse=True)
+        held: dict[str, list[str]] = {}
+        for channel, address in (key for key, _ in longest[:HELD_IN_CLAIM]):
+            held.setdefault(channel, []).append(address)
+        return held
 
     async def _claim(self) -> list[OutboxItem]:
         now = self._clock()
@@ -198,8 +206,11 @@ class DeliveryWorker:
         )
         until = now + self._lease
         due = OutboxItem.filter(free, id__in=Subquery(oldest), next_attempt_at__lte=now)
-        for channel, address in self._held(now):
-            due = due.exclude(channel=channel, address=address)
+        # Held destinations are left out here, one condition per channel; past HELD_IN_CLAIM the
+        # pass gives their rows back untried (a longer query would cost more than it saves).
+        # Not .exclude(channel=…, address__in=…): tortoise negates each of its conditions alone.
+        for channel, addresses in self._held(now).items():
+            due = due.filter(~Q(channel=channel, address__in=addresses))
         async with in_transaction():  # one commit for the pass's claims
             # PostgreSQL: rows another worker is claiming are skipped, not waited for.
             heads = await (

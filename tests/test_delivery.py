@@ -139,11 +139,64 @@ async def test_a_rate_limited_chat_holds_all_its_conversations_and_no_one_else(
     assert all(r.locked_until is None for r in rows)  # given back untried, not left leased
     clock.now += timedelta(seconds=10)
     assert await w.deliver_due() == 0 and channel.calls == 2  # held: not claimed at all
+    await queue(outbox, appeal, "Другому клиенту", address="43")
+    assert await w.deliver_due() == 1  # another chat of the same channel goes meanwhile
+    assert channel.delivered[-1] == ("43", "Другому клиенту")
     clock.now += timedelta(seconds=20)
     while await w.deliver_due():
         pass
     assert [t for a, t in channel.delivered if a == group] == [f"тема {i}" for i in range(10)]
-    assert await OutboxItem.filter(status=OutboxStatus.SENT).count() == 11
+    assert await OutboxItem.filter(status=OutboxStatus.SENT).count() == 12
+
+
+async def test_a_thousand_chats_told_to_wait_leave_the_others_going(setup: tuple) -> None:
+    # A burst to many customers at once (a status change for a whole team's appeals): each
+    # chat is told to wait. The claim still works (it once built one condition per chat, and
+    # past a few hundred the query could not be built at all: every pass failed), and a chat
+    # not told to wait gets its message at once.
+    outbox, channel, clock, appeal = setup
+    chats = [str(10_000 + i) for i in range(1_200)]
+    for i, chat in enumerate(chats):
+        await outbox.enqueue(channel="telegram", address=chat, text=f"Статус {i}", queue=chat)
+        channel.failures[f"Статус {i}"] = [RateLimited(retry_after=30)]
+    w = worker(outbox, channel, clock)
+    while await w.deliver_due():
+        pass
+    assert channel.calls == len(chats) and channel.delivered == []
+    await queue(outbox, appeal, "Клиенту", address="42")
+    assert await w.deliver_due() == 1 and channel.delivered == [("42", "Клиенту")]
+    clock.now += timedelta(seconds=30)
+    while await w.deliver_due():
+        pass
+    assert sorted(a for a, _ in channel.delivered) == sorted([*chats, "42"])
+    assert await OutboxItem.filter(status=OutboxStatus.SENT).count() == len(chats) + 1
+
+
+async def test_held_chats_past_what_the_claim_leaves_out_are_given_back_untried(
+    setup: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past HELD_IN_CLAIM the claim's query does not leave a held chat out: its rows are claimed,
+    # then given back untried, and such a pass counts as idle (no busy loop until the wait ends).
+    monkeypatch.setattr("desk.delivery.HELD_IN_CLAIM", 2)
+    outbox, channel, clock, _ = setup
+    group = [f"-100{i}" for i in range(5)]
+    for i, chat in enumerate(group):
+        await outbox.enqueue(channel="telegram", address=chat, text=f"тема {i}", queue=f"a{i}")
+        channel.failures[f"тема {i}"] = [RateLimited(retry_after=30)]
+    w = worker(outbox, channel, clock)
+    await w.deliver_due()
+    assert channel.calls == 5  # every chat is held now
+    for i, chat in enumerate(group):  # another topic in each chat, due now
+        await outbox.enqueue(channel="telegram", address=chat, text=f"ещё {i}", queue=f"b{i}")
+    assert await w.deliver_due() == 0 and channel.calls == 5
+    rows = await OutboxItem.filter(status=OutboxStatus.SENDING).count()
+    assert rows == 0  # given back, not left leased
+    clock.now += timedelta(seconds=30)
+    while await w.deliver_due():
+        pass
+    assert sorted(t for _, t in channel.delivered) == sorted(
+        [f"тема {i}" for i in range(5)] + [f"ещё {i}" for i in range(5)]
+    )
 
 
 async def test_unreachable_customer_marks_failure_in_message_and_history(setup: tuple) -> None:
