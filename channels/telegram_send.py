@@ -76,8 +76,7 @@ class TelegramLimiter:
     """Telegram's flood limits, kept on our side so we rarely meet a 429.
 
     About 1 message/s in a private chat (short bursts allowed), 20 per minute in a group (all
-    topics together), 30 per second for the bot. ``reserve`` answers how long to wait; when it
-    answers 0 the budget is spent.
+    topics together), 30 per second for the bot. ``take`` spends from them.
     """
 
     def __init__(
@@ -101,15 +100,23 @@ class TelegramLimiter:
         self._windows: dict[int, deque[tuple[float, float]]] = {}  # chat -> (at, weight)
         self._bot: deque[tuple[float, float]] = deque()
 
-    def reserve(self, chat_id: int, weight: float = 1.0) -> float:
-        """Seconds to wait before ``weight`` messages may go to ``chat_id``; 0 means go now."""
-        now = self._clock()
-        bot_wait = _window_wait(self._bot, float(self._bot_per_second), 1.0, now, weight)
-        wait = max(self._chat_wait(chat_id, weight, now), bot_wait)
-        if wait > 0:
-            return wait
+    async def take(self, chat_id: int, weight: float = 1.0) -> None:
+        """Spend ``weight`` messages to ``chat_id`` from the chat's budget and the bot's.
+
+        The chat's own limit raises RateLimited with its wait: only that chat waits (the
+        delivery worker holds its rows). The bot's 30/s is every chat's, and frees up within a
+        second: it is waited out here, so a busy second does not hold hundreds of chats.
+        """
+        while True:
+            now = self._clock()
+            chat_wait = self._chat_wait(chat_id, weight, now)
+            if chat_wait > 0:
+                raise RateLimited(chat_wait)
+            bot_wait = _window_wait(self._bot, float(self._bot_per_second), 1.0, now, weight)
+            if bot_wait <= 0:
+                break
+            await asyncio.sleep(bot_wait)
         self._spend(chat_id, weight, now)
-        return 0.0
 
     def _chat_wait(self, chat_id: int, weight: float, now: float) -> float:
         if chat_id > 0:  # users have positive ids; groups and channels negative
@@ -269,10 +276,8 @@ class TelegramSender:
         steps = self._plan(chat_id, text, html, attachments, markup, thread_id, reply_to)
         done = self._progress.pop(key, []) if key is not None else []
         todo = steps[len(done) :]
-        wait = self._limiter.reserve(chat_id, float(len(todo)))
         try:
-            if wait > 0:
-                raise RateLimited(wait)
+            await self._limiter.take(chat_id, float(len(todo)))
             for step in todo:
                 done.append(await self._call(step))
         except BaseException:
@@ -314,9 +319,7 @@ class TelegramSender:
         steps: list[Callable[[], Awaitable[int]]] = [upload]
         if rest.strip():
             steps += [self._text_step(c, mode, None, common) for c in split_text(rest, TEXT_LIMIT)]
-        wait = self._limiter.reserve(chat_id, float(len(steps)))
-        if wait > 0:
-            raise RateLimited(wait)
+        await self._limiter.take(chat_id, float(len(steps)))
         return [await self._call(step) for step in steps]
 
     async def edit(
@@ -329,9 +332,7 @@ class TelegramSender:
         html: bool = True,
     ) -> None:
         """Edit a message's text and buttons; an unchanged message is not an error."""
-        wait = self._limiter.reserve(chat_id, EDIT_WEIGHT)
-        if wait > 0:
-            raise RateLimited(wait)
+        await self._limiter.take(chat_id, EDIT_WEIGHT)
         await self._call(
             lambda: self.bot.edit_message_text(
                 chat_id=chat_id,

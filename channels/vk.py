@@ -97,15 +97,17 @@ class VkLimiter:
         self._clock = clock
         self._calls: deque[float] = deque()
 
-    def reserve(self) -> float:
-        """Seconds to wait before the next call; 0 means the call may go now (and is counted)."""
-        now = self._clock()
-        while self._calls and self._calls[0] <= now - 1.0:
-            self._calls.popleft()
-        if len(self._calls) < self._per_second:
-            self._calls.append(now)
-            return 0.0
-        return self._calls[0] + 1.0 - now + 0.01
+    async def take(self) -> None:
+        """Count one call, first waiting out the second if it is full: the limit is the
+        token's, for every call and every user, and frees up within a second."""
+        while True:
+            now = self._clock()
+            while self._calls and self._calls[0] <= now - 1.0:
+                self._calls.popleft()
+            if len(self._calls) < self._per_second:
+                self._calls.append(now)
+                return
+            await asyncio.sleep(self._calls[0] + 1.0 - now + 0.01)
 
 
 class VkChannel:
@@ -134,9 +136,7 @@ class VkChannel:
 
     async def call(self, method: str, **params: Any) -> Any:
         """One API call within the limits; VK's errors become delivery errors."""
-        wait = self._limiter.reserve()
-        if wait > 0:
-            raise RateLimited(wait)
+        await self._limiter.take()
         try:
             answer = await asyncio.wait_for(
                 self.api.request(method, params), self.settings.timeout_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from channels.base import OutboundMessage
+from channels.vk import VkChannel, VkSettings
 from models import Appeal, ContactPoint, Customer, Event, Message, Task
 from tests.conftest import Desk, free_port
 from tests.fakes.telegram import FakeTelegram
@@ -140,6 +143,22 @@ async def test_flood_control_is_retried_and_the_answer_arrives_once(
     assert status == 201
     await eventually(lambda: [m for m in vk.sent_to(304) if m.text == "Ответ"], timeout=15)
     assert len([m for m in vk.sent_to(304) if m.text == "Ответ"]) == 1  # random_id deduplicated
+
+
+async def test_a_busy_second_for_the_token_is_waited_out_not_a_wait_per_customer(
+    vk: FakeVk,
+) -> None:
+    # Thirty customers answered at once: more than the community token's 20 calls a second,
+    # a limit of every call, not of one customer. The sends wait for the next second instead of
+    # telling ten customers' chats to wait. VK's own limit stays on in the fake (error 6).
+    channel = VkChannel(VkSettings(**vk_settings(vk)))
+    users = range(500, 530)
+    for user in users:
+        vk.add_user(user, f"Клиент {user}")
+    outs = [OutboundMessage(i, "vk", str(u), "Ваше обращение принято") for i, u in enumerate(users)]
+    await asyncio.gather(*(channel.deliver(out) for out in outs))
+    assert all(len(vk.sent_to(user)) == 1 for user in users)
+    await channel.close()
 
 
 async def test_callback_api_confirms_checks_secret_and_stores_once(
