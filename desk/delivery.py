@@ -181,12 +181,19 @@ class DeliveryWorker:
 
     def _held(self, now: datetime) -> dict[str, list[str]]:
         """The addresses still held at ``now`` by channel, the longest waits first and at most
-        HELD_IN_CLAIM of them (the ones whose wait is over are dropped)."""
+        HELD_IN_CLAIM of them (the ones whose wait is over are dropped).
+
+        Each list is padded to a power of two with its last address: the claim's SQL text then
+        changes only when the count doubles, so asyncpg's statement cache is not filled with a
+        text per count of held chats."""
         self._holds = {key: until for key, until in self._holds.items() if until > now}
         longest = sorted(self._holds.items(), key=lambda hold: hold[1], reverse=True)
         held: dict[str, list[str]] = {}
         for channel, address in (key for key, _ in longest[:HELD_IN_CLAIM]):
             held.setdefault(channel, []).append(address)
+        for addresses in held.values():
+            padded = 1 << (len(addresses) - 1).bit_length()
+            addresses += addresses[-1:] * (padded - len(addresses))
         return held
 
     async def _claim(self) -> list[OutboxItem]:
