@@ -6,8 +6,8 @@ import asyncio
 import io
 import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from aiogram import Bot
@@ -45,6 +45,7 @@ from channels.base import (
     Unreachable,
 )
 from channels.textsplit import split_text
+from channels.window import CallWindow
 from models import StoredFile
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class TelegramLimiter:
     """Telegram's flood limits, kept on our side so we rarely meet a 429.
 
     About 1 message/s in a private chat (short bursts allowed), 20 per minute in a group (all
-    topics together), 30 per second for the bot. ``take`` spends from them.
+    topics together), 30 per second for the bot. ``sending`` spends from them.
     """
 
     def __init__(
@@ -94,37 +95,52 @@ class TelegramLimiter:
         self._private_burst = private_burst
         self._group_messages = group_messages
         self._group_window = group_window_s
-        self._bot_per_second = bot_per_second
         self._buckets: dict[int, tuple[float, float]] = {}  # chat -> (tokens, at)
         self._prune_at = PRUNE_AT
-        self._windows: dict[int, deque[tuple[float, float]]] = {}  # chat -> (at, weight)
-        self._bot: deque[tuple[float, float]] = deque()
+        self._groups: dict[int, CallWindow] = {}
+        self._bot = CallWindow(bot_per_second, 1.0, clock)
 
-    async def take(self, chat_id: int, weight: float = 1.0) -> None:
-        """Spend ``weight`` messages to ``chat_id`` from the chat's budget and the bot's.
+    @asynccontextmanager
+    async def sending(self, chat_id: int, weight: float = 1.0) -> AsyncIterator[None]:
+        """Spend ``weight`` messages to ``chat_id`` from the chat's budget and the bot's, for
+        the calls made inside the block (they count as in flight until it ends).
 
         The chat's own limit raises RateLimited with its wait: only that chat waits (the
         delivery worker holds its rows). The bot's 30/s is every chat's, and frees up within a
         second: it is waited out here, so a busy second does not hold hundreds of chats.
         """
         while True:
-            now = self._clock()
-            chat_wait = self._chat_wait(chat_id, weight, now)
+            chat_wait = self._chat_wait(chat_id, weight)
             if chat_wait > 0:
                 raise RateLimited(chat_wait)
-            bot_wait = _window_wait(self._bot, float(self._bot_per_second), 1.0, now, weight)
+            bot_wait = self._bot.wait(weight)
             if bot_wait <= 0:
                 break
             await asyncio.sleep(bot_wait)
-        self._spend(chat_id, weight, now)
-
-    def _chat_wait(self, chat_id: int, weight: float, now: float) -> float:
+        calls = [(self._bot, self._bot.start(weight))]
         if chat_id > 0:  # users have positive ids; groups and channels negative
-            tokens = self._tokens(chat_id, now)
-            need = min(weight, self._private_burst)
-            return 0.0 if tokens >= need else (need - tokens) / self._private_rate
-        window = self._windows.setdefault(chat_id, deque())
-        return _window_wait(window, float(self._group_messages), self._group_window, now, weight)
+            self._spend_private(chat_id, weight)
+        else:
+            group = self._group(chat_id)
+            calls.append((group, group.start(weight)))
+        try:
+            yield
+        finally:
+            for window, call in calls:
+                window.end(call)
+
+    def _group(self, chat_id: int) -> CallWindow:
+        if (window := self._groups.get(chat_id)) is None:
+            window = CallWindow(self._group_messages, self._group_window, self._clock)
+            self._groups[chat_id] = window
+        return window
+
+    def _chat_wait(self, chat_id: int, weight: float) -> float:
+        if chat_id <= 0:
+            return self._group(chat_id).wait(weight)
+        tokens = self._tokens(chat_id, self._clock())
+        need = min(weight, self._private_burst)
+        return 0.0 if tokens >= need else (need - tokens) / self._private_rate
 
     def _prune(self, now: float) -> None:
         """Forget the chats whose bucket has filled up again (the same as never seen), so that
@@ -140,35 +156,11 @@ class TelegramLimiter:
         tokens, at = self._buckets.get(chat_id, (self._private_burst, now))
         return min(self._private_burst, tokens + (now - at) * self._private_rate)
 
-    def _spend(self, chat_id: int, weight: float, now: float) -> None:
-        if chat_id > 0:
-            if len(self._buckets) >= self._prune_at:
-                self._prune(now)
-            self._buckets[chat_id] = (self._tokens(chat_id, now) - weight, now)
-        else:
-            self._windows.setdefault(chat_id, deque()).append((now, weight))
-        self._bot.append((now, weight))
-
-
-def _window_wait(
-    window: deque[tuple[float, float]],
-    capacity: float,
-    period: float,
-    now: float,
-    weight: float = 0.0,
-) -> float:
-    """How long until ``weight`` more fits in a sliding window of ``capacity`` per ``period``."""
-    while window and window[0][0] <= now - period:
-        window.popleft()
-    used = sum(w for _, w in window)
-    if used + weight <= capacity or not window:
-        return 0.0
-    freed = 0.0
-    for at, w in window:
-        freed += w
-        if used - freed + weight <= capacity:
-            return max(0.0, at + period - now) + 0.01
-    return period
+    def _spend_private(self, chat_id: int, weight: float) -> None:
+        now = self._clock()
+        if len(self._buckets) >= self._prune_at:
+            self._prune(now)
+        self._buckets[chat_id] = (self._tokens(chat_id, now) - weight, now)
 
 
 def markup_of(data: dict[str, Any] | None) -> Markup | None:
@@ -277,9 +269,9 @@ class TelegramSender:
         done = self._progress.pop(key, []) if key is not None else []
         todo = steps[len(done) :]
         try:
-            await self._limiter.take(chat_id, float(len(todo)))
-            for step in todo:
-                done.append(await self._call(step))
+            async with self._limiter.sending(chat_id, float(len(todo))):
+                for step in todo:
+                    done.append(await self._call(step))
         except BaseException:
             if key is not None and done:  # only a row cut half-way is remembered
                 if len(self._progress) >= PROGRESS_ROWS:  # the oldest goes: memory stays bounded
@@ -319,8 +311,8 @@ class TelegramSender:
         steps: list[Callable[[], Awaitable[int]]] = [upload]
         if rest.strip():
             steps += [self._text_step(c, mode, None, common) for c in split_text(rest, TEXT_LIMIT)]
-        await self._limiter.take(chat_id, float(len(steps)))
-        return [await self._call(step) for step in steps]
+        async with self._limiter.sending(chat_id, float(len(steps))):
+            return [await self._call(step) for step in steps]
 
     async def edit(
         self,
@@ -332,17 +324,17 @@ class TelegramSender:
         html: bool = True,
     ) -> None:
         """Edit a message's text and buttons; an unchanged message is not an error."""
-        await self._limiter.take(chat_id, EDIT_WEIGHT)
-        await self._call(
-            lambda: self.bot.edit_message_text(
-                chat_id=chat_id,
-                message_id=message_id,
-                text=text,
-                parse_mode="HTML" if html else None,
-                reply_markup=markup,
-                request_timeout=int(self._timeout),
+        async with self._limiter.sending(chat_id, EDIT_WEIGHT):
+            await self._call(
+                lambda: self.bot.edit_message_text(
+                    chat_id=chat_id,
+                    message_id=message_id,
+                    text=text,
+                    parse_mode="HTML" if html else None,
+                    reply_markup=markup,
+                    request_timeout=int(self._timeout),
+                )
             )
-        )
 
     async def create_topic(self, chat_id: int, name: str) -> int:
         """A new forum topic; returns its thread id."""

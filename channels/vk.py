@@ -8,8 +8,8 @@ import hmac
 import json
 import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ from channels.base import (
 )
 from channels.textsplit import split_text
 from channels.web import PHONE_CHANNEL as PHONE
+from channels.window import CallWindow
 from models import MAX_ID, KeyValue, StoredFile, storable
 
 log = logging.getLogger(__name__)
@@ -93,21 +94,23 @@ class VkLimiter:
     """VK's limit for a community token: about 20 calls a second."""
 
     def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self._per_second = per_second
-        self._clock = clock
-        self._calls: deque[float] = deque()
+        self._window = CallWindow(per_second, 1.0, clock)
 
-    async def take(self) -> None:
-        """Count one call, first waiting out the second if it is full: the limit is the
-        token's, for every call and every user, and frees up within a second."""
+    @asynccontextmanager
+    async def calling(self) -> AsyncIterator[None]:
+        """Count one call, made inside the block, first waiting out the second if it is full:
+        the limit is the token's, for every call and every user, and frees up within a
+        second."""
         while True:
-            now = self._clock()
-            while self._calls and self._calls[0] <= now - 1.0:
-                self._calls.popleft()
-            if len(self._calls) < self._per_second:
-                self._calls.append(now)
-                return
-            await asyncio.sleep(self._calls[0] + 1.0 - now + 0.01)
+            wait = self._window.wait()
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        call = self._window.start()
+        try:
+            yield
+        finally:
+            self._window.end(call)
 
 
 class VkChannel:
@@ -136,11 +139,11 @@ class VkChannel:
 
     async def call(self, method: str, **params: Any) -> Any:
         """One API call within the limits; VK's errors become delivery errors."""
-        await self._limiter.take()
         try:
-            answer = await asyncio.wait_for(
-                self.api.request(method, params), self.settings.timeout_s
-            )
+            async with self._limiter.calling():
+                answer = await asyncio.wait_for(
+                    self.api.request(method, params), self.settings.timeout_s
+                )
         except VKAPIError as exc:
             code = int(getattr(exc, "code", 0) or 0)
             text = f"{code} {exc.error_msg}"

@@ -29,6 +29,8 @@ Choices where Telegram is vague, so tests can rely on them:
   the topic or may manage topics, as on Telegram (admins and creators still write there).
 * ``timeout_next`` runs the call and then holds the answer back: Telegram did send the message,
   the client never saw the answer (the case that makes retries send duplicates).
+  ``arrive_late_next`` holds the call back before it runs: it reaches Telegram late (a slow
+  network) and counts against the limits only then.
 * Webhook updates are posted one at a time in queue order; a failed delivery is retried after a
   doubling delay (``webhook_retry_delay`` up to ``webhook_retry_max_delay``, seconds to a minute
   on Telegram) or the webhook's ``Retry-After``, and holds back later updates meanwhile.
@@ -566,6 +568,7 @@ class FaultPlan:
     def __init__(self) -> None:
         self._failures: defaultdict[str, deque[_Failure]] = defaultdict(deque)
         self._delays: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._transit: defaultdict[str, deque[float]] = defaultdict(deque)
         self._rate = 0.0
         self._rng = random.Random(0)
 
@@ -574,6 +577,9 @@ class FaultPlan:
 
     def delay(self, method: str, seconds: float, count: int) -> None:
         self._delays[method.lower()].extend([seconds] * count)
+
+    def hold(self, method: str, seconds: float, count: int) -> None:
+        self._transit[method.lower()].extend([seconds] * count)
 
     def set_rate(self, share: float, seed: int) -> None:
         self._rate = share
@@ -592,6 +598,10 @@ class FaultPlan:
     def delay_for(self, method: str) -> float:
         """Seconds to hold this call's answer back (consumes the entry)."""
         return _pop_for(self._delays, method.lower()) or 0.0
+
+    def transit_for(self, method: str) -> float:
+        """Seconds this call takes to reach Telegram (consumes the entry)."""
+        return _pop_for(self._transit, method.lower()) or 0.0
 
 
 # --------------------------------------------------------------------------- world state
@@ -1368,6 +1378,11 @@ class FakeTelegram:
         """The next `count` calls of `method` run, but their answers come `seconds` late."""
         self.faults.delay(method, seconds, count)
 
+    def arrive_late_next(self, method: str, seconds: float, count: int = 1) -> None:
+        """The next `count` calls of `method` reach Telegram `seconds` after they were made (a
+        slow network): Telegram counts them against its limits only then."""
+        self.faults.hold(method, seconds, count)
+
     def fail_rate(self, p: float, seed: int = 0) -> None:
         """Answer a share `p` of send calls with 500/502, deterministically for a seed."""
         self.faults.set_rate(p, seed)
@@ -1656,6 +1671,9 @@ class FakeTelegram:
             raw, files = await _read_params(request)
         except ApiError as exc:
             return web.json_response(exc.payload(), status=exc.status)
+        if transit := self.faults.transit_for(method):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), transit)
         status, body = await self._execute(request.match_info["token"], method, raw, files)
         if delay := self.faults.delay_for(method):
             with contextlib.suppress(TimeoutError):
