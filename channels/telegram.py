@@ -10,7 +10,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Literal
 
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -18,7 +17,7 @@ from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError, TelegramConflictError
 from aiogram.types import Message, Update
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import ValidationError
 
 from channels.base import (
     Attachment,
@@ -28,68 +27,14 @@ from channels.base import (
     file_name,
     wait_or_stop,
 )
+from channels.settings import TELEGRAM_API_URL, TelegramSettings
 from models import storable
 
 log = logging.getLogger(__name__)
 
-TELEGRAM_API_URL = "https://api.telegram.org"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 UpdateHandler = Callable[[Update], Awaitable[None]]
-
-
-class TelegramSettings(BaseModel):
-    """``DESK_TELEGRAM__*``: the bot token, API server, update mode and the staff chats."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    token: SecretStr | None = None
-    api_url: str = TELEGRAM_API_URL
-    mode: Literal["polling", "webhook"] = "polling"
-    webhook_secret: SecretStr | None = None
-    webhook_path: str = "/telegram/webhook"
-    staff_chat_id: int | None = None
-    managers_chat_id: int | None = None
-    timeout_s: float = Field(default=10.0, gt=0)
-    poll_timeout_s: int = Field(default=25, ge=0, le=50)
-    sign_replies: bool = Field(default=True, description="add the agent's name to answers")
-    album_wait_s: float = Field(default=2.0, ge=0, description="wait for an album's parts")
-    feed_interval_s: float = Field(default=30.0, ge=1, description="at most one feed edit per")
-
-    @field_validator("token")
-    @classmethod
-    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
-            return None
-        head, _, tail = value.get_secret_value().partition(":")
-        if not head.isdigit() or not tail:
-            raise ValueError("a bot token looks like 123456:ABC-DEF (from @BotFather)")
-        return value
-
-    @field_validator("webhook_secret")
-    @classmethod
-    def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
-            return None
-        secret = value.get_secret_value()
-        if not 1 <= len(secret) <= 256 or not all(c.isalnum() or c in "_-" for c in secret):
-            raise ValueError("1-256 characters: letters, digits, '_' and '-' (Telegram's rule)")
-        return value
-
-    @field_validator("webhook_path")
-    @classmethod
-    def _path_shape(cls, value: str) -> str:
-        if not value.startswith("/") or value.startswith(("/api/", "/feedback/")):
-            raise ValueError("a path of its own starting with '/', e.g. /telegram/webhook")
-        return value
-
-    def disabled_reason(self) -> str | None:
-        """Why the channel cannot run with these settings, or None when it can."""
-        if self.token is None:
-            return "DESK_TELEGRAM__TOKEN is not set"
-        if self.mode == "webhook" and self.webhook_secret is None:
-            return "webhook mode needs DESK_TELEGRAM__WEBHOOK_SECRET"
-        return None
 
 
 def make_bot(settings: TelegramSettings) -> Bot:

@@ -11,11 +11,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from vkbottle import API, VKAPIError
 from vkbottle.http import AiohttpClient
 from vkbottle.tools import DocMessagesUploader, PhotoMessageUploader
@@ -34,6 +33,7 @@ from channels.base import (
     file_name,
     wait_or_stop,
 )
+from channels.settings import VkSettings
 from channels.textsplit import split_text
 from channels.web import PHONE_CHANNEL as PHONE
 from channels.window import CallWindow
@@ -41,43 +41,12 @@ from models import MAX_ID, KeyValue, StoredFile, storable
 
 log = logging.getLogger(__name__)
 
-VK_API_URL = "https://api.vk.com"
 API_VERSION = "5.199"
 TEXT_LIMIT = 4096
 RATE_LIMITED = {6, 9, 29}  # too many requests per second, flood control, rate limit reached
 UNREACHABLE = {7, 900, 901, 902}  # no permission, blacklisted, messages not allowed, privacy
 PROFILES = 10_000  # users whose name and phone a process keeps
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class VkSettings(BaseModel):
-    """``DESK_VK__*``: the community token and id, API server, and Callback API secrets."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    token: SecretStr | None = None
-    group_id: int | None = None
-    api_url: str = VK_API_URL
-    mode: Literal["longpoll", "callback"] = "longpoll"
-    secret: SecretStr | None = None
-    confirmation: str = ""
-    callback_path: str = "/vk/callback"
-    timeout_s: float = Field(default=10.0, gt=0)
-    wait_s: int = Field(default=25, ge=1, le=90, description="long poll wait")
-    calls_per_second: int = Field(default=20, ge=1, le=20)
-    max_file_bytes: int = Field(
-        default=20 * 1024 * 1024, ge=0, description="larger files are kept as VK's link"
-    )
-
-    def disabled_reason(self) -> str | None:
-        """Why the channel cannot run with these settings, or None when it can."""
-        if self.token is None:
-            return "DESK_VK__TOKEN is not set"
-        if self.group_id is None:
-            return "DESK_VK__GROUP_ID is not set"
-        if self.mode == "callback" and (self.secret is None or not self.confirmation):
-            return "callback mode needs DESK_VK__SECRET and DESK_VK__CONFIRMATION"
-        return None
 
 
 def make_api(settings: VkSettings) -> API:

@@ -24,8 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from channels.email import EmailSettings
-from channels.telegram import TelegramSettings
-from channels.vk import VkSettings
+from channels.settings import TelegramSettings, VkSettings
 from desk.config_errors import load_yaml
 from models.enums import AgentRole, Priority
 from router.assign import ShiftHours, Strategy

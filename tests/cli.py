@@ -8,12 +8,16 @@ from pathlib import Path
 
 
 def run_cli(
-    *args: str, env: dict[str, str], cwd: Path, stdin: str = ""
+    *args: str,
+    env: dict[str, str],
+    cwd: Path,
+    stdin: str = "",
+    python_flags: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """Run the command to completion (it must exit by itself within a minute); ``stdin`` is
-    what the user types."""
+    what the user types, ``python_flags`` go to the interpreter (``-X importtime``)."""
     return subprocess.run(
-        [sys.executable, "-m", "desk.cli", *args],
+        [sys.executable, *python_flags, "-m", "desk.cli", *args],
         env=env,
         cwd=cwd,
         input=stdin,

@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 
 from channels.base import OutboundMessage
-from channels.vk import VkChannel, VkSettings
+from channels.settings import VkSettings
+from channels.vk import VkChannel
 from models import Appeal, ContactPoint, Customer, Event, Message, Task
 from tests.conftest import Desk, free_port
 from tests.fakes.telegram import FakeTelegram

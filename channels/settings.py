@@ -1,0 +1,96 @@
+"""The settings of the chat channels (``DESK_TELEGRAM__*``, ``DESK_VK__*``), apart from the
+channels themselves: reading the configuration does not import aiogram or vkbottle, whose
+imports take seconds, so a command that needs neither starts at once."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+TELEGRAM_API_URL = "https://api.telegram.org"
+VK_API_URL = "https://api.vk.com"
+
+
+class TelegramSettings(BaseModel):
+    """``DESK_TELEGRAM__*``: the bot token, API server, update mode and the staff chats."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: SecretStr | None = None
+    api_url: str = TELEGRAM_API_URL
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_secret: SecretStr | None = None
+    webhook_path: str = "/telegram/webhook"
+    staff_chat_id: int | None = None
+    managers_chat_id: int | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+    poll_timeout_s: int = Field(default=25, ge=0, le=50)
+    sign_replies: bool = Field(default=True, description="add the agent's name to answers")
+    album_wait_s: float = Field(default=2.0, ge=0, description="wait for an album's parts")
+    feed_interval_s: float = Field(default=30.0, ge=1, description="at most one feed edit per")
+
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        head, _, tail = value.get_secret_value().partition(":")
+        if not head.isdigit() or not tail:
+            raise ValueError("a bot token looks like 123456:ABC-DEF (from @BotFather)")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        secret = value.get_secret_value()
+        if not 1 <= len(secret) <= 256 or not all(c.isalnum() or c in "_-" for c in secret):
+            raise ValueError("1-256 characters: letters, digits, '_' and '-' (Telegram's rule)")
+        return value
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _path_shape(cls, value: str) -> str:
+        if not value.startswith("/") or value.startswith(("/api/", "/feedback/")):
+            raise ValueError("a path of its own starting with '/', e.g. /telegram/webhook")
+        return value
+
+    def disabled_reason(self) -> str | None:
+        """Why the channel cannot run with these settings, or None when it can."""
+        if self.token is None:
+            return "DESK_TELEGRAM__TOKEN is not set"
+        if self.mode == "webhook" and self.webhook_secret is None:
+            return "webhook mode needs DESK_TELEGRAM__WEBHOOK_SECRET"
+        return None
+
+
+class VkSettings(BaseModel):
+    """``DESK_VK__*``: the community token and id, API server, and Callback API secrets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: SecretStr | None = None
+    group_id: int | None = None
+    api_url: str = VK_API_URL
+    mode: Literal["longpoll", "callback"] = "longpoll"
+    secret: SecretStr | None = None
+    confirmation: str = ""
+    callback_path: str = "/vk/callback"
+    timeout_s: float = Field(default=10.0, gt=0)
+    wait_s: int = Field(default=25, ge=1, le=90, description="long poll wait")
+    calls_per_second: int = Field(default=20, ge=1, le=20)
+    max_file_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=0, description="larger files are kept as VK's link"
+    )
+
+    def disabled_reason(self) -> str | None:
+        """Why the channel cannot run with these settings, or None when it can."""
+        if self.token is None:
+            return "DESK_VK__TOKEN is not set"
+        if self.group_id is None:
+            return "DESK_VK__GROUP_ID is not set"
+        if self.mode == "callback" and (self.secret is None or not self.confirmation):
+            return "callback mode needs DESK_VK__SECRET and DESK_VK__CONFIRMATION"
+        return None
