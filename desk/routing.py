@@ -273,10 +273,12 @@ def _trained(examples: list[tuple[str, str]], settings: Settings) -> TextModel:
     return copy.deepcopy(_seeded(seeds))  # the copy learns agents' choices; the cache stays
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=8)
 def _seeded(seeds: tuple[tuple[str, str], ...]) -> TextModel:
-    """The model of the seeds alone, trained once per process: every desk without agents'
-    choices yet (a new one; each test's) starts from a copy instead of a second of training."""
+    """The model of the seeds alone, trained once per process and set of seeds: every desk
+    without agents' choices yet (a new one; each test's) starts from a copy instead of seconds
+    of training. Several sets are kept, so desks of other categories in turn (tests) do not
+    train the shipped set again and again."""
     return TextModel.trained([], seeds=seeds)
 
 

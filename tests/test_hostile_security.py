@@ -197,7 +197,8 @@ async def test_a_mail_that_is_no_mail_does_not_stall_the_mailbox(
     await mailbox.deliver(b"no header at all, only words\n")
     await mailbox.deliver(b"\n\n\n")
     await mailbox.deliver(customer_mail("Письмо после мусора"))
-    await eventually(lambda: Message.filter(text="Письмо после мусора").exists(), timeout=15)
+    # A stalled mailbox never stores it; the wait covers a desk's start on a busy machine.
+    await eventually(lambda: Message.filter(text="Письмо после мусора").exists(), timeout=40)
     assert await Message.all().count() == 1
 
 
