@@ -7,9 +7,7 @@ import contextlib
 import hmac
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,29 +57,6 @@ def make_api(settings: VkSettings) -> API:
     return api
 
 
-class VkLimiter:
-    """VK's limit for a community token: about 20 calls a second."""
-
-    def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self._window = CallWindow(per_second, 1.0, clock)
-
-    @asynccontextmanager
-    async def calling(self) -> AsyncIterator[None]:
-        """Count one call, made inside the block, first waiting out the second if it is full:
-        the limit is the token's, for every call and every user, and frees up within a
-        second."""
-        while True:
-            wait = self._window.wait()
-            if wait <= 0:
-                break
-            await asyncio.sleep(wait)
-        call = self._window.start()
-        try:
-            yield
-        finally:
-            self._window.end(call)
-
-
 class VkChannel:
     """Everything VK: updates in, names of users, files stored, messages out."""
 
@@ -90,7 +65,9 @@ class VkChannel:
     def __init__(self, settings: VkSettings, api: API | None = None) -> None:
         self.settings = settings
         self.api = api or make_api(settings)
-        self._limiter = VkLimiter(settings.calls_per_second)
+        # VK's limit for a community token, about 20 calls a second: for every call and every
+        # user alike, and it frees up within a second, so a full second is waited out.
+        self._limiter = CallWindow(settings.calls_per_second, 1.0)
         self._profiles: dict[int, tuple[str, str]] = {}
         self._http: aiohttp.ClientSession | None = None
 

@@ -10,9 +10,11 @@ next second's calls reach the server together, and it answers 429.)
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 MARGIN_S = 0.01  # added to a computed wait, so the window has moved on when we look again
 
@@ -55,6 +57,21 @@ class CallWindow:
                 return call.at + self.period - now + MARGIN_S
         return self.period + MARGIN_S
 
+    @asynccontextmanager
+    async def calling(self, weight: float = 1.0) -> AsyncIterator[None]:
+        """Wait until ``weight`` fits, then count the calls made inside the block: in flight
+        until it ends, then for one period."""
+        while True:
+            wait = self.wait(weight)
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        call = self.start(weight)
+        try:
+            yield
+        finally:
+            self.end(call)
+
     def start(self, weight: float = 1.0) -> Call:
         """Count a call as sent now; ``end`` it when its answer (or failure) comes."""
         call = Call(weight)
@@ -64,6 +81,3 @@ class CallWindow:
     def end(self, call: Call) -> None:
         """The call's answer came (or it failed): it counts from now on, for one period."""
         call.at = self._clock()
-
-    def __len__(self) -> int:
-        return len(self._calls)
