@@ -578,7 +578,7 @@ class FaultPlan:
     def delay(self, method: str, seconds: float, count: int) -> None:
         self._delays[method.lower()].extend([seconds] * count)
 
-    def hold(self, method: str, seconds: float, count: int) -> None:
+    def transit(self, method: str, seconds: float, count: int) -> None:
         self._transit[method.lower()].extend([seconds] * count)
 
     def set_rate(self, share: float, seed: int) -> None:
@@ -1381,7 +1381,7 @@ class FakeTelegram:
     def arrive_late_next(self, method: str, seconds: float, count: int = 1) -> None:
         """The next `count` calls of `method` reach Telegram `seconds` after they were made (a
         slow network): Telegram counts them against its limits only then."""
-        self.faults.hold(method, seconds, count)
+        self.faults.transit(method, seconds, count)
 
     def fail_rate(self, p: float, seed: int = 0) -> None:
         """Answer a share `p` of send calls with 500/502, deterministically for a seed."""
