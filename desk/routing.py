@@ -8,7 +8,6 @@ import copy
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import lru_cache
 
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
@@ -16,6 +15,7 @@ from tortoise.transactions import in_transaction
 from desk.errors import InvalidInput
 from desk.events import DomainEvent
 from desk.lifecycle import Lifecycle
+from desk.seed_model import seeded_model
 from desk.settings import CategoryConfig, Settings, categories_of, seed_examples_of
 from desk.triage import IMPORTANT_TAG, Triage
 from models import (
@@ -79,7 +79,7 @@ class Routing:
         self.model = await asyncio.to_thread(_trained, examples, self._settings)
         self.classifier = self._classifier()
         log.info(
-            "router model trained",
+            "router model ready",
             extra={"examples": len(self.model.examples), "seeds": len(self.model.seeds)},
         )
         return self.model.size
@@ -270,16 +270,7 @@ def _trained(examples: list[tuple[str, str]], settings: Settings) -> TextModel:
     seeds = tuple(seed_examples_of(settings))
     if examples or not seeds:
         return TextModel.trained(examples, seeds=seeds)
-    return copy.deepcopy(_seeded(seeds))  # the copy learns agents' choices; the cache stays
-
-
-@lru_cache(maxsize=8)
-def _seeded(seeds: tuple[tuple[str, str], ...]) -> TextModel:
-    """The model of the seeds alone, trained once per process and set of seeds: every desk
-    without agents' choices yet (a new one; each test's) starts from a copy instead of seconds
-    of training. Several sets are kept, so desks of other categories in turn (tests) do not
-    train the shipped set again and again."""
-    return TextModel.trained([], seeds=seeds)
+    return copy.deepcopy(seeded_model(seeds))  # the copy learns agents' choices
 
 
 def _routed_text(appeal: Appeal, first_message: str) -> str:

@@ -11,6 +11,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from router.words import NEGATIONS, lemma, negated, read
 
@@ -219,6 +220,54 @@ class TextModel:
         """A model trained on agents' (text, category) pairs on top of ``seeds``."""
         model = cls(epochs=epochs)
         model.fit(list(examples), list(seeds))
+        return model
+
+    def state(self) -> dict[str, Any]:
+        """Everything the model has learnt, as plain JSON-ready data (``from_state`` reads it
+        back into a model that predicts and learns exactly as this one)."""
+        return {
+            "epochs": self.epochs,
+            "learning_rate": self.learning_rate,
+            "l2": self.l2,
+            "examples": self.examples,
+            "seeds": self.seeds,
+            "categories": self.categories,
+            "idf": self.idf,
+            "weights": self.weights,
+            "bias": self.bias,
+            "seen": self.seen,
+            "telling": self.telling,
+            "agent_weight": self._agent_weight,
+            "step": self._step,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> TextModel:
+        """The model ``state`` was taken from; ``ValueError`` if ``state`` is not one."""
+        try:
+            model = cls(
+                epochs=int(state["epochs"]),
+                learning_rate=float(state["learning_rate"]),
+                l2=float(state["l2"]),
+                examples=[(str(t), str(c)) for t, c in state["examples"]],
+                seeds=[(str(t), str(c)) for t, c in state["seeds"]],
+                categories=[str(c) for c in state["categories"]],
+                idf={str(k): float(v) for k, v in state["idf"].items()},
+                weights={str(k): [float(w) for w in v] for k, v in state["weights"].items()},
+                bias=[float(b) for b in state["bias"]],
+                seen={
+                    str(k): {str(c): float(n) for c, n in v.items()}
+                    for k, v in state["seen"].items()
+                },
+                telling={str(k): float(v) for k, v in state["telling"].items()},
+            )
+            model._agent_weight = float(state["agent_weight"])
+            model._step = int(state["step"])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"not a model's state: {e!r}") from e
+        width = len(model.categories)
+        if len(model.bias) != width or any(len(row) != width for row in model.weights.values()):
+            raise ValueError("not a model's state: weights do not match the categories")
         return model
 
     @property

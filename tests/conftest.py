@@ -52,6 +52,20 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The tests' own cache directory (the router's seeds model), shared by the session and
+    the processes it starts: the developer's ~/.cache is neither read nor written."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["XDG_CACHE_HOME"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 @pytest.fixture(autouse=True)
 def _root_logging() -> Iterator[None]:
     """Commands run in-process set up logging on the stderr pytest captures for that test

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from desk.seed_model import seeded_model
 from desk.settings import Settings, categories_of, default_seed_examples
 from router.classify import Classifier, CustomerFacts, Recogniser
 from router.evaluate import evaluate, measure, split
@@ -238,7 +239,7 @@ def test_a_large_model_takes_an_agents_choice_at_once() -> None:
 @pytest.fixture(scope="module")
 def trained() -> TextModel:
     """The model a new desk starts from: the shipped seed examples; tests only read it."""
-    return TextModel.trained([], seeds=default_seed_examples())
+    return seeded_model(default_seed_examples())
 
 
 def test_the_shipped_seed_examples_are_the_labelled_set() -> None:
