@@ -1,6 +1,7 @@
 """The fault drills of bench/drills/, short forms: each ends with the audit (every accepted
 message stored once, every answer delivered once and in order). The full forms are run by hand
-(see the README, "Fault drills")."""
+(see the README, "Fault drills"). Those on PostgreSQL + Redis are in test_drills_services.py:
+this file runs in the SQLite pass only."""
 
 from __future__ import annotations
 
@@ -11,18 +12,9 @@ import pytest
 from bench.drills.duplicates import duplicates_drill
 from bench.drills.flaky import flaky_drill
 from bench.drills.kill import kill_drill
-from bench.drills.processes import PostgresServer, RedisServer
-from bench.drills.restart import restart_drill
-from tests.conftest import PG_URL, REDIS_URL
+from tests.conftest import PG_URL
 
 pytestmark = pytest.mark.slow
-needs_services = pytest.mark.skipif(
-    not (PG_URL and REDIS_URL), reason="needs DESK_TEST_DATABASE_URL and DESK_TEST_REDIS_URL"
-)
-
-
-def _can_run_servers() -> bool:
-    return RedisServer.available() and PostgresServer.available()
 
 
 @pytest.mark.skipif(
@@ -33,31 +25,6 @@ async def test_sigkill_of_the_embedded_process_loses_and_doubles_nothing(tmp_pat
     report = await kill_drill(tmp_path, backend="sqlite", messages=150, kills=2, customers=15)
     assert report.ok, report.summary()
     assert report.inbound_stored == 150 and report.outbound_rows > 15
-
-
-@needs_services
-async def test_sigkill_of_a_worker_loses_and_doubles_nothing(
-    tmp_path: Path, db_url: str, redis_url: str
-) -> None:
-    report = await kill_drill(
-        tmp_path,
-        backend="pg",
-        messages=150,
-        kills=2,
-        customers=15,
-        pg_url=db_url,
-        redis_url=redis_url,
-    )
-    assert report.ok, report.summary()
-    assert report.inbound_stored == 150
-
-
-@needs_services
-async def test_redis_and_postgres_restarts_lose_and_double_nothing(tmp_path: Path) -> None:
-    if not _can_run_servers():
-        pytest.skip("redis-server or the PostgreSQL server binaries are missing")
-    report = await restart_drill(tmp_path, messages=150, customers=15, down_s=2.0)
-    assert report.ok, report.summary()
 
 
 async def test_flaky_telegram_gets_every_answer_once_or_in_doubt(
