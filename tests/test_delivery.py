@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -170,6 +171,54 @@ async def test_a_thousand_chats_told_to_wait_leave_the_others_going(setup: tuple
         pass
     assert sorted(a for a, _ in channel.delivered) == sorted([*chats, "42"])
     assert await OutboxItem.filter(status=OutboxStatus.SENT).count() == len(chats) + 1
+
+
+class SlowClaims(DeliveryWorker):
+    """A worker whose database takes ``claim_s`` to find due rows, as PostgreSQL does over a
+    backlog of hundreds of thousands of rows; it counts its claims."""
+
+    claim_s = 0.2
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.claims = 0
+
+    async def _claim(self) -> list[OutboxItem]:
+        self.claims += 1
+        await asyncio.sleep(self.claim_s)
+        claimed = await super()._claim()
+        self._claim_s += self.claim_s
+        return claimed
+
+
+async def test_a_slow_claim_is_not_run_back_to_back_and_answers_still_go(setup: tuple) -> None:
+    # A backlog held back (the staff group's 20 posts a minute) makes the claim's query slow;
+    # intake wakes the worker after every message. Passes back to back would keep the database
+    # busy looking: a pass now starts at most every 10 claims' time, and customers still get
+    # their answers.
+    outbox, channel, clock, appeal = setup
+    group = "-100500"
+    for i in range(3):
+        await outbox.enqueue(channel="telegram", address=group, text=f"тема {i}", queue=f"t{i}")
+    channel.failures["тема 0"] = [RateLimited(retry_after=3600)]
+    w = SlowClaims(outbox, {"telegram": channel}, clock, name="w1", idle_s=0.05)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    running = asyncio.create_task(w.run(stop))
+    for i in range(40):  # messages arriving for 2 s or more, each with its answer to send
+        await queue(outbox, appeal, f"Ответ {i}", address=str(1000 + i))
+        outbox.wake()
+        await asyncio.sleep(0.05)
+    while len(channel.delivered) < 40 and loop.time() - started < 30:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await running
+    took = loop.time() - started
+    assert sorted(a for a, _ in channel.delivered) == [str(1000 + i) for i in range(40)]
+    # Back to back, a pass would start every 0.2 s or so.
+    assert w.claims <= took / (10 * SlowClaims.claim_s) + 2, (w.claims, took)
+    assert not [t for a, t in channel.delivered if a == group]
 
 
 async def test_held_chats_past_what_the_claim_leaves_out_are_given_back_untried(
