@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 
+from bench import terminable
 from channels.base import ChannelKind, InboundMessage
 from desk.service import Service
 from desk.settings import Settings
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--customers", type=int, default=200)
     args = parser.parse_args()
-    asyncio.run(run(args.messages, args.customers))
+    terminable.run(run(args.messages, args.customers))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from typing import Any
 import aiohttp
 import yaml
 
+from bench import terminable
 from bench.prefill import prefill
 from models import Direction, Message, OutboxItem, db
 from tests.fakes.telegram import DEFAULT_TOKEN, FakeChat, FakeTelegram
@@ -690,7 +691,7 @@ def parse(argv: list[str] | None = None) -> Plan:
 def main(argv: list[str] | None = None) -> None:
     """Run one configuration and print its table."""
     plan = parse(argv)
-    result = asyncio.run(run(plan))
+    result = terminable.run(run(plan))
     print(report(plan, result))
 
 

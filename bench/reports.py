@@ -12,7 +12,6 @@ computed by the same function the service uses (desk.report_facts.spans).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
@@ -24,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from bench import terminable
 from desk.appeal_report import appeal_report
 from desk.periods import parse_period, today_in
 from desk.phrases import roll_up_missing
@@ -401,7 +401,7 @@ def main() -> None:
     url = os.environ.get("DESK_DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
         raise SystemExit("set DESK_DATABASE_URL to a PostgreSQL database the benchmark may empty")
-    asyncio.run(run(url, args.appeals, args.repeat, args.keep))
+    terminable.run(run(url, args.appeals, args.repeat, args.keep))
 
 
 if __name__ == "__main__":

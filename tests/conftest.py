@@ -232,6 +232,7 @@ BACKEND_AGNOSTIC = frozenset(
         "test_drills.py",
         "test_drills_mail.py",
         "test_logs.py",
+        "test_bench_stop.py",
     }
 )
 SECOND_PASS_TAKES = frozenset(  # graceful stop then runs on PostgreSQL + Redis

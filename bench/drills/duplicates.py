@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import terminable
 from bench.drills.audit import AuditReport, audit
 from bench.drills.inprocess import running_desk
 from bench.drills.traffic import Agents, Customers, caught_up
@@ -68,7 +69,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="drill-dup-") as tmp:
-        report = asyncio.run(
+        report = terminable.run(
             duplicates_drill(Path(tmp), messages=args.messages, customers=args.customers)
         )
     raise SystemExit(0 if report.ok else 1)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import terminable
 from bench.drills.audit import AuditReport, InDoubt, audit
 from bench.drills.inprocess import running_desk
 from bench.drills.traffic import Agents, Customers, caught_up
@@ -107,7 +108,7 @@ def main() -> None:
     parser.add_argument("--flood", type=int, default=100)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="drill-flaky-") as tmp:
-        report = asyncio.run(
+        report = terminable.run(
             flaky_drill(
                 Path(tmp),
                 messages=args.messages,

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import terminable
 from bench.drills.audit import AuditReport, InDoubt, audit
 from bench.drills.processes import DeskProcess, PostgresServer, RedisServer, desk_env, free_port
 from bench.drills.traffic import Agents, Customers, caught_up, in_flight, telegram_env
@@ -136,7 +137,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=200)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="drill-kill-") as tmp:
-        report = asyncio.run(
+        report = terminable.run(
             kill_drill(
                 Path(tmp),
                 backend=args.backend,

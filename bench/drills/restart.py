@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from bench import terminable
 from bench.drills.audit import AuditReport, audit
 from bench.drills.processes import DeskProcess, PostgresServer, RedisServer, desk_env, free_port
 from bench.drills.traffic import Agents, Customers, caught_up, telegram_env
@@ -110,7 +111,7 @@ def main() -> None:
     parser.add_argument("--down", type=float, default=5.0, help="seconds each server is down")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="drill-restart-") as tmp:
-        report = asyncio.run(
+        report = terminable.run(
             restart_drill(
                 Path(tmp), messages=args.messages, customers=args.customers, down_s=args.down
             )
