@@ -105,6 +105,33 @@ async def test_unsure_appeal_waits_for_one_tap_and_the_choice_is_learnt(
     assert len(model.examples) == 1 and model.seeds
 
 
+async def test_a_retrain_learns_another_process_s_choices_and_nothing_when_none_is_new(
+    tdesk: Desk, fake: FakeTelegram
+) -> None:
+    routing = tdesk.service.ctx.routing
+    assert routing is not None
+    started = routing.model
+    await routing.retrain()
+    kept = routing.model is started
+    assert kept, "trained again with nothing new (a thread's work, and memory kept by its heap)"
+
+    # A worker remembered an agent's choice: its row is all this process sees of it.
+    text = "Помогите пожалуйста"
+    appeal = await open_appeal(fake, 409, text)
+    await LabelledExample.create(text=text, category="documents", appeal_id=appeal.id)
+    await routing.retrain()
+    assert routing.model is not started, "another process's choice not learnt"
+    assert routing.model.examples == [(text, "documents")]
+
+    # The choice changed back and forth: a new row each time, so learnt afresh.
+    learnt = routing.model
+    await LabelledExample.filter(appeal_id=appeal.id).delete()
+    await LabelledExample.create(text=text, category="returns", appeal_id=appeal.id)
+    await routing.retrain()
+    assert routing.model is not learnt, "a changed choice not learnt"
+    assert routing.model.examples == [(text, "returns")]
+
+
 async def test_a_new_desk_places_what_only_the_shipped_examples_know(
     tdesk: Desk, fake: FakeTelegram
 ) -> None:
