@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
@@ -19,9 +19,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
-from tortoise.expressions import F, Q
 
 from channels.base import BadInbound, InboundMessage
+from models import sql
 from models.infra import StreamEntry
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ CONNECT_TIMEOUT_S = 5.0
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 5.0
 PENDING_SLACK = 100  # extra room in the XPENDING batch for older own entries within the id range
+APPEND_MAX = 500  # entries one group commit writes at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,10 @@ class AppealStream(Protocol):
 
     async def publish(self, message: InboundMessage) -> str:
         """Store one message durably and return its entry id; raises when it is not stored."""
+        ...
+
+    async def publish_many(self, messages: Sequence[InboundMessage]) -> list[str]:
+        """Store messages durably, in this order, and return their entry ids."""
         ...
 
     async def read(self, count: int = 100, block_ms: int = 1000) -> list[StreamItem]:
@@ -126,6 +131,70 @@ def parse_payload(entry_id: str, payload: Any, deliveries: int) -> StreamItem:
     return StreamItem(entry_id, message, deliveries)
 
 
+Write = Callable[[list[InboundMessage]], Awaitable[list[str]]]
+
+
+class GroupCommit:
+    """Publishes that arrive while a write is under way are written together by the next one.
+
+    One write (a multi-row INSERT, or one pipeline of XADDs) and one commit serve every message
+    waiting, however many: under load each write carries what arrived during the one before;
+    alone, a message is written at once. A publisher returns only after its own message is
+    stored (or raises when the write failed), so a channel is acknowledged after the commit,
+    as before. Order is kept: messages are written in the order ``publish`` was called.
+    """
+
+    def __init__(self, write: Write, *, max_batch: int = APPEND_MAX) -> None:
+        self._write = write
+        self._max_batch = max_batch
+        self._waiting: list[tuple[InboundMessage, asyncio.Future[str]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def publish(self, messages: Sequence[InboundMessage]) -> list[str]:
+        """Queue ``messages`` for the next write and wait until they are stored."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[str]] = []
+        for message in messages:
+            future: asyncio.Future[str] = loop.create_future()
+            self._waiting.append((message, future))
+            futures.append(future)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="stream-append")
+        # A publisher that gives up (its request cut) does not stop the write of the others.
+        return list(await asyncio.shield(asyncio.gather(*futures)))
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = (
+                self._waiting[: self._max_batch],
+                self._waiting[self._max_batch :],
+            )
+            try:
+                ids = await self._write([message for message, _ in batch])
+                if len(ids) != len(batch):
+                    raise RuntimeError(f"the stream stored {len(ids)} of {len(batch)} entries")
+            except BaseException as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise  # cancelled: what still waits is failed by close()
+                continue
+            for (_, future), entry_id in zip(batch, ids, strict=True):
+                if not future.done():
+                    future.set_result(entry_id)
+
+    async def close(self) -> None:
+        """Finish the write under way; what still waits fails (it was never acknowledged)."""
+        if self._writer is not None and not self._writer.done():
+            with contextlib.suppress(Exception):
+                await self._writer
+        for _, future in self._waiting:
+            if not future.done():
+                future.set_exception(ConnectionError("the stream is closed"))
+        self._waiting = []
+
+
 class _StreamBase(abc.ABC):
     """What both backends share: identity, limits, and the poison-message rule."""
 
@@ -141,6 +210,19 @@ class _StreamBase(abc.ABC):
         self.consumer = consumer
         self.claim_idle_s = claim_idle_s
         self.max_deliveries = max_deliveries
+        self._appender = GroupCommit(self._append)
+
+    async def publish(self, message: InboundMessage) -> str:
+        """Store one message durably (group-committed with others) and return its entry id."""
+        return (await self._appender.publish([message]))[0]
+
+    async def publish_many(self, messages: Sequence[InboundMessage]) -> list[str]:
+        """Store messages durably, in this order, and return their entry ids."""
+        return await self._appender.publish(messages) if messages else []
+
+    @abc.abstractmethod
+    async def _append(self, messages: list[InboundMessage]) -> list[str]:
+        """Write ``messages`` in one go (committed when this returns); their entry ids."""
 
     @abc.abstractmethod
     async def dead_letter(self, item: StreamItem, reason: str) -> None:
@@ -198,12 +280,17 @@ class LocalStream(_StreamBase):
                 extra={"consumer": self.consumer, "entries": released},
             )
 
-    async def publish(self, message: InboundMessage) -> str:
-        """Insert the message as a row (committed when this returns); returns the row id."""
-        row = await StreamEntry.create(payload=message.to_json())
+    async def _append(self, messages: list[InboundMessage]) -> list[str]:
+        """One multi-row INSERT (committed when this returns); returns the rows' ids."""
+        now = datetime.now(UTC)
+        ids = await sql.insert_many(
+            "stream_entry",
+            ("payload", "created_at", "deliveries", "dead", "error"),
+            [(sql.json_value(m.to_json()), now, 0, False, "") for m in messages],
+        )
         woken, self._published = self._published, asyncio.Event()
         woken.set()
-        return str(row.id)
+        return [str(i) for i in ids]
 
     async def read(self, count: int = 100, block_ms: int = 1000) -> list[StreamItem]:
         """Claim up to ``count`` free or expired entries in id order; waits up to block_ms."""
@@ -224,30 +311,31 @@ class LocalStream(_StreamBase):
                 await asyncio.wait_for(published.wait(), timeout=min(POLL_S, remaining))
 
     async def _claim(self, count: int) -> tuple[bool, list[StreamItem]]:
-        """Claim what is free now; returns whether any row was a candidate, and the items won."""
+        """Claim what is free now in one statement; returns whether any row was claimed, and
+        the items in id order.
+
+        On PostgreSQL concurrent claimants skip each other's rows (SKIP LOCKED), and the outer
+        condition is checked again on a row another claimant changed meanwhile; SQLite has one
+        writer, so the statement is atomic there.
+        """
         now = datetime.now(UTC)
-        free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
-        rows = (
-            await StreamEntry.filter(free, dead=False)
-            .order_by("id")
-            .limit(max(count, 1))
-            .values("id", "deliveries", "payload")
-        )
         until = now + timedelta(seconds=self.claim_idle_s)
-        items: list[StreamItem] = []
-        for row in rows:
-            # `deliveries` doubles as a version: a row claimed by someone else since the select
-            # no longer matches, so exactly one claimant updates it.
-            won = await StreamEntry.filter(
-                free, id=row["id"], deliveries=row["deliveries"], dead=False
-            ).update(
-                claimed_by=self.consumer,
-                claimed_until=until,
-                deliveries=F("deliveries") + 1,
-            )
-            if won == 1:
-                items.append(parse_payload(str(row["id"]), row["payload"], row["deliveries"] + 1))
-        return bool(rows), items
+        skip = " FOR UPDATE SKIP LOCKED" if sql.is_postgres(sql.connection()) else ""
+        text = (
+            'UPDATE "stream_entry" SET "claimed_by" = {p1}, "claimed_until" = {p2}, '  # noqa: S608
+            '"deliveries" = "deliveries" + 1 WHERE "id" IN (SELECT "id" FROM "stream_entry" '
+            'WHERE "dead" = {p3} AND ("claimed_until" IS NULL OR "claimed_until" < {p4}) '
+            f'ORDER BY "id" LIMIT {{p5}}{skip}) '
+            'AND "dead" = {p6} AND ("claimed_until" IS NULL OR "claimed_until" < {p7}) '
+            'RETURNING "id", "deliveries", "payload"'
+        )
+        params = [self.consumer, until, False, now, max(count, 1), False, now]
+        rows = await sql.fetch(text, params)
+        items = [
+            parse_payload(str(row["id"]), sql.json_loaded(row["payload"]), int(row["deliveries"]))
+            for row in sorted(rows, key=lambda r: int(r["id"]))
+        ]
+        return bool(items), items
 
     async def ack(self, entry_ids: Sequence[str]) -> None:
         """Delete the entries' rows."""
@@ -340,11 +428,14 @@ class RedisStream(_StreamBase):
                 raise
         self._need_group = False
 
-    async def publish(self, message: InboundMessage) -> str:
-        """XADD the message (field ``m``, JSON); redis errors propagate: the entry is not stored."""
-        payload = json.dumps(message.to_json(), ensure_ascii=False)
-        entry_id: str = await self._redis.xadd(self.key, {FIELD: payload})
-        return entry_id
+    async def _append(self, messages: list[InboundMessage]) -> list[str]:
+        """One pipeline of XADDs (field ``m``, JSON) in a MULTI, so all are stored or none;
+        redis errors propagate: the entries are not stored."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for message in messages:
+                pipe.xadd(self.key, {FIELD: json.dumps(message.to_json(), ensure_ascii=False)})
+            ids: list[str] = await pipe.execute()
+        return ids
 
     async def read(self, count: int = 100, block_ms: int = 1000) -> list[StreamItem]:
         """Own pending (first read), dead consumers' idle, then new entries; retries lost links."""

@@ -1,0 +1,129 @@
+"""Parameterised SQL for the hot path: one statement for many rows, on SQLite and PostgreSQL.
+
+The ORM builds each statement in Python (pypika) and makes a model object of every row; on the
+intake and delivery paths that work, not the database, was the bound. These helpers send the
+same tables a few statements per batch through tortoise's own connection, so they join the
+caller's transaction. Values go as parameters, never into the text: ``?`` markers for SQLite,
+``$n`` for asyncpg. JSON columns take ``json_value(...)``; datetimes and booleans go as they
+are (the sqlite3 adapters tortoise registers store datetimes as it does).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+# SQLite allows 32,766 parameters in one statement (since 3.32), asyncpg 32,767: big batches
+# are sent in chunks under this.
+MAX_PARAMS = 30_000
+
+
+def connection() -> BaseDBAsyncClient:
+    """The default connection, or the transaction the caller is inside."""
+    conn: BaseDBAsyncClient = connections.get("default")
+    return conn
+
+
+def is_postgres(conn: BaseDBAsyncClient) -> bool:
+    """Whether ``conn`` speaks PostgreSQL (else SQLite)."""
+    return conn.capabilities.dialect == "postgres"
+
+
+def json_value(value: Any) -> str:
+    """A JSON column's parameter, as tortoise's JSONField writes it."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def markers(conn: BaseDBAsyncClient, count: int, start: int = 1) -> list[str]:
+    """``count`` parameter markers, numbered from ``start`` where the dialect numbers them."""
+    if is_postgres(conn):
+        return [f"${i}" for i in range(start, start + count)]
+    return ["?"] * count
+
+
+def in_list(conn: BaseDBAsyncClient, count: int, start: int = 1) -> str:
+    """``(?, ?, …)`` for an ``IN`` of ``count`` values."""
+    return "(" + ", ".join(markers(conn, count, start)) + ")"
+
+
+def _chunks(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Sequence[Any]]]:
+    size = max(1, MAX_PARAMS // max(width, 1))
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+async def insert_many(
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    returning: str | None = "id",
+) -> list[Any]:
+    """Insert ``rows`` with one multi-row ``INSERT`` (per 30,000 parameters); returns the
+    ``returning`` column of each row in the order given (both databases return the rows of a
+    multi-row VALUES in order), or nothing when ``returning`` is None."""
+    if not rows:
+        return []
+    conn = connection()
+    width = len(columns)
+    names = ", ".join(f'"{c}"' for c in columns)
+    out: list[Any] = []
+    for chunk in _chunks(rows, width):
+        marks = markers(conn, width * len(chunk))
+        groups = ", ".join(
+            "(" + ", ".join(marks[i * width : (i + 1) * width]) + ")" for i in range(len(chunk))
+        )
+        sql = f'INSERT INTO "{table}" ({names}) VALUES {groups}'  # noqa: S608 (markers only)
+        params = [value for row in chunk for value in row]
+        if returning is None:
+            await conn.execute_query(sql, params)
+            continue
+        found = await conn.execute_query_dict(f'{sql} RETURNING "{returning}"', params)
+        out += [row[returning] for row in found]
+    return out
+
+
+async def select_in(
+    sql: str, values: Sequence[Any], *, before: Sequence[Any] = ()
+) -> list[dict[str, Any]]:
+    """Rows of ``sql``, whose one ``{in}`` stands for the list ``values`` (chunked when long);
+    ``before`` are parameters of markers written before ``{in}`` (``{p1}``, ``{p2}``, …)."""
+    if not values:
+        return []
+    conn = connection()
+    rows: list[dict[str, Any]] = []
+    size = MAX_PARAMS - len(before)
+    fixed = {f"p{n + 1}": m for n, m in enumerate(markers(conn, len(before)))}
+    for i in range(0, len(values), size):
+        chunk = values[i : i + size]
+        text = sql.format(**fixed, **{"in": in_list(conn, len(chunk), len(before) + 1)})
+        rows += [dict(r) for r in await conn.execute_query_dict(text, [*before, *chunk])]
+    return rows
+
+
+def _numbered(conn: BaseDBAsyncClient, text: str, count: int) -> str:
+    """``text`` with its markers ``{p1}``, ``{p2}``, … written in the dialect's way."""
+    return text.format(**{f"p{n + 1}": m for n, m in enumerate(markers(conn, count))})
+
+
+async def execute(text: str, params: Sequence[Any] = ()) -> int:
+    """Run one statement whose markers are written ``{p1}``, ``{p2}``, …; rows changed."""
+    conn = connection()
+    changed, _ = await conn.execute_query(_numbered(conn, text, len(params)), list(params))
+    return int(changed)
+
+
+async def fetch(text: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """The rows of one statement (a SELECT, or a change with RETURNING), markers as above."""
+    conn = connection()
+    found = await conn.execute_query_dict(_numbered(conn, text, len(params)), list(params))
+    return [dict(row) for row in found]
+
+
+def json_loaded(value: Any) -> Any:
+    """A JSON column's value as read without the ORM: text on SQLite (and asyncpg without a
+    codec), already decoded where a codec is set."""
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
