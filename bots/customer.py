@@ -17,7 +17,7 @@ from desk.customers import customer_id_at, link_phone
 from desk.orders import CHOICE_PREFIX, UnknownChoice
 from desk.ratings import is_rating_action
 from desk.texts import LANGUAGES, language_of
-from models import Appeal, KeyValue
+from models import Appeal
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,9 @@ async def text_message(message: Message, deps: BotDeps, label: str) -> None:
     """Menu buttons, or a customer's text for their appeal."""
     lang = _lang(message)
     if label in _labels(deps, "menu.new"):
-        await KeyValue.update_or_create(key=_new_key(message.chat.id), defaults={"value": "1"})
+        await deps.ctx.lifecycle.ask_new_appeal(
+            ChannelKind.TELEGRAM.value, str(message.chat.id), message.date
+        )
         await deps.tell_customer(message.chat.id, _s(deps, "customer.new_prompt", lang))
         return
     if label in _labels(deps, "menu.list"):
@@ -126,10 +128,8 @@ async def edited_message(message: Message, deps: BotDeps) -> None:
 async def to_stream(message: Message, deps: BotDeps) -> None:
     """Write the message durably to the appeal stream (before Telegram hears "ok")."""
     lang = _lang(message)
-    key = _new_key(message.chat.id)
-    wants_new = message.edit_date is None and await KeyValue.filter(key=key).exists()
     try:
-        inbound = customer_inbound(message, new_appeal=wants_new)
+        inbound = customer_inbound(message)
     except BadInbound:
         await deps.tell_customer(message.chat.id, _s(deps, "customer.unsupported", lang))
         return
@@ -137,9 +137,7 @@ async def to_stream(message: Message, deps: BotDeps) -> None:
     if len(inbound.text) > limit:
         await deps.tell_customer(message.chat.id, _s(deps, "customer.too_long", lang, limit=limit))
         return
-    await deps.ctx.stream.publish(inbound)
-    if wants_new and not inbound.group_id:
-        await KeyValue.filter(key=key).delete()
+    await deps.ctx.stream.publish(inbound)  # intake decides whether it opens a new appeal
 
 
 async def _customer_id(chat_id: int) -> int | None:
@@ -211,10 +209,6 @@ async def rating_pressed(query: CallbackQuery, deps: BotDeps) -> None:
     )
     deps.ctx.outbox.wake()
     await query.answer(notice, show_alert=warning)
-
-
-def _new_key(chat_id: int) -> str:
-    return f"telegram.new_appeal.{chat_id}"
 
 
 def _s(deps: BotDeps, key: str, lang: str, **values: object) -> str:

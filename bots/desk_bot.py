@@ -40,7 +40,14 @@ class TelegramDesk:
         self.ctx = ctx
         self.settings = settings
         self.bot = make_bot(settings)
-        limiter = TelegramLimiter(lambda: ctx.clock().timestamp())
+        limits = settings.limits
+        limiter = TelegramLimiter(
+            lambda: ctx.clock().timestamp(),
+            private_rate=limits.private_per_second,
+            private_burst=limits.private_burst,
+            group_messages=limits.group_per_minute,
+            bot_per_second=limits.bot_per_second,
+        )
         self.sender = TelegramSender(self.bot, limiter, timeout_s=settings.timeout_s)
         self.staff: StaffSync | None = None
         self.tasks: TaskBoard | None = None

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from desk.events import DomainEvent
+from desk.events import DomainEvent, first_in_batch
 from desk.outbox import Outbox
 from desk.settings import Settings, categories_of
 from desk.texts import Texts
@@ -232,6 +232,8 @@ class StaffSync:
     async def feed_soon(self, delay_s: float | None = None) -> None:
         """Refresh the pinned feed soon: one waiting refresh at a time, at most one per
         ``feed_interval_s`` (edits, not new posts)."""
+        if not first_in_batch("staff.feed"):
+            return  # looked at (and queued if none waited) for this batch already
         if await OutboxItem.filter(queue_key=FEED_QUEUE, status=OutboxStatus.PENDING).exists():
             return
         delay = self._settings.telegram.feed_interval_s if delay_s is None else delay_s

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +15,7 @@ from desk.context import AppContext
 from desk.customers import customer_id_at
 from desk.orders import CHOICE_PREFIX, UnknownChoice
 from desk.ratings import is_rating_action
-from models import Appeal, KeyValue
+from models import Appeal
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +57,8 @@ class VkDesk:
             await self._store(payload, edited=kind == "message_edit")
 
     async def _store(self, message: dict[str, Any], *, edited: bool) -> None:
-        key = _new_key(_peer(message))
-        wants_new = not edited and await KeyValue.filter(key=key).exists()
         inbound = await self.channel.inbound(message, edited=edited)
-        if wants_new:
-            inbound = replace(inbound, new_appeal=True)
-        await self.ctx.stream.publish(inbound)
-        if wants_new:
-            await KeyValue.filter(key=key).delete()
+        await self.ctx.stream.publish(inbound)  # intake decides whether it opens a new appeal
 
     async def greet(self, peer: int, user_id: int) -> None:
         """The «Начать» button: a greeting with the menu (callback buttons)."""
@@ -116,7 +109,7 @@ class VkDesk:
             )
             self.ctx.outbox.wake()
         elif command == "new":
-            await KeyValue.update_or_create(key=_new_key(peer), defaults={"value": "1"})
+            await self.ctx.lifecycle.ask_new_appeal(ChannelKind.VK.value, str(peer), None)
             notice = self.ctx.texts.string("customer.new_prompt", self.lang)
         elif command == "list":
             await self._tell(peer, await self._appeals_text(peer))
@@ -198,7 +191,3 @@ def _peer(message: dict[str, Any]) -> int:
     if not peer:
         raise BadInbound("a VK message or event without its peer_id")
     return peer
-
-
-def _new_key(peer: int) -> str:
-    return f"vk.new_appeal.{peer}"

@@ -12,6 +12,18 @@ TELEGRAM_API_URL = "https://api.telegram.org"
 VK_API_URL = "https://api.vk.com"
 
 
+class TelegramLimits(BaseModel):
+    """``DESK_TELEGRAM__LIMITS__*``: the flood limits the desk keeps to, Telegram's by default
+    (a local Bot API server, or a benchmark's fake, may allow more)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group_per_minute: int = Field(default=20, ge=1, description="posts a minute in a group")
+    bot_per_second: int = Field(default=30, ge=1, description="sends a second by the bot")
+    private_per_second: float = Field(default=1.0, gt=0, description="in one private chat")
+    private_burst: float = Field(default=3.0, ge=1, description="a private chat's short burst")
+
+
 class TelegramSettings(BaseModel):
     """``DESK_TELEGRAM__*``: the bot token, API server, update mode and the staff chats."""
 
@@ -29,6 +41,7 @@ class TelegramSettings(BaseModel):
     sign_replies: bool = Field(default=True, description="add the agent's name to answers")
     album_wait_s: float = Field(default=2.0, ge=0, description="wait for an album's parts")
     feed_interval_s: float = Field(default=30.0, ge=1, description="at most one feed edit per")
+    limits: TelegramLimits = TelegramLimits()
 
     @field_validator("token")
     @classmethod

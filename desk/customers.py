@@ -83,11 +83,16 @@ def contact_keys(msg: InboundMessage) -> list[tuple[str, str]]:
     return keys
 
 
-async def resolve_customer(msg: InboundMessage) -> tuple[Customer, bool]:
+async def resolve_customer(
+    msg: InboundMessage,
+    points: dict[tuple[str, str], ContactPoint | None] | None = None,
+    customers: dict[int, Customer] | None = None,
+) -> tuple[Customer, bool]:
     """The customer who wrote ``msg``, created if unknown; new contact points are linked to them.
 
     Call inside a transaction: a concurrent writer can make the inserts fail on the
-    (channel, address) unique key, and the caller retries the whole ingest.
+    (channel, address) unique key, and the caller retries the whole ingest. ``points`` and
+    ``customers`` are what a batch loaded already (kept current here).
     """
     return await customer_by_contacts(
         contact_keys(msg),
@@ -95,33 +100,52 @@ async def resolve_customer(msg: InboundMessage) -> tuple[Customer, bool]:
         language=msg.language,
         # Where they first wrote is where notifications go until they say otherwise.
         preferred=None if msg.channel is ChannelKind.WEB else msg.channel.value,
+        points=points,
+        customers=customers,
     )
 
 
 async def customer_by_contacts(
-    keys: list[tuple[str, str]], *, name: str, language: str, preferred: str | None
+    keys: list[tuple[str, str]],
+    *,
+    name: str,
+    language: str,
+    preferred: str | None,
+    points: dict[tuple[str, str], ContactPoint | None] | None = None,
+    customers: dict[int, Customer] | None = None,
 ) -> tuple[Customer, bool]:
     """The customer owning the first known of ``keys`` (strongest first), created if none is
     known; the other keys become their contact points. Call inside a transaction: the customer
     row stays locked until it ends (PostgreSQL; SQLite has one writer), so decisions about one
-    customer are taken one at a time."""
+    customer are taken one at a time. ``points`` (None: "looked up, not there") and
+    ``customers`` spare the queries for what they hold, and learn what is created."""
+    known = points if points is not None else {}
     found: dict[tuple[str, str], ContactPoint] = {}
-    for channel, address in keys:
-        point = await ContactPoint.filter(channel=channel, address=address).first()
+    for key in keys:
+        point = (
+            known[key]
+            if key in known
+            else await ContactPoint.filter(channel=key[0], address=key[1]).first()
+        )
         if point is not None:
-            found[(channel, address)] = point
+            found[key] = point
     created = False
     if found:
         owner_id = next(p.customer_id for k in keys if (p := found.get(k)) is not None)
-        customer = await Customer.filter(id=owner_id).select_for_update().get()
+        held = customers.get(owner_id) if customers is not None else None
+        customer = held or await Customer.filter(id=owner_id).select_for_update().get()
     else:
         customer = await Customer.create(
             name=name[:200], language=_language(language), preferred_channel=preferred
         )
         created = True
+    if customers is not None:
+        customers[customer.id] = customer
     for channel, address in keys:
         if (channel, address) not in found:
-            await ContactPoint.create(customer=customer, channel=channel, address=address)
+            point = await ContactPoint.create(customer=customer, channel=channel, address=address)
+            if points is not None:
+                points[(channel, address)] = point
     if not customer.name and name:
         customer.name = name[:200]
         await customer.save(update_fields=["name", "updated_at"])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,6 +31,21 @@ class DomainEvent:
 
 Subscriber = Callable[[DomainEvent], Awaitable[None]]
 
+# Inside ``EventBus.batch()``: what subscribers did once for the whole batch.
+_done_once: ContextVar[set[str] | None] = ContextVar("events_done_once", default=None)
+
+
+def first_in_batch(key: str) -> bool:
+    """Whether a subscriber's once-per-batch work named ``key`` is still to do in this batch
+    (it is then counted as done); always True outside a batch."""
+    done = _done_once.get()
+    if done is None:
+        return True
+    if key in done:
+        return False
+    done.add(key)
+    return True
+
 
 class EventBus:
     """Records events in the history and hands them to subscribers (staff topic, notifications).
@@ -40,6 +57,18 @@ class EventBus:
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self._subscribers: list[Subscriber] = []
         self._clock = clock
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """Events emitted inside are one batch: their history rows are written together at the
+        end, and subscribers do once-per-batch work once (``first_in_batch``). Call inside the
+        batch's transaction."""
+        token = _done_once.set(set())
+        try:
+            async with history.batched():
+                yield
+        finally:
+            _done_once.reset(token)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Call ``subscriber`` for every event from now on."""

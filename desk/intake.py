@@ -16,8 +16,32 @@ from models import db
 
 log = logging.getLogger(__name__)
 
-BATCH = 100
+BATCH_MIN = 10
+BATCH_MAX = 500
+# A batch is one transaction, and on SQLite (one connection a process) the webhook's appends
+# wait for it: each batch takes about as many entries as this much work.
+BATCH_TARGET_S = 0.1
 ERROR_PAUSE_S = 1.0
+
+
+class BatchSize:
+    """How many entries the next read takes: what the last batches stored in about
+    ``target_s`` each (a moving average), within ``low`` and ``high``."""
+
+    def __init__(
+        self, target_s: float = BATCH_TARGET_S, low: int = BATCH_MIN, high: int = BATCH_MAX
+    ) -> None:
+        self.target_s = target_s
+        self.low = low
+        self.high = high
+        self.size = low
+
+    def took(self, entries: int, seconds: float) -> None:
+        """A batch of ``entries`` took ``seconds``."""
+        if entries <= 0 or seconds <= 0:
+            return
+        fits = self.target_s * entries / seconds
+        self.size = max(self.low, min(self.high, int((self.size + fits) / 2)))
 
 
 class IntakeWorker:
@@ -35,6 +59,7 @@ class IntakeWorker:
         self._lifecycle = lifecycle
         self._block_ms = block_ms
         self._outage = outage or OutageWatch(lifecycle.metrics)
+        self.batch = BatchSize()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process entries until ``stop`` is set; the batch in hand is finished first."""
@@ -43,7 +68,9 @@ class IntakeWorker:
             while not stop.is_set():
                 try:
                     items = await self._read_unless_stopped(stopping)
+                    started = asyncio.get_running_loop().time()
                     await self.process(items, stop)
+                    self.batch.took(len(items), asyncio.get_running_loop().time() - started)
                 except Exception as exc:  # a task root: the entries stay pending and come back
                     if db.is_outage(exc) and await self._outage.wait(exc, stop):
                         continue  # the local stream's database was out: read again
@@ -58,7 +85,9 @@ class IntakeWorker:
     async def _read_unless_stopped(self, stopping: asyncio.Task[bool]) -> list[StreamItem]:
         """A blocking read that gives up at once when the service stops (nothing is lost:
         unacked entries are handed out again)."""
-        read = asyncio.create_task(self._stream.read(count=BATCH, block_ms=self._block_ms))
+        read = asyncio.create_task(
+            self._stream.read(count=self.batch.size, block_ms=self._block_ms)
+        )
         await asyncio.wait([read, stopping], return_when=asyncio.FIRST_COMPLETED)
         if read.done():
             return read.result()
@@ -70,49 +99,91 @@ class IntakeWorker:
     async def process(
         self, items: list[StreamItem], stop: asyncio.Event | None = None
     ) -> list[IngestResult]:
-        """Store each entry, ack what is stored, dead-letter what can never be stored.
+        """Store the entries as one batch, ack what is stored, dead-letter what never can be.
 
-        While the database is out, the entry in hand waits for it and is stored then: an outage
-        is nobody's delivery. An entry that fails for another reason (a bug, bad data the
-        lifecycle did not reject) stays pending and comes back after its claim times out, each
-        time counted towards ``workers.max_deliveries``; the entries after it are still
-        processed. Once ``stop`` is set, an outage leaves the rest of the batch pending.
+        While the database is out, the batch waits for it and is stored then: an outage is
+        nobody's delivery. When the batch fails for another reason (a bug, bad data the
+        lifecycle did not reject), it is split in halves, each stored on its own, down to
+        single entries: the good ones are stored, and an entry that fails alone stays pending
+        and comes back after its claim times out, each time counted towards
+        ``workers.max_deliveries`` (then it is dead-lettered). Once ``stop`` is set, an outage
+        leaves what is not stored yet pending.
         """
         results: list[IngestResult] = []
         done: list[str] = []
         failed = 0
         try:
+            storable: list[StreamItem] = []
             for item in items:
-                if item.message is None:
-                    await self._stream.dead_letter(item, item.error or "unreadable entry")
-                    continue
-                try:
-                    result = await self._outage.retry(
-                        partial(self._lifecycle.ingest, item.message), stop
-                    )
-                except InvalidInput as exc:
-                    log.warning(
-                        "inbound rejected", extra={"entry": item.entry_id, "reason": str(exc)}
-                    )
-                    await self._stream.dead_letter(item, str(exc))
-                    continue
-                except Exception as exc:  # kept pending: comes back, dead-lettered if it persists
-                    if stop is not None and stop.is_set() and db.is_outage(exc):
-                        break  # stopping while the database is out: all of it comes back
-                    log.exception(
-                        "inbound not stored",
-                        extra={"entry": item.entry_id, "deliveries": item.deliveries},
-                    )
-                    failed += 1
-                    continue
-                results.append(result)
-                done.append(item.entry_id)
+                reason = self._unstorable(item)
+                if reason is None:
+                    storable.append(item)
+                else:
+                    await self._stream.dead_letter(item, reason)
+            failed = await self._store(storable, stop, results, done)
+        except Exception as exc:
+            if not (stop is not None and stop.is_set() and db.is_outage(exc)):
+                raise
+            # stopping while the database is out: what is not stored comes back
         finally:
             if done:
                 await self._ack(done, stop)
         if failed:
             await asyncio.sleep(ERROR_PAUSE_S)
         return results
+
+    def _unstorable(self, item: StreamItem) -> str | None:
+        """Why an entry can never be stored (its payload unreadable, its text over the
+        limit), or None."""
+        if item.message is None:
+            return item.error or "unreadable entry"
+        try:
+            self._lifecycle.check(item.message)
+        except InvalidInput as exc:
+            log.warning("inbound rejected", extra={"entry": item.entry_id, "reason": str(exc)})
+            return str(exc)
+        return None
+
+    async def _store(
+        self,
+        items: list[StreamItem],
+        stop: asyncio.Event | None,
+        results: list[IngestResult],
+        done: list[str],
+    ) -> int:
+        """Store ``items`` in one transaction, or split them (in order) when that fails;
+        returns how many entries failed on their own."""
+        if not items:
+            return 0
+        messages = [item.message for item in items if item.message is not None]
+        try:
+            stored = await self._outage.retry(partial(self._lifecycle.ingest_batch, messages), stop)
+        except Exception as exc:
+            if stop is not None and stop.is_set() and db.is_outage(exc):
+                raise
+            if len(items) > 1:
+                log.warning(
+                    "intake batch failed, splitting it",
+                    extra={"entries": len(items), "error": type(exc).__name__},
+                )
+                half = len(items) // 2
+                return await self._store(items[:half], stop, results, done) + await self._store(
+                    items[half:], stop, results, done
+                )
+            item = items[0]
+            if isinstance(exc, InvalidInput):
+                log.warning("inbound rejected", extra={"entry": item.entry_id, "reason": str(exc)})
+                await self._stream.dead_letter(item, str(exc))
+                return 0
+            # kept pending: comes back, dead-lettered if it persists
+            log.exception(
+                "inbound not stored",
+                extra={"entry": item.entry_id, "deliveries": item.deliveries},
+            )
+            return 1
+        results += stored
+        done += [item.entry_id for item in items]
+        return 0
 
     async def _ack(self, done: list[str], stop: asyncio.Event | None) -> None:
         """Ack the stored entries; while the stream's server is away (a Redis restart), wait for

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -16,6 +16,7 @@ from channels.base import Attachment, ChannelKind, InboundMessage
 from desk.customers import resolve_customer
 from desk.errors import AppealNotFound, InvalidInput, InvalidTransition
 from desk.events import EventBus
+from desk.intake_batch import IntakeBatch, new_appeal_key, stored_id
 from desk.log_context import log_scope
 from desk.metrics import Metrics
 from desk.outbox import Outbox
@@ -28,6 +29,7 @@ from models import (
     Customer,
     DeliveryState,
     Direction,
+    KeyValue,
     Message,
     OutboxItem,
     OutboxStatus,
@@ -101,79 +103,125 @@ class Lifecycle:
 
     # -- intake -------------------------------------------------------------------------------
 
-    async def ingest(self, msg: InboundMessage) -> IngestResult:
-        """Store a customer message in its appeal (new, continued or reopened), exactly once."""
+    def check(self, msg: InboundMessage) -> None:
+        """Raise ``InvalidInput`` for a message intake can never store (over the text limit)."""
         limit = self._settings.lifecycle.max_text_chars
         if len(msg.text) > limit:
             raise InvalidInput(f"text of {len(msg.text)} characters is over the limit of {limit}")
-        channel = msg.channel.value
-        started = time.perf_counter()
-        with log_scope(channel=channel):  # the appeal joins once it is known
-            result = await self.atomic(lambda: self._ingest_once(msg))
-        self._outbox.wake()
-        self.metrics.intake_seconds.labels(channel).observe(time.perf_counter() - started)
-        if not (result.duplicate or result.edited):
-            self.metrics.messages_in.labels(channel).inc()
-        return result
 
-    async def _ingest_once(self, msg: InboundMessage) -> IngestResult:
-        async with in_transaction():
+    async def ingest(self, msg: InboundMessage) -> IngestResult:
+        """Store a customer message in its appeal (new, continued or reopened), exactly once."""
+        return (await self.ingest_batch([msg]))[0]
+
+    async def ingest_batch(self, msgs: Sequence[InboundMessage]) -> list[IngestResult]:
+        """Store customer messages in one transaction, in their order, each exactly once.
+
+        What the batch refers to is loaded with a few IN-queries first (``IntakeBatch``); the
+        history rows of the whole batch are written together. When one message fails, nothing
+        of the batch is stored and the error propagates: the caller splits the batch.
+        """
+        for msg in msgs:
+            self.check(msg)
+        started = time.perf_counter()
+
+        async def run() -> list[IngestResult]:
+            async with in_transaction():
+                batch = await IntakeBatch.load(msgs, self._clock(), lock=True)
+                results: list[IngestResult] = []
+                async with self.events.batch():
+                    for msg in msgs:
+                        with log_scope(channel=msg.channel.value):  # the appeal joins later
+                            results.append(await self._ingest_one(msg, batch))
+                await batch.finish()
+                return results
+
+        results = await self.atomic(run)
+        self._outbox.wake()
+        share = (time.perf_counter() - started) / max(len(msgs), 1)
+        for msg, result in zip(msgs, results, strict=True):
             channel = msg.channel.value
-            external_id = f"group:{msg.group_id}" if msg.group_id else msg.external_id
-            existing = await Message.filter(channel=channel, external_id=external_id).first()
-            if existing is None and msg.edit_of:
-                existing = await Message.filter(channel=channel, external_id=msg.edit_of).first()
-                if existing is not None:
-                    return await self._edit(existing, msg)
-            if existing is not None:
-                if msg.group_id:
-                    return await self._extend(existing, msg)
-                appeal = await Appeal.get(id=existing.appeal_id)
-                return IngestResult(appeal.id, appeal.number or "", existing.id, duplicate=True)
-            # The customer stays locked: one threading decision per customer at a time.
-            customer, new_customer = await resolve_customer(msg)
-            if new_customer:
-                await self.events.emit(
-                    "customer.created", actor="intake", customer=customer, channel=channel
-                )
-            if self.capture is not None and not msg.appeal_number and not msg.new_appeal:
-                taken = await self.capture(msg, customer)
-                if taken is not None:
-                    rated = taken if isinstance(taken, Appeal) else None
-                    number = rated.number or "" if rated is not None else ""
-                    return IngestResult(rated.id if rated else 0, number, 0, comment=True)
-            appeal, created, reopened = await self._thread(msg, customer)
-            message = await Message.create(
-                appeal=appeal,
-                direction=Direction.IN,
-                author=msg.sender_name[:200] or "customer",
-                channel=channel,
-                address=msg.address,
-                external_id=external_id,
-                text=msg.text,
-                attachments=[attachment_json(a) for a in msg.attachments],
-                delivery_state=DeliveryState.RECEIVED,
-                sent_at=msg.sent_at,
-            )
-            now = self._clock()
-            appeal.last_message_at = now
-            appeal.waiting_since = appeal.waiting_since or now
-            await appeal.save(update_fields=["last_message_at", "waiting_since", "updated_at"])
+            self.metrics.intake_seconds.labels(channel).observe(share)
+            if not (result.duplicate or result.edited):
+                self.metrics.messages_in.labels(channel).inc()
+        return results
+
+    async def ask_new_appeal(self, channel: str, address: str, at: datetime | None) -> None:
+        """The customer pressed «new appeal»: the next message they send from this chat opens
+        one. With ``at`` (the platform's time of the press, as it dates messages) messages
+        written before the press and read after it stay in the old appeal; without it (a
+        button with no date) the next message read takes it."""
+        await KeyValue.update_or_create(
+            key=new_appeal_key(channel, address),
+            defaults={"value": at.isoformat() if at is not None else "next"},
+        )
+
+    async def _ingest_one(self, msg: InboundMessage, batch: IntakeBatch) -> IngestResult:
+        channel = msg.channel.value
+        external_id = stored_id(msg)
+        existing = batch.messages.get((channel, external_id))
+        if existing is None and msg.edit_of:
+            original = batch.messages.get((channel, msg.edit_of))
+            if original is not None:
+                return await self._edit(original, msg)
+        if existing is not None:
+            if msg.group_id:
+                return await self._extend(existing, msg)
+            appeal = await Appeal.get(id=existing.appeal_id)
+            return IngestResult(appeal.id, appeal.number or "", existing.id, duplicate=True)
+        if batch.wants_new_appeal(msg):
+            msg = replace(msg, new_appeal=True)
+        # The customer stays locked: one threading decision per customer at a time.
+        customer, new_customer = await resolve_customer(msg, batch.points, batch.customers)
+        if new_customer:
             await self.events.emit(
-                "message.received",
-                actor="customer",
-                appeal=appeal,
-                customer=customer if customer.id == appeal.customer_id else None,
-                message_id=message.id,
-                channel=channel,
-                album=bool(msg.group_id),
-                first=created,
+                "customer.created", actor="intake", customer=customer, channel=channel
             )
+        if (
+            self.capture is not None
+            and not msg.appeal_number
+            and not msg.new_appeal
+            and customer.id in batch.comment_waits
+        ):
+            taken = await self.capture(msg, customer)
+            if taken is not None:
+                rated = taken if isinstance(taken, Appeal) else None
+                number = rated.number or "" if rated is not None else ""
+                return IngestResult(rated.id if rated else 0, number, 0, comment=True)
+        appeal, created, reopened = await self._thread(msg, customer, batch)
+        message = await Message.create(
+            appeal=appeal,
+            direction=Direction.IN,
+            author=msg.sender_name[:200] or "customer",
+            channel=channel,
+            address=msg.address,
+            external_id=external_id,
+            text=msg.text,
+            attachments=[attachment_json(a) for a in msg.attachments],
+            delivery_state=DeliveryState.RECEIVED,
+            sent_at=msg.sent_at,
+        )
+        batch.messages[(channel, external_id)] = message
+        now = self._clock()
+        appeal.last_message_at = now
+        appeal.waiting_since = appeal.waiting_since or now
+        await appeal.save(update_fields=["last_message_at", "waiting_since", "updated_at"])
+        await self.events.emit(
+            "message.received",
+            actor="customer",
+            appeal=appeal,
+            customer=customer if customer.id == appeal.customer_id else None,
+            message_id=message.id,
+            channel=channel,
+            album=bool(msg.group_id),
+            first=created,
+        )
+        if appeal.customer_id == customer.id and appeal.status in OPEN_STATUSES:
+            batch.open_appeals[customer.id] = appeal  # what the router left it (still open)
         log.info(
             "message stored",
             extra={
                 "appeal": appeal.number,
-                "channel": msg.channel.value,
+                "channel": channel,
                 "message_id": message.id,
                 "new_appeal": created,
             },
@@ -220,7 +268,9 @@ class Lifecycle:
         )
         return IngestResult(appeal.id, appeal.number or "", message.id)
 
-    async def _thread(self, msg: InboundMessage, customer: Customer) -> tuple[Appeal, bool, bool]:
+    async def _thread(
+        self, msg: InboundMessage, customer: Customer, batch: IntakeBatch
+    ) -> tuple[Appeal, bool, bool]:
         """The appeal a message belongs to: named, open, reopened inside the window, or new."""
         now = self._clock()
         window = timedelta(hours=self._settings.lifecycle.reopen_window_hours)
@@ -233,17 +283,9 @@ class Lifecycle:
             ):
                 candidate = named
         elif not msg.new_appeal:
-            candidate = await (
-                Appeal.filter(customer_id=customer.id, status__in=list(OPEN_STATUSES))
-                .order_by("-id")
-                .first()
+            candidate = _latest(
+                batch.open_appeals.get(customer.id), batch.resolved.get(customer.id)
             )
-            if candidate is None:
-                candidate = await (
-                    Appeal.filter(customer_id=customer.id, status=AppealStatus.RESOLVED)
-                    .order_by("-resolved_at")
-                    .first()
-                )
         if candidate is not None:
             if candidate.status in OPEN_STATUSES:
                 return candidate, False, False
@@ -541,6 +583,19 @@ async def _by_source(source_ref: str | None) -> Message | None:
     if source_ref is None:
         return None
     return await Message.filter(source_ref=source_ref).first()
+
+
+def _latest(newest_open: Appeal | None, last_resolved: Appeal | None) -> Appeal | None:
+    """The appeal a customer's message continues: their newest open one, else the one resolved
+    last (either may have changed status earlier in the batch)."""
+    if newest_open is not None and newest_open.status in OPEN_STATUSES:
+        return newest_open
+    resolved = [
+        a
+        for a in (newest_open, last_resolved)
+        if a is not None and a.status is AppealStatus.RESOLVED and a.resolved_at is not None
+    ]
+    return max(resolved, key=lambda a: a.resolved_at or a.created_at) if resolved else None
 
 
 def checked_text(text: str, limit: int) -> str:

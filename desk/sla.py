@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from tortoise.transactions import in_transaction
 
+from desk import history
 from desk.events import DomainEvent, EventBus
 from desk.log_context import log_scope
 from desk.metrics import Metrics
@@ -214,6 +215,7 @@ class SlaClock:
 
 async def pauses_of(appeal: Appeal) -> list[Pause]:
     """The periods the appeal waited in ``pending`` (the clock stops meanwhile)."""
+    await history.flush()  # a batch's status changes are history too
     rows = await Event.filter(appeal_id=appeal.id, kind="appeal.status_changed").order_by("id")
     pauses: list[Pause] = []
     opened: datetime | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -314,3 +315,21 @@ async def test_a_send_held_back_by_the_flood_limit_is_not_remembered(fake: FakeT
             await sender.send(STAFF_CHAT, "следующее", key=key)
     assert sender._progress == {}  # only a row cut half-way keeps its sent parts
     await sender.bot.session.close()
+
+
+@pytest.mark.parametrize(("per_minute", "sent"), [(None, 20), (40, 40)])
+async def test_the_group_s_flood_limit_is_a_setting(
+    start_desk: Callable[..., Any], per_minute: int | None, sent: int
+) -> None:
+    # A local Bot API server, or a benchmark's fake, may allow more than Telegram: the desk
+    # keeps to what the settings say, Telegram's 20 posts a minute by default.
+    async with FakeTelegram(limits=Limits(group_messages=50)) as tg:
+        tg.add_group(STAFF_CHAT, "Поддержка", forum=True, members=[1001])
+        limits = {"limits": {"group_per_minute": per_minute}} if per_minute else {}
+        desk = await start_desk(**telegram_settings(tg, telegram=limits))
+        sender = desk.service.ctx.telegram.sender
+        for key in range(50):
+            with contextlib.suppress(RateLimited):
+                await sender.send(STAFF_CHAT, f"пост {key}", key=key)
+        # The desk's own posts (the pinned feed) count too: the group got the limit's worth.
+        assert len(tg.sent_to(STAFF_CHAT)) == sent

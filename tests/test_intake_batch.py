@@ -1,0 +1,145 @@
+"""Intake per batch: one transaction for many stream entries, order kept, a bad entry isolated."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from channels.base import ChannelKind, InboundMessage
+from desk.events import DomainEvent
+from desk.intake import BatchSize, IntakeWorker
+from desk.lifecycle import Lifecycle
+from models import Appeal, Event, Message
+from tests.conftest import Desk
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def tg(user: int, n: int, text: str | None = None, at: datetime | None = None) -> InboundMessage:
+    """Message ``n`` of Telegram user ``user``."""
+    return InboundMessage(
+        channel=ChannelKind.TELEGRAM,
+        external_id=f"{user}:{n}",
+        address=str(user),
+        text=text or f"Сообщение {n}: где мой заказ?",
+        sender_name=f"Клиент {user}",
+        sent_at=at or T0 + timedelta(seconds=n),
+    )
+
+
+@pytest.fixture
+async def quiet_desk(start_desk: Callable[..., Any]) -> Desk:
+    """A desk whose own intake workers do not run: the test drives intake itself."""
+    desk: Desk = await start_desk(workers={"intake": 0, "claim_idle_s": 0.3, "max_deliveries": 2})
+    return desk
+
+
+def parts(desk: Desk) -> tuple[Lifecycle, IntakeWorker]:
+    ctx = desk.service.ctx
+    assert ctx is not None
+    return ctx.lifecycle, IntakeWorker(ctx.stream, ctx.lifecycle, block_ms=200)
+
+
+async def texts_of(appeal_id: int) -> list[str]:
+    rows = await Message.filter(appeal_id=appeal_id, direction="in").order_by("id")
+    return [m.text for m in rows]
+
+
+async def test_a_batch_from_many_customers_is_stored_in_order_and_new_customers_get_one_appeal(
+    quiet_desk: Desk,
+) -> None:
+    _, worker = parts(quiet_desk)
+    stream = quiet_desk.service.ctx.stream  # type: ignore[union-attr]
+    # Three customers interleaved, two messages of each new customer in the same batch.
+    batch = [tg(user, n) for n in range(4) for user in (701, 702, 703)]
+    await stream.publish_many(batch)
+
+    items = await stream.read(count=100, block_ms=1000)
+    results = await worker.process(items)
+
+    assert len(results) == 12 and not any(r.duplicate for r in results)
+    assert sum(r.created for r in results) == 3
+    for user in (701, 702, 703):
+        appeals = await Appeal.filter(customer__contact_points__address=str(user))
+        assert len(appeals) == 1
+        assert await texts_of(appeals[0].id) == [f"Сообщение {n}: где мой заказ?" for n in range(4)]
+    assert await stream.pending_count() == 0
+    # Every change has its history row, written with the batch.
+    assert await Event.filter(kind="message.received").count() == 12
+    assert await Event.filter(kind="appeal.created").count() == 3
+
+
+async def test_a_repeated_batch_stores_nothing_twice(quiet_desk: Desk) -> None:
+    lifecycle, _ = parts(quiet_desk)
+    batch = [tg(704, n) for n in range(3)]
+    first = await lifecycle.ingest_batch(batch)
+    again = await lifecycle.ingest_batch([*batch, tg(704, 3)])
+
+    assert [r.duplicate for r in again] == [True, True, True, False]
+    assert {r.appeal_id for r in again} == {first[0].appeal_id}
+    assert await Message.filter(direction="in").count() == 4
+
+
+async def test_a_bad_entry_does_not_sink_its_batch_and_is_dead_lettered_when_it_persists(
+    quiet_desk: Desk,
+) -> None:
+    lifecycle, worker = parts(quiet_desk)
+    stream = quiet_desk.service.ctx.stream  # type: ignore[union-attr]
+
+    async def broken_subscriber(event: DomainEvent) -> None:  # a bug met by one message only
+        if event.kind == "message.received":
+            message = await Message.get(id=event.data["message_id"])
+            if "💥" in message.text:
+                raise RuntimeError("a subscriber's bug")
+
+    lifecycle.events.subscribe(broken_subscriber)
+    batch = [tg(705, n) for n in range(3)] + [tg(706, 0, "💥 сломанное")] + [tg(707, 0)]
+    await stream.publish_many(batch)
+
+    items = await stream.read(count=100, block_ms=1000)
+    results = await worker.process(items)
+
+    assert len(results) == 4  # the good ones, around the bad one
+    assert await Message.filter(text__contains="💥").count() == 0
+    assert await Message.filter(direction="in").count() == 4
+    assert await stream.pending_count() == 1  # the bad one comes back after its claim
+
+    for _ in range(2):  # max_deliveries is 2: the third time it is set aside for good
+        items = await stream.read(count=100, block_ms=2000)
+        await worker.process(items)
+    assert await stream.pending_count() == 0
+    assert (await stream.stats()).dead == 1
+
+
+async def test_a_message_written_before_the_new_appeal_press_and_read_after_it_stays_in_the_old(
+    quiet_desk: Desk,
+) -> None:
+    lifecycle, _ = parts(quiet_desk)
+    [first] = await lifecycle.ingest_batch([tg(708, 0, at=T0)])
+    pressed = T0 + timedelta(seconds=10)
+    await lifecycle.ask_new_appeal("telegram", "708", pressed)
+
+    late, fresh, more = await lifecycle.ingest_batch(
+        [
+            tg(708, 1, "ещё по старому", at=pressed - timedelta(seconds=5)),
+            tg(708, 2, "новый вопрос", at=pressed + timedelta(seconds=1)),
+            tg(708, 3, "и к нему", at=pressed + timedelta(seconds=2)),
+        ]
+    )
+
+    assert late.appeal_id == first.appeal_id
+    assert fresh.created and fresh.appeal_id != first.appeal_id
+    assert more.appeal_id == fresh.appeal_id  # the press is used up by one appeal
+
+
+def test_batch_size_follows_the_time_a_batch_takes() -> None:
+    size = BatchSize(target_s=0.1, low=10, high=500)
+    for _ in range(10):
+        size.took(size.size, size.size * 0.001)  # 1 ms an entry: 100 fit in 0.1 s
+    assert 90 <= size.size <= 100
+    for _ in range(10):
+        size.took(size.size, size.size * 0.05)  # 50 ms an entry: at least the floor
+    assert size.size == 10
