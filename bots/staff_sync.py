@@ -64,7 +64,9 @@ class StaffSync:
 
     async def _for_appeal(self, event: DomainEvent, appeal: Appeal) -> None:
         kind, data = event.kind, event.data
-        if kind == "appeal.created" or kind in CARD_EVENTS:
+        if kind == "appeal.created":
+            await self.card(appeal, new=True)
+        elif kind in CARD_EVENTS:
             await self.card(appeal)
         elif kind == "message.received":
             delay = self._settings.telegram.album_wait_s if data.get("album") else 0.0
@@ -190,9 +192,12 @@ class StaffSync:
             queue="staff:managers",
         )
 
-    async def card(self, appeal: Appeal) -> None:
-        """Bring the card and topic up to date, unless an update is already waiting."""
-        if not await _pending(appeal.id, kind="card"):
+    async def card(self, appeal: Appeal, *, new: bool = False) -> None:
+        """Bring the card and topic up to date, unless an update is already waiting (one
+        queued earlier in this batch, or any for an appeal just created, certainly is)."""
+        if not first_in_batch(f"staff.card.{appeal.id}"):
+            return
+        if new or not await _pending(appeal.id, kind="card"):
             await self.enqueue(appeal, "card")
 
     async def enqueue(
