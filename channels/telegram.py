@@ -15,7 +15,8 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError, TelegramConflictError
-from aiogram.types import Message, Update
+from aiogram.types import CallbackQuery, Message, Update
+from aiogram.types.update import UpdateTypeLookupError
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -177,10 +178,8 @@ class Poller:
         while not stop.is_set():
             try:
                 updates = await self._fetch(stop)
-                for update in updates:
-                    if stop.is_set():
-                        break  # not confirmed: fetched again after a restart
-                    await self._one(update)
+                if updates and not stop.is_set():  # else not confirmed: fetched again later
+                    await self._all(updates)
                 pause = 1.0
             except TelegramConflictError:
                 log.error("another process takes this bot's updates (or a webhook is set)")
@@ -223,18 +222,53 @@ class Poller:
             return []
         return fetch.result()
 
-    async def _one(self, update: Update) -> None:
-        try:
-            await self._handle(update)
-        except Exception:
-            self._failures += 1
-            if self._failures < self._max_failures:
-                raise  # fetched again from the same offset after the pause
-            log.exception(
-                "update dropped after repeated failures", extra={"update": update.update_id}
-            )
+    async def _all(self, updates: list[Update]) -> None:
+        """Handle one fetch: each chat's updates in their order, the chats side by side (so
+        their writes to the stream go in one group commit). The offset moves past what was
+        handled up to the first failure; a failure raises (fetched again after the pause),
+        until it has failed ``max_failures`` times in a row: then the fetch is given up."""
+        lanes: dict[int | None, list[Update]] = {}
+        for update in updates:
+            lanes.setdefault(_chat_of(update), []).append(update)
+        failed: list[tuple[int, Exception]] = []
+
+        async def lane(chat_updates: list[Update]) -> None:
+            for update in chat_updates:
+                try:
+                    await self._handle(update)
+                except Exception as exc:
+                    failed.append((update.update_id, exc))
+                    return  # the chat's later updates wait for this one: their order holds
+
+        await asyncio.gather(*(lane(chat_updates) for chat_updates in lanes.values()))
+        if not failed:
+            self._failures = 0
+            self._offset = updates[-1].update_id + 1
+            return
+        self._failures += 1
+        first_id, first_exc = min(failed, key=lambda f: f[0])
+        if self._failures < self._max_failures:
+            self._offset = first_id  # the handled before it are not fetched again
+            raise first_exc
+        log.error(
+            "updates dropped after repeated failures",
+            extra={"updates": sorted(f[0] for f in failed)},
+            exc_info=first_exc,
+        )
         self._failures = 0
-        self._offset = update.update_id + 1
+        self._offset = updates[-1].update_id + 1
+
+
+def _chat_of(update: Update) -> int | None:
+    """The chat an update belongs to (its order matters within it), None when it has none."""
+    try:
+        event = update.event
+    except UpdateTypeLookupError:
+        return None
+    chat = getattr(event, "chat", None)
+    if chat is None and isinstance(event, CallbackQuery) and event.message is not None:
+        chat = event.message.chat
+    return chat.id if chat is not None else None
 
 
 def _unreadable(exc: ValueError | ValidationError) -> str:

@@ -12,11 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from tortoise.expressions import Q
 
 from channels.base import InboundMessage
 from desk.customers import contact_keys
+
+if TYPE_CHECKING:
+    from desk.lifecycle import IngestResult
 from models import (
     OPEN_STATUSES,
     Appeal,
@@ -29,6 +33,19 @@ from models import (
 )
 
 Key = tuple[str, str]  # (channel, address) or (channel, external id)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A customer message that only continues an open appeal: stored with the others of its
+    kind in one INSERT (its event follows once it has an id)."""
+
+    index: int  # its place in the batch
+    msg: InboundMessage
+    appeal: Appeal
+    customer: Customer
+
+
 NEW_APPEAL_CHANNELS = ("telegram", "vk")
 
 
@@ -55,6 +72,9 @@ class IntakeBatch:
     comment_waits: set[int] = field(default_factory=set)  # customers a comment may be for
     new_appeal_since: dict[str, datetime | None] = field(default_factory=dict)
     used_presses: list[str] = field(default_factory=list)
+    follow_ups: list[FollowUp] = field(default_factory=list)  # waiting for their INSERT
+    following: set[Key] = field(default_factory=set)  # their (channel, external id)
+    results: list[IngestResult | None] = field(default_factory=list)  # by place in the batch
 
     @classmethod
     async def load(

@@ -16,7 +16,7 @@ from channels.base import Attachment, ChannelKind, InboundMessage
 from desk.customers import resolve_customer
 from desk.errors import AppealNotFound, InvalidInput, InvalidTransition
 from desk.events import EventBus
-from desk.intake_batch import IntakeBatch, new_appeal_key, stored_id
+from desk.intake_batch import FollowUp, IntakeBatch, new_appeal_key, stored_id
 from desk.log_context import log_scope
 from desk.metrics import Metrics
 from desk.outbox import Outbox
@@ -34,11 +34,26 @@ from models import (
     OutboxItem,
     OutboxStatus,
     fits,
+    sql,
 )
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+FOLLOW_UP_COLUMNS = (
+    "appeal_id",
+    "direction",
+    "author",
+    "channel",
+    "address",
+    "external_id",
+    "text",
+    "attachments",
+    "delivery_state",
+    "delivery_error",
+    "sent_at",
+    "created_at",
+)
 Clock = Callable[[], datetime]
 
 TRANSITIONS: dict[AppealStatus, frozenset[AppealStatus]] = {
@@ -127,13 +142,13 @@ class Lifecycle:
         async def run() -> list[IngestResult]:
             async with in_transaction():
                 batch = await IntakeBatch.load(msgs, self._clock(), lock=True)
-                results: list[IngestResult] = []
                 async with self.events.batch():
-                    for msg in msgs:
+                    for index, msg in enumerate(msgs):
                         with log_scope(channel=msg.channel.value):  # the appeal joins later
-                            results.append(await self._ingest_one(msg, batch))
+                            batch.results.append(await self._ingest_one(index, msg, batch))
+                    await self._store_follow_ups(batch)
                 await batch.finish()
-                return results
+                return [r for r in batch.results if r is not None]
 
         results = await self.atomic(run)
         self._outbox.wake()
@@ -145,6 +160,78 @@ class Lifecycle:
                 self.metrics.messages_in.labels(channel).inc()
         return results
 
+    async def _stored(self, batch: IntakeBatch, key: tuple[str, str]) -> Message | None:
+        """The stored message with this (channel, external id), from what the batch knows."""
+        if key in batch.following:  # a repeat (or an edit) of a follow-up not inserted yet
+            await self._store_follow_ups(batch)
+            batch.messages[key] = await Message.filter(channel=key[0], external_id=key[1]).first()
+        return batch.messages.get(key)
+
+    async def _store_follow_ups(self, batch: IntakeBatch) -> None:
+        """Insert the follow-ups waiting (one INSERT), touch their appeals (one UPDATE), then
+        tell their events in order; their results go to their places in the batch's."""
+        waiting, batch.follow_ups = batch.follow_ups, []
+        batch.following.clear()
+        if not waiting:
+            return
+        now = self._clock()
+        ids = await sql.insert_many(
+            "message",
+            FOLLOW_UP_COLUMNS,
+            [
+                (
+                    f.appeal.id,
+                    Direction.IN.value,
+                    f.msg.sender_name[:200] or "customer",
+                    f.msg.channel.value,
+                    f.msg.address,
+                    stored_id(f.msg),
+                    f.msg.text,
+                    sql.json_value([attachment_json(a) for a in f.msg.attachments]),
+                    DeliveryState.RECEIVED.value,
+                    "",
+                    f.msg.sent_at,
+                    now,
+                )
+                for f in waiting
+            ],
+        )
+        appeals = {f.appeal.id: f.appeal for f in waiting}
+        await sql.execute_in(
+            'UPDATE "appeal" SET "last_message_at" = {p1}, "updated_at" = {p2}, '
+            '"waiting_since" = COALESCE("waiting_since", {p3}) WHERE "id" IN {in}',
+            list(appeals),
+            before=[now, now, now],
+        )
+        for appeal in appeals.values():
+            appeal.last_message_at = appeal.updated_at = now
+            appeal.waiting_since = appeal.waiting_since or now
+        for follow_up, message_id in zip(waiting, ids, strict=True):
+            msg, appeal = follow_up.msg, follow_up.appeal
+            with log_scope(channel=msg.channel.value):
+                await self.events.emit(
+                    "message.received",
+                    actor="customer",
+                    appeal=appeal,
+                    customer=follow_up.customer,
+                    message_id=message_id,
+                    channel=msg.channel.value,
+                    album=False,
+                    first=False,
+                )
+            log.info(
+                "message stored",
+                extra={
+                    "appeal": appeal.number,
+                    "channel": msg.channel.value,
+                    "message_id": message_id,
+                    "new_appeal": False,
+                },
+            )
+            batch.results[follow_up.index] = IngestResult(
+                appeal.id, appeal.number or "", message_id
+            )
+
     async def ask_new_appeal(self, channel: str, address: str, at: datetime | None) -> None:
         """The customer pressed «new appeal»: the next message they send from this chat opens
         one. With ``at`` (the platform's time of the press, as it dates messages) messages
@@ -155,12 +242,16 @@ class Lifecycle:
             defaults={"value": at.isoformat() if at is not None else "next"},
         )
 
-    async def _ingest_one(self, msg: InboundMessage, batch: IntakeBatch) -> IngestResult:
+    async def _ingest_one(
+        self, index: int, msg: InboundMessage, batch: IntakeBatch
+    ) -> IngestResult | None:
+        """Store one message of the batch; None when it waits with the batch's other
+        follow-ups for one INSERT (``_store_follow_ups``)."""
         channel = msg.channel.value
         external_id = stored_id(msg)
-        existing = batch.messages.get((channel, external_id))
+        existing = await self._stored(batch, (channel, external_id))
         if existing is None and msg.edit_of:
-            original = batch.messages.get((channel, msg.edit_of))
+            original = await self._stored(batch, (channel, msg.edit_of))
             if original is not None:
                 return await self._edit(original, msg)
         if existing is not None:
@@ -188,6 +279,12 @@ class Lifecycle:
                 number = rated.number or "" if rated is not None else ""
                 return IngestResult(rated.id if rated else 0, number, 0, comment=True)
         appeal, created, reopened = await self._thread(msg, customer, batch)
+        if not (created or reopened or msg.group_id) and appeal.customer_id == customer.id:
+            batch.follow_ups.append(FollowUp(index, msg, appeal, customer))
+            batch.following.add((channel, external_id))
+            return None
+        # Anything else may read what came before it: the follow-ups waiting go first.
+        await self._store_follow_ups(batch)
         message = await Message.create(
             appeal=appeal,
             direction=Direction.IN,

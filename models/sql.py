@@ -86,6 +86,23 @@ async def insert_many(
     return out
 
 
+async def execute_in(text: str, values: Sequence[Any], *, before: Sequence[Any] = ()) -> int:
+    """Run ``text``, whose one ``{in}`` stands for the list ``values`` (chunked when long) and
+    ``{p1}``, ``{p2}``, … for ``before``; returns the rows changed."""
+    if not values:
+        return 0
+    conn = connection()
+    changed = 0
+    size = MAX_PARAMS - len(before)
+    fixed = {f"p{n + 1}": m for n, m in enumerate(markers(conn, len(before)))}
+    for i in range(0, len(values), size):
+        chunk = values[i : i + size]
+        statement = text.format(**fixed, **{"in": in_list(conn, len(chunk), len(before) + 1)})
+        count, _ = await conn.execute_query(statement, [*before, *chunk])
+        changed += int(count)
+    return changed
+
+
 async def select_in(
     sql: str, values: Sequence[Any], *, before: Sequence[Any] = ()
 ) -> list[dict[str, Any]]:

@@ -302,3 +302,34 @@ async def test_the_bot_keeps_nothing_in_memory_per_customer(
 
 async def _count_in(count: int) -> bool:
     return await Message.filter(direction="in").count() >= count
+
+
+async def test_a_fetch_from_many_chats_keeps_each_chat_s_order_and_a_failed_chat_waits(
+    fake: FakeTelegram, start_desk: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One getUpdates answer holds several customers' messages: their chats are handled side by
+    # side (one group commit), each chat's messages in order. One chat's first message fails
+    # to be stored once: that chat's second message must not overtake it.
+    desk: Desk = await start_desk(**telegram_settings(fake))
+    stream = desk.service.ctx.stream  # type: ignore[union-attr]
+    real = stream.publish
+    failed: list[str] = []
+
+    async def flaky(message: Any) -> str:
+        if message.address == "542" and not failed:
+            failed.append(message.text)
+            raise ConnectionError("the stream is down")
+        return await real(message)
+
+    monkeypatch.setattr(stream, "publish", flaky)
+    for user in range(540, 546):
+        fake.add_private_chat(user, f"Клиент {user}")
+    for n in range(3):
+        for user in range(540, 546):
+            fake.user_message(user, f"Клиент {user}, сообщение {n}")
+
+    await eventually(lambda: _count_in(18), timeout=30, what="every message stored")
+    assert failed == ["Клиент 542, сообщение 0"]
+    for user in range(540, 546):
+        rows = await Message.filter(address=str(user), direction="in").order_by("id")
+        assert [m.text for m in rows] == [f"Клиент {user}, сообщение {n}" for n in range(3)]
