@@ -78,10 +78,16 @@ class IntakeBatch:
 
     @classmethod
     async def load(
-        cls, msgs: Sequence[InboundMessage], now: datetime, *, lock: bool
+        cls,
+        msgs: Sequence[InboundMessage],
+        now: datetime,
+        *,
+        reopen_since: datetime,
+        lock: bool,
     ) -> IntakeBatch:
         """Everything the batch refers to, in a constant number of queries (call inside the
-        batch's transaction; ``lock`` takes the customers' rows FOR UPDATE, in id order)."""
+        batch's transaction; ``lock`` takes the customers' rows FOR UPDATE, in id order;
+        appeals resolved before ``reopen_since`` cannot be reopened and are not loaded)."""
         batch = cls()
         await batch._load_messages(msgs)
         await batch._load_points(msgs)
@@ -90,7 +96,7 @@ class IntakeBatch:
             query = Customer.filter(id__in=customer_ids).order_by("id")
             for customer in await (query.select_for_update() if lock else query):
                 batch.customers[customer.id] = customer
-            await batch._load_appeals(customer_ids)
+            await batch._load_appeals(customer_ids, reopen_since)
             await batch._load_comment_waits(msgs, customer_ids, now)
         await batch._load_presses(msgs)
         return batch
@@ -121,18 +127,29 @@ class IntakeBatch:
             if key in wanted:
                 self.points[key] = row
 
-    async def _load_appeals(self, customer_ids: list[int]) -> None:
-        statuses = [*OPEN_STATUSES, AppealStatus.RESOLVED]
-        rows = await Appeal.filter(customer_id__in=customer_ids, status__in=statuses).order_by(
-            "-id"
+    async def _load_appeals(self, customer_ids: list[int], reopen_since: datetime) -> None:
+        """Each customer's newest open appeal and the one resolved last inside the reopen
+        window: the candidates are read as ids first, and only the chosen ones as rows (a
+        customer's history does not make a batch slower)."""
+        recent = Q(status=AppealStatus.RESOLVED, resolved_at__gte=reopen_since)
+        rows = await (
+            Appeal.filter(Q(status__in=list(OPEN_STATUSES)) | recent, customer_id__in=customer_ids)
+            .order_by("-id")
+            .values_list("id", "customer_id", "status", "resolved_at")
         )
-        for appeal in rows:
-            if appeal.status in OPEN_STATUSES:
-                self.open_appeals.setdefault(appeal.customer_id, appeal)
-            else:
-                last = self.resolved.get(appeal.customer_id)
-                if last is None or _later(appeal.resolved_at, last.resolved_at):
-                    self.resolved[appeal.customer_id] = appeal
+        newest_open: dict[int, int] = {}
+        last_resolved: dict[int, tuple[datetime, int]] = {}
+        for appeal_id, customer_id, status, resolved_at in rows:
+            if status in OPEN_STATUSES:
+                newest_open.setdefault(customer_id, appeal_id)
+            elif resolved_at is not None:
+                last = last_resolved.get(customer_id)
+                if last is None or resolved_at > last[0]:
+                    last_resolved[customer_id] = (resolved_at, appeal_id)
+        wanted = {*newest_open.values(), *(i for _, i in last_resolved.values())}
+        chosen = {a.id: a for a in await Appeal.filter(id__in=sorted(wanted))} if wanted else {}
+        self.open_appeals = {c: chosen[i] for c, i in newest_open.items() if i in chosen}
+        self.resolved = {c: chosen[i] for c, (_, i) in last_resolved.items() if i in chosen}
 
     async def _load_comment_waits(
         self, msgs: Sequence[InboundMessage], customer_ids: list[int], now: datetime
@@ -175,10 +192,6 @@ class IntakeBatch:
         """Delete the presses the batch used (one statement)."""
         if self.used_presses:
             await KeyValue.filter(key__in=self.used_presses).delete()
-
-
-def _later(a: datetime | None, b: datetime | None) -> bool:
-    return a is not None and (b is None or a > b)
 
 
 def _pressed_at(value: str) -> datetime | None:

@@ -141,7 +141,9 @@ class Lifecycle:
 
         async def run() -> list[IngestResult]:
             async with in_transaction():
-                batch = await IntakeBatch.load(msgs, self._clock(), lock=True)
+                now = self._clock()
+                window = timedelta(hours=self._settings.lifecycle.reopen_window_hours)
+                batch = await IntakeBatch.load(msgs, now, reopen_since=now - window, lock=True)
                 async with self.events.batch():
                     for index, msg in enumerate(msgs):
                         with log_scope(channel=msg.channel.value):  # the appeal joins later
