@@ -5,20 +5,39 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from models import Appeal, Customer, Event
 
-# Inside ``batched()``: the rows recorded and not written yet.
-_held: ContextVar[list[Event] | None] = ContextVar("history_held", default=None)
+BORN = "appeal.created"
+
+
+class _Held:
+    """The rows recorded inside ``batched()`` and not written yet, also by appeal."""
+
+    def __init__(self) -> None:
+        self.rows: list[Event] = []
+        self.by_appeal: dict[int, list[Event]] = {}
+
+    def add(self, event: Event) -> None:
+        self.rows.append(event)
+        if event.appeal_id is not None:
+            self.by_appeal.setdefault(event.appeal_id, []).append(event)
+
+    def take(self) -> list[Event]:
+        rows, self.rows, self.by_appeal = self.rows, [], {}
+        return rows
+
+
+_held: ContextVar[_Held | None] = ContextVar("history_held", default=None)
 
 
 @asynccontextmanager
 async def batched() -> AsyncIterator[None]:
     """Inside, events are kept and written together (one bulk INSERT) when the block ends, or
     earlier when history is read (``flush``); call inside the change's transaction."""
-    token = _held.set([])
+    token = _held.set(_Held())
     try:
         yield
         await flush()
@@ -30,9 +49,8 @@ async def flush() -> None:
     """Write the events kept by ``batched()`` so far (nothing outside it); a reader of the
     history inside a batch calls this first."""
     held = _held.get()
-    if held:
-        rows, held[:] = list(held), []
-        await Event.bulk_create(rows)
+    if held is not None and held.rows:
+        await Event.bulk_create(held.take())
 
 
 async def record(
@@ -63,5 +81,19 @@ async def record(
     if held is None:
         await event.save()
     else:
-        held.append(event)
+        if event.created_at is None:
+            event.created_at = datetime.now(UTC)  # as the row would get it, for the order
+        held.add(event)
     return event
+
+
+async def of_appeal(appeal_id: int, kind: str) -> list[Event]:
+    """An appeal's events of one kind, oldest first, with those its batch holds still; an
+    appeal born in the batch has no rows yet, so nothing is read for it."""
+    batch = _held.get()
+    held = batch.by_appeal.get(appeal_id, []) if batch is not None else []
+    if any(e.kind == BORN for e in held):
+        stored: list[Event] = []
+    else:
+        stored = await Event.filter(appeal_id=appeal_id, kind=kind).order_by("id")
+    return stored + [e for e in held if e.kind == kind]

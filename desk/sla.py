@@ -18,7 +18,7 @@ from desk.metrics import Metrics
 from desk.report_days import due_flags, mark_stale
 from desk.settings import Settings
 from desk.triage import Triage
-from models import OPEN_STATUSES, Appeal, AppealStatus, Event, Priority
+from models import OPEN_STATUSES, Appeal, AppealStatus, Priority
 from router.risk import PRIORITIES
 from router.sla import Pause, SlaPolicy, SlaState, SlaTarget, evaluate
 
@@ -215,8 +215,7 @@ class SlaClock:
 
 async def pauses_of(appeal: Appeal) -> list[Pause]:
     """The periods the appeal waited in ``pending`` (the clock stops meanwhile)."""
-    await history.flush()  # a batch's status changes are history too
-    rows = await Event.filter(appeal_id=appeal.id, kind="appeal.status_changed").order_by("id")
+    rows = await history.of_appeal(appeal.id, "appeal.status_changed")
     pauses: list[Pause] = []
     opened: datetime | None = None
     for row in rows:

@@ -143,3 +143,27 @@ def test_batch_size_follows_the_time_a_batch_takes() -> None:
     for _ in range(10):
         size.took(size.size, size.size * 0.05)  # 50 ms an entry: at least the floor
     assert size.size == 10
+
+
+async def test_a_batch_s_history_is_read_before_it_is_written(quiet_desk: Desk) -> None:
+    # The SLA clock reads an appeal's pauses from its history; inside a batch, the rows of the
+    # batch are still held: they count all the same, stored rows first.
+    from tortoise.transactions import in_transaction
+
+    from desk import history
+    from desk.sla import pauses_of
+    from models import AppealStatus
+
+    lifecycle, _ = parts(quiet_desk)
+    [stored] = await lifecycle.ingest_batch([tg(709, 0)])
+    appeal = await Appeal.get(id=stored.appeal_id)
+    await lifecycle.move(appeal, AppealStatus.PENDING, actor="test", reason="ждём ответа")
+    before = await Event.filter(appeal_id=appeal.id, kind="appeal.status_changed").count()
+    async with in_transaction(), history.batched():
+        await lifecycle.move(appeal, AppealStatus.OPEN, actor="test", reason="ответили")
+        pauses = await pauses_of(appeal)
+        assert len(pauses) == 1 and pauses[0].end is not None  # the held row closed the pause
+        written = await Event.filter(appeal_id=appeal.id, kind="appeal.status_changed").count()
+        assert written == before  # the new one is held until the batch ends
+    after = await Event.filter(appeal_id=appeal.id, kind="appeal.status_changed").count()
+    assert after == before + 1
