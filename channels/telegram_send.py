@@ -336,11 +336,15 @@ class TelegramSender:
                 )
             )
 
+    # A new topic posts its service message in the group, and Telegram counts it in the
+    # group's 20 a minute like any post (a burst of new appeals met 429s on topic creation).
+
     async def create_topic(self, chat_id: int, name: str) -> int:
         """A new forum topic; returns its thread id."""
-        topic = await self._call(
-            lambda: self.bot.create_forum_topic(chat_id=chat_id, name=name[:128])
-        )
+        async with self._limiter.sending(chat_id):
+            topic = await self._call(
+                lambda: self.bot.create_forum_topic(chat_id=chat_id, name=name[:128])
+            )
         return int(topic.message_thread_id)
 
     async def rename_topic(self, chat_id: int, thread_id: int, name: str) -> None:
@@ -365,12 +369,13 @@ class TelegramSender:
         return await self._call(lambda: self.bot.get_chat(chat_id=chat_id))
 
     async def pin(self, chat_id: int, message_id: int) -> None:
-        """Pin a message quietly."""
-        await self._call(
-            lambda: self.bot.pin_chat_message(
-                chat_id=chat_id, message_id=message_id, disable_notification=True
+        """Pin a message quietly (counted: a group shows a service message for it)."""
+        async with self._limiter.sending(chat_id):
+            await self._call(
+                lambda: self.bot.pin_chat_message(
+                    chat_id=chat_id, message_id=message_id, disable_notification=True
+                )
             )
-        )
 
     async def answer_callback(self, query_id: str, text: str = "", alert: bool = False) -> None:
         """The small notice under a pressed button (free of the message limits)."""

@@ -2228,6 +2228,7 @@ class FakeTelegram:
         if color not in TOPIC_COLORS:
             raise ApiError.bad("invalid icon color specified")
         emoji_id = params.text("icon_custom_emoji_id")
+        self._spend(chat, 1.0)  # Telegram counts topic calls in the group's 20 a minute
         return self._create_topic(chat, name[:128], color, emoji_id, self.bot).to_json()
 
     def _create_topic(
