@@ -3,6 +3,7 @@ an appeal waits for the customer; warnings at 75%, breaches escalated, met/misse
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -122,18 +123,21 @@ class SlaClock:
         states = await self.states(appeal)
         first = states.get("first_response")
         resolution = states.get("resolution")
+        before = (appeal.first_response_due, appeal.resolution_due, appeal.sla_state)
         appeal.first_response_due = first.due if first else None
         appeal.resolution_due = resolution.due if resolution else None
-        sla = dict(appeal.sla_state or {})
+        sla = copy.deepcopy(appeal.sla_state or {})
         for target, state in states.items():
             if state.met is not None and target != "next_response":
                 sla.setdefault(target, {})["met"] = state.met
         appeal.sla_state = sla
-        await Appeal.filter(id=appeal.id).update(
-            first_response_due=appeal.first_response_due,
-            resolution_due=appeal.resolution_due,
-            sla_state=sla,
-        )
+        if (appeal.first_response_due, appeal.resolution_due, sla) != before:
+            # A change that moves no due time (NEW → OPEN, say) writes nothing.
+            await Appeal.filter(id=appeal.id).update(
+                first_response_due=appeal.first_response_due,
+                resolution_due=appeal.resolution_due,
+                sla_state=sla,
+            )
         moments = (appeal.first_response_at, appeal.done_at)
         moved = [
             m for m, was, now in zip(moments, flags, due_flags(appeal), strict=True) if was != now
