@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from desk import outbox
 from desk.events import DomainEvent, first_in_batch
 from desk.outbox import Outbox
 from desk.settings import Settings, categories_of
@@ -210,8 +211,9 @@ class StaffSync:
         reply_to: int | None = None,
         not_before: datetime | None = None,
         **extra: Any,
-    ) -> OutboxItem:
-        """A row for the staff group: in the appeal's topic, or in General without an appeal."""
+    ) -> None:
+        """A row for the staff group: in the appeal's topic, or in General without an appeal
+        (inside a batch, written with the batch's other rows)."""
         queue = extra.pop("queue", None)
         payload: dict[str, Any] = {
             "kind": kind,
@@ -223,7 +225,7 @@ class StaffSync:
             payload["reply_markup"] = markup
         if reply_to is not None:
             payload["reply_to"] = reply_to
-        return await self._outbox.enqueue(
+        await self._outbox.queue(
             channel=STAFF_CHANNEL,
             address=self._chat,
             text=text,
@@ -239,6 +241,7 @@ class StaffSync:
         ``feed_interval_s`` (edits, not new posts)."""
         if not first_in_batch("staff.feed"):
             return  # looked at (and queued if none waited) for this batch already
+        await outbox.flush()
         if await OutboxItem.filter(queue_key=FEED_QUEUE, status=OutboxStatus.PENDING).exists():
             return
         delay = self._settings.telegram.feed_interval_s if delay_s is None else delay_s
@@ -263,6 +266,7 @@ class StaffSync:
 
 async def _pending(appeal_id: int, **wanted: Any) -> bool:
     """Whether a row of the appeal's queue with these payload fields still waits."""
+    await outbox.flush()  # the rows of this batch wait too
     rows = await OutboxItem.filter(
         queue_key=appeal_queue(appeal_id), status=OutboxStatus.PENDING
     ).values_list("payload", flat=True)

@@ -85,7 +85,7 @@ def contact_keys(msg: InboundMessage) -> list[tuple[str, str]]:
 
 async def resolve_customer(
     msg: InboundMessage,
-    points: dict[tuple[str, str], ContactPoint | None] | None = None,
+    points: dict[tuple[str, str], int | None] | None = None,
     customers: dict[int, Customer] | None = None,
 ) -> tuple[Customer, bool]:
     """The customer who wrote ``msg``, created if unknown; new contact points are linked to them.
@@ -111,27 +111,27 @@ async def customer_by_contacts(
     name: str,
     language: str,
     preferred: str | None,
-    points: dict[tuple[str, str], ContactPoint | None] | None = None,
+    points: dict[tuple[str, str], int | None] | None = None,
     customers: dict[int, Customer] | None = None,
 ) -> tuple[Customer, bool]:
     """The customer owning the first known of ``keys`` (strongest first), created if none is
     known; the other keys become their contact points. Call inside a transaction: the customer
     row stays locked until it ends (PostgreSQL; SQLite has one writer), so decisions about one
-    customer are taken one at a time. ``points`` (None: "looked up, not there") and
-    ``customers`` spare the queries for what they hold, and learn what is created."""
+    customer are taken one at a time. ``points`` (contact point → its customer's id, None:
+    "looked up, not there") and ``customers`` spare the queries for what they hold, and learn
+    what is created."""
     known = points if points is not None else {}
-    found: dict[tuple[str, str], ContactPoint] = {}
+    owners: dict[tuple[str, str], int] = {}
     for key in keys:
-        point = (
-            known[key]
-            if key in known
-            else await ContactPoint.filter(channel=key[0], address=key[1]).first()
-        )
-        if point is not None:
-            found[key] = point
+        if key in known:
+            owner = known[key]
+        else:
+            owner = await customer_id_at(*key)
+        if owner is not None:
+            owners[key] = owner
     created = False
-    if found:
-        owner_id = next(p.customer_id for k in keys if (p := found.get(k)) is not None)
+    if owners:
+        owner_id = next(owners[k] for k in keys if k in owners)
         held = customers.get(owner_id) if customers is not None else None
         customer = held or await Customer.filter(id=owner_id).select_for_update().get()
     else:
@@ -142,10 +142,10 @@ async def customer_by_contacts(
     if customers is not None:
         customers[customer.id] = customer
     for channel, address in keys:
-        if (channel, address) not in found:
-            point = await ContactPoint.create(customer=customer, channel=channel, address=address)
+        if (channel, address) not in owners:
+            await ContactPoint.create(customer=customer, channel=channel, address=address)
             if points is not None:
-                points[(channel, address)] = point
+                points[(channel, address)] = customer.id
     if not customer.name and name:
         customer.name = name[:200]
         await customer.save(update_fields=["name", "updated_at"])

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from desk import history
+from desk import history, outbox
 from desk.log_context import about
 from models import Appeal, Customer
 
@@ -65,7 +65,7 @@ class EventBus:
         batch's transaction."""
         token = _done_once.set(set())
         try:
-            async with history.batched():
+            async with history.batched(), outbox.batched():
                 yield
         finally:
             _done_once.reset(token)

@@ -65,7 +65,7 @@ class IntakeBatch:
     not there", so nothing is looked up twice."""
 
     messages: dict[Key, Message | None] = field(default_factory=dict)
-    points: dict[Key, ContactPoint | None] = field(default_factory=dict)
+    points: dict[Key, int | None] = field(default_factory=dict)  # → the customer's id
     customers: dict[int, Customer] = field(default_factory=dict)
     open_appeals: dict[int, Appeal] = field(default_factory=dict)  # newest open, by customer
     resolved: dict[int, Appeal] = field(default_factory=dict)  # last resolved, by customer
@@ -91,7 +91,7 @@ class IntakeBatch:
         batch = cls()
         await batch._load_messages(msgs)
         await batch._load_points(msgs)
-        customer_ids = sorted({p.customer_id for p in batch.points.values() if p is not None})
+        customer_ids = sorted({c for c in batch.points.values() if c is not None})
         if customer_ids:
             query = Customer.filter(id__in=customer_ids).order_by("id")
             for customer in await (query.select_for_update() if lock else query):
@@ -122,10 +122,13 @@ class IntakeBatch:
             return
         channels = sorted({c for c, _ in wanted})
         addresses = sorted({a for _, a in wanted})
-        for row in await ContactPoint.filter(channel__in=channels, address__in=addresses):
-            key = (row.channel, row.address)
+        found = ContactPoint.filter(channel__in=channels, address__in=addresses)
+        for channel, address, customer_id in await found.values_list(
+            "channel", "address", "customer_id"
+        ):
+            key = (str(channel), str(address))
             if key in wanted:
-                self.points[key] = row
+                self.points[key] = int(customer_id)
 
     async def _load_appeals(self, customer_ids: list[int], reopen_since: datetime) -> None:
         """Each customer's newest open appeal and the one resolved last inside the reopen

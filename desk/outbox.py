@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -12,12 +14,64 @@ from typing import Any
 from tortoise.expressions import F
 
 from channels.base import Attachment
-from models import Appeal, Message, OutboxItem, OutboxStatus
+from models import Appeal, Message, OutboxItem, OutboxStatus, sql
+
+HELD_COLUMNS = (
+    "appeal_id",
+    "channel",
+    "address",
+    "queue_key",
+    "payload",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "created_at",
+)
+# Inside ``batched()``: rows queued with ``queue`` and not written yet.
+_held: ContextVar[list[tuple[Any, ...]] | None] = ContextVar("outbox_held", default=None)
+
+
+@asynccontextmanager
+async def batched() -> AsyncIterator[None]:
+    """Inside, rows queued with ``Outbox.queue`` are written together (one multi-row INSERT)
+    when the block ends, or earlier when the outbox is read (``flush``)."""
+    token = _held.set([])
+    try:
+        yield
+        await flush()
+    finally:
+        _held.reset(token)
+
+
+async def flush() -> None:
+    """Write the rows ``batched()`` holds so far (nothing outside it); a reader of the outbox
+    inside a batch calls this first."""
+    held = _held.get()
+    if held:
+        rows, held[:] = list(held), []
+        await sql.insert_many("outbox", HELD_COLUMNS, rows, returning=None)
 
 
 def queue_key(channel: str, address: str) -> str:
     """Rows with the same key are delivered one at a time, in id order (one conversation)."""
     return f"{channel}:{address}"
+
+
+def _payload(
+    text: str,
+    subject: str,
+    fmt: str,
+    attachments: Sequence[Attachment],
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "text": text,
+        "subject": subject,
+        "fmt": fmt,
+        "attachments": [asdict(a) for a in attachments],
+        "extra": extra or {},
+    }
 
 
 class Outbox:
@@ -47,22 +101,59 @@ class Outbox:
         ``queue`` names the conversation whose rows go one at a time in order (by default the
         channel and address); ``not_before`` delays the row.
         """
-        payload = {
-            "text": text,
-            "subject": subject,
-            "fmt": fmt,
-            "attachments": [asdict(a) for a in attachments],
-            "extra": extra or {},
-        }
         return await OutboxItem.create(
             appeal=appeal,
             message=message,
             channel=channel,
             address=address,
             queue_key=queue or queue_key(channel, address),
-            payload=payload,
+            payload=_payload(text, subject, fmt, attachments, extra),
             status=OutboxStatus.PENDING,
             next_attempt_at=max(self._clock(), not_before or self._clock()),
+        )
+
+    async def queue(
+        self,
+        *,
+        channel: str,
+        address: str,
+        text: str,
+        appeal: Appeal | None = None,
+        fmt: str = "plain",
+        extra: dict[str, Any] | None = None,
+        queue: str | None = None,
+        not_before: datetime | None = None,
+    ) -> None:
+        """``enqueue`` for a caller that needs no row back: inside ``batched()`` the row is
+        written with the batch's others in one INSERT (in the order queued, so one
+        conversation's rows keep their order if all of them are queued this way)."""
+        held = _held.get()
+        if held is None:
+            await self.enqueue(
+                channel=channel,
+                address=address,
+                text=text,
+                appeal=appeal,
+                fmt=fmt,
+                extra=extra,
+                queue=queue,
+                not_before=not_before,
+            )
+            return
+        now = self._clock()
+        held.append(
+            (
+                appeal.id if appeal is not None else None,
+                channel,
+                address,
+                queue or queue_key(channel, address),
+                sql.json_value(_payload(text, "", fmt, (), extra)),
+                OutboxStatus.PENDING.value,
+                0,
+                max(now, not_before or now),
+                "",
+                now,
+            )
         )
 
     @staticmethod
