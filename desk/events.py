@@ -31,8 +31,16 @@ class DomainEvent:
 
 Subscriber = Callable[[DomainEvent], Awaitable[None]]
 
-# Inside ``EventBus.batch()``: what subscribers did once for the whole batch.
+# Inside ``EventBus.batch()``: what subscribers did once for the whole batch, and what they
+# read once for it.
 _done_once: ContextVar[set[str] | None] = ContextVar("events_done_once", default=None)
+_cache: ContextVar[dict[str, Any] | None] = ContextVar("events_batch_cache", default=None)
+
+
+def batch_cache() -> dict[str, Any] | None:
+    """A dict that lives as long as the batch being handled (None outside one): for what a
+    subscriber reads once a batch and keeps current itself."""
+    return _cache.get()
 
 
 def first_in_batch(key: str) -> bool:
@@ -64,10 +72,12 @@ class EventBus:
         end, and subscribers do once-per-batch work once (``first_in_batch``). Call inside the
         batch's transaction."""
         token = _done_once.set(set())
+        cached = _cache.set({})
         try:
             async with history.batched(), outbox.batched():
                 yield
         finally:
+            _cache.reset(cached)
             _done_once.reset(token)
 
     def subscribe(self, subscriber: Subscriber) -> None:

@@ -313,6 +313,7 @@ class Lifecycle:
             channel=channel,
             album=bool(msg.group_id),
             first=created,
+            new_customer=new_customer,
         )
         if appeal.customer_id == customer.id and appeal.status in OPEN_STATUSES:
             batch.open_appeals[customer.id] = appeal  # what the router left it (still open)

@@ -7,13 +7,14 @@ import asyncio
 import copy
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
 from desk.errors import InvalidInput
-from desk.events import DomainEvent
+from desk.events import DomainEvent, batch_cache
 from desk.lifecycle import Lifecycle
 from desk.seed_model import seeded_model
 from desk.settings import CategoryConfig, Settings, categories_of, seed_examples_of
@@ -39,6 +40,7 @@ from router.risk import assess
 log = logging.getLogger(__name__)
 
 ROUTER = "router"
+CANDIDATES = "routing.candidates"  # the batch cache's key
 EXAMPLES_LIMIT = 20_000
 
 
@@ -101,24 +103,28 @@ class Routing:
         if appeal is None:
             return
         if event.kind == "message.received" and event.data.get("first"):
-            await self._route(appeal, int(event.data["message_id"]))
+            fresh = bool(event.data.get("new_customer"))
+            await self._route(appeal, int(event.data["message_id"]), fresh, event.customer)
         elif event.kind == "appeal.transferred" and event.actor != ROUTER:
             after = event.data.get("after") or {}
             before = event.data.get("before") or {}
             if after.get("category") and after.get("category") != before.get("category"):
                 await self._remember(appeal, str(after["category"]))
 
-    async def _route(self, appeal: Appeal, message_id: int) -> None:
+    async def _route(
+        self, appeal: Appeal, message_id: int, fresh: bool, customer: Customer | None
+    ) -> None:
+        """``fresh``: the customer is new (no earlier appeals, ratings or agents)."""
         message = await Message.get(id=message_id)
         text = _routed_text(appeal, message.text)
-        facts = await self._facts(appeal)
+        facts = await self._facts(appeal, customer, fresh)
         verdict = self.classifier.classify(text, channel=appeal.channel, customer=facts)
         category = self.categories.get(verdict.category or "")
         base = category.priority.value if category is not None else appeal.priority.value
         risk = assess(text, verdict.category, base, facts, self._settings.router.risk)
         if category is not None:
             await self._categorise(appeal, category, verdict, actor=ROUTER)
-            await self.assign(appeal)
+            await self.assign(appeal, fresh=fresh)
         else:
             await self._events.emit(
                 "appeal.unsorted",
@@ -149,17 +155,20 @@ class Routing:
                 await self.assign(appeal)
         return appeal
 
-    async def assign(self, appeal: Appeal) -> int | None:
+    async def assign(self, appeal: Appeal, *, fresh: bool = False) -> int | None:
         """Give the appeal to someone of its team by the team's strategy (inside a transaction);
-        nobody free: it waits unassigned in the feed. Returns the agent's id."""
+        nobody free: it waits unassigned in the feed. Returns the agent's id. ``fresh``: the
+        customer is new, so no earlier appeal had an agent."""
         team = next((t for t in self._settings.teams if t.id == appeal.team), None)
         strategy = team.strategy if team is not None else Strategy.LEAST_LOADED
         fallback = team.fallback if team is not None else Strategy.LEAST_LOADED
         candidates = await self._candidates()
         if not candidates:
             return None
-        previous = await (
-            Appeal.filter(customer_id=appeal.customer_id, assignee_id__isnull=False)
+        previous = (
+            None
+            if fresh
+            else await Appeal.filter(customer_id=appeal.customer_id, assignee_id__isnull=False)
             .exclude(id=appeal.id)
             .order_by("-id")
             .first()
@@ -185,6 +194,7 @@ class Routing:
             )
             return None
         agent = await Agent.get(id=decision.agent_id)
+        _count_assigned(candidates, agent.id)
         await self._triage.assign_in_place(
             appeal,
             agent,
@@ -195,6 +205,18 @@ class Routing:
         return int(agent.id)
 
     async def _candidates(self) -> list[Candidate]:
+        """The agents with their open appeals: read once a batch (the batch's own assignments
+        counted as they are made), every time outside one."""
+        cache = batch_cache()
+        if cache is not None and CANDIDATES in cache:
+            held: list[Candidate] = cache[CANDIDATES]
+            return held
+        candidates = await self._read_candidates()
+        if cache is not None:
+            cache[CANDIDATES] = candidates
+        return candidates
+
+    async def _read_candidates(self) -> list[Candidate]:
         agents = await Agent.filter(active=True).order_by("id")
         hours = {a.telegram_id: a.hours for a in self._settings.agents if a.telegram_id}
         by_name = {a.name: a.hours for a in self._settings.agents}
@@ -256,17 +278,24 @@ class Routing:
         await LabelledExample.create(text=text, category=category, appeal_id=appeal.id)
         self.model.learn(text, category)  # at once; the periodic retrain tidies up
 
-    async def _facts(self, appeal: Appeal) -> CustomerFacts:
-        customer = await Customer.get(id=appeal.customer_id)
+    async def _facts(
+        self, appeal: Appeal, customer: Customer | None = None, fresh: bool = False
+    ) -> CustomerFacts:
+        if customer is None or customer.id != appeal.customer_id:
+            customer = await Customer.get(id=appeal.customer_id)
         since = self._clock() - timedelta(days=90)
         complaints = (
-            await Appeal.filter(
+            0
+            if fresh
+            else await Appeal.filter(
                 customer_id=customer.id, category="complaint", created_at__gte=since
             )
             .exclude(id=appeal.id)
             .count()
         )
-        last = await Rating.filter(customer_id=customer.id).order_by("-id").first()
+        last = (
+            None if fresh else await Rating.filter(customer_id=customer.id).order_by("-id").first()
+        )
         return CustomerFacts(
             vip=customer.vip,
             complaints_90d=complaints,
@@ -274,6 +303,13 @@ class Routing:
             lifecycle=customer.lifecycle.value,
             warmth=customer.warmth.value,
         )
+
+
+def _count_assigned(candidates: list[Candidate], agent_id: int) -> None:
+    """One more open appeal for the agent (in the batch's held candidates)."""
+    for i, candidate in enumerate(candidates):
+        if candidate.agent_id == agent_id:
+            candidates[i] = replace(candidate, open_appeals=candidate.open_appeals + 1)
 
 
 def _trained(examples: list[tuple[str, str]], settings: Settings) -> TextModel:

@@ -167,3 +167,25 @@ async def test_a_batch_s_history_is_read_before_it_is_written(quiet_desk: Desk) 
         assert written == before  # the new one is held until the batch ends
     after = await Event.filter(appeal_id=appeal.id, kind="appeal.status_changed").count()
     assert after == before + 1
+
+
+async def test_new_appeals_of_one_batch_are_spread_by_the_loads_the_batch_made(
+    start_desk: Callable[..., Any],
+) -> None:
+    # The agents and their loads are read once a batch: the batch's own assignments must
+    # count, or every new appeal of a batch would go to the same least-loaded agent.
+    desk: Desk = await start_desk(
+        workers={"intake": 0},
+        agents=[{"name": "Ирина", "telegram_id": 1001}, {"name": "Олег", "telegram_id": 1002}],
+    )
+    lifecycle, _ = parts(desk)
+    texts = ["Хочу вернуть товар, он пришёл с браком"] * 4
+    results = await lifecycle.ingest_batch([tg(710 + i, 0, text) for i, text in enumerate(texts)])
+
+    assert all(r.created for r in results)
+    appeals = await Appeal.filter(id__in=[r.appeal_id for r in results])
+    loads: dict[int | None, int] = {}
+    for appeal in appeals:
+        loads[appeal.assignee_id] = loads.get(appeal.assignee_id, 0) + 1
+    assert None not in loads
+    assert sorted(loads.values()) == [2, 2]
