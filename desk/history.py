@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from desk.held import holding
 from models import Appeal, Customer, Event
 
 BORN = "appeal.created"
@@ -33,16 +33,10 @@ class _Held:
 _held: ContextVar[_Held | None] = ContextVar("history_held", default=None)
 
 
-@asynccontextmanager
-async def batched() -> AsyncIterator[None]:
+def batched() -> AbstractAsyncContextManager[None]:
     """Inside, events are kept and written together (one bulk INSERT) when the block ends, or
     earlier when history is read (``flush``); call inside the change's transaction."""
-    token = _held.set(_Held())
-    try:
-        yield
-        await flush()
-    finally:
-        _held.reset(token)
+    return holding(_held, _Held(), flush)
 
 
 async def flush() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from dataclasses import asdict
 from datetime import datetime
@@ -14,6 +14,7 @@ from typing import Any
 from tortoise.expressions import F
 
 from channels.base import Attachment
+from desk.held import holding
 from models import Appeal, Message, OutboxItem, OutboxStatus, sql
 
 HELD_COLUMNS = (
@@ -32,16 +33,10 @@ HELD_COLUMNS = (
 _held: ContextVar[list[tuple[Any, ...]] | None] = ContextVar("outbox_held", default=None)
 
 
-@asynccontextmanager
-async def batched() -> AsyncIterator[None]:
+def batched() -> AbstractAsyncContextManager[None]:
     """Inside, rows queued with ``Outbox.queue`` are written together (one multi-row INSERT)
     when the block ends, or earlier when the outbox is read (``flush``)."""
-    token = _held.set([])
-    try:
-        yield
-        await flush()
-    finally:
-        _held.reset(token)
+    return holding(_held, [], flush)
 
 
 async def flush() -> None:
