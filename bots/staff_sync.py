@@ -242,7 +242,11 @@ class StaffSync:
         if not first_in_batch("staff.feed"):
             return  # looked at (and queued if none waited) for this batch already
         await outbox.flush()
-        if await OutboxItem.filter(queue_key=FEED_QUEUE, status=OutboxStatus.PENDING).exists():
+        # A refresh that is due may be sent before this transaction commits, and so show the
+        # feed without what it changes: only one still to come makes another needless.
+        if await OutboxItem.filter(
+            queue_key=FEED_QUEUE, status=OutboxStatus.PENDING, next_attempt_at__gt=self._clock()
+        ).exists():
             return
         delay = self._settings.telegram.feed_interval_s if delay_s is None else delay_s
         await self._outbox.enqueue(

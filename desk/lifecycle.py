@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from tortoise.exceptions import IntegrityError, TransactionManagementError
@@ -177,6 +177,7 @@ class Lifecycle:
         if not waiting:
             return
         now = self._clock()
+        created = datetime.now(UTC)  # as the ORM's auto_now_add writes it: the real time
         ids = await sql.insert_many(
             "message",
             FOLLOW_UP_COLUMNS,
@@ -193,7 +194,7 @@ class Lifecycle:
                     DeliveryState.RECEIVED.value,
                     "",
                     f.msg.sent_at,
-                    now,
+                    created,
                 )
                 for f in waiting
             ],

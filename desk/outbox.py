@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.expressions import F
@@ -147,7 +147,7 @@ class Outbox:
                 0,
                 max(now, not_before or now),
                 "",
-                now,
+                datetime.now(UTC),  # as the ORM's auto_now_add writes it: the real time
             )
         )
 
