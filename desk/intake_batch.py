@@ -18,9 +18,6 @@ from tortoise.expressions import Q
 
 from channels.base import InboundMessage
 from desk.customers import contact_keys
-
-if TYPE_CHECKING:
-    from desk.lifecycle import IngestResult
 from models import (
     OPEN_STATUSES,
     Appeal,
@@ -31,6 +28,9 @@ from models import (
     Message,
     RatingRequest,
 )
+
+if TYPE_CHECKING:
+    from desk.lifecycle import IngestResult  # lifecycle imports this module
 
 Key = tuple[str, str]  # (channel, address) or (channel, external id)
 
