@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from channels.base import ChannelKind, InboundMessage
@@ -22,6 +23,7 @@ from models import (
     Warmth,
 )
 
+LINK_TRIES = 3
 _EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[^@\s<>\"']{1,255}\.[^@\s<>\"'.]{2,}$")
 
 
@@ -172,27 +174,43 @@ async def link_phone(
     channel are one history. Idempotent: linking twice changes nothing more.
     """
     number = normalise_phone(phone) or phone.strip()
-    async with in_transaction():
-        chat = await ContactPoint.filter(channel=channel, address=address).first()
-        owner = await ContactPoint.filter(channel=PHONE, address=number).first()
-        if chat is not None and owner is not None:
-            if chat.customer_id != owner.customer_id:
-                await merge_customers(chat.customer_id, owner.customer_id, events, actor="customer")
-            customer = await Customer.get(id=owner.customer_id)
-        elif owner is not None:
-            customer = await Customer.get(id=owner.customer_id)
-            await ContactPoint.create(customer=customer, channel=channel, address=address)
-        else:
-            if chat is not None:
-                customer = await Customer.get(id=chat.customer_id)
-            else:
-                customer = await Customer.create(name=name[:200], language=_language(language))
+
+    async def link() -> Customer:
+        async with in_transaction():
+            chat = await ContactPoint.filter(channel=channel, address=address).first()
+            owner = await ContactPoint.filter(channel=PHONE, address=number).first()
+            if chat is not None and owner is not None:
+                if chat.customer_id != owner.customer_id:
+                    await merge_customers(
+                        chat.customer_id, owner.customer_id, events, actor="customer"
+                    )
+                customer = await Customer.get(id=owner.customer_id)
+            elif owner is not None:
+                customer = await Customer.get(id=owner.customer_id)
                 await ContactPoint.create(customer=customer, channel=channel, address=address)
-            await ContactPoint.create(
-                customer=customer, channel=PHONE, address=number, verified=True
+            else:
+                if chat is not None:
+                    customer = await Customer.get(id=chat.customer_id)
+                else:
+                    customer = await Customer.create(name=name[:200], language=_language(language))
+                    await ContactPoint.create(customer=customer, channel=channel, address=address)
+                await ContactPoint.create(
+                    customer=customer, channel=PHONE, address=number, verified=True
+                )
+            await events.emit(
+                "customer.linked", actor="customer", customer=customer, channel=channel
             )
-        await events.emit("customer.linked", actor="customer", customer=customer, channel=channel)
-    return customer
+        return customer
+
+    for attempt in range(LINK_TRIES):
+        try:
+            return await link()
+        except IntegrityError:
+            # Two chats of one person shared the phone at the same moment: the other one's
+            # phone point won the unique key. Again, it is found and the two are merged.
+            if attempt == LINK_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def merge_customers(source_id: int, target_id: int, events: EventBus, *, actor: str) -> None:
