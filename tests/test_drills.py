@@ -1,6 +1,6 @@
 """The fault drills of bench/drills/, short forms: each ends with the audit (every accepted
 message stored once, every answer delivered once and in order). The full forms are run by hand
-(see the README, "Fault drills"). Those on PostgreSQL + Redis are in test_drills_services.py:
+(docs/benchmarks.md, "Fault drills"). Those on PostgreSQL + Redis are in test_drills_services.py:
 this file runs in the SQLite pass only."""
 
 from __future__ import annotations
