@@ -6,7 +6,7 @@
 
 The service runs as real ``appeal-desk serve`` / ``appeal-desk worker`` processes (through
 bench/querycount.py, which counts their database statements) with the Telegram channel in
-webhook mode, pointed at the fake Bot API of tests/fakes/telegram.py: staff posts, topics and
+webhook mode, pointed at the fake Bot API of bench/fakes/telegram.py: staff posts, topics and
 acknowledgements go there, under Telegram's limits. This process plays the customers: it POSTs
 updates to the webhook as Telegram would (closed loop with ``--concurrency`` connections, 40 like
 Telegram's ``max_connections``; or open loop at a fixed ``--rate``), then measures
@@ -49,9 +49,9 @@ import aiohttp
 import yaml
 
 from bench import terminable
+from bench.fakes.telegram import DEFAULT_TOKEN, FakeChat, FakeTelegram
 from bench.prefill import prefill
 from models import Direction, Message, OutboxItem, db
-from tests.fakes.telegram import DEFAULT_TOKEN, FakeChat, FakeTelegram
 
 STAFF_CHAT = -1001234567890
 AGENTS = [(1001, "Ирина"), (1002, "Олег")]

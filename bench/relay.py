@@ -6,7 +6,7 @@
     .venv/bin/python -m bench.relay --config pg-redis --sizes 10000:500
 
 Two systems take the same burst of customer messages, one after the other, each from a fresh
-fake Bot API (tests/fakes/telegram.py, in this process, Telegram's flood limits lifted), both
+fake Bot API (bench/fakes/telegram.py, in this process, Telegram's flood limits lifted), both
 in long-polling mode:
 
 * **relay**: bench/relay_bot.py, a bare aiogram 3 bot (``dp.start_polling``, a task per
@@ -54,6 +54,7 @@ from typing import Any
 import yaml
 
 from bench import terminable
+from bench.fakes.telegram import DEFAULT_TOKEN, FakeTelegram, Limits
 from bench.load import (
     AGENTS,
     STAFF_CHAT,
@@ -64,7 +65,6 @@ from bench.load import (
     stop_processes,
     wait_ready,
 )
-from tests.fakes.telegram import DEFAULT_TOKEN, FakeTelegram, Limits
 
 CUSTOMER_BASE = 6_000_000
 WARMUP_BASE = 6_900_000

@@ -3,7 +3,7 @@
     python -m bench.relay_bot API_URL TOKEN GROUP_ID
 
 An aiogram 3 bot in long-polling mode against the Bot API at API_URL (the fake of
-tests/fakes/telegram.py in the benchmark): one handler copies each private message into
+bench/fakes/telegram.py in the benchmark): one handler copies each private message into
 GROUP_ID with ``copyMessage``. It stores nothing, keeps no state and handles updates
 concurrently, as aiogram's ``start_polling`` does by default (a task per update). The least a
 bot can do to bring a customer's message to the staff group: the ceiling the desk is measured

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
+from bench.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 
 STAFF_CHAT = -1001234567890
 AGENT_ID = 1001  # Ирина, an agent in the default test settings

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bench.fakes.telegram import FakeTelegram
 from models import (
     Appeal,
     Customer,
@@ -25,7 +26,6 @@ from models import (
     Task,
 )
 from tests.conftest import Desk, free_port
-from tests.fakes.telegram import FakeTelegram
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,

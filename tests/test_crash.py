@@ -14,8 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bench.fakes.telegram import DEFAULT_TOKEN
 from tests.conftest import API_TOKEN, free_port
-from tests.fakes.telegram import DEFAULT_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from bench.fakes.telegram import FakeTelegram
 from models import Appeal, ContactPoint, Customer, Message
-from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import FakeVk
 from tests.mailserver import MailAccount, SmtpCapture
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, telegram_settings, texts_in

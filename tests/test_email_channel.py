@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from bench.fakes.telegram import FakeTelegram
 from models import Appeal, ContactPoint, Customer, Message, Task
 from tests.conftest import Desk
-from tests.fakes.telegram import FakeTelegram
 from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, telegram_settings, texts_in
 

@@ -1,4 +1,4 @@
-"""The fake Telegram Bot API (tests/fakes/telegram.py) answers aiogram like Telegram does."""
+"""The fake Telegram Bot API (bench/fakes/telegram.py) answers aiogram like Telegram does."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from aiogram.exceptions import (
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto
 from aiohttp import web
 
-from tests.fakes.telegram import DEFAULT_TOKEN, GENERAL_TOPIC_ID, FakeTelegram
+from bench.fakes.telegram import DEFAULT_TOKEN, GENERAL_TOPIC_ID, FakeTelegram
 
 USER = 1001
 OTHER_USER = 1002

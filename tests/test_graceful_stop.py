@@ -15,8 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bench.fakes.telegram import FakeTelegram, FaultPlan
 from models import Message, OutboxItem, OutboxStatus, StreamEntry, db
-from tests.fakes.telegram import FakeTelegram, FaultPlan
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually
 from tests.test_crash import Proc, serve_env, telegram_env
 

@@ -16,11 +16,11 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
+from bench.fakes.telegram import FakeTelegram
 from desk.signing import Signer
 from desk.webdesk import FEEDBACK_PURPOSE
 from models import Appeal, AppealStatus, Customer, Event, Message, Rating, StoredFile, Task
 from tests.conftest import Desk, free_port
-from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import FakeVk
 from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import (

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from bench.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 from desk.log_context import ContextFilter, about, log_scope, redact
 from desk.logs import setup_logging
 from desk.settings import Settings
 from models import Appeal, ContactPoint, OutboxItem, OutboxStatus
 from tests.conftest import API_TOKEN, Desk, free_port
-from tests.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,

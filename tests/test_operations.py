@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tortoise import Tortoise
 
+from bench.fakes.telegram import FakeTelegram
 from channels.base import DeliveryFailed, RateLimited, Rejected, Unreachable
 from channels.stream import RedisStream
 from desk.health import run_check
@@ -22,7 +23,6 @@ from desk.metrics import Metrics, failure_reason
 from desk.scheduler import Daily
 from models import Appeal, KeyValue, OutboxItem, OutboxStatus
 from tests.conftest import Desk, free_port
-from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import FakeVk
 from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import (

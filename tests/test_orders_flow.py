@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bench.fakes.telegram import FakeTelegram
 from models import Agent, Customer, Event, Lifecycle, Order, Task
 from tests.conftest import Desk
-from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import DEFAULT_TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk
 from tests.mailserver import MailAccount, SmtpCapture, email_settings

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bench.fakes.telegram import FakeTelegram, SentMessage
 from desk.ratings import RatingClosed
 from models import (
     Agent,
@@ -31,7 +32,6 @@ from models import (
     Warmth,
 )
 from tests.conftest import Desk
-from tests.fakes.telegram import FakeTelegram, SentMessage
 from tests.fakes.vk import DEFAULT_TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk
 from tests.mailserver import MailAccount, SmtpCapture, email_settings

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bench.fakes.telegram import FakeTelegram
 from channels.base import ChannelKind, InboundMessage
 from desk.appeal_report import Spread, appeal_report
 from desk.durations import EXACT_BELOW, RELATIVE_ERROR, bucket_of, value_of
@@ -42,7 +43,6 @@ from models import (
     db,
 )
 from tests.conftest import Desk
-from tests.fakes.telegram import FakeTelegram
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,

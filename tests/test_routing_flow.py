@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bench.fakes.telegram import FakeTelegram
 from models import (
     Agent,
     Appeal,
@@ -18,7 +19,6 @@ from models import (
     Warmth,
 )
 from tests.conftest import Desk
-from tests.fakes.telegram import FakeTelegram
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from bench.fakes.telegram import FakeTelegram
 from models import Appeal, Priority
-from tests.fakes.telegram import FakeTelegram
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,

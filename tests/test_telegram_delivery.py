@@ -10,11 +10,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bench.fakes.telegram import FakeTelegram, Limits
 from channels.base import RateLimited
 from channels.telegram_send import PRUNE_AT, TelegramLimiter, TelegramSender
 from models import Appeal, ContactPoint, Event, Message, OutboxItem, Task
 from tests.conftest import Desk, free_port
-from tests.fakes.telegram import FakeTelegram, Limits
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from bench.fakes.telegram import FakeTelegram
 from models import Appeal, AppealStatus, ContactPoint, Message
 from tests.conftest import Desk
-from tests.fakes.telegram import FakeTelegram
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,

@@ -11,12 +11,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bench.fakes.telegram import FakeTelegram
 from channels.base import OutboundMessage
 from channels.settings import VkSettings
 from channels.vk import VkChannel
 from models import Appeal, ContactPoint, Customer, Event, Message, Task
 from tests.conftest import Desk, free_port
-from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import FakeVk
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, telegram_settings
 

@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bench.fakes.telegram import FakeTelegram, SentMessage
 from desk.orders import Contacts, OrderChange
 from desk.scheduler import Daily
 from desk.winback import WINBACK
 from models import Agent, Customer, Event, Lifecycle, Task, TaskStatus, Warmth
 from tests.conftest import Desk
-from tests.fakes.telegram import FakeTelegram, SentMessage
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, open_appeal, telegram_settings
 from tests.test_ratings_flow import RunningClock, buttons_of, toasts
 

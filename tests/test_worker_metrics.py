@@ -14,11 +14,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bench.fakes.telegram import FakeTelegram
 from desk.service import Service
 from desk.settings import Settings
 from models import OutboxItem, OutboxStatus, db
 from tests.conftest import free_port
-from tests.fakes.telegram import FakeTelegram
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, texts_in
 from tests.test_crash import Proc, serve_env, telegram_env
 from tests.test_operations import Samples, by_labels, scrape_url

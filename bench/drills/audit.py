@@ -23,8 +23,8 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
+from bench.fakes.telegram import SentMessage
 from models import Direction, Message, OutboxItem, OutboxStatus
-from tests.fakes.telegram import SentMessage
 
 SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup"})
 InDoubt = tuple[str, str]  # (chat address, text)

@@ -17,7 +17,7 @@ from bench import terminable
 from bench.drills.audit import AuditReport, audit
 from bench.drills.inprocess import running_desk
 from bench.drills.traffic import Agents, Customers, caught_up
-from tests.fakes.telegram import FakeTelegram
+from bench.fakes.telegram import FakeTelegram
 
 
 async def duplicates_drill(

@@ -26,7 +26,7 @@ from bench import terminable
 from bench.drills.audit import AuditReport, InDoubt, audit
 from bench.drills.inprocess import running_desk
 from bench.drills.traffic import Agents, Customers, caught_up
-from tests.fakes.telegram import FakeTelegram, RecordedRequest
+from bench.fakes.telegram import FakeTelegram, RecordedRequest
 
 ANSWER_LATE_S = 3.0  # longer than the desk's 2 s Telegram timeout in the drill
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from bench.drills.processes import free_port
 from bench.drills.traffic import API_TOKEN, WEBHOOK_SECRET
+from bench.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 from desk.service import Service
 from desk.settings import Settings
-from tests.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 
 
 @contextlib.asynccontextmanager

@@ -24,8 +24,8 @@ from bench import terminable
 from bench.drills.audit import AuditReport, InDoubt, audit
 from bench.drills.processes import DeskProcess, PostgresServer, RedisServer, desk_env, free_port
 from bench.drills.traffic import Agents, Customers, caught_up, in_flight, telegram_env
+from bench.fakes.telegram import FakeTelegram
 from models import db
-from tests.fakes.telegram import FakeTelegram
 
 
 async def kill_drill(

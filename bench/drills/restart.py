@@ -23,8 +23,8 @@ from bench import terminable
 from bench.drills.audit import AuditReport, audit
 from bench.drills.processes import DeskProcess, PostgresServer, RedisServer, desk_env, free_port
 from bench.drills.traffic import Agents, Customers, caught_up, telegram_env
+from bench.fakes.telegram import FakeTelegram
 from models import db
-from tests.fakes.telegram import FakeTelegram
 
 
 async def restart_drill(

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from bench.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 from models import Appeal, Message, OutboxItem, OutboxStatus
-from tests.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 
 WEBHOOK_SECRET = "drill-Secret_1"  # noqa: S105 (a throwaway desk's)
 API_TOKEN = "drill-token-0123456789abcdef"  # noqa: S105

@@ -67,7 +67,7 @@ from aiohttp import web
 JsonDict = dict[str, Any]
 T = TypeVar("T")
 
-DEFAULT_TOKEN = "123456789:AAFakeTelegramTestToken"
+DEFAULT_TOKEN = "123456789:AAFakeTelegramTestToken"  # noqa: S105 (the fake's own token)
 BOT_USERNAME = "desk_test_bot"
 BOT_FIRST_NAME = "Desk Test Bot"
 TEXT_LIMIT = 4096
@@ -79,7 +79,7 @@ DOWNLOAD_LIMIT = 20 * 1024 * 1024
 LONG_POLL_MAX_TIMEOUT = 50
 GENERAL_TOPIC_ID = 1
 TOPIC_COLORS = (7322096, 16766590, 13338331, 9367192, 16749490, 16478047)
-SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
 
 WEBHOOK_ACTIVE = (
     "Conflict: can't use getUpdates method while webhook is active; "

@@ -1,0 +1,1 @@
+"""Fakes of external APIs that benchmarks and tests both drive (bench/ may not import tests/)."""
