@@ -30,7 +30,7 @@ from desk.log_context import log_scope
 from desk.metrics import Metrics
 from desk.outage import OutageWatch
 from desk.outbox import Outbox
-from models import Appeal, DeliveryState, Message, OutboxItem, OutboxStatus, db
+from models import Appeal, DeliveryState, Message, OutboxItem, OutboxStatus, db, sql
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +156,18 @@ class DeliveryWorker:
         """One pass: claim every conversation's next due row and deliver them; returns how many
         were tried (rows of a held destination are given back untried, and do not count: a pass
         that met only those is an idle one). Once ``stop`` is set, rows still waiting for their
-        turn are given back unsent."""
+        turn are given back unsent.
+
+        The rows sent are recorded together when the pass's sends have finished (one UPDATE of
+        the rows, one of their messages, one commit): a conversation's next row is claimed by
+        the next pass anyway. A process that dies before that sends them again (at least once,
+        as after any crash between a send and its record)."""
         claimed = await self._claim()
         if not claimed:
             return 0
         gate = asyncio.Semaphore(PARALLEL)
         held: list[int] = []  # rows whose destination was told to wait during this pass
+        sent: list[tuple[OutboxItem, str]] = []  # (row, the platform's id of what it sent)
 
         async def one(item: OutboxItem) -> None:
             async with gate:
@@ -171,10 +177,12 @@ class DeliveryWorker:
                 if self._is_held(item):
                     held.append(item.id)
                     return
-                await self._deliver(item, stop)
+                await self._deliver(item, sent, stop)
 
         # Every send finishes before a failure is raised: none is left running unwatched.
         outcomes = await asyncio.gather(*(one(item) for item in claimed), return_exceptions=True)
+        if sent:  # what was sent is known: the database being out must not lose it
+            await self._outage.retry(partial(self._sent, sent), stop)
         if held:  # untried: given back as they were, claimed again once the wait is over
             await self._outbox.release([self._name], held)
         for outcome in outcomes:
@@ -258,18 +266,29 @@ class DeliveryWorker:
             )
         )
 
-    async def _deliver(self, item: OutboxItem, stop: asyncio.Event | None = None) -> None:
+    async def _deliver(
+        self,
+        item: OutboxItem,
+        sent: list[tuple[OutboxItem, str]],
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Try ``item`` once: a send joins ``sent`` (recorded with the pass's others), any
+        other outcome is recorded now."""
         number = appeal_number(item.appeal_id) if item.appeal_id is not None else None
         started = time.perf_counter()
         with log_scope(appeal=number, channel=item.channel):
             outcome = await self._deliver_one(item)
-            # What happened is known: the database being out must not lose it (a send not
-            # recorded would go again after the lease).
-            await self._outage.retry(outcome, stop)
+            if isinstance(outcome, str):
+                sent.append((item, outcome))
+            else:
+                # What happened is known: the database being out must not lose it (a send
+                # not recorded would go again after the lease).
+                await self._outage.retry(outcome, stop)
         self._metrics.delivery_seconds.labels(item.channel).observe(time.perf_counter() - started)
 
-    async def _deliver_one(self, item: OutboxItem) -> Callable[[], Awaitable[None]]:
-        """One attempt; returns how to record its outcome."""
+    async def _deliver_one(self, item: OutboxItem) -> str | Callable[[], Awaitable[None]]:
+        """One attempt; returns the platform's id of what was sent, or how to record the
+        failure."""
         adapter = self._adapters.get(item.channel)
         if adapter is None:
             self._metrics.delivery_failures.labels(item.channel, "no_adapter").inc()
@@ -304,7 +323,7 @@ class DeliveryWorker:
                 f"internal error: {type(exc).__name__}",
                 backoff(item.attempts),
             )
-        return partial(self._sent, item, external_id)
+        return external_id
 
     async def _attempt(self, adapter: ChannelAdapter, item: OutboxItem) -> str:
         """One call of the adapter; a failure is counted by its reason and raised on."""
@@ -314,24 +333,34 @@ class DeliveryWorker:
             self._metrics.delivery_failed(item.channel, exc)
             raise
 
-    async def _sent(self, item: OutboxItem, external_id: str) -> None:
+    async def _sent(self, sent: list[tuple[OutboxItem, str]]) -> None:
+        """Record the sends of a pass: one UPDATE of their rows, one of their messages."""
         now = self._clock()
         async with in_transaction():
-            await OutboxItem.filter(id=item.id).update(
-                status=OutboxStatus.SENT,
-                sent_at=now,
-                external_id=external_id[:200],
-                locked_until=None,
-                last_error="",
+            await sql.update_each(
+                "outbox",
+                "external_id",
+                [(item.id, external_id[:200]) for item, external_id in sent],
+                also='"status" = {p1}, "sent_at" = {p2}, "locked_until" = NULL, '
+                '"last_error" = {p3}',
+                params=[OutboxStatus.SENT.value, now, ""],
             )
-            if item.message_id is not None:
-                await Message.filter(id=item.message_id).update(
-                    delivery_state=DeliveryState.SENT,
-                    external_id=external_id[:200],
-                    delivery_error="",
-                )
-        self._metrics.messages_out.labels(item.channel).inc()
-        log.info("delivered", extra={"outbox_id": item.id, "channel": item.channel})
+            await sql.update_each(
+                "message",
+                "external_id",
+                [
+                    (item.message_id, external_id[:200])
+                    for item, external_id in sent
+                    if item.message_id is not None
+                ],
+                also='"delivery_state" = {p1}, "delivery_error" = {p2}',
+                params=[DeliveryState.SENT.value, ""],
+            )
+        for item, _ in sent:
+            self._metrics.messages_out.labels(item.channel).inc()
+            number = appeal_number(item.appeal_id) if item.appeal_id is not None else None
+            with log_scope(appeal=number, channel=item.channel):
+                log.info("delivered", extra={"outbox_id": item.id, "channel": item.channel})
 
     async def _retry_later(
         self, item: OutboxItem, reason: str, delay_s: float, *, count_attempt: bool = True

@@ -121,6 +121,44 @@ async def select_in(
     return rows
 
 
+async def update_each(
+    table: str,
+    column: str,
+    values: Sequence[tuple[Any, Any]],
+    *,
+    also: str = "",
+    params: Sequence[Any] = (),
+) -> int:
+    """Set ``column`` of each row to its own value, ``values`` being (id, value) pairs, with
+    one ``UPDATE … SET column = CASE id WHEN … END`` (per 30,000 parameters); ``also`` adds
+    assignments common to every row, its markers written ``{p1}``, … for ``params``. Returns
+    the rows changed."""
+    if not values:
+        return 0
+    conn = connection()
+    changed = 0
+    fixed = len(params)
+    size = max(1, (MAX_PARAMS - fixed) // 3)
+    for i in range(0, len(values), size):
+        chunk = values[i : i + size]
+        # Markers in the order they appear in the text (SQLite's are positional).
+        marks = markers(conn, 3 * len(chunk) + fixed)
+        pairs = marks[: 2 * len(chunk)]
+        case = " ".join(f"WHEN {pairs[2 * j]} THEN {pairs[2 * j + 1]}" for j in range(len(chunk)))
+        own = marks[2 * len(chunk) : 2 * len(chunk) + fixed]
+        common = also.format(**{f"p{n + 1}": m for n, m in enumerate(own)})
+        ids = ", ".join(marks[2 * len(chunk) + fixed :])
+        statement = (
+            f'UPDATE "{table}" SET "{column}" = CASE "id" {case} END'  # noqa: S608 (markers only)
+            + (f", {common}" if common else "")
+            + f' WHERE "id" IN ({ids})'
+        )
+        args = [*(v for pair in chunk for v in pair), *params, *(key for key, _ in chunk)]
+        count, _ = await conn.execute_query(statement, args)
+        changed += int(count)
+    return changed
+
+
 def _numbered(conn: BaseDBAsyncClient, text: str, count: int) -> str:
     """``text`` with its markers ``{p1}``, ``{p2}``, … written in the dialect's way."""
     return text.format(**{f"p{n + 1}": m for n, m in enumerate(markers(conn, count))})

@@ -341,3 +341,24 @@ async def test_channel_not_enabled_keeps_the_row_for_later(setup: tuple) -> None
     row = await OutboxItem.get(id=item.id)
     assert row.status is OutboxStatus.PENDING and "not enabled" in row.last_error
     assert row.attempts == 0
+
+
+async def test_a_pass_records_each_send_on_its_own_row_and_message(setup: tuple) -> None:
+    """The sends of one pass are recorded together: each row and its message get their own
+    platform id, the failed one stays apart, and what was not sent is not marked."""
+    outbox, channel, clock, appeal = setup
+    items = [await queue(outbox, appeal, f"Ответ {n}", address=str(700 + n)) for n in range(5)]
+    channel.failures["Ответ 2"] = [DeliveryFailed("telegram", "502 Bad Gateway")]
+    assert await worker(outbox, channel, clock).deliver_due() == 5
+
+    for n, item in enumerate(items):
+        row = await OutboxItem.get(id=item.id)
+        message = await Message.get(id=item.message_id)
+        if n == 2:
+            assert row.status is OutboxStatus.PENDING and row.external_id is None
+            assert message.delivery_state is DeliveryState.QUEUED
+            continue
+        assert row.status is OutboxStatus.SENT and row.external_id == f"tg-{item.id}"
+        assert row.sent_at == clock.now and row.locked_until is None
+        assert message.delivery_state is DeliveryState.SENT
+        assert message.external_id == f"tg-{item.id}"
