@@ -43,6 +43,24 @@ def batch_cache() -> dict[str, Any] | None:
     return _cache.get()
 
 
+CUSTOMERS = "events.customers"  # the batch cache's key: the batch's customers by id
+MESSAGES = "events.messages"  # and the messages it stored, by id
+
+
+def batch_held(key: str, item_id: int) -> Any:
+    """What the batch holds under ``key`` (``CUSTOMERS``, ``MESSAGES``) for ``item_id``, or
+    None (outside a batch, or not held)."""
+    cache = _cache.get()
+    return cache.get(key, {}).get(item_id) if cache is not None else None
+
+
+def hold_in_batch(key: str, item_id: int, item: Any) -> None:
+    """Keep ``item`` for the batch's readers under ``key`` (nothing outside a batch)."""
+    cache = _cache.get()
+    if cache is not None:
+        cache.setdefault(key, {})[item_id] = item
+
+
 def first_in_batch(key: str) -> bool:
     """Whether a subscriber's once-per-batch work named ``key`` is still to do in this batch
     (it is then counted as done); always True outside a batch."""
@@ -96,6 +114,8 @@ class EventBus:
     ) -> DomainEvent:
         """Write the history row and tell every subscriber; call inside the change's transaction."""
         at = self._clock() if self._clock is not None else None
+        if customer is None and appeal is not None:  # as the batch has it, when it has it
+            customer = batch_held(CUSTOMERS, appeal.customer_id)
         row = await history.record(
             kind, actor=actor, appeal=appeal, customer=customer, at=at, **data
         )

@@ -15,7 +15,7 @@ from tortoise.transactions import in_transaction
 from channels.base import Attachment, ChannelKind, InboundMessage
 from desk.customers import resolve_customer
 from desk.errors import AppealNotFound, InvalidInput, InvalidTransition
-from desk.events import EventBus
+from desk.events import CUSTOMERS, MESSAGES, EventBus, hold_in_batch
 from desk.intake_batch import FollowUp, IntakeBatch, new_appeal_key, stored_id
 from desk.log_context import log_scope
 from desk.metrics import Metrics
@@ -266,6 +266,7 @@ class Lifecycle:
             msg = replace(msg, new_appeal=True)
         # The customer stays locked: one threading decision per customer at a time.
         customer, new_customer = await resolve_customer(msg, batch.points, batch.customers)
+        hold_in_batch(CUSTOMERS, customer.id, customer)
         if new_customer:
             await self.events.emit(
                 "customer.created", actor="intake", customer=customer, channel=channel
@@ -301,6 +302,7 @@ class Lifecycle:
             sent_at=msg.sent_at,
         )
         batch.messages[(channel, external_id)] = message
+        hold_in_batch(MESSAGES, message.id, message)
         now = self._clock()
         appeal.last_message_at = now
         appeal.waiting_since = appeal.waiting_since or now

@@ -257,6 +257,8 @@ class Notifier:
         self, customer: Customer, appeal: Appeal | None, policy: Policy
     ) -> tuple[str, str] | None:
         """The channel and address for a notification, or None when nothing is reachable."""
+        if not self._channels:
+            return None  # no channel to send by is enabled
         points = await ContactPoint.filter(
             customer_id=customer.id, reachable=True, channel__in=list(self._channels)
         ).order_by("-last_seen_at", "-id")

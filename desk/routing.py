@@ -14,7 +14,7 @@ from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
 from desk.errors import InvalidInput
-from desk.events import DomainEvent, batch_cache
+from desk.events import MESSAGES, DomainEvent, batch_cache, batch_held, hold_in_batch
 from desk.lifecycle import Lifecycle
 from desk.seed_model import seeded_model
 from desk.settings import CategoryConfig, Settings, categories_of, seed_examples_of
@@ -40,7 +40,8 @@ from router.risk import assess
 log = logging.getLogger(__name__)
 
 ROUTER = "router"
-CANDIDATES = "routing.candidates"  # the batch cache's key
+CANDIDATES = "routing.candidates"  # the batch cache's keys
+AGENTS = "routing.agents"
 EXAMPLES_LIMIT = 20_000
 
 
@@ -115,7 +116,7 @@ class Routing:
         self, appeal: Appeal, message_id: int, fresh: bool, customer: Customer | None
     ) -> None:
         """``fresh``: the customer is new (no earlier appeals, ratings or agents)."""
-        message = await Message.get(id=message_id)
+        message = batch_held(MESSAGES, message_id) or await Message.get(id=message_id)
         text = _routed_text(appeal, message.text)
         facts = await self._facts(appeal, customer, fresh)
         verdict = self.classifier.classify(text, channel=appeal.channel, customer=facts)
@@ -174,7 +175,7 @@ class Routing:
             .first()
         )
         key = f"router.cursor.{appeal.team or '-'}"
-        saved = await KeyValue.get_or_none(key=key)
+        saved = await self._cursor(key)
         decision, cursor = choose(
             strategy,
             candidates,
@@ -183,17 +184,20 @@ class Routing:
             zone=self._settings.company.timezone,
             previous_agent_id=previous.assignee_id if previous is not None else None,
             previous_appeal=previous.number if previous is not None else None,
-            cursor=int(saved.value) if saved is not None else None,
+            cursor=saved,
             fallback=fallback,
         )
         if cursor is not None:
             await KeyValue.update_or_create(key=key, defaults={"value": str(cursor)})
+            cache = batch_cache()
+            if cache is not None:
+                cache[key] = cursor
         if decision.agent_id is None:
             await self._events.emit(
                 "appeal.waiting", actor=ROUTER, appeal=appeal, reason=decision.reason
             )
             return None
-        agent = await Agent.get(id=decision.agent_id)
+        agent = batch_held(AGENTS, decision.agent_id) or await Agent.get(id=decision.agent_id)
         _count_assigned(candidates, agent.id)
         await self._triage.assign_in_place(
             appeal,
@@ -216,8 +220,22 @@ class Routing:
             cache[CANDIDATES] = candidates
         return candidates
 
+    async def _cursor(self, key: str) -> int | None:
+        """Where the team's round robin stands: read once a batch (kept as it moves)."""
+        cache = batch_cache()
+        if cache is not None and key in cache:
+            held: int | None = cache[key]
+            return held
+        saved = await KeyValue.get_or_none(key=key)
+        cursor = int(saved.value) if saved is not None else None
+        if cache is not None:
+            cache[key] = cursor
+        return cursor
+
     async def _read_candidates(self) -> list[Candidate]:
         agents = await Agent.filter(active=True).order_by("id")
+        for agent in agents:
+            hold_in_batch(AGENTS, agent.id, agent)
         hours = {a.telegram_id: a.hours for a in self._settings.agents if a.telegram_id}
         by_name = {a.name: a.hours for a in self._settings.agents}
         loads = {
