@@ -12,7 +12,7 @@ from desk.log_context import STANDARD_FIELDS, ContextFilter, redact
 from desk.settings import Settings
 
 # At DEBUG these log whole requests: tokens, IMAP LOGIN with the password, message texts.
-_NOISY = ("tortoise", "aiosqlite", "asyncpg", "aiohttp.access", "aioimaplib", "vkbottle")
+NOISY_LOGGERS = ("tortoise", "aiosqlite", "asyncpg", "aiohttp.access", "aioimaplib", "vkbottle")
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -63,5 +63,5 @@ def setup_logging(settings: Settings, stream: TextIO | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [log_handler(settings, stream)]
     root.setLevel(settings.log_level)
-    for noisy in _NOISY:
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from tortoise import Tortoise
 
+from bench.fakes.telegram import FakeTelegram
 from desk.context import utc_now
 from desk.service import Service
 from desk.settings import Settings
@@ -185,6 +186,18 @@ class Desk:
         """GET and return (status, parsed JSON body)."""
         async with self.http.get(self.base + path, headers=self.auth if auth else {}) as resp:
             return resp.status, await resp.json()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test that talked to the fake Bot API shows the fake's last calls (a timeout
+    then says what the desk did and did not ask)."""
+    report = yield
+    if report.failed and call.when == "call":
+        fake = getattr(item, "funcargs", {}).get("fake")
+        if isinstance(fake, FakeTelegram):
+            report.sections.append(("fake Bot API: the last calls", fake.trail()))
+    return report
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from bench.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 from desk.log_context import ContextFilter, about, log_scope, redact
-from desk.logs import setup_logging
+from desk.logs import NOISY_LOGGERS, setup_logging
 from desk.settings import Settings
 from models import Appeal, ContactPoint, OutboxItem, OutboxStatus
 from tests.conftest import API_TOKEN, Desk, free_port
@@ -41,6 +41,20 @@ async def fake() -> AsyncIterator[FakeTelegram]:
         tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
         tg.add_user(AGENT_ID, "Ирина")
         yield tg
+
+
+@pytest.fixture(autouse=True)
+def root_logger_restored() -> Iterator[None]:
+    """setup_logging replaces the root logger's handlers and level (as the CLI wants): the
+    tests after these must not go on writing every record into a buffer nobody reads."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    noisy = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, was in noisy.items():
+        logging.getLogger(name).setLevel(was)
 
 
 async def all_out() -> bool:

@@ -849,6 +849,7 @@ class RecordedRequest:
     via_webhook: bool = False
     status: int = 0
     response: JsonDict = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -1331,6 +1332,22 @@ class FakeTelegram:
         if message_thread_id is None:
             return messages
         return [m for m in messages if m.get("message_thread_id") == message_thread_id]
+
+    def trail(self, last: int = 60) -> str:
+        """The last API calls, one line each (seconds since the first, method, status, what
+        was asked and answered, shortened): what a failed test shows of the bot's side."""
+        if not self.requests:
+            return "(no requests)"
+        start = self.requests[0].at
+        lines = []
+        for r in self.requests[-last:]:
+            asked = {k: v for k, v in r.params.items() if k not in ("reply_markup", "entities")}
+            answer = r.response.get("result", r.response.get("description", ""))
+            if isinstance(answer, list):  # getUpdates: the update ids only
+                answer = [u.get("update_id") for u in answer if isinstance(u, dict)]
+            when = f"+{r.at - start:7.3f}s"
+            lines.append(f"{when} {r.method} {r.status} {str(asked)[:160]} -> {str(answer)[:160]}")
+        return "\n".join(lines)
 
     def sent_to(self, chat_id: int, message_thread_id: int | None = None) -> list[SentMessage]:
         """What the bot sent to a chat (and topic), in order."""
