@@ -12,7 +12,16 @@ from desk.log_context import STANDARD_FIELDS, ContextFilter, redact
 from desk.settings import Settings
 
 # At DEBUG these log whole requests: tokens, IMAP LOGIN with the password, message texts.
-NOISY_LOGGERS = ("tortoise", "aiosqlite", "asyncpg", "aiohttp.access", "aioimaplib", "vkbottle")
+# aiogram.event writes a line for every update handled; «message stored» says more.
+NOISY_LOGGERS = (
+    "tortoise",
+    "aiosqlite",
+    "asyncpg",
+    "aiohttp.access",
+    "aioimaplib",
+    "vkbottle",
+    "aiogram.event",
+)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

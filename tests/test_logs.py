@@ -207,6 +207,13 @@ def test_scopes_add_the_appeal_and_keep_the_channel_and_end_with_their_block() -
             "url='https://api.vk.com/method/x?access_token=<secret>&v=5.199'",
         ),
         ("GET /whp/1?act=a_check&key=abc123&ts=7", "GET /whp/1?act=a_check&key=<secret>&ts=7"),
+        # Short, or without a digit: still looked at.
+        ("a@b.ru", "<email>"),
+        ("Bearer abcdefghijkl", "Bearer <token>"),
+        ("key " + "abcdef" * 14 + "a", "key <token>"),
+        # Nothing to mask: as it was.
+        ("message stored", "message stored"),
+        ("A-000123", "A-000123"),
     ],
 )
 def test_personal_data_and_secrets_are_masked_in_log_text(line: str, masked: str) -> None:
