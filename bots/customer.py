@@ -11,6 +11,7 @@ from aiogram.filters import CommandStart
 from aiogram.types import CallbackQuery, KeyboardButton, Message, ReplyKeyboardMarkup
 
 from bots.deps import BotDeps
+from bots.filters import inline
 from channels.base import BadInbound, ChannelKind
 from channels.telegram import customer_inbound
 from desk.customers import customer_id_at, link_phone
@@ -27,14 +28,14 @@ MY_APPEALS_LIMIT = 10
 def customer_router() -> Router:
     """The handlers of customers' private chats (a new router per dispatcher)."""
     router = Router(name="customer")
-    router.message.filter(F.chat.type == ChatType.PRIVATE)
-    router.edited_message.filter(F.chat.type == ChatType.PRIVATE)
-    router.callback_query.filter(F.message.chat.type == ChatType.PRIVATE)
-    router.callback_query.register(choice_pressed, F.data.startswith(f"{CHOICE_PREFIX}:"))
-    router.callback_query.register(rating_pressed, F.data.func(is_rating_action))
+    router.message.filter(inline(F.chat.type == ChatType.PRIVATE))
+    router.edited_message.filter(inline(F.chat.type == ChatType.PRIVATE))
+    router.callback_query.filter(inline(F.message.chat.type == ChatType.PRIVATE))
+    router.callback_query.register(choice_pressed, inline(F.data.startswith(f"{CHOICE_PREFIX}:")))
+    router.callback_query.register(rating_pressed, inline(F.data.func(is_rating_action)))
     router.message.register(start, CommandStart())
-    router.message.register(shared_contact, F.contact)
-    router.message.register(text_message, F.text.as_("label"))
+    router.message.register(shared_contact, inline(F.contact))
+    router.message.register(text_message, inline(F.text.as_("label")))
     router.message.register(any_message)
     router.edited_message.register(edited_message)
     return router
