@@ -20,6 +20,7 @@ from channels.telegram_send import (
     markup_of,
 )
 from channels.textsplit import utf16_len
+from desk.delivery import passed
 from desk.settings import Settings
 from desk.texts import Texts
 from models import (
@@ -82,7 +83,7 @@ class StaffPoster:
                 key=out.outbox_id,
             )
             return _first(ids)
-        appeal = await Appeal.get_or_none(id=int(appeal_id))
+        appeal = await passed(Appeal, int(appeal_id))
         if appeal is None:
             raise Rejected(STAFF_CHANNEL, f"appeal {appeal_id} no longer exists")
         if kind == "card":
@@ -237,18 +238,20 @@ class StaffPoster:
 
     async def _relay(self, out: OutboundMessage, appeal: Appeal) -> str:
         """A customer message in the topic; text messages waiting behind it join the same post."""
-        message = await Message.get(id=int(out.extra["message_id"]))
+        message = await passed(Message, int(out.extra["message_id"]))
+        if message is None:
+            raise Rejected(STAFF_CHANNEL, f"message {out.extra['message_id']} no longer exists")
         start = int(out.extra.get("start", 0))
         files = _sendable(message, start)
         batch = [message]
         followers: list[int] = []
         if not files:
             batch, followers = await self._mergeable(out, appeal, message)
-        customer = await Customer.get(id=appeal.customer_id)
+        customer = await passed(Customer, appeal.customer_id)
         text = self._texts.render(
             "telegram/relay.html.j2",
             self._lang,
-            name=customer.name or message.author,
+            name=(customer.name if customer is not None else "") or message.author,
             messages=[self._relay_item(m, start if m is message else 0) for m in batch],
             merged=len(batch) > 1,
         )
