@@ -42,6 +42,7 @@ PARALLEL = 16
 MIN_PASS_S = 0.05  # at most 20 passes a second while a backlog waits and nothing is due
 BACKLOG_ROWS = 100
 CLAIM_SHARE = 0.1  # of a worker's time, at most, for the claim's query (see pace)
+PACE_MAX_S = 2.0
 HELD_IN_CLAIM = 1_000  # held destinations the claim's query leaves out by itself
 MAX_BACKOFF_S = 900.0
 NO_ADAPTER_RETRY_S = 300.0
@@ -88,12 +89,13 @@ Destination = tuple[str, str]  # (channel, address): what a platform's rate limi
 
 
 def pace(claim_s: float) -> float:
-    """The least time from one pass's start to the next one's, given how long the last claim's
-    query took: the query reads every waiting row, so a backlog (a staff group that may have 20
-    posts a minute, a channel down for hours) makes it slow, and passes back to back would keep
-    the database busy looking instead of storing what customers write. Its share of the time
-    stays under CLAIM_SHARE; a quick claim (milliseconds) changes nothing."""
-    return claim_s / CLAIM_SHARE
+    """The least time from one pass's start to the next one's, given how long the claim's
+    query takes: the query reads every waiting row, so a backlog (a staff group that may have
+    20 posts a minute, a channel down for hours) makes it slow, and passes back to back would
+    keep the database busy looking instead of storing what customers write. Its share of the
+    time stays under CLAIM_SHARE, and the pause under PACE_MAX_S (an answer waits no longer
+    than that for the next pass); a quick claim (milliseconds) changes nothing."""
+    return min(claim_s / CLAIM_SHARE, PACE_MAX_S)
 
 
 def backoff(attempts: int) -> float:
@@ -132,7 +134,10 @@ class DeliveryWorker:
         self._metrics = metrics or Metrics()
         self._outage = outage or OutageWatch(self._metrics)
         self._scanned = 0  # rows the last pass looked at
-        self._claim_s = 0.0  # how long the last claim's query took
+        # How long the claim's query takes: the shorter of the last two, since one slow answer
+        # may be the event loop's (busy with a batch), not the query's.
+        self._claim_s = 0.0
+        self._last_claim_s = 0.0
         # Destinations the platform asked to wait (429), until when: their rows are neither
         # claimed nor tried meanwhile (a flood into the staff group would otherwise have every
         # pass render and reschedule its whole backlog).
@@ -265,6 +270,10 @@ class DeliveryWorker:
             addresses += addresses[-1:] * (padded - len(addresses))
         return held
 
+    def _claim_took(self, seconds: float) -> None:
+        """The claim's query took ``seconds``: the pace follows the shorter of the last two."""
+        self._claim_s, self._last_claim_s = min(seconds, self._last_claim_s), seconds
+
     async def _claim(self) -> list[OutboxItem]:
         now = self._clock()
         # Only the oldest row of a conversation may go; of those, the ones due now and not under
@@ -293,7 +302,7 @@ class DeliveryWorker:
             heads = await (
                 due.order_by("id").limit(SCAN_LIMIT).select_for_update(skip_locked=True).only("id")
             )
-            self._claim_s = time.perf_counter() - looking
+            self._claim_took(time.perf_counter() - looking)
             self._scanned = len(heads)
             if not heads:
                 return []
