@@ -319,7 +319,9 @@ class StaffPoster:
 
     async def _echo(self, out: OutboundMessage, appeal: Appeal) -> str:
         """An answer or note written outside the staff group (API, automation), shown in it."""
-        message = await Message.get(id=int(out.extra["message_id"]))
+        message = await passed(Message, int(out.extra["message_id"]))
+        if message is None:
+            raise Rejected(STAFF_CHANNEL, f"message {out.extra['message_id']} no longer exists")
         text = self._texts.render(
             "telegram/echo.html.j2",
             self._lang,

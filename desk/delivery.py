@@ -49,40 +49,55 @@ NO_ADAPTER_RETRY_S = 300.0
 OUTAGE_RETRY_S = 1.0  # a send the database kept from starting goes again this soon after
 UnreachableHook = Callable[[OutboxItem, str], Awaitable[None]]
 
-# What a pass loaded for its rows (their appeals, the appeals' customers, the messages relayed)
-# with one IN-query each, for the adapters: ``passed(Appeal, id)``.
-_loaded: ContextVar[dict[type[Model], dict[int, Model]] | None] = ContextVar(
-    "delivery_pass_loaded", default=None
-)
 M = TypeVar("M", bound=Model)
 
 
+class PassContext:
+    """What a pass's rows refer to, loaded on the first ask with one IN-query for the whole
+    pass: the rows' appeals, their customers, the customer messages they relay."""
+
+    def __init__(self, items: list[OutboxItem]) -> None:
+        self._items = items
+        self._loading: dict[type[Model], asyncio.Future[dict[int, Model]]] = {}
+
+    async def get(self, model: type[M], row_id: int) -> M | None:
+        if model not in self._loading:  # the pass's other sends wait for the same query
+            self._loading[model] = asyncio.ensure_future(self._load(model))
+        found = (await self._loading[model]).get(row_id)
+        return found if isinstance(found, model) else None
+
+    async def _load(self, model: type[Model]) -> dict[int, Model]:
+        if model is Appeal:
+            ids = {i.appeal_id for i in self._items if i.appeal_id is not None}
+        elif model is Customer:
+            appeals = await asyncio.gather(
+                *(self.get(Appeal, i.appeal_id) for i in self._items if i.appeal_id is not None)
+            )
+            ids = {a.customer_id for a in appeals if a is not None}
+        elif model is Message:
+            extras = (i.payload.get("extra") or {} for i in self._items)
+            ids = {
+                int(extra["message_id"])
+                for extra in extras
+                if isinstance(extra, dict) and extra.get("message_id")
+            }
+        else:
+            ids = set()
+        return {row.pk: row for row in await model.filter(id__in=ids)} if ids else {}
+
+
+_pass: ContextVar[PassContext | None] = ContextVar("delivery_pass", default=None)
+
+
 async def passed(model: type[M], row_id: int) -> M | None:
-    """The ``model`` row with ``row_id`` as this delivery pass loaded it, else read now (None
-    when it is gone)."""
-    loaded = _loaded.get()
-    if loaded is not None:
-        found = loaded.get(model, {}).get(row_id)
+    """The ``model`` row with ``row_id`` (an appeal, a customer, a message), read with the
+    rest of the delivery pass's when called inside one, else read now; None when it is gone."""
+    context = _pass.get()
+    if context is not None:
+        found = await context.get(model, row_id)
         if found is not None:
-            return found  # type: ignore[return-value]
+            return found
     return await model.get_or_none(id=row_id)
-
-
-async def _load_for(items: list[OutboxItem]) -> dict[type[Model], dict[int, Model]]:
-    """The appeals of ``items``, their customers and the customer messages they relay."""
-    appeal_ids = {i.appeal_id for i in items if i.appeal_id is not None}
-    appeals = {a.id: a for a in await Appeal.filter(id__in=appeal_ids)} if appeal_ids else {}
-    customer_ids = {a.customer_id for a in appeals.values()}
-    customers = (
-        {c.id: c for c in await Customer.filter(id__in=customer_ids)} if customer_ids else {}
-    )
-    message_ids = {
-        int(extra["message_id"])
-        for extra in (i.payload.get("extra") or {} for i in items)
-        if isinstance(extra, dict) and extra.get("kind") == "relay" and extra.get("message_id")
-    }
-    messages = {m.id: m for m in await Message.filter(id__in=message_ids)} if message_ids else {}
-    return {Appeal: appeals, Customer: customers, Message: messages}  # type: ignore[dict-item]
 
 
 Destination = tuple[str, str]  # (channel, address): what a platform's rate limit applies to
@@ -210,11 +225,11 @@ class DeliveryWorker:
         claimed = await self._claim()
         if not claimed:
             return 0
-        token = _loaded.set(await _load_for(claimed))  # the sends below start with it
+        token = _pass.set(PassContext(claimed))  # the sends below start with it
         try:
             return await self._deliver_all(claimed, stop)
         finally:
-            _loaded.reset(token)
+            _pass.reset(token)
 
     async def _deliver_all(self, claimed: list[OutboxItem], stop: asyncio.Event | None) -> int:
         gate = asyncio.Semaphore(PARALLEL)
