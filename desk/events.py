@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from desk import history, outbox
+from desk import appeal_changes, history, outbox
 from desk.log_context import about
 from models import Appeal, Customer
 
@@ -92,7 +92,7 @@ class EventBus:
         token = _done_once.set(set())
         cached = _cache.set({})
         try:
-            async with history.batched(), outbox.batched():
+            async with history.batched(), outbox.batched(), appeal_changes.batched():
                 yield
         finally:
             _cache.reset(cached)

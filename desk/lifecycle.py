@@ -13,6 +13,7 @@ from tortoise.exceptions import IntegrityError, TransactionManagementError
 from tortoise.transactions import in_transaction
 
 from channels.base import Attachment, ChannelKind, InboundMessage
+from desk import appeal_changes
 from desk.customers import resolve_customer
 from desk.errors import AppealNotFound, InvalidInput, InvalidTransition
 from desk.events import CUSTOMERS, MESSAGES, EventBus, hold_in_batch
@@ -260,7 +261,7 @@ class Lifecycle:
         if existing is not None:
             if msg.group_id:
                 return await self._extend(existing, msg)
-            appeal = await Appeal.get(id=existing.appeal_id)
+            appeal = await _appeal(existing.appeal_id)
             return IngestResult(appeal.id, appeal.number or "", existing.id, duplicate=True)
         if batch.wants_new_appeal(msg):
             msg = replace(msg, new_appeal=True)
@@ -306,7 +307,7 @@ class Lifecycle:
         now = self._clock()
         appeal.last_message_at = now
         appeal.waiting_since = appeal.waiting_since or now
-        await appeal.save(update_fields=["last_message_at", "waiting_since", "updated_at"])
+        await appeal_changes.save(appeal, ["last_message_at", "waiting_since", "updated_at"])
         await self.events.emit(
             "message.received",
             actor="customer",
@@ -333,7 +334,7 @@ class Lifecycle:
 
     async def _edit(self, original: Message, msg: InboundMessage) -> IngestResult:
         """The customer edited a stored message: keep the new text, tell the staff the old one."""
-        appeal = await Appeal.get(id=original.appeal_id)
+        appeal = await _appeal(original.appeal_id)
         if original.edited_at is not None and original.edited_at >= msg.sent_at:
             return IngestResult(appeal.id, appeal.number or "", original.id, duplicate=True)
         before = original.text
@@ -352,7 +353,7 @@ class Lifecycle:
 
     async def _extend(self, message: Message, msg: InboundMessage) -> IngestResult:
         """Another part of an album: its files (and caption) join the album's message."""
-        appeal = await Appeal.get(id=message.appeal_id)
+        appeal = await _appeal(message.appeal_id)
         known = {str(a.get("ref")) for a in message.attachments}
         added = [attachment_json(a) for a in msg.attachments if a.ref not in known]
         text = msg.text.strip()
@@ -419,7 +420,8 @@ class Lifecycle:
             created_at=now,
         )
         appeal.number = appeal_number(appeal.id)
-        await appeal.save(update_fields=["number"])
+        await appeal.save(update_fields=["number"])  # now: the number finds the appeal
+        appeal_changes.created(appeal)
         await self.events.emit(
             "appeal.created",
             actor="customer",
@@ -472,13 +474,18 @@ class Lifecycle:
             changes["closed_at"] = now
         elif to is AppealStatus.OPEN and current is AppealStatus.RESOLVED:
             changes["resolved_at"] = None
-        # A conditional update: two workers moving one appeal cannot both win.
-        updated = await Appeal.filter(id=appeal.id, status=current).update(**changes)
-        if updated != 1:
-            fresh = await Appeal.get(id=appeal.id)
-            raise InvalidTransition(appeal.number or "", fresh.status.value, to.value)
-        for key, value in changes.items():
-            setattr(appeal, key, value)
+        if appeal_changes.is_fresh(appeal):  # nobody else sees it yet: written with its batch
+            for key, value in changes.items():
+                setattr(appeal, key, value)
+            await appeal_changes.save(appeal, changes)
+        else:
+            # A conditional update: two workers moving one appeal cannot both win.
+            updated = await Appeal.filter(id=appeal.id, status=current).update(**changes)
+            if updated != 1:
+                fresh = await Appeal.get(id=appeal.id)
+                raise InvalidTransition(appeal.number or "", fresh.status.value, to.value)
+            for key, value in changes.items():
+                setattr(appeal, key, value)
         kind = (
             "appeal.reopened"
             if current is AppealStatus.RESOLVED and to is AppealStatus.OPEN
@@ -585,7 +592,7 @@ class Lifecycle:
                     return None
                 if message.text == text:
                     return True
-                appeal = await Appeal.get(id=message.appeal_id)
+                appeal = await _appeal(message.appeal_id)
                 before = message.text
                 message.text = text
                 message.edited_at = self._clock()
@@ -679,6 +686,11 @@ class Lifecycle:
                     raise
                 log.info("transaction conflict, retrying", extra={"attempt": attempt + 1})
         raise AssertionError("unreachable")
+
+
+async def _appeal(appeal_id: int) -> Appeal:
+    """An appeal by id: the batch's own object when the batch created it."""
+    return appeal_changes.loaded(appeal_id) or await Appeal.get(id=appeal_id)
 
 
 async def _by_source(source_ref: str | None) -> Message | None:

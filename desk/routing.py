@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
+from desk import appeal_changes
 from desk.errors import InvalidInput
 from desk.events import MESSAGES, DomainEvent, batch_cache, batch_held, hold_in_batch
 from desk.lifecycle import Lifecycle
@@ -266,7 +267,7 @@ class Routing:
         before = appeal.category
         appeal.category = category.id
         appeal.team = category.team
-        await appeal.save(update_fields=["category", "team", "updated_at"])
+        await appeal_changes.save(appeal, ["category", "team", "updated_at"])
         await self._events.emit(
             "appeal.categorised",
             actor=actor,

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from tortoise.transactions import in_transaction
 
-from desk import history
+from desk import appeal_changes, history
 from desk.events import DomainEvent, EventBus
 from desk.log_context import log_scope
 from desk.metrics import Metrics
@@ -133,11 +133,16 @@ class SlaClock:
         appeal.sla_state = sla
         if (appeal.first_response_due, appeal.resolution_due, sla) != before:
             # A change that moves no due time (NEW → OPEN, say) writes nothing.
-            await Appeal.filter(id=appeal.id).update(
-                first_response_due=appeal.first_response_due,
-                resolution_due=appeal.resolution_due,
-                sla_state=sla,
-            )
+            if appeal_changes.is_fresh(appeal):  # written with its batch
+                await appeal_changes.save(
+                    appeal, ["first_response_due", "resolution_due", "sla_state"]
+                )
+            else:
+                await Appeal.filter(id=appeal.id).update(
+                    first_response_due=appeal.first_response_due,
+                    resolution_due=appeal.resolution_due,
+                    sla_state=sla,
+                )
         moments = (appeal.first_response_at, appeal.done_at)
         moved = [
             m for m, was, now in zip(moments, flags, due_flags(appeal), strict=True) if was != now

@@ -6,6 +6,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from desk import appeal_changes
 from desk.errors import AgentNotFound, InvalidInput
 from desk.lifecycle import Lifecycle
 from desk.settings import Settings, categories_of
@@ -42,7 +43,7 @@ class Triage:
         """Change the assignee of a loaded appeal; call inside a transaction."""
         before = appeal.assignee_id
         appeal.assignee = agent
-        await appeal.save(update_fields=["assignee_id", "updated_at"])
+        await appeal_changes.save(appeal, ["assignee_id", "updated_at"])
         await self._lifecycle.events.emit(
             "appeal.assigned",
             actor=actor,
@@ -87,7 +88,7 @@ class Triage:
         else:
             tags = [t for t in tags if t.casefold() != tag.casefold()]
         appeal.tags = tags
-        await appeal.save(update_fields=["tags", "updated_at"])
+        await appeal_changes.save(appeal, ["tags", "updated_at"])
         await self._lifecycle.events.emit(
             "appeal.tagged", actor=actor, appeal=appeal, tag=tag, added=add
         )
@@ -160,7 +161,7 @@ class Triage:
         if before is priority:
             return
         appeal.priority = priority
-        await appeal.save(update_fields=["priority", "updated_at"])
+        await appeal_changes.save(appeal, ["priority", "updated_at"])
         await self._lifecycle.events.emit(
             "appeal.priority_changed",
             actor=actor,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from channels.base import ChannelKind, InboundMessage
 from desk.events import DomainEvent
 from desk.intake import BatchSize, IntakeWorker
 from desk.lifecycle import Lifecycle
-from models import Appeal, Event, Message
+from models import Appeal, AppealStatus, Event, Message
 from tests.conftest import Desk
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -189,3 +190,29 @@ async def test_new_appeals_of_one_batch_are_spread_by_the_loads_the_batch_made(
         loads[appeal.assignee_id] = loads.get(appeal.assignee_id, 0) + 1
     assert None not in loads
     assert sorted(loads.values()) == [2, 2]
+
+
+async def test_a_new_appeal_is_stored_with_all_the_batch_decided_about_it(
+    quiet_desk: Desk,
+) -> None:
+    """Routing, the SLA clock and intake change a new appeal several times in its batch; the
+    row holds every change once the batch is stored (written once, at the batch's end), and
+    an edit in the same batch finds the appeal as the batch left it."""
+    _, worker = parts(quiet_desk)
+    stream = quiet_desk.service.ctx.stream  # type: ignore[union-attr]
+    edit = replace(tg(901, 1, "Где мой заказ? Номер 4521"), external_id="901:9", edit_of="901:0")
+    await stream.publish_many([tg(901, 0), tg(902, 0), tg(901, 1), edit])
+
+    results = await worker.process(await stream.read(count=100, block_ms=1000))
+
+    assert [r.created for r in results] == [True, True, False, False]
+    assert results[3].edited and results[3].number == results[0].number
+    for result in results[:2]:
+        row = await Appeal.get(id=result.appeal_id)  # as stored, not the batch's object
+        assert row.number == result.number
+        assert row.status is AppealStatus.OPEN and row.category == "order_status"
+        assert row.assignee_id is not None and row.team
+        assert row.first_response_due is not None and row.resolution_due is not None
+        assert row.last_message_at is not None and row.waiting_since is not None
+    first = await Appeal.get(id=results[0].appeal_id)
+    assert await texts_of(first.id) == ["Где мой заказ? Номер 4521", "Сообщение 1: где мой заказ?"]
