@@ -9,7 +9,7 @@ from tortoise.transactions import in_transaction
 
 from channels.base import ChannelKind, InboundMessage
 from channels.web import PHONE_CHANNEL as PHONE
-from desk.events import EventBus
+from desk.events import CONTACTS, EventBus, hold_in_batch
 from models import (
     Appeal,
     ContactPoint,
@@ -143,11 +143,16 @@ async def customer_by_contacts(
         created = True
     if customers is not None:
         customers[customer.id] = customer
+    made = []
     for channel, address in keys:
         if (channel, address) not in owners:
-            await ContactPoint.create(customer=customer, channel=channel, address=address)
+            made.append(
+                await ContactPoint.create(customer=customer, channel=channel, address=address)
+            )
             if points is not None:
                 points[(channel, address)] = customer.id
+    if created:  # all of a new customer's contact points, for the batch's readers
+        hold_in_batch(CONTACTS, customer.id, made)
     if not customer.name and name:
         customer.name = name[:200]
         await customer.save(update_fields=["name", "updated_at"])

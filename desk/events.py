@@ -45,6 +45,8 @@ def batch_cache() -> dict[str, Any] | None:
 
 CUSTOMERS = "events.customers"  # the batch cache's key: the batch's customers by id
 MESSAGES = "events.messages"  # and the messages it stored, by id
+CONTACTS = "events.contacts"  # the contact points of the customers it created, by customer id
+ROUTES = "events.routes"  # (channel, address) of each appeal's last message in it, by appeal
 
 
 def batch_held(key: str, item_id: int) -> Any:

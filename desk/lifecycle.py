@@ -16,7 +16,7 @@ from channels.base import Attachment, ChannelKind, InboundMessage
 from desk import appeal_changes
 from desk.customers import resolve_customer
 from desk.errors import AppealNotFound, InvalidInput, InvalidTransition
-from desk.events import CUSTOMERS, MESSAGES, EventBus, hold_in_batch
+from desk.events import CUSTOMERS, MESSAGES, ROUTES, EventBus, batch_held, hold_in_batch
 from desk.intake_batch import FollowUp, IntakeBatch, new_appeal_key, stored_id
 from desk.log_context import log_scope
 from desk.metrics import Metrics
@@ -212,6 +212,7 @@ class Lifecycle:
             appeal.waiting_since = appeal.waiting_since or now
         for follow_up, message_id in zip(waiting, ids, strict=True):
             msg, appeal = follow_up.msg, follow_up.appeal
+            hold_in_batch(ROUTES, appeal.id, (msg.channel.value, msg.address))
             with log_scope(channel=msg.channel.value):
                 await self.events.emit(
                     "message.received",
@@ -304,6 +305,7 @@ class Lifecycle:
         )
         batch.messages[(channel, external_id)] = message
         hold_in_batch(MESSAGES, message.id, message)
+        hold_in_batch(ROUTES, appeal.id, (channel, msg.address))
         now = self._clock()
         appeal.last_message_at = now
         appeal.waiting_since = appeal.waiting_since or now
@@ -669,12 +671,19 @@ class Lifecycle:
 
     async def reply_route(self, appeal: Appeal) -> tuple[str, str]:
         """Where an answer goes: the channel and address of the customer's last message."""
-        last_in = await (
-            Message.filter(appeal_id=appeal.id, direction=Direction.IN).order_by("-id").first()
-        )
-        if last_in is None or last_in.channel == ChannelKind.WEB.value or not last_in.address:
+        held: tuple[str, str] | None = batch_held(ROUTES, appeal.id)
+        if held is not None:  # the batch stored it
+            channel, address = held
+        else:
+            last_in = await (
+                Message.filter(appeal_id=appeal.id, direction=Direction.IN).order_by("-id").first()
+            )
+            if last_in is None:
+                return ChannelKind.WEB.value, appeal.number or ""
+            channel, address = last_in.channel, last_in.address
+        if channel == ChannelKind.WEB.value or not address:
             return ChannelKind.WEB.value, appeal.number or ""
-        return last_in.channel, last_in.address
+        return channel, address
 
     async def atomic(self, action: Callable[[], Awaitable[T]]) -> T:
         """Run a transaction again when a concurrent writer won a unique key or a lock."""

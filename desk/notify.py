@@ -13,7 +13,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from channels.base import ChannelKind
-from desk.events import EventBus
+from desk.events import CONTACTS, EventBus, batch_held
 from desk.lifecycle import Lifecycle
 from desk.notice_templates import EMAIL_SUBJECT, GENERIC, VARIANTS
 from desk.outbox import Outbox, queue_key
@@ -259,9 +259,16 @@ class Notifier:
         """The channel and address for a notification, or None when nothing is reachable."""
         if not self._channels:
             return None  # no channel to send by is enabled
-        points = await ContactPoint.filter(
-            customer_id=customer.id, reachable=True, channel__in=list(self._channels)
-        ).order_by("-last_seen_at", "-id")
+        made: list[ContactPoint] | None = batch_held(CONTACTS, customer.id)
+        if made is not None:  # a customer new in this batch: never seen, newest first
+            points = sorted(
+                (p for p in made if p.reachable and p.channel in self._channels),
+                key=lambda p: -p.id,
+            )
+        else:
+            points = await ContactPoint.filter(
+                customer_id=customer.id, reachable=True, channel__in=list(self._channels)
+            ).order_by("-last_seen_at", "-id")
         if not points:
             return None
         conversation: tuple[str, str] | None = None
