@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 
 from channels.base import BadInbound, InboundMessage
+from channels.group_commit import GroupCommit
 from models import sql
 from models.infra import StreamEntry
 
@@ -131,70 +132,6 @@ def parse_payload(entry_id: str, payload: Any, deliveries: int) -> StreamItem:
     return StreamItem(entry_id, message, deliveries)
 
 
-Write = Callable[[list[InboundMessage]], Awaitable[list[str]]]
-
-
-class GroupCommit:
-    """Publishes that arrive while a write is under way are written together by the next one.
-
-    One write (a multi-row INSERT, or one pipeline of XADDs) and one commit serve every message
-    waiting, however many: under load each write carries what arrived during the one before;
-    alone, a message is written at once. A publisher returns only after its own message is
-    stored (or raises when the write failed), so a channel is acknowledged after the commit,
-    as before. Order is kept: messages are written in the order ``publish`` was called.
-    """
-
-    def __init__(self, write: Write, *, max_batch: int = APPEND_MAX) -> None:
-        self._write = write
-        self._max_batch = max_batch
-        self._waiting: list[tuple[InboundMessage, asyncio.Future[str]]] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    async def publish(self, messages: Sequence[InboundMessage]) -> list[str]:
-        """Queue ``messages`` for the next write and wait until they are stored."""
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[str]] = []
-        for message in messages:
-            future: asyncio.Future[str] = loop.create_future()
-            self._waiting.append((message, future))
-            futures.append(future)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain(), name="stream-append")
-        # A publisher that gives up (its request cut) does not stop the write of the others.
-        return list(await asyncio.shield(asyncio.gather(*futures)))
-
-    async def _drain(self) -> None:
-        while self._waiting:
-            batch, self._waiting = (
-                self._waiting[: self._max_batch],
-                self._waiting[self._max_batch :],
-            )
-            try:
-                ids = await self._write([message for message, _ in batch])
-                if len(ids) != len(batch):
-                    raise RuntimeError(f"the stream stored {len(ids)} of {len(batch)} entries")
-            except BaseException as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise  # cancelled: what still waits is failed by close()
-                continue
-            for (_, future), entry_id in zip(batch, ids, strict=True):
-                if not future.done():
-                    future.set_result(entry_id)
-
-    async def close(self) -> None:
-        """Finish the write under way; what still waits fails (it was never acknowledged)."""
-        if self._writer is not None and not self._writer.done():
-            with contextlib.suppress(Exception):
-                await self._writer
-        for _, future in self._waiting:
-            if not future.done():
-                future.set_exception(ConnectionError("the stream is closed"))
-        self._waiting = []
-
-
 class _StreamBase(abc.ABC):
     """What both backends share: identity, limits, and the poison-message rule."""
 
@@ -210,7 +147,10 @@ class _StreamBase(abc.ABC):
         self.consumer = consumer
         self.claim_idle_s = claim_idle_s
         self.max_deliveries = max_deliveries
-        self._appender = GroupCommit(self._append)
+        # Publishes that arrive while a write is under way go together in the next one.
+        self._appender: GroupCommit[InboundMessage, str] = GroupCommit(
+            self._append, max_batch=APPEND_MAX
+        )
 
     async def publish(self, message: InboundMessage) -> str:
         """Store one message durably (group-committed with others) and return its entry id."""

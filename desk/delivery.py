@@ -27,6 +27,7 @@ from channels.base import (
     Rejected,
     Unreachable,
 )
+from channels.group_commit import GroupCommit
 from desk.events import EventBus
 from desk.lifecycle import appeal_number
 from desk.log_context import log_scope
@@ -157,6 +158,10 @@ class DeliveryWorker:
         # claimed nor tried meanwhile (a flood into the staff group would otherwise have every
         # pass render and reschedule its whole backlog).
         self._holds: dict[Destination, datetime] = {}
+        # Sends recorded together: those that finish while a record is written go in the next.
+        self._recorder: GroupCommit[tuple[OutboxItem, str], None] = GroupCommit(
+            self._sent, max_batch=SCAN_LIMIT
+        )
 
     @property
     def name(self) -> str:
@@ -218,10 +223,9 @@ class DeliveryWorker:
         that met only those is an idle one). Once ``stop`` is set, rows still waiting for their
         turn are given back unsent.
 
-        The rows sent are recorded together when the pass's sends have finished (one UPDATE of
-        the rows, one of their messages, one commit): a conversation's next row is claimed by
-        the next pass anyway. A process that dies before that sends them again (at least once,
-        as after any crash between a send and its record)."""
+        Each send is recorded before its task ends, group-committed with the sends that finished
+        meanwhile (one UPDATE of their rows, one of their messages, one commit). A process that
+        dies between a send and its record sends it again (at least once)."""
         claimed = await self._claim()
         if not claimed:
             return 0
@@ -234,7 +238,6 @@ class DeliveryWorker:
     async def _deliver_all(self, claimed: list[OutboxItem], stop: asyncio.Event | None) -> int:
         gate = asyncio.Semaphore(PARALLEL)
         held: list[int] = []  # rows whose destination was told to wait during this pass
-        sent: list[tuple[OutboxItem, str]] = []  # (row, the platform's id of what it sent)
 
         async def one(item: OutboxItem) -> None:
             async with gate:
@@ -244,12 +247,10 @@ class DeliveryWorker:
                 if self._is_held(item):
                     held.append(item.id)
                     return
-                await self._deliver(item, sent, stop)
+                await self._deliver(item, stop)
 
         # Every send finishes before a failure is raised: none is left running unwatched.
         outcomes = await asyncio.gather(*(one(item) for item in claimed), return_exceptions=True)
-        if sent:  # what was sent is known: the database being out must not lose it
-            await self._outage.retry(partial(self._sent, sent), stop)
         if held:  # untried: given back as they were, claimed again once the wait is over
             await self._outbox.release([self._name], held)
         for outcome in outcomes:
@@ -337,24 +338,20 @@ class DeliveryWorker:
             )
         )
 
-    async def _deliver(
-        self,
-        item: OutboxItem,
-        sent: list[tuple[OutboxItem, str]],
-        stop: asyncio.Event | None = None,
-    ) -> None:
-        """Try ``item`` once: a send joins ``sent`` (recorded with the pass's others), any
-        other outcome is recorded now."""
+    async def _deliver(self, item: OutboxItem, stop: asyncio.Event | None = None) -> None:
+        """Try ``item`` once and record the outcome (a send with the others finishing now)."""
         number = appeal_number(item.appeal_id) if item.appeal_id is not None else None
         started = time.perf_counter()
         with log_scope(appeal=number, channel=item.channel):
             outcome = await self._deliver_one(item)
-            if isinstance(outcome, str):
-                sent.append((item, outcome))
-            else:
-                # What happened is known: the database being out must not lose it (a send
-                # not recorded would go again after the lease).
-                await self._outage.retry(outcome, stop)
+            record = (
+                partial(self._recorder.publish, [(item, outcome)])
+                if isinstance(outcome, str)
+                else outcome
+            )
+            # What happened is known: the database being out must not lose it (a send not
+            # recorded would go again after the lease).
+            await self._outage.retry(record, stop)
         self._metrics.delivery_seconds.labels(item.channel).observe(time.perf_counter() - started)
 
     async def _deliver_one(self, item: OutboxItem) -> str | Callable[[], Awaitable[None]]:
@@ -404,8 +401,9 @@ class DeliveryWorker:
             self._metrics.delivery_failed(item.channel, exc)
             raise
 
-    async def _sent(self, sent: list[tuple[OutboxItem, str]]) -> None:
-        """Record the sends of a pass: one UPDATE of their rows, one of their messages."""
+    async def _sent(self, sent: list[tuple[OutboxItem, str]]) -> list[None]:
+        """Record sends (row, the platform's id of what it sent): one UPDATE of their rows,
+        one of their messages, one commit."""
         now = self._clock()
         async with in_transaction():
             await sql.update_each(
@@ -432,6 +430,7 @@ class DeliveryWorker:
             number = appeal_number(item.appeal_id) if item.appeal_id is not None else None
             with log_scope(appeal=number, channel=item.channel):
                 log.info("delivered", extra={"outbox_id": item.id, "channel": item.channel})
+        return [None] * len(sent)
 
     async def _retry_later(
         self, item: OutboxItem, reason: str, delay_s: float, *, count_attempt: bool = True
