@@ -48,7 +48,9 @@ class TelegramDesk:
             group_messages=limits.group_per_minute,
             bot_per_second=limits.bot_per_second,
         )
-        self.sender = TelegramSender(self.bot, limiter, timeout_s=settings.timeout_s)
+        self.sender = TelegramSender(
+            self.bot, limiter, timeout_s=settings.timeout_s, answer_wait_s=settings.answer_wait_s
+        )
         self.staff: StaffSync | None = None
         self.tasks: TaskBoard | None = None
         if settings.staff_chat_id is not None:

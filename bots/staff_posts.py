@@ -36,6 +36,7 @@ from models import (
 log = logging.getLogger(__name__)
 
 MERGE_LOOKAHEAD = 50
+CARRIED_ROWS = 1_000  # merged posts remembered until sent (a retry carries the same messages)
 UNSHOWN_KINDS = ("email", "skipped")  # the raw mail; a file over the size cap
 
 
@@ -57,6 +58,9 @@ class StaffPoster:
         self._cards = CardMaker(settings, texts)
         self._feed = feed
         self._forum: bool | None = None
+        # Relay rows whose post failed, with the rows merged into it: a retry posts the same
+        # messages, not more (the lost call may have reached the group after all).
+        self._carried: dict[int, list[int]] = {}
 
     async def deliver(self, out: OutboundMessage) -> str:
         """Post one row; returns the id of the (first) message it made."""
@@ -246,7 +250,8 @@ class StaffPoster:
         batch = [message]
         followers: list[int] = []
         if not files:
-            batch, followers = await self._mergeable(out, appeal, message)
+            carried = self._carried.pop(out.outbox_id, None)
+            batch, followers = await self._mergeable(out, appeal, message, carried)
         customer = await passed(Customer, appeal.customer_id)
         text = self._texts.render(
             "telegram/relay.html.j2",
@@ -255,7 +260,13 @@ class StaffPoster:
             messages=[self._relay_item(m, start if m is message else 0) for m in batch],
             merged=len(batch) > 1,
         )
-        posted = await self._post(appeal, text, attachments=files, key=out.outbox_id)
+        try:
+            posted = await self._post(appeal, text, attachments=files, key=out.outbox_id)
+        except BaseException:
+            if len(self._carried) >= CARRIED_ROWS:  # the oldest goes: memory stays bounded
+                del self._carried[next(iter(self._carried))]
+            self._carried[out.outbox_id] = followers
+            raise
         if followers:
             # The queue's head is ours, so nobody else is delivering these rows.
             await OutboxItem.filter(id__in=followers, status=OutboxStatus.PENDING).update(
@@ -265,18 +276,18 @@ class StaffPoster:
         return posted
 
     async def _mergeable(
-        self, out: OutboundMessage, appeal: Appeal, first: Message
+        self, out: OutboundMessage, appeal: Appeal, first: Message, only: list[int] | None
     ) -> tuple[list[Message], list[int]]:
-        """Text-only customer messages queued right behind ``first``, as long as they fit."""
-        rows = await (
-            OutboxItem.filter(
-                queue_key=appeal_queue(appeal.id),
-                status=OutboxStatus.PENDING,
-                id__gt=out.outbox_id,
-            )
-            .order_by("id")
-            .limit(MERGE_LOOKAHEAD)
+        """Text-only customer messages queued right behind ``first``, as long as they fit (of
+        the rows ``only``, when a failed post carried those)."""
+        if only == []:
+            return [first], []
+        waiting = OutboxItem.filter(
+            queue_key=appeal_queue(appeal.id), status=OutboxStatus.PENDING, id__gt=out.outbox_id
         )
+        if only is not None:
+            waiting = waiting.filter(id__in=only)
+        rows = await waiting.order_by("id").limit(MERGE_LOOKAHEAD)
         relays = []
         for row in rows:
             extra = row.payload.get("extra", {})

@@ -36,7 +36,13 @@ class TelegramSettings(BaseModel):
     webhook_path: str = "/telegram/webhook"
     staff_chat_id: int | None = None
     managers_chat_id: int | None = None
-    timeout_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0, description="a call that posts nothing")
+    answer_wait_s: int = Field(
+        default=40,
+        ge=1,
+        le=50,  # under the outbox lease (60 s): a row waiting for its answer stays this worker's
+        description="how long a post waits for Telegram's answer (a late one is no failure)",
+    )
     poll_timeout_s: int = Field(default=25, ge=0, le=50)
     sign_replies: bool = Field(default=True, description="add the agent's name to answers")
     album_wait_s: float = Field(default=2.0, ge=0, description="wait for an album's parts")

@@ -208,10 +208,20 @@ class TelegramSender:
 
     kind: str = ChannelKind.TELEGRAM
 
-    def __init__(self, bot: Bot, limiter: TelegramLimiter, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        limiter: TelegramLimiter,
+        *,
+        timeout_s: float = 10.0,
+        answer_wait_s: int = 40,
+    ) -> None:
         self.bot = bot
         self._limiter = limiter
         self._timeout = timeout_s
+        # A call that posts is waited for this long: an answer that comes late is no failure
+        # (the post is in the chat), and a retry after a timeout would post it twice.
+        self._wait = answer_wait_s
         self._progress: dict[int, list[int]] = {}  # outbox id -> parts already sent
 
     async def ping(self) -> None:
@@ -294,7 +304,11 @@ class TelegramSender:
         """Upload an image made here (a report's chart) as a photo; a caption too long for
         Telegram follows as messages. Returns the ids of what was sent."""
         mode = "HTML" if html else None
-        common: dict[str, Any] = {"chat_id": chat_id, "message_thread_id": thread_id}
+        common: dict[str, Any] = {
+            "chat_id": chat_id,
+            "message_thread_id": thread_id,
+            "request_timeout": self._wait,
+        }
         if reply_to is not None:
             common["reply_parameters"] = ReplyParameters(
                 message_id=reply_to, allow_sending_without_reply=True
@@ -332,7 +346,7 @@ class TelegramSender:
                     text=text,
                     parse_mode="HTML" if html else None,
                     reply_markup=markup,
-                    request_timeout=int(self._timeout),
+                    request_timeout=self._wait,
                 )
             )
 
@@ -343,7 +357,9 @@ class TelegramSender:
         """A new forum topic; returns its thread id."""
         async with self._limiter.sending(chat_id):
             topic = await self._call(
-                lambda: self.bot.create_forum_topic(chat_id=chat_id, name=name[:128])
+                lambda: self.bot.create_forum_topic(
+                    chat_id=chat_id, name=name[:128], request_timeout=self._wait
+                )
             )
         return int(topic.message_thread_id)
 
@@ -351,7 +367,10 @@ class TelegramSender:
         """Give a forum topic a new name."""
         await self._call(
             lambda: self.bot.edit_forum_topic(
-                chat_id=chat_id, message_thread_id=thread_id, name=name[:128]
+                chat_id=chat_id,
+                message_thread_id=thread_id,
+                name=name[:128],
+                request_timeout=self._wait,
             )
         )
 
@@ -359,7 +378,11 @@ class TelegramSender:
         """Close or reopen a forum topic (already so is fine)."""
         method = self.bot.close_forum_topic if closed else self.bot.reopen_forum_topic
         try:
-            await self._call(lambda: method(chat_id=chat_id, message_thread_id=thread_id))
+            await self._call(
+                lambda: method(
+                    chat_id=chat_id, message_thread_id=thread_id, request_timeout=self._wait
+                )
+            )
         except Rejected as exc:
             if "topic_not_modified" not in exc.reason.lower():
                 raise
@@ -373,7 +396,10 @@ class TelegramSender:
         async with self._limiter.sending(chat_id):
             await self._call(
                 lambda: self.bot.pin_chat_message(
-                    chat_id=chat_id, message_id=message_id, disable_notification=True
+                    chat_id=chat_id,
+                    message_id=message_id,
+                    disable_notification=True,
+                    request_timeout=self._wait,
                 )
             )
 
@@ -398,7 +424,8 @@ class TelegramSender:
 
     async def _call(self, action: Callable[[], Awaitable[T]]) -> T:
         try:
-            return await asyncio.wait_for(action(), self._timeout + 5)
+            # aiohttp's own timeout (the call's, or the session's) ends it first.
+            return await asyncio.wait_for(action(), max(self._timeout, self._wait) + 5)
         except TelegramBadRequest as exc:
             if "message is not modified" in str(exc.message).lower():
                 return None  # type: ignore[return-value]
@@ -420,7 +447,11 @@ class TelegramSender:
     ) -> list[Callable[[], Awaitable[int]]]:
         """The calls that deliver one message, in order; each returns a message id."""
         mode = "HTML" if html else None
-        common: dict[str, Any] = {"chat_id": chat_id, "message_thread_id": thread_id}
+        common: dict[str, Any] = {
+            "chat_id": chat_id,
+            "message_thread_id": thread_id,
+            "request_timeout": self._wait,
+        }
         if reply_to is not None:
             common["reply_parameters"] = ReplyParameters(
                 message_id=reply_to, allow_sending_without_reply=True

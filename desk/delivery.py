@@ -45,6 +45,8 @@ BACKLOG_ROWS = 100
 CLAIM_SHARE = 0.1  # of a worker's time, at most, for the claim's query (see pace)
 PACE_MAX_S = 2.0
 HELD_IN_CLAIM = 1_000  # held destinations the claim's query leaves out by itself
+SLOW_SEND_S = 0.5  # a pass waits this long for its sends; the rest go on beside later passes
+MAX_SLOW = 64  # … as long as no more than this many do (else the pass waits for them all)
 MAX_BACKOFF_S = 900.0
 NO_ADAPTER_RETRY_S = 300.0
 OUTAGE_RETRY_S = 1.0  # a send the database kept from starting goes again this soon after
@@ -158,6 +160,9 @@ class DeliveryWorker:
         # claimed nor tried meanwhile (a flood into the staff group would otherwise have every
         # pass render and reschedule its whole backlog).
         self._holds: dict[Destination, datetime] = {}
+        # Sends waiting long for the platform's answer (a late answer is no failure: the post
+        # may be in the chat), by row id: later passes go on meanwhile, other chats are served.
+        self._slow: dict[int, asyncio.Future[None]] = {}
         # Sends recorded together: those that finish while a record is written go in the next.
         self._recorder: GroupCommit[tuple[OutboxItem, str], None] = GroupCommit(
             self._sent, max_batch=SCAN_LIMIT
@@ -176,25 +181,35 @@ class DeliveryWorker:
         except Exception:  # a task root: the leases run out by themselves
             log.exception("taking back leased rows failed")
         loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            started = loop.time()
-            try:
-                handled = await self.deliver_due(stop)
-            except Exception as exc:  # a task root: log and keep the worker alive
-                handled = 0
-                if db.is_outage(exc) and await self._outage.wait(exc, stop):
-                    await self._take_back_after_outage()
-                else:
-                    log.exception("delivery pass failed")
-            if not handled:
-                await self._outbox.wait(timeout=self._idle)
-            # Intake wakes us after every message: with a backlog, one scan per MIN_PASS_S
-            # serves them all instead of one scan of the backlog per message.
-            least = MIN_PASS_S if not handled and self._scanned >= BACKLOG_ROWS else 0.0
-            rest = max(least, pace(self._claim_s)) - (loop.time() - started)
-            if rest > 0 and not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), rest)
+        try:
+            while not stop.is_set():
+                started = loop.time()
+                try:
+                    handled = await self.deliver_due(stop)
+                except Exception as exc:  # a task root: log and keep the worker alive
+                    handled = 0
+                    if db.is_outage(exc) and await self._outage.wait(exc, stop):
+                        await self._take_back_after_outage()
+                    else:
+                        log.exception("delivery pass failed")
+                if not handled:
+                    await self._outbox.wait(timeout=self._idle)
+                # Intake wakes us after every message: with a backlog, one scan per MIN_PASS_S
+                # serves them all instead of one scan of the backlog per message.
+                least = MIN_PASS_S if not handled and self._scanned >= BACKLOG_ROWS else 0.0
+                rest = max(least, pace(self._claim_s)) - (loop.time() - started)
+                if rest > 0 and not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), rest)
+            await self.finish_slow()
+        finally:  # cancelled: their rows stay leased, taken back by the next start
+            for send in list(self._slow.values()):
+                send.cancel()
+
+    async def finish_slow(self) -> None:
+        """Wait for the sends still waiting for their answers (each records its own outcome)."""
+        if self._slow:
+            await asyncio.wait(list(self._slow.values()))
 
     async def take_back(self) -> int:
         """Free the rows leased under this worker's name by a process that died (a restart
@@ -202,9 +217,10 @@ class DeliveryWorker:
 
         Whether such a row reached the customer is unknown: it is sent again (at least once).
         """
-        taken = await OutboxItem.filter(status=OutboxStatus.SENDING, locked_by=self._name).update(
-            locked_until=None
-        )
+        mine = OutboxItem.filter(status=OutboxStatus.SENDING, locked_by=self._name)
+        if self._slow:  # still waiting for their answers: not to be sent again
+            mine = mine.exclude(id__in=list(self._slow))
+        taken = await mine.update(locked_until=None)
         if taken:
             log.warning("leased rows taken back", extra={"worker": self._name, "rows": taken})
         return int(taken)
@@ -238,6 +254,7 @@ class DeliveryWorker:
     async def _deliver_all(self, claimed: list[OutboxItem], stop: asyncio.Event | None) -> int:
         gate = asyncio.Semaphore(PARALLEL)
         held: list[int] = []  # rows whose destination was told to wait during this pass
+        over = False  # the pass has ended; its slow sends go on
 
         async def one(item: OutboxItem) -> None:
             async with gate:
@@ -245,18 +262,34 @@ class DeliveryWorker:
                     await self._outbox.release([self._name], [item.id])
                     return
                 if self._is_held(item):
-                    held.append(item.id)
+                    if over:
+                        await self._outbox.release([self._name], [item.id])
+                    else:
+                        held.append(item.id)
                     return
                 await self._deliver(item, stop)
 
-        # Every send finishes before a failure is raised: none is left running unwatched.
-        outcomes = await asyncio.gather(*(one(item) for item in claimed), return_exceptions=True)
+        sends = {asyncio.ensure_future(one(item)): item.id for item in claimed}
+        done, slow = await asyncio.wait(sends, timeout=SLOW_SEND_S)
+        if slow and len(slow) + len(self._slow) > MAX_SLOW:
+            await asyncio.wait(slow)  # too many waiting: this pass waits for them all
+            done, slow = set(sends), set()
+        for send in slow:  # waiting for late answers: the next passes go on meanwhile
+            self._slow[sends[send]] = send
+            send.add_done_callback(partial(self._slow_done, sends[send]))
+        over = True
         if held:  # untried: given back as they were, claimed again once the wait is over
             await self._outbox.release([self._name], held)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        for send in done:  # every send has finished before a failure is raised
+            if not send.cancelled() and (exc := send.exception()) is not None:
+                raise exc
         return len(claimed) - len(held)
+
+    def _slow_done(self, row_id: int, send: asyncio.Future[None]) -> None:
+        """A send that waited long has its answer (and has recorded it)."""
+        self._slow.pop(row_id, None)
+        if not send.cancelled() and (exc := send.exception()) is not None:
+            log.error("a slow send failed", exc_info=exc, extra={"outbox_id": row_id})
 
     def _is_held(self, item: OutboxItem) -> bool:
         """Whether the platform asked to wait before the next send to ``item``'s destination."""
@@ -312,6 +345,8 @@ class DeliveryWorker:
         # Not .exclude(channel=…, address__in=…): tortoise negates each of its conditions alone.
         for channel, addresses in self._held(now).items():
             due = due.filter(~Q(channel=channel, address__in=addresses))
+        if self._slow:  # waiting for their answers (past their lease, too: never sent twice)
+            due = due.exclude(id__in=list(self._slow))
         async with in_transaction():  # one commit for the pass's claims
             # PostgreSQL: rows another worker is claiming are skipped, not waited for.
             looking = time.perf_counter()

@@ -379,3 +379,78 @@ async def test_topic_calls_count_in_the_group_s_budget_so_a_burst_meets_no_429(
         refused = [r.method for r in group_calls if r.status == 429]
         assert refused == []
         assert len([r for r in group_calls if r.status == 200]) <= 20
+
+
+async def test_late_answers_are_waited_for_while_other_customers_go_on(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    # Telegram takes each call at once but answers late, past the desk's ordinary timeout: the
+    # topic and the posts are in the group. Trying again would make a second topic for the
+    # appeal and post its messages twice; the desk waits for the answers instead, and the
+    # other customers' topics go on meanwhile.
+    late_s = 3.0
+    await start_desk(**telegram_settings(fake, telegram={"timeout_s": 0.5, "answer_wait_s": 10}))
+    fake.timeout_next("createForumTopic", late_s)
+    fake.timeout_next("sendMessage", late_s, count=3)
+    fake.add_private_chat(761, "Первый")
+    fake.user_message(761, "Где мой заказ?")
+    await eventually(lambda: fake.calls("createForumTopic"), what="the first topic asked for")
+    fake.add_private_chat(762, "Второй")
+    fake.user_message(762, "Нужен счёт")
+
+    second = await eventually(
+        lambda: [t for t in texts_in(fake, STAFF_CHAT) if "Нужен счёт" in t], what="second post"
+    )
+    first_topic_at = fake.calls("createForumTopic")[0].at
+    second_post = next(
+        r for r in fake.calls("sendMessage") if "Нужен счёт" in str(r.params.get("text"))
+    )
+    assert second and second_post.at < first_topic_at + late_s, "held behind a late answer"
+
+    async def settled() -> bool:
+        return (
+            not await OutboxItem.filter(status__in=["pending", "sending"])
+            .exclude(queue_key="staff:feed")
+            .exists()
+        )
+
+    await eventually(settled, timeout=20, what="every row sent")
+    assert len(fake.calls("createForumTopic")) == 2  # one topic per appeal
+    relayed = [t for t in texts_in(fake, STAFF_CHAT) if t.startswith("👤")]
+    for question in ("Где мой заказ?", "Нужен счёт"):
+        assert len([t for t in relayed if question in t]) == 1, relayed
+    for user in (761, 762):
+        answers = texts_in(fake, user)
+        assert answers and len(answers) == len(set(answers)), answers
+
+
+async def test_a_failed_merged_post_is_sent_again_with_the_same_messages_only(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    # A post that failed may have reached the group after all (Telegram answered 5xx or late):
+    # its retry carries what it carried, and what the customer wrote since follows apart.
+    await start_desk(**telegram_settings(fake))
+    appeal = await open_appeal(fake, 763, "Начало разговора")
+    thread = int(appeal.staff_thread)
+
+    def relays() -> list[str]:
+        return [t for t in texts_in(fake, STAFF_CHAT, thread) if t.startswith("👤")]
+
+    await eventually(relays, what="the first message relayed")
+    fake.fail_next("sendMessage", 502)
+    for text in ("первое", "второе", "третье"):
+        fake.user_message(763, text)
+    await eventually(
+        lambda: any(r.status == 502 for r in fake.calls("sendMessage")), what="a failed post"
+    )
+    for text in ("четвёртое", "пятое"):
+        fake.user_message(763, text)
+    words = ("первое", "второе", "третье", "четвёртое", "пятое")
+    await eventually(
+        lambda: all(any(w in t for t in relays()) for w in words), timeout=20, what="all relayed"
+    )
+    failed = next(r for r in fake.calls("sendMessage") if r.status == 502)
+    assert relays()[1] == failed.params["text"]  # sent again as it was, nothing added
+    assert "четвёртое" not in relays()[1]
+    for word in words:
+        assert len([t for t in relays() if word in t]) == 1, relays()
