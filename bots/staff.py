@@ -18,7 +18,7 @@ from bots.deps import BotDeps
 from bots.staff_commands import COMMANDS, CommandContext, parse_command
 from bots.staff_sync import CALL_PREFIX
 from bots.task_board import REASON_PREFIX, RESULT_PREFIX
-from channels.base import Attachment, ChannelKind
+from channels.base import Attachment, ChannelKind, DeliveryError
 from channels.telegram import attachments_of
 from desk.errors import AgentNotFound, DeskError, InvalidInput, InvalidTransition
 from desk.tasks import CALL_DUE, create_task, phones_of
@@ -138,7 +138,7 @@ class StaffDesk:
             return
         if agent is None:
             if (command or appeal is not None) and await self._may_refuse(user.id):
-                await self.say(appeal, self.s("staff.not_agent"), reply_to=message.message_id)
+                await self.refuse(message)
             return
         if command:
             handler = COMMANDS.get(command)
@@ -197,6 +197,24 @@ class StaffDesk:
         )
         if edited is False:
             await self.say(appeal, self.s("staff.edit_not_sent"), reply_to=message.message_id)
+
+    async def refuse(self, message: Message) -> None:
+        """Tell a stranger who wrote in the group that nothing reached the customer, and how to
+        join: privately, not in the appeal's topic before every agent; in General, by name,
+        only when the bot may not write to them (they never started it)."""
+        user = message.from_user
+        if user is None:
+            return
+        group = message.chat.title or ""
+        try:
+            await self.deps.sender.send(user.id, self.s("staff.not_agent", group=group), html=True)
+            return
+        except DeliveryError as exc:
+            log.info("a stranger in the staff group cannot be told privately: %s", exc)
+        name = html.escape(user.full_name, quote=False)
+        who = f'<a href="tg://user?id={user.id}">{name}</a>'  # their phone rings
+        text = self.s("staff.not_agent_here", who="{who}").replace("{who}", who)
+        await self.say(None, text)
 
     async def _may_refuse(self, user_id: int) -> bool:
         return await may_refuse(user_id, self.ctx.clock())

@@ -53,24 +53,44 @@ async def test_internal_note_is_kept_and_never_relayed(tdesk: Desk, fake: FakeTe
     assert not any("должен" in t for t in texts_in(fake, 601))
 
 
-async def test_stranger_in_staff_group_is_refused_and_nothing_relayed(
+async def test_stranger_in_a_topic_is_told_privately_once_and_nothing_relayed(
     tdesk: Desk, fake: FakeTelegram
 ) -> None:
+    fake.add_private_chat(STRANGER_ID, "Гость")  # the stranger has started the bot
     appeal = await open_appeal(fake, 602, "Вопрос по доставке")
     thread = int(appeal.staff_thread)
-    sent = fake.group_message(STAFF_CHAT, STRANGER_ID, "Я тоже отвечу клиенту", thread)
+    fake.group_message(STAFF_CHAT, STRANGER_ID, "Я тоже отвечу клиенту", thread)
 
-    refusal = await eventually(
-        lambda: [s for s in fake.sent_to(STAFF_CHAT, thread) if "/join" in (s.body or "")]
-    )
-    assert refusal[0].message["reply_to_message"]["message_id"] == sent["message"]["message_id"]
-    assert not any("отвечу" in t for t in texts_in(fake, 602))
-    assert not await Message.filter(appeal_id=appeal.id, direction=Direction.OUT).exists()
+    told = await eventually(lambda: texts_in(fake, STRANGER_ID), what="the private refusal")
+    assert "/join" in told[0] and "Поддержка" in told[0]
     fake.group_message(STAFF_CHAT, STRANGER_ID, "И ещё раз", thread)
     fake.group_message(STAFF_CHAT, AGENT_ID, "Отвечаю клиенту", thread)
     await eventually(lambda: any("Отвечаю клиенту" in t for t in texts_in(fake, 602)))
-    refusals = [s for s in fake.sent_to(STAFF_CHAT, thread) if "/join" in (s.body or "")]
-    assert len(refusals) == 1  # one refusal, not one per message
+    assert not any("отвечу" in t or "ещё раз" in t for t in texts_in(fake, 602))
+    assert (
+        not await Message.filter(appeal_id=appeal.id, direction=Direction.OUT)
+        .exclude(text__contains="Отвечаю")
+        .exists()
+    )
+    assert len(texts_in(fake, STRANGER_ID)) == 1  # once, not once per message
+    group_posts = texts_in(fake, STAFF_CHAT)
+    assert not any("/join" in t for t in group_posts), "the refusal was shown to every agent"
+
+
+async def test_stranger_the_bot_cannot_write_to_is_named_in_general_not_in_the_topic(
+    tdesk: Desk, fake: FakeTelegram
+) -> None:
+    appeal = await open_appeal(fake, 604, "Вопрос по оплате")
+    thread = int(appeal.staff_thread)
+    fake.group_message(STAFF_CHAT, STRANGER_ID, "Я тоже отвечу клиенту", thread)
+
+    refusal = await eventually(
+        lambda: [s for s in fake.sent_to(STAFF_CHAT) if "/join" in (s.body or "")]
+    )
+    assert refusal[0].message_thread_id is None  # General, not the appeal's topic
+    assert f"tg://user?id={STRANGER_ID}" in str(refusal[0].message.get("entities"))
+    assert not any("/join" in t for t in texts_in(fake, STAFF_CHAT, thread))
+    assert not any("отвечу" in t for t in texts_in(fake, 604))
 
 
 async def test_join_request_approved_by_supervisor_makes_an_agent(
