@@ -54,6 +54,14 @@ def next_allowed(now: datetime, zone: ZoneInfo, window: QuietHours) -> datetime:
     return datetime.combine(day, start, tzinfo=zone).astimezone(UTC)
 
 
+def _live(appeal: Appeal | None, now: datetime, window: QuietHours) -> bool:
+    """Whether the appeal's conversation is going on now (a message either way in the last
+    ``window.live_minutes``): what follows it, the resolution or the rating prompt, is not
+    held for quiet hours, as the agent's answer a moment before was not."""
+    last = appeal.last_message_at if appeal is not None else None
+    return last is not None and now - last <= timedelta(minutes=window.live_minutes)
+
+
 @dataclass(frozen=True, slots=True)
 class Button:
     """A choice under a notification: its label per language and the action it answers with
@@ -146,7 +154,9 @@ class Notifier:
                 else self._texts.string("notify.subject", lang, **context)
             )
         now = self._clock()
-        at = next_allowed(now, local_zone(self._settings, customer), quiet) if quiet else now
+        at = now
+        if quiet is not None and not _live(appeal, now, quiet):
+            at = next_allowed(now, local_zone(self._settings, customer), quiet)
         extra: dict[str, Any] = {"automatic": True}  # an automatic message: Auto-Submitted
         if buttons:
             text = self._buttons(channel, buttons, columns, lang, text, extra)

@@ -51,6 +51,11 @@ class QuietHours(BaseModel):
 
     start: time = time(9, 0)
     end: time = time(21, 0)
+    live_minutes: int = Field(
+        default=15,
+        ge=0,
+        description="a conversation with a message this recent is live: not held (0: always)",
+    )
 
 
 class Choice(BaseModel):

@@ -68,6 +68,7 @@ async def test_resolved_late_in_the_evening_is_told_the_next_morning(
     appeal = await open_appeal(fake, 601, "Где мой заказ 5512?", name="Анна")
     # The acknowledgement answers a live conversation: sent at once, even at 23:10.
     await eventually(lambda: any("зарегистрировано" in t for t in texts_in(fake, 601)))
+    clock.now += timedelta(minutes=30)  # the conversation has gone quiet
 
     await resolve(desk, appeal)
     held = await eventually(
@@ -101,6 +102,33 @@ async def test_resolved_late_in_the_evening_is_told_the_next_morning(
     ]
 
 
+async def test_a_live_conversation_at_night_is_resolved_and_rated_at_once(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    # The customer and the agent are talking at 23:10: the resolution and the rating prompt
+    # that follow the answer are part of that conversation, not held until the morning.
+    clock = MovableClock(LATE_EVENING)
+    desk: Desk = await start_desk(clock=clock, **telegram_settings(fake))
+    appeal = await open_appeal(fake, 603, "Где мой заказ 5513?", name="Анна")
+    clock.now += timedelta(minutes=5)
+    fake.group_message(STAFF_CHAT, AGENT_ID, "Заказ передан курьеру", int(appeal.staff_thread))
+    await eventually(lambda: any("курьеру" in t for t in texts_in(fake, 603)))
+    clock.now += timedelta(minutes=3)
+
+    await resolve(desk, appeal)
+    await eventually(lambda: any("решено" in t for t in texts_in(fake, 603)), what="resolved")
+
+    def rated() -> bool:
+        clock.now += timedelta(seconds=1)  # Telegram's pauses between messages to one chat pass
+        desk.service.ctx.outbox.wake()  # type: ignore[union-attr]
+        return any("оцените" in t for t in texts_in(fake, 603))
+
+    await eventually(rated, what="the rating prompt")
+    assert not await OutboxItem.filter(
+        appeal_id=appeal.id, channel="telegram", status=OutboxStatus.PENDING
+    ).exists()
+
+
 async def test_quiet_hours_follow_the_customer_time_zone(
     fake: FakeTelegram, start_desk: Callable[..., Any]
 ) -> None:
@@ -108,6 +136,7 @@ async def test_quiet_hours_follow_the_customer_time_zone(
     desk: Desk = await start_desk(clock=clock, **telegram_settings(fake))
     appeal = await open_appeal(fake, 602, "Подскажите по размеру")
     await Customer.filter(id=appeal.customer_id).update(timezone="Asia/Vladivostok")
+    clock.now += timedelta(minutes=30)  # the conversation has gone quiet
     await resolve(desk, appeal)
     held = await eventually(
         lambda: OutboxItem.filter(
