@@ -24,7 +24,12 @@ from models import (
 )
 
 LINK_TRIES = 3
-_EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[^@\s<>\"']{1,255}\.[^@\s<>\"'.]{2,}$")
+_NO = r"""@\s<>"'\x00"""  # not in any part of an email address
+# What an email address looks like here: the API's document states the same pattern.
+EMAIL_PATTERN = rf"[^{_NO}]{{1,64}}@[^{_NO}]{{1,255}}\.[^{_NO}.]{{2,}}"
+# A phone number: 10 to 15 digits among any other characters (spaces, +, brackets, dashes).
+PHONE_PATTERN = "[^0-9]*(?:[0-9][^0-9]*){10,15}"
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 
 async def customer_id_at(channel: str, address: str) -> int | None:
@@ -52,13 +57,13 @@ async def customer_by_ref(ref: str) -> int | None:
 
 def normalise_email(value: str) -> str | None:
     """A lower-cased email address, or None when it does not look like one."""
-    value = value.strip().lower()
-    return value if _EMAIL.match(value) and len(value) <= 320 else None
+    value = value.strip()
+    return value.lower() if _EMAIL.fullmatch(value) and len(value) <= 320 else None
 
 
 def normalise_phone(value: str) -> str | None:
     """A phone number as ``+<digits>`` (Russian 8XXXXXXXXXX becomes +7…), or None."""
-    digits = re.sub(r"\D", "", value)
+    digits = re.sub("[^0-9]", "", value)
     if len(digits) == 11 and digits.startswith("8"):
         digits = "7" + digits[1:]
     if len(digits) == 10 and digits.startswith("9"):

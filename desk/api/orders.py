@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, ConfigDict, Field, field_validator
 
 from desk.api.app import Link, Operation, QueryParam, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
-from desk.api.schemas import Body, RowId
+from desk.api.schemas import (
+    EMAIL_OR_BLANK,
+    GIVEN_EMAIL,
+    GIVEN_PHONE,
+    NOT_BLANK,
+    PHONE_OR_BLANK,
+    Body,
+    RowId,
+    one_of_contacts,
+)
 from desk.context import AppContext
 from desk.orders import Contacts, OrderChange, Orders
 from models import Order
 
 MAX_KEY = 200
+MAX_AMOUNT = Decimal("999999999999.99")  # what the column holds (14 digits, 2 after the point)
+KOPECK = Decimal("0.01")
 _KEY_HEADER = QueryParam(
     "Idempotency-Key",
     {"type": "string", "maxLength": MAX_KEY},
@@ -24,11 +35,21 @@ _KEY_HEADER = QueryParam(
 
 
 class CustomerIn(Body):
-    """The order's customer and how to reach them (at least one contact)."""
+    """The order's customer and how to reach them: at least one of email, phone, telegram_id
+    and vk_id."""
+
+    model_config = ConfigDict(
+        json_schema_extra=one_of_contacts(
+            GIVEN_EMAIL,
+            GIVEN_PHONE,
+            ("telegram_id", {"type": "integer"}),
+            ("vk_id", {"type": "integer"}),
+        )
+    )
 
     name: str = Field(default="", max_length=200)
-    email: str | None = Field(default=None, max_length=320)
-    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_OR_BLANK)
+    phone: str | None = Field(default=None, max_length=40, pattern=PHONE_OR_BLANK)
     telegram_id: RowId | None = None
     vk_id: RowId | None = None
     language: Literal["ru", "en"] | None = None
@@ -39,13 +60,25 @@ class CustomerIn(Body):
 class OrderIn(Body):
     """An order as the shop's system has it."""
 
-    external_id: str = Field(min_length=1, max_length=100)
+    external_id: str = Field(min_length=1, max_length=100, pattern=NOT_BLANK)
     customer: CustomerIn
     stage: str = Field(default="new", min_length=1, max_length=64)
     placed_at: AwareDatetime | None = Field(
         default=None, description="when the customer ordered (default: now; never later)"
     )
-    amount: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
+    amount: Decimal | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_AMOUNT,
+        description="the order's sum; kept to the kopeck (rounded to 2 decimals)",
+    )
+
+    @field_validator("amount")
+    @classmethod
+    def _to_kopecks(cls, value: Decimal | None) -> Decimal | None:
+        # The column holds 2 decimals: a float's tail (19.990000000000002) is rounded, as the
+        # document says, rather than refused.
+        return value.quantize(KOPECK, rounding=ROUND_HALF_UP) if value is not None else None
 
 
 class StageIn(Body):
