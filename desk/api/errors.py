@@ -62,6 +62,7 @@ def error_response(err: ApiError) -> web.Response:
 
 def from_validation(exc: ValidationError) -> ApiError:
     """422 with one entry per invalid field."""
+
     def message(e: Any) -> str:
         if e["type"] == "extra_forbidden":
             return "unknown field"

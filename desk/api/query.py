@@ -16,7 +16,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def check_query(request: web.Request, declared: Collection[str]) -> None:
     """A 400 naming every query parameter the operation does not take, or takes once and got
     more than once; nothing is ignored without a word."""
-    names = list(request.query.keys())
+    names = [name for name, _ in request.query.items()]
     unknown = list(dict.fromkeys(n for n in names if n not in declared))
     repeated = list(dict.fromkeys(n for n in names if n in declared and names.count(n) > 1))
     if not unknown and not repeated:

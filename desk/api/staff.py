@@ -89,12 +89,12 @@ async def list_appeals(request: web.Request) -> web.Response:
             agent = await find_agent(assignee)
             query = query.filter(assignee_id=agent.id)
     if tag := text_param(request, "tag"):
-        # A whole element of the JSON array, quotes included: "vip" does not match "vip-2".
+        # A whole element of the JSON array, quotes included: "vip" does not match "vip-2";
+        # written as either backend writes it (SQLite's JSON text escapes non-ASCII letters).
         # Latin letters match in any case (both backends upper-case them alike).
-        element = json.dumps(tag, ensure_ascii=False)
-        query = query.annotate(tags_text=RawSQL("CAST(tags AS TEXT)")).filter(
-            tags_text__icontains=element
-        )
+        written = {json.dumps(tag, ensure_ascii=flag) for flag in (False, True)}
+        found = Q(*[Q(tags_text__icontains=w) for w in written], join_type="OR")
+        query = query.annotate(tags_text=RawSQL("CAST(tags AS TEXT)")).filter(found)
     if text := text_param(request, "q").strip()[:200]:
         ids = Subquery(Message.filter(text__icontains=text).values("appeal_id"))
         found = Q(subject__icontains=text) | Q(id__in=ids)
