@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import schemathesis
 from schemathesis import engine
+from schemathesis.core import NOT_SET
 from schemathesis.engine import events
 from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -29,7 +30,11 @@ BEYOND_SCHEMA = {
 }
 # Few examples per operation: each is an HTTP request, and three callers run them all. The
 # coverage phase still sends every parameter's edge values and every undeclared method.
-CONFIG = {"generation": {"max-examples": 6}, "seed": 24}
+CONFIG = {
+    "generation": {"max-examples": 4},
+    "phases": {"stateful": {"max-steps": 10}},
+    "seed": 24,
+}
 
 
 @schemathesis.check
@@ -38,6 +43,10 @@ def valid_data_accepted(ctx: Any, response: Any, case: schemathesis.Case) -> boo
     try:
         return positive_data_acceptance(ctx, response, case)
     except RejectedPositiveData:
+        if case.body is not NOT_SET and not isinstance(case.body, dict):
+            # Every body the document describes is a JSON object; schemathesis 4.32's coverage
+            # phase may still mark a bare number as valid data (`-d 0`): no valid request.
+            return None
         try:
             error = response.json()["error"]
         except (ValueError, KeyError, TypeError):

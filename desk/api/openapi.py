@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from desk.api.app import Operation
 from desk.api.schemas import ErrorOut, HealthOut
+from desk.customers import SPACE
 from desk.settings import Settings, stages_of
 
 REF = "#/components/schemas/{model}"
@@ -131,7 +132,7 @@ def _known_stages(components: dict[str, Any], settings: Settings) -> None:
         field = components.get(model, {}).get("properties", {}).get("stage")
         for schema in field.get("anyOf", [field]) if field else []:
             if schema.get("type") == "string":
-                schema["pattern"] = rf"^\s*(?:{names})\s*$"
+                schema["pattern"] = rf"^[{SPACE}]*(?:{names})[{SPACE}]*$"
 
 
 def _param(p: Any, where: str) -> dict[str, Any]:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Literal
+import re
+from decimal import ROUND_DOWN, Decimal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import AwareDatetime, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 from desk.api.app import Link, Operation, QueryParam, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
@@ -25,8 +33,30 @@ from desk.orders import Contacts, OrderChange, Orders
 from models import Order
 
 MAX_KEY = 200
-MAX_AMOUNT = Decimal("999999999999.99")  # what the column holds (14 digits, 2 after the point)
+AMOUNT_LIMIT = Decimal("1000000000000")  # the column holds 12 digits before the point
 KOPECK = Decimal("0.01")
+# The amount as a string: digits, a point, no minus, no exponent.
+AMOUNT_TEXT = r"^\+?(?:[0-9]{1,12}(?:\.[0-9]*)?|\.[0-9]+)$"
+AMOUNT_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "exclusiveMaximum": 1_000_000_000_000},
+        {"type": "string", "pattern": AMOUNT_TEXT},
+        {"type": "null"},
+    ],
+    "default": None,
+    "description": "the order's sum, under 10^12; kept to the kopeck (cut to 2 decimals)",
+}
+
+
+def _amount_as_documented(value: Any) -> Any:
+    """A string amount is refused unless it is plain digits, as the document says."""
+    if isinstance(value, str) and not re.fullmatch(AMOUNT_TEXT, value):
+        raise ValueError("an amount is digits with an optional decimal point, e.g. 1990.50")
+    if isinstance(value, bool):
+        raise ValueError("an amount is a number, not true or false")
+    return value
+
+
 _KEY_HEADER = QueryParam(
     "Idempotency-Key",
     {"type": "string", "maxLength": MAX_KEY},
@@ -66,19 +96,18 @@ class OrderIn(Body):
     placed_at: AwareDatetime | None = Field(
         default=None, description="when the customer ordered (default: now; never later)"
     )
-    amount: Decimal | None = Field(
-        default=None,
-        ge=0,
-        le=MAX_AMOUNT,
-        description="the order's sum; kept to the kopeck (rounded to 2 decimals)",
-    )
+    amount: Annotated[
+        Decimal | None,
+        BeforeValidator(_amount_as_documented),
+        WithJsonSchema(AMOUNT_SCHEMA),
+    ] = Field(default=None, ge=0, lt=AMOUNT_LIMIT)
 
     @field_validator("amount")
     @classmethod
     def _to_kopecks(cls, value: Decimal | None) -> Decimal | None:
-        # The column holds 2 decimals: a float's tail (19.990000000000002) is rounded, as the
+        # The column holds 2 decimals: a float's tail (19.990000000000002) is cut, as the
         # document says, rather than refused.
-        return value.quantize(KOPECK, rounding=ROUND_HALF_UP) if value is not None else None
+        return value.quantize(KOPECK, rounding=ROUND_DOWN) if value is not None else None
 
 
 class StageIn(Body):

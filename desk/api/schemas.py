@@ -15,7 +15,13 @@ from pydantic import (
 )
 
 from channels.web import WebAppeal
-from desk.customers import EMAIL_PATTERN, PHONE_PATTERN, normalise_email, normalise_phone
+from desk.customers import (
+    EMAIL_PATTERN,
+    PHONE_PATTERN,
+    SPACE,
+    normalise_email,
+    normalise_phone,
+)
 from models import MAX_ID, AppealStatus, Priority, storable, whole_characters
 
 MAX_TEXT = 20_000
@@ -32,9 +38,9 @@ RowId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_number_not_bool)
 
 # Every rule below is checked on the string as it was sent, as the OpenAPI document states it
 # (``maxLength``, ``pattern``); only then is it trimmed and made storable.
-NOT_BLANK = r"[^\s\x00]"  # a required text needs one character besides spaces and NUL
-EMAIL_OR_BLANK = rf"^\s*(?:{EMAIL_PATTERN})?\s*$"  # blank: no email given
-PHONE_OR_BLANK = rf"^(?:\s*|{PHONE_PATTERN})$"  # blank: no phone given
+NOT_BLANK = rf"[^{SPACE}\x00]"  # a required text needs one character besides spaces and NUL
+EMAIL_OR_BLANK = rf"^[{SPACE}]*(?:{EMAIL_PATTERN})?[{SPACE}]*$"  # blank: no email given
+PHONE_OR_BLANK = rf"^(?:[{SPACE}]*|{PHONE_PATTERN})$"  # blank: no phone given
 
 
 # What a field that does not match its pattern is told (the pattern itself says little).
@@ -73,7 +79,7 @@ def one_of_contacts(*fields: tuple[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 # A contact counts when it is given and not blank (its own pattern already holds).
-GIVEN_EMAIL = ("email", {"type": "string", "pattern": r"\S"})
+GIVEN_EMAIL = ("email", {"type": "string", "pattern": f"[^{SPACE}]"})
 GIVEN_PHONE = ("phone", {"type": "string", "pattern": "[0-9]"})
 
 
