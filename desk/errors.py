@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 
 class DeskError(Exception):
     """Base of every error the desk raises on purpose."""
@@ -55,6 +57,29 @@ class OrderNotFound(DeskError):
 class TaskNotFound(DeskError):
     """No task with this id."""
 
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"task {ref} not found")
+        self.ref = ref
+
 
 class TaskClosed(DeskError):
-    """The task is already done or cancelled."""
+    """The task is already done or cancelled: what became of it, when and by whom (when
+    the history says)."""
+
+    def __init__(
+        self,
+        task_id: int,
+        status: str,
+        *,
+        result: str = "",
+        at: datetime | None = None,
+        by: str | None = None,
+    ) -> None:
+        what = "already done" if status == "done" else f"already {status}"
+        if result:
+            what += f" (result: {result})"
+        when = f" on {at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if at is not None else ""
+        who = f" by {by}" if by else ""
+        super().__init__(f"task {task_id} is {what}{when}{who}; nothing was changed")
+        self.task_id = task_id
+        self.status = status

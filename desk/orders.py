@@ -32,6 +32,10 @@ CHOICE_PREFIX = "oc"  # the action of an order's choice button: oc:<order id>:<c
 class UnknownChoice(DeskError):
     """A choice that the order's current stage does not offer (an old button, a forged link)."""
 
+    def __init__(self, action: str) -> None:
+        super().__init__(f"choice '{action[:64]}' is not offered by the order's current stage")
+        self.action = action
+
 
 @dataclass(frozen=True, slots=True)
 class Contacts:

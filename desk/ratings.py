@@ -32,9 +32,17 @@ COMMENT_LIMIT = 2000
 class RatingClosed(DeskError):
     """The request's time is over: nothing is recorded."""
 
+    def __init__(self, request_id: int) -> None:
+        super().__init__(f"rating request {request_id} has expired: the rating was not recorded")
+        self.request_id = request_id
+
 
 class UnknownRequest(DeskError):
     """No such request for this customer (an old button after a merge, a forged press)."""
+
+    def __init__(self, request_id: int) -> None:
+        super().__init__(f"rating request {request_id} not found for this customer")
+        self.request_id = request_id
 
 
 class Skipped(DeskError):
@@ -185,10 +193,10 @@ class Ratings:
         async with in_transaction():
             request = await RatingRequest.get_or_none(id=request_id)
             if request is None or (customer_id is not None and request.customer_id != customer_id):
-                raise UnknownRequest(str(request_id))
+                raise UnknownRequest(request_id)
             now = self._clock()
             if now >= request.expires_at:
-                raise RatingClosed(str(request_id))
+                raise RatingClosed(request_id)
             customer = await Customer.get(id=request.customer_id)
             appeal = await Appeal.get_or_none(id=request.appeal_id) if request.appeal_id else None
             rating, changed = await self._store(request, appeal, score, comment, via, now)

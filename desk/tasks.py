@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 from tortoise.transactions import in_transaction
 
 from channels.web import PHONE_CHANNEL
+from desk.errors import TaskClosed
 from desk.events import EventBus
-from models import Appeal, ContactPoint, Customer, Task, TaskStatus
+from models import Appeal, ContactPoint, Customer, Event, Task, TaskStatus
 
 CALL_DUE = timedelta(hours=2)  # when a call task is due, from its creation
 
@@ -63,6 +64,23 @@ async def create_task(
         text=text,
     )
     return task
+
+
+async def closed_error(task_id: int) -> TaskClosed:
+    """Why a task can no longer be completed: its state, result, when it was closed and, when
+    its history says, by whom."""
+    task = await Task.get(id=task_id)
+    events = Event.filter(kind="task.completed")
+    if task.customer_id is None:
+        events = events.filter(customer_id__isnull=True)
+    else:
+        events = events.filter(customer_id=task.customer_id)
+    by = None
+    for event in await events.order_by("-id").limit(50):
+        if event.data.get("task_id") == task.id:
+            by = event.actor
+            break
+    return TaskClosed(task.id, task.status.value, result=task.result, at=task.completed_at, by=by)
 
 
 async def raise_due(events: EventBus, now: datetime, limit: int = 200) -> int:

@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 from tortoise.transactions import in_transaction
 
 from desk.customers import set_state
-from desk.errors import InvalidInput, TaskClosed, TaskNotFound
+from desk.errors import InvalidInput, TaskNotFound
 from desk.events import EventBus
 from desk.settings import CustomerSettings, Settings
-from desk.tasks import create_task, phones_of
+from desk.tasks import closed_error, create_task, phones_of
 from desk.texts import Texts
 from models import Agent, Appeal, Customer, Lifecycle, Order, Task, TaskStatus
 
@@ -247,7 +247,7 @@ async def complete_call(
         status=TaskStatus.DONE, result=result, reason=reason.strip()[:500], completed_at=now
     )
     if not won:
-        raise TaskClosed(str(task_id))
+        raise await closed_error(task.id)
     customer = await Customer.get_or_none(id=task.customer_id) if task.customer_id else None
     await events.emit(
         "task.completed",

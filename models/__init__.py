@@ -24,7 +24,7 @@ from models.enums import (
 )
 from models.files import FILE_REF_PREFIX, StoredFile
 from models.infra import ApiToken, IdempotencyKey, KeyValue, OutboxItem, StreamEntry
-from models.lookup import MAX_ID, fits, parse_id, storable
+from models.lookup import MAX_ID, fits, parse_id, storable, whole_characters
 from models.people import Agent, ContactPoint, Customer
 from models.reports import ReportDay, ReportStale
 from models.work import Order, Task
@@ -66,4 +66,5 @@ __all__ = [
     "fits",
     "parse_id",
     "storable",
+    "whole_characters",
 ]

@@ -30,7 +30,12 @@ def fits(model: type[Model], field: str, value: str) -> bool:
     return "\x00" not in value and (limit is None or len(value) <= limit)
 
 
+def whole_characters(text: str) -> str:
+    """``text`` with unpaired surrogates (not UTF-8) replaced by U+FFFD: the same length."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def storable(text: str) -> str:
     """``text`` as every backend can store it: NUL dropped (PostgreSQL text cannot hold it),
     unpaired surrogates (not UTF-8) replaced by U+FFFD."""
-    return _SURROGATE.sub("\ufffd", text.replace("\x00", ""))
+    return whole_characters(text.replace("\x00", ""))

@@ -28,7 +28,7 @@ from models import db
 
 PG_URL = os.environ.get("DESK_TEST_DATABASE_URL") or None
 REDIS_URL = os.environ.get("DESK_TEST_REDIS_URL") or None
-pytest_plugins = ["tests.mailserver", "tests.exit_watchdog"]
+pytest_plugins = ["tests.mailserver", "tests.exit_watchdog", "tests.served_desk"]
 
 API_TOKEN = "tests-token-0123456789abcdef"
 

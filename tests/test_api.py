@@ -295,3 +295,128 @@ async def test_two_customers_merged_through_the_api_share_one_history(desk: Desk
     assert status == 404
     status, body = await desk.post(f"/api/v1/customers/{a.customer_id}/merge", {"customer_id": "x"})
     assert status == 422
+
+
+async def test_unknown_or_repeated_query_parameters_are_a_400_naming_them(desk: Desk) -> None:
+    status, body = await desk.get("/api/v1/appeals?status=open&tagg=vip&colour=red")
+    assert status == 400 and body["error"]["code"] == "unknown_parameter"
+    assert "'tagg', 'colour'" in body["error"]["message"]
+    assert "tag" in body["error"]["message"]  # what the endpoint does take
+    assert [f["field"] for f in body["error"]["fields"]] == ["tagg", "colour"]
+    for path in ("/api/v1/tasks?done=1", "/api/v1/reports/ratings?perod=week"):
+        status, body = await desk.get(path)
+        assert status == 400 and body["error"]["code"] == "unknown_parameter", path
+    status, body = await desk.get("/api/v1/appeals/A-000001?full=1")
+    assert status == 400 and "'full'" in body["error"]["message"]
+    status, body = await desk.get("/api/v1/appeals?status=open&status=closed")
+    assert status == 400 and "'status' is given more than once" in body["error"]["message"]
+    status, _ = await desk.get("/api/v1/appeals?tagg=vip", auth=False)
+    assert status == 401  # a stranger learns nothing about the parameters
+
+
+async def test_appeals_filter_by_tag(desk: Desk) -> None:
+    for i in range(3):
+        await send_appeal(desk, {**APPEAL, "email": f"t{i}@example.com"})
+    triage = desk.service.ctx.triage  # type: ignore[union-attr]
+    await triage.tag("A-000001", "vip-2", actor="tests")
+    await triage.tag("A-000002", "vip", actor="tests")
+    await triage.tag("A-000003", "Важно", actor="tests")
+    _, vip = await desk.get("/api/v1/appeals?tag=vip")
+    assert [a["number"] for a in vip["items"]] == ["A-000002"] and vip["total"] == 1
+    _, important = await desk.get("/api/v1/appeals?tag=Важно")
+    assert [a["number"] for a in important["items"]] == ["A-000003"]
+    _, none = await desk.get("/api/v1/appeals?tag=vi")
+    assert none["total"] == 0
+
+
+async def test_completing_a_task_twice_says_it_is_done_when_and_by_whom(desk: Desk) -> None:
+    from tortoise.transactions import in_transaction
+
+    from desk.tasks import create_task
+
+    await send_appeal(desk)
+    appeal = await Appeal.get(number="A-000001")
+    ctx = desk.service.ctx
+    assert ctx is not None
+    async with in_transaction():
+        task = await create_task(
+            ctx.lifecycle.events,
+            kind="call",
+            text="позвонить",
+            due_at=None,
+            actor="tests",
+            appeal=appeal,
+        )
+    url = f"/api/v1/tasks/{task.id}/complete"
+    status, done = await desk.post(url, {"result": "reached"})
+    assert status == 200 and done["status"] == "done"
+    status, body = await desk.post(url, {"result": "no_answer"})
+    assert status == 409
+    message = body["error"]["message"]
+    assert message.startswith(f"task {task.id} is already done (result: reached) on ")
+    assert done["completed_at"][:10] in message and message.endswith(
+        "by tests; nothing was changed"
+    )
+    status, body = await desk.post("/api/v1/tasks/99999/complete", {"result": "reached"})
+    assert status == 404 and body["error"]["message"] == "task 99999 not found"
+    status, body = await desk.post("/api/v1/tasks/abc/complete", {"result": "reached"})
+    assert status == 404 and body["error"]["message"] == "task abc not found"
+
+
+async def test_a_method_not_allowed_names_the_allowed_ones(desk: Desk) -> None:
+    async with desk.http.delete(desk.base + "/api/v1/appeals", headers=desk.auth) as resp:
+        assert resp.status == 405
+        assert set(resp.headers["Allow"].split(",")) >= {"GET", "POST"}
+        assert (await resp.json())["error"]["code"] == "method_not_allowed"
+    async with desk.http.put(desk.base + "/healthz") as resp:
+        assert resp.status == 405 and "GET" in resp.headers["Allow"]
+    async with desk.http.put(desk.base + "/appeal") as resp:  # a page answers with a page
+        assert resp.status == 405 and resp.headers["Allow"] == "POST"
+
+
+async def test_openapi_gives_each_customer_shape_its_own_name(desk: Desk) -> None:
+    _, spec = await desk.get("/api/v1/openapi.json", auth=False)
+    schemas = spec["components"]["schemas"]
+
+    def target(model: str) -> dict[str, Any]:
+        ref = schemas[model]["properties"]["customer"]["$ref"]
+        return schemas[ref.rsplit("/", 1)[1]]  # type: ignore[no-any-return]
+
+    assert "contacts" in target("AppealDetailOut")["properties"]
+    assert "lifecycle" in target("TimelineOut")["properties"]
+
+
+async def test_length_limits_and_required_texts_are_checked_as_sent(desk: Desk) -> None:
+    padded = " " + "x" * 20_000 + " "  # 20,002 characters sent: over the documented 20,000
+    status, body = await desk.post("/api/v1/appeals", {**APPEAL, "text": padded}, auth=False)
+    assert status == 422 and body["error"]["fields"][0]["field"] == "text"
+    status, body = await desk.post("/api/v1/appeals", {**APPEAL, "name": " \t "}, auth=False)
+    assert status == 422
+    assert body["error"]["fields"] == [{"field": "name", "message": "must not be blank"}]
+    status, body = await desk.post("/api/v1/appeals", {**APPEAL, "name": "  Ира  "}, auth=False)
+    assert status == 201
+    assert (await Appeal.get(number=body["number"]).prefetch_related("customer")).customer.name == (
+        "Ира"
+    )
+    assert await Appeal.all().count() == 1
+
+
+async def test_email_or_phone_rule_is_in_the_document_and_the_server(desk: Desk) -> None:
+    _, spec = await desk.get("/api/v1/openapi.json", auth=False)
+    rule = spec["components"]["schemas"]["NewAppealIn"]["anyOf"]
+    assert [r["required"] for r in rule] == [["email"], ["phone"]]
+    assert [r["required"] for r in spec["components"]["schemas"]["CustomerIn"]["anyOf"]] == [
+        ["email"],
+        ["phone"],
+        ["telegram_id"],
+        ["vk_id"],
+    ]
+    no_contact = {"name": "Ира", "text": "вопрос", "email": "  ", "phone": ""}
+    status, body = await desk.post("/api/v1/appeals", no_contact, auth=False)
+    assert status == 422 and "give an email or a phone" in body["error"]["message"]
+    status, body = await desk.post("/api/v1/appeals", {**no_contact, "phone": "12"}, auth=False)
+    assert status == 422 and body["error"]["fields"][0]["field"] == "phone"
+    status, _ = await desk.post(
+        "/api/v1/appeals", {**no_contact, "phone": "+7 999 000-11-22"}, auth=False
+    )
+    assert status == 201

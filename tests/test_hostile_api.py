@@ -1,19 +1,13 @@
 """Hostile input to the HTTP API: schemathesis generates requests from /api/v1/openapi.json
 (every operation, valid and invalid data, chained through the document's links) against a
-running desk; no answer may be a 5xx, and every answer must be one the document describes."""
+running desk (``served``, tests/served_desk.py); no answer may be a 5xx, and every answer must
+be one the document describes."""
 
 from __future__ import annotations
 
-import asyncio
-import io
-import shutil
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import schemathesis
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -23,114 +17,17 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from desk.api.app import operations
-from desk.service import Service
-from desk.settings import Settings
-from tests.conftest import API_TOKEN, PG_URL, _fresh_postgres, free_port
+from tests.conftest import API_TOKEN
 
-AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 # Every example is an HTTP request (a chart one renders a PNG): a quarter of the profile's
 # examples per operation keeps the "ci" run short; "thorough" still sends hundreds.
 EXAMPLES = max(5, hypothesis_settings().max_examples // 4)
 
 
-class ThreadedDesk:
-    """A desk serving in a thread of its own: schemathesis calls it synchronously."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.base = f"http://127.0.0.1:{settings.http.port}"
-        self.out = io.StringIO()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="hostile-desk", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._serve())
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        if PG_URL:
-            await _fresh_postgres(PG_URL)
-        service = Service(self.settings, "serve", self.out)
-        try:
-            await service.start()
-        except BaseException as exc:
-            self._failure = exc
-            self._ready.set()
-            raise
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await service.stop()
-
-    def start(self) -> None:
-        """Start serving; returns once the HTTP server answers."""
-        self._thread.start()
-        self._ready.wait(60)
-        if self._failure is not None:
-            raise RuntimeError(f"desk did not start: {self._failure!r}\n{self.out.getvalue()}")
-
-    def stop(self) -> None:
-        """Stop the service and its thread."""
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-        self._loop.close()
-
-
-@pytest.fixture(scope="module")
-def served(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A running desk with the test settings and a few appeals, tasks and orders to find."""
-    port = free_port()
-    db_url = PG_URL
-    if db_url is None:
-        path = tmp_path_factory.mktemp("hostile-api") / "desk.db"
-        shutil.copy(sqlite_template, path)
-        db_url = f"sqlite://{path}"
-    settings = Settings(
-        database_url=db_url,
-        secret_key="test-secret-key",
-        public_url=f"http://127.0.0.1:{port}",
-        http={"host": "127.0.0.1", "port": port},
-        api={"tokens": [{"name": "tests", "token": API_TOKEN, "role": "supervisor"}]},
-        agents=[{"name": "Ирина", "telegram_id": 1001}],
-    )
-    desk = ThreadedDesk(settings)
-    desk.start()
-    try:
-        _seed(desk.base)
-        yield desk.base
-    finally:
-        desk.stop()
-
-
-def _seed(base: str) -> None:
-    """Data for the generated requests to find: appeals with messages, an order."""
-    with requests.Session() as http:
-        for i in range(2):
-            answer = http.post(
-                f"{base}/api/v1/appeals",
-                json={"name": f"Клиент {i}", "email": f"c{i}@example.com", "text": f"Вопрос {i}"},
-                timeout=10,
-            )
-            assert answer.status_code == 201, answer.text
-        answer = http.post(
-            f"{base}/api/v1/orders",
-            json={"external_id": "1001", "customer": {"name": "Олег", "email": "o@example.com"}},
-            headers=AUTH,
-            timeout=10,
-        )
-        assert answer.status_code == 201, answer.text
-
-
 # Operations whose rules go beyond what a JSON schema says: a schema-valid request may still
 # get the documented 400/422 (with the error body) for these reasons, and only these.
 BEYOND_SCHEMA = {
-    "create_appeal": "the email or phone must be a real one",
+    "create_appeal": "an Idempotency-Key used again with another body is refused",
     "list_appeals": "assignee must name an agent",
     "list_tasks": "assignee must name an agent",
     "reply": "agent must name an agent",

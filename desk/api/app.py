@@ -18,6 +18,7 @@ from desk.api.errors import (
     from_validation,
     json_response,
 )
+from desk.api.query import query_checked
 from desk.context import AppContext
 from desk.errors import DeskError
 from desk.keys import Caller
@@ -125,8 +126,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status < 400:
             raise
         if _is_api(request):
-            return error_response(from_http(exc))
-        return error_page(request, exc.status)
+            answer = error_response(from_http(exc))
+        else:
+            answer = error_page(request, exc.status)
+        if "Allow" in exc.headers:  # a 405 says which methods the resource takes (RFC 9110)
+            answer.headers["Allow"] = exc.headers["Allow"]
+        return answer
     except Exception:
         log.exception(
             "request failed", extra={"route": route_of(request), "method": request.method}
@@ -196,7 +201,8 @@ def make_app(ctx: AppContext) -> web.Application:
     )
     app[CTX] = ctx
     for op in operations():
-        handler = _authenticated(op.handler) if op.auth else op.handler
+        handler = query_checked(op.handler, [p.name for p in op.query])
+        handler = _authenticated(handler) if op.auth else handler
         app.router.add_route(op.method, op.path, handler)
     document = openapi_document(operations(), ctx.settings)
 

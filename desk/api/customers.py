@@ -14,9 +14,9 @@ from tortoise.transactions import in_transaction
 
 from desk.api.app import Operation, QueryParam, caller_of, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
+from desk.api.query import int_param
 from desk.api.reports import PERIOD_PARAMS, PeriodOut, report_response
 from desk.api.schemas import Body
-from desk.api.staff import int_param
 from desk.customer_report import CustomerReport, customer_report
 from desk.customers import set_state
 from desk.orders import order_totals
@@ -26,7 +26,7 @@ from models import Customer, Warmth
 from models.lookup import parse_id
 
 
-class CustomerOut(BaseModel):
+class CustomerStandingOut(BaseModel):
     """A customer's standing: life cycle, warmth, orders."""
 
     id: int
@@ -54,7 +54,7 @@ class EntryOut(BaseModel):
 class TimelineOut(BaseModel):
     """A customer and their life cycle, oldest step first."""
 
-    customer: CustomerOut
+    customer: CustomerStandingOut
     items: list[EntryOut]
 
 
@@ -143,7 +143,7 @@ async def _customer(request: web.Request) -> Customer:
 async def customer_out(customer: Customer) -> dict[str, Any]:
     """The API form of a customer's standing."""
     orders, amount = await order_totals(customer.id)
-    return CustomerOut(
+    return CustomerStandingOut(
         id=customer.id,
         name=customer.name,
         lifecycle=customer.lifecycle.value,
@@ -163,7 +163,7 @@ async def customer_timeline(request: web.Request) -> web.Response:
     limit = int_param(request, "limit", 200, 1, MAX_ENTRIES)
     entries = await timeline(customer.id, limit)
     body = TimelineOut(
-        customer=CustomerOut.model_validate(await customer_out(customer)),
+        customer=CustomerStandingOut.model_validate(await customer_out(customer)),
         items=[
             EntryOut(at=e.at, kind=e.kind, actor=e.actor, number=e.number, data=e.data)
             for e in entries
@@ -226,7 +226,7 @@ OPERATIONS = [
         set_warmth,
         "Set how warm the relationship with a customer is",
         body=WarmthIn,
-        response=CustomerOut,
+        response=CustomerStandingOut,
         errors=_CUSTOMER_ERRORS,
     ),
     Operation(

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from desk.api.schemas import PATTERN_MESSAGES
 from desk.errors import (
     AgentNotFound,
     AppealNotFound,
@@ -61,13 +62,16 @@ def error_response(err: ApiError) -> web.Response:
 
 def from_validation(exc: ValidationError) -> ApiError:
     """422 with one entry per invalid field."""
+
+    def message(e: Any) -> str:
+        if e["type"] == "extra_forbidden":
+            return "unknown field"
+        if e["type"] == "string_pattern_mismatch":
+            return PATTERN_MESSAGES.get(str(e.get("ctx", {}).get("pattern")), str(e["msg"]))
+        return str(e["msg"]).removeprefix("Value error, ")
+
     fields = [
-        {
-            "field": ".".join(str(p) for p in e["loc"]) or "body",
-            "message": "unknown field"
-            if e["type"] == "extra_forbidden"
-            else str(e["msg"]).removeprefix("Value error, "),
-        }
+        {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": message(e)}
         for e in exc.errors(include_url=False)
     ]
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
@@ -84,7 +88,9 @@ def from_domain(exc: DeskError) -> ApiError:
         return ApiError(403, "forbidden", str(exc) or "not allowed")
     if isinstance(exc, IdempotencyConflict):
         return ApiError(422, "idempotency_key_reused", str(exc))
-    if isinstance(exc, AgentNotFound | InvalidInput):
+    if isinstance(exc, AgentNotFound):
+        return ApiError(422, "unknown_agent", str(exc))
+    if isinstance(exc, InvalidInput):
         return ApiError(422, "invalid", str(exc))
     return ApiError(400, "bad_request", str(exc))
 

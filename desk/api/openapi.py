@@ -9,7 +9,8 @@ from pydantic import BaseModel
 
 from desk.api.app import Operation
 from desk.api.schemas import ErrorOut, HealthOut
-from desk.settings import Settings
+from desk.customers import SPACE
+from desk.settings import Settings, stages_of
 
 REF = "#/components/schemas/{model}"
 _REASONS = {
@@ -26,9 +27,17 @@ _REASONS = {
 def _schema(model: type[BaseModel], components: dict[str, Any], mode: str) -> dict[str, Any]:
     schema = model.model_json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
     for name, definition in schema.pop("$defs", {}).items():
-        components.setdefault(name, definition)
-    components.setdefault(model.__name__, schema)
+        _component(components, name, definition)
+    _component(components, model.__name__, schema)
     return {"$ref": REF.format(model=model.__name__)}
+
+
+def _component(components: dict[str, Any], name: str, definition: dict[str, Any]) -> None:
+    """Add a named schema; two different schemas of one name would describe one of them
+    wrongly (the second silently replaced or dropped), so that is an error."""
+    known = components.setdefault(name, definition)
+    if known != definition:
+        raise ValueError(f"two different schemas are named {name}: give the models distinct names")
 
 
 def openapi_document(ops: list[Operation], settings: Settings) -> dict[str, Any]:
@@ -98,6 +107,7 @@ def openapi_document(ops: list[Operation], settings: Settings) -> dict[str, Any]
             },
         }
     }
+    _known_stages(components, settings)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -112,6 +122,17 @@ def openapi_document(ops: list[Operation], settings: Settings) -> dict[str, Any]
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _known_stages(components: dict[str, Any], settings: Settings) -> None:
+    """An order's ``stage`` must be a configured one (else 422): the document says which, as
+    the server checks it (on the value as sent, spaces around it allowed)."""
+    names = "|".join(re.escape(name) for name in stages_of(settings))
+    for model in ("OrderIn", "StageIn"):
+        field = components.get(model, {}).get("properties", {}).get("stage")
+        for schema in field.get("anyOf", [field]) if field else []:
+            if schema.get("type") == "string":
+                schema["pattern"] = rf"^[{SPACE}]*(?:{names})[{SPACE}]*$"
 
 
 def _param(p: Any, where: str) -> dict[str, Any]:

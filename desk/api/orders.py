@@ -2,20 +2,61 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any, Literal
+import re
+from decimal import ROUND_DOWN, Decimal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import AwareDatetime, Field
+from pydantic import (
+    AwareDatetime,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 from desk.api.app import Link, Operation, QueryParam, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
-from desk.api.schemas import Body, RowId
+from desk.api.schemas import (
+    EMAIL_OR_BLANK,
+    GIVEN_EMAIL,
+    GIVEN_PHONE,
+    NOT_BLANK,
+    PHONE_OR_BLANK,
+    Body,
+    RowId,
+    one_of_contacts,
+)
 from desk.context import AppContext
 from desk.orders import Contacts, OrderChange, Orders
 from models import Order
 
 MAX_KEY = 200
+AMOUNT_LIMIT = Decimal("1000000000000")  # the column holds 12 digits before the point
+KOPECK = Decimal("0.01")
+# The amount as a string: digits, a point, no minus, no exponent.
+AMOUNT_TEXT = r"^\+?(?:[0-9]{1,12}(?:\.[0-9]*)?|\.[0-9]+)$"
+AMOUNT_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "exclusiveMaximum": 1_000_000_000_000},
+        {"type": "string", "pattern": AMOUNT_TEXT},
+        {"type": "null"},
+    ],
+    "default": None,
+    "description": "the order's sum, under 10^12; kept to the kopeck (cut to 2 decimals)",
+}
+
+
+def _amount_as_documented(value: Any) -> Any:
+    """A string amount is refused unless it is plain digits, as the document says."""
+    if isinstance(value, str) and not re.fullmatch(AMOUNT_TEXT, value):
+        raise ValueError("an amount is digits with an optional decimal point, e.g. 1990.50")
+    if isinstance(value, bool):
+        raise ValueError("an amount is a number, not true or false")
+    return value
+
+
 _KEY_HEADER = QueryParam(
     "Idempotency-Key",
     {"type": "string", "maxLength": MAX_KEY},
@@ -24,11 +65,21 @@ _KEY_HEADER = QueryParam(
 
 
 class CustomerIn(Body):
-    """The order's customer and how to reach them (at least one contact)."""
+    """The order's customer and how to reach them: at least one of email, phone, telegram_id
+    and vk_id."""
+
+    model_config = ConfigDict(
+        json_schema_extra=one_of_contacts(
+            GIVEN_EMAIL,
+            GIVEN_PHONE,
+            ("telegram_id", {"type": "integer"}),
+            ("vk_id", {"type": "integer"}),
+        )
+    )
 
     name: str = Field(default="", max_length=200)
-    email: str | None = Field(default=None, max_length=320)
-    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_OR_BLANK)
+    phone: str | None = Field(default=None, max_length=40, pattern=PHONE_OR_BLANK)
     telegram_id: RowId | None = None
     vk_id: RowId | None = None
     language: Literal["ru", "en"] | None = None
@@ -39,13 +90,24 @@ class CustomerIn(Body):
 class OrderIn(Body):
     """An order as the shop's system has it."""
 
-    external_id: str = Field(min_length=1, max_length=100)
+    external_id: str = Field(min_length=1, max_length=100, pattern=NOT_BLANK)
     customer: CustomerIn
     stage: str = Field(default="new", min_length=1, max_length=64)
     placed_at: AwareDatetime | None = Field(
         default=None, description="when the customer ordered (default: now; never later)"
     )
-    amount: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
+    amount: Annotated[
+        Decimal | None,
+        BeforeValidator(_amount_as_documented),
+        WithJsonSchema(AMOUNT_SCHEMA),
+    ] = Field(default=None, ge=0, lt=AMOUNT_LIMIT)
+
+    @field_validator("amount")
+    @classmethod
+    def _to_kopecks(cls, value: Decimal | None) -> Decimal | None:
+        # The column holds 2 decimals: a float's tail (19.990000000000002) is cut, as the
+        # document says, rather than refused.
+        return value.quantize(KOPECK, rounding=ROUND_DOWN) if value is not None else None
 
 
 class StageIn(Body):

@@ -106,9 +106,11 @@ def period_of(request: web.Request) -> Period:
     if "from" not in request.query and "to" not in request.query:
         return _checked("period", lambda: parse_period(text, now, zone))
     if text:
-        raise ApiError(400, "bad_request", "give either period or from/to, not both")
+        message = "give either period or from/to, not both"
+        raise ApiError(400, "bad_request", message, [{"field": "period", "message": message}])
     if not first:
-        raise ApiError(400, "bad_request", "from is missing: ?from=2026-11-01&to=2026-11-15")
+        message = "from is missing: ?from=2026-11-01&to=2026-11-15"
+        raise ApiError(400, "bad_request", message, [{"field": "from", "message": message}])
     start = _checked("from", lambda: parse_date(first))
     end = _checked("to", lambda: parse_date(last)) if "to" in request.query else today_in(now, zone)
     return _checked("to", lambda: period_of_days(start, end, zone))

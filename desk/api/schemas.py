@@ -15,8 +15,14 @@ from pydantic import (
 )
 
 from channels.web import WebAppeal
-from desk.customers import normalise_email, normalise_phone
-from models import MAX_ID, AppealStatus, Priority, storable
+from desk.customers import (
+    EMAIL_PATTERN,
+    PHONE_PATTERN,
+    SPACE,
+    normalise_email,
+    normalise_phone,
+)
+from models import MAX_ID, AppealStatus, Priority, storable, whole_characters
 
 MAX_TEXT = 20_000
 
@@ -30,47 +36,75 @@ def _number_not_bool(value: Any) -> Any:
 RowId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_number_not_bool)]
 
 
-class Body(BaseModel):
-    """A request body: unknown fields and wrong types are errors; strings are made storable
-    (no NUL, no unpaired surrogates) and trimmed."""
+# Every rule below is checked on the string as it was sent, as the OpenAPI document states it
+# (``maxLength``, ``pattern``); only then is it trimmed and made storable.
+NOT_BLANK = rf"[^{SPACE}\x00]"  # a required text needs one character besides spaces and NUL
+EMAIL_OR_BLANK = rf"^[{SPACE}]*(?:{EMAIL_PATTERN})?[{SPACE}]*$"  # blank: no email given
+PHONE_OR_BLANK = rf"^(?:[{SPACE}]*|{PHONE_PATTERN})$"  # blank: no phone given
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+# What a field that does not match its pattern is told (the pattern itself says little).
+PATTERN_MESSAGES = {
+    NOT_BLANK: "must not be blank",
+    EMAIL_OR_BLANK: "not an email address",
+    PHONE_OR_BLANK: "not a phone number: give 10 to 15 digits",
+}
+
+
+class Body(BaseModel):
+    """A request body: unknown fields and wrong types are errors; strings are checked as sent,
+    then made storable (no NUL, no unpaired surrogates) and trimmed."""
+
+    # python-re: the document's patterns mean what Python's re says they mean, and
+    # whitespace is what str.strip() removes.
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
 
     @field_validator("*", mode="before")
     @classmethod
+    def _whole(cls, value: Any) -> Any:
+        # pydantic cannot read unpaired surrogates; U+FFFD keeps the length as sent.
+        return whole_characters(value) if isinstance(value, str) else value
+
+    @field_validator("*", mode="after")
+    @classmethod
     def _storable(cls, value: Any) -> Any:
-        return storable(value) if isinstance(value, str) else value
+        # Plain text only: an enum member (a str too) stays what it is.
+        return storable(value).strip() if type(value) is str else value
+
+
+def one_of_contacts(*fields: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """The document's form of "at least one of these contacts": each ``(name, schema)`` is a
+    field that counts when present and matching ``schema``."""
+    return {"anyOf": [{"required": [n], "properties": {n: schema}} for n, schema in fields]}
+
+
+# A contact counts when it is given and not blank (its own pattern already holds).
+GIVEN_EMAIL = ("email", {"type": "string", "pattern": f"[^{SPACE}]"})
+GIVEN_PHONE = ("phone", {"type": "string", "pattern": "[0-9]"})
 
 
 class NewAppealIn(Body):
-    """A customer's appeal from the web form or an integration."""
+    """A customer's appeal from the web form or an integration; an email or a phone (or both)
+    is required, so the customer can be answered."""
 
-    name: str = Field(min_length=1, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
-    phone: str | None = Field(default=None, max_length=40)
+    model_config = ConfigDict(json_schema_extra=one_of_contacts(GIVEN_EMAIL, GIVEN_PHONE))
+
+    name: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
+    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_OR_BLANK)
+    phone: str | None = Field(default=None, max_length=40, pattern=PHONE_OR_BLANK)
     subject: str = Field(default="", max_length=300)
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    text: str = Field(min_length=1, max_length=MAX_TEXT, pattern=NOT_BLANK)
     language: Literal["ru", "en"] | None = None
 
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        email = normalise_email(value)
-        if email is None:
-            raise ValueError("not a valid email address")
-        return email
+        return normalise_email(value) if value else None  # the pattern held: never None
 
     @field_validator("phone")
     @classmethod
     def _phone(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        phone = normalise_phone(value)
-        if phone is None:
-            raise ValueError("not a valid phone number")
-        return phone
+        return normalise_phone(value) if value else None  # the pattern held: never None
 
     @model_validator(mode="after")
     def _reachable(self) -> NewAppealIn:
@@ -102,7 +136,7 @@ class NewAppealOut(BaseModel):
 class TextIn(Body):
     """A staff answer or note."""
 
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    text: str = Field(min_length=1, max_length=MAX_TEXT, pattern=NOT_BLANK)
     agent: str | None = Field(
         default=None,
         max_length=200,
@@ -146,7 +180,7 @@ class EventOut(BaseModel):
     created_at: datetime
 
 
-class CustomerOut(BaseModel):
+class AppealCustomerOut(BaseModel):
     """The customer of an appeal with their contact points."""
 
     id: int
@@ -179,7 +213,7 @@ class AppealOut(BaseModel):
 class AppealDetailOut(AppealOut):
     """An appeal with its customer, messages and history."""
 
-    customer: CustomerOut
+    customer: AppealCustomerOut
     messages: list[MessageOut]
     history: list[EventOut]
 

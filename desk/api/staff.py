@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from aiohttp import web
-from tortoise.expressions import Q, Subquery
+from tortoise.expressions import Q, RawSQL, Subquery
 from tortoise.transactions import in_transaction
 
 from channels.base import DeliveryError
 from desk.api.app import Link, Operation, QueryParam, caller_of, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
+from desk.api.query import enum_param, int_param, text_param
 from desk.api.schemas import (
+    AppealCustomerOut,
     AppealDetailOut,
     AppealOut,
     AppealPage,
     AssignIn,
-    CustomerOut,
     EventOut,
     MergeIn,
     MessageOut,
@@ -65,40 +67,6 @@ def _appeal_out(appeal: Appeal, assignee: Agent | None) -> AppealOut:
     )
 
 
-def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    """An integer query parameter in ``low..high``; absent is ``default``, anything else 400."""
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "bad_request", f"query parameter '{name}' must be a number") from None
-    if not low <= value <= high:
-        raise ApiError(400, "bad_request", f"query parameter '{name}' must be {low}..{high}")
-    return value
-
-
-def text_param(request: web.Request, name: str) -> str:
-    """A text query parameter ("" when absent); NUL, which no database text holds, is a 400."""
-    raw = request.query.get(name, "")
-    if "\x00" in raw:
-        raise ApiError(400, "bad_request", f"query parameter '{name}' has a NUL character")
-    return raw
-
-
-def enum_param(request: web.Request, name: str, values: list[str]) -> str | None:
-    """One of ``values``, or None when the parameter is absent; anything else is a 400."""
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    if raw not in values:
-        raise ApiError(
-            400, "bad_request", f"query parameter '{name}' must be one of: {', '.join(values)}"
-        )
-    return raw
-
-
 async def list_appeals(request: web.Request) -> web.Response:
     """Appeals, newest first, filtered and paginated."""
     page = int_param(request, "page", 1, 1, MAX_PAGE)
@@ -120,6 +88,13 @@ async def list_appeals(request: web.Request) -> web.Response:
         else:
             agent = await find_agent(assignee)
             query = query.filter(assignee_id=agent.id)
+    if tag := text_param(request, "tag"):
+        # A whole element of the JSON array, quotes included: "vip" does not match "vip-2";
+        # written as either backend writes it (SQLite's JSON text escapes non-ASCII letters).
+        # Latin letters match in any case (both backends upper-case them alike).
+        written = {json.dumps(tag, ensure_ascii=flag) for flag in (False, True)}
+        found = Q(*[Q(tags_text__icontains=w) for w in written], join_type="OR")
+        query = query.annotate(tags_text=RawSQL("CAST(tags AS TEXT)")).filter(found)
     if text := text_param(request, "q").strip()[:200]:
         ids = Subquery(Message.filter(text__icontains=text).values("appeal_id"))
         found = Q(subject__icontains=text) | Q(id__in=ids)
@@ -157,7 +132,7 @@ async def appeal_detail(appeal: Appeal) -> AppealDetailOut:
     base = _appeal_out(appeal, assignee.get(appeal.assignee_id))
     return AppealDetailOut(
         **base.model_dump(),
-        customer=CustomerOut(
+        customer=AppealCustomerOut(
             id=customer.id,
             name=customer.name,
             language=customer.language,
@@ -351,6 +326,7 @@ _FILTERS = (
     QueryParam("category", {"type": "string"}),
     QueryParam("channel", {"type": "string"}),
     QueryParam("assignee", {"type": "string"}, "agent id, Telegram id or name; 'none'"),
+    QueryParam("tag", {"type": "string"}, "appeals carrying this tag, spelled as in `tags`"),
     QueryParam("q", {"type": "string"}, "text in the subject or any message, or a number"),
     QueryParam("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
     QueryParam("per_page", {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE}),

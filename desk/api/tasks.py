@@ -11,8 +11,10 @@ from tortoise.transactions import in_transaction
 
 from desk.api.app import Link, Operation, QueryParam, caller_of, ctx_of
 from desk.api.errors import json_response, read_json
+from desk.api.query import enum_param, int_param, text_param
 from desk.api.schemas import Body
-from desk.api.staff import MAX_PAGE, enum_param, int_param, text_param
+from desk.api.staff import MAX_PAGE
+from desk.errors import TaskNotFound
 from desk.triage import find_agent
 from desk.winback import complete_call
 from models import MAX_ID, Task, TaskStatus, fits, parse_id
@@ -102,7 +104,10 @@ async def complete_task(request: web.Request) -> web.Response:
     """Record a call's result; a task already done is 409."""
     ctx = ctx_of(request)
     body = CompleteIn.model_validate(await read_json(request))
-    task_id = parse_id(request.match_info["task_id"]) or 0
+    raw_id = request.match_info["task_id"]
+    task_id = parse_id(raw_id)
+    if task_id is None:
+        raise TaskNotFound(raw_id[:50])
     async with in_transaction():
         task = await complete_call(
             ctx.lifecycle.events,
