@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from desk.api.app import operations
 from desk.service import Service
 from desk.settings import Settings
-from tests.conftest import API_TOKEN, PG_URL, _fresh_postgres, free_port
+from tests.conftest import API_TOKEN, PG_URL, SECRET_KEY, _fresh_postgres, free_port
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 # Every example is an HTTP request (a chart one renders a PNG): a quarter of the profile's
@@ -93,7 +93,7 @@ def served(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         db_url = f"sqlite://{path}"
     settings = Settings(
         database_url=db_url,
-        secret_key="test-secret-key",
+        secret_key=SECRET_KEY,
         public_url=f"http://127.0.0.1:{port}",
         http={"host": "127.0.0.1", "port": port},
         api={"tokens": [{"name": "tests", "token": API_TOKEN, "role": "supervisor"}]},

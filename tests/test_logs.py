@@ -16,10 +16,11 @@ from desk.log_context import ContextFilter, about, log_scope, redact
 from desk.logs import NOISY_LOGGERS, setup_logging
 from desk.settings import Settings
 from models import Appeal, ContactPoint, OutboxItem, OutboxStatus
-from tests.conftest import API_TOKEN, Desk, free_port
+from tests.conftest import API_TOKEN, SECRET_KEY, Desk, free_port
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,
+    WEBHOOK_SECRET,
     eventually,
     open_appeal,
     telegram_settings,
@@ -104,7 +105,7 @@ async def test_a_day_of_appeals_logs_numbers_and_ids_but_no_personal_data_or_sec
     lines = lines_of(buffer)
     text = buffer.getvalue()
 
-    secrets = [DEFAULT_TOKEN, DEFAULT_TOKEN.partition(":")[2], API_TOKEN, "test-secret-key"]
+    secrets = [DEFAULT_TOKEN, DEFAULT_TOKEN.partition(":")[2], API_TOKEN, SECRET_KEY]
     personal = [
         CUSTOMER_TEXT[:30],
         ANSWER[:30],
@@ -146,7 +147,7 @@ async def test_an_unreadable_webhook_update_is_logged_without_what_it_says(
     setup_logging(make_settings(log_format="json"), buffer)
     port = free_port()
     desk: Desk = await start_desk(
-        **telegram_settings(fake, telegram={"mode": "webhook", "webhook_secret": "s3cret-Token_1"}),
+        **telegram_settings(fake, telegram={"mode": "webhook", "webhook_secret": WEBHOOK_SECRET}),
         http={"host": "127.0.0.1", "port": port},
         public_url=f"http://127.0.0.1:{port}",
     )
@@ -157,7 +158,7 @@ async def test_an_unreadable_webhook_update_is_logged_without_what_it_says(
     async with desk.http.post(
         f"{desk.base}/telegram/webhook",
         json=broken,
-        headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token_1"},
+        headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET},
     ) as resp:
         assert resp.status == 400
     [line] = [x for x in lines_of(buffer) if x["message"] == "unreadable telegram update"]

@@ -272,7 +272,7 @@ async def test_metrics_can_be_switched_off_or_want_a_token(
     async with off.http.get(off.base + "/healthz") as resp:
         assert resp.status == 200
 
-    guarded: Desk = await start_desk(monitoring={"token": "scrape-me-0123"})
+    guarded: Desk = await start_desk(monitoring={"token": "scrape-vKaEsWyorf-DWVeZVnQt8"})
     async with guarded.http.get(guarded.base + "/metrics") as resp:
         assert resp.status == 401
         assert (await resp.json())["error"]["code"] == "unauthorized"

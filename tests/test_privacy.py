@@ -239,7 +239,7 @@ async def test_export_has_everything_and_forget_leaves_no_trace_nor_changes_the_
     assert point.customer_id != customer_id
 
 
-BOSS_TOKEN = "boss-token-0123456789abcdef"
+BOSS_TOKEN = "boss-i7-d1nMl_NQIaDZAZ8shc1oZPDD9"
 
 
 async def test_managers_export_and_forget_over_http_and_a_shared_file_stays_for_the_other(

@@ -21,6 +21,7 @@ from tests.fakes.vk import FakeVk
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, telegram_settings
 
 TOKEN = "vk1.a.community-token"
+CALLBACK_SECRET = "cb-jqv6yQzUF0XUFb5PmCbi0sB75nx"
 
 
 @pytest.fixture(autouse=True)
@@ -166,7 +167,7 @@ async def test_callback_api_confirms_checks_secret_and_stores_once(
     start_vk_desk: Callable[..., Any], vk: FakeVk
 ) -> None:
     desk = await start_vk_desk(
-        mode="callback", secret="cb-secret", confirmation=vk.confirmation_code
+        mode="callback", secret=CALLBACK_SECRET, confirmation=vk.confirmation_code
     )
     url = f"{desk.base}/vk/callback"
     async with aiohttp.ClientSession() as http:
@@ -185,7 +186,7 @@ async def test_callback_api_confirms_checks_secret_and_stores_once(
             assert resp.status == 403
     assert not await Message.all().exists()
     vk.add_user(305, "Инна")
-    vk.set_callback(url, secret="cb-secret")
+    vk.set_callback(url, secret=CALLBACK_SECRET)
     await eventually(lambda: vk.callback is not None and vk.callback.confirmed)
     sent = vk.user_message(305, "Через callback")
     vk.redeliver(sent)
