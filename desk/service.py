@@ -141,7 +141,7 @@ async def build_context(
         triage=Triage(lifecycle, settings),
         outbox=outbox,
         signer=Signer(await signing_key(settings)),
-        tokens=TokenBook(settings),
+        tokens=TokenBook(settings, clock),
         adapters=adapters,
         clock=clock,
         metrics=metrics,
