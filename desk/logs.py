@@ -51,8 +51,10 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             **_fields(record),
         }
-        if record.exc_info or record.exc_text:
-            data["exc"] = redact(record.exc_text or self.formatException(record.exc_info))
+        if record.exc_text:  # rendered and masked by the ContextFilter
+            data["exc"] = redact(record.exc_text)
+        elif record.exc_info:
+            data["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
