@@ -29,7 +29,7 @@ async def run(messages: int, customers: int) -> None:
             database_url=url,
             redis_url=os.environ.get("DESK_REDIS_URL"),
             http={"port": 0},
-            secret_key="bench",
+            secret_key="bench-ygp9L_LFHUhmfLFYNw6yB-RUJwZo91AD",
         )
         service = Service(settings, "serve", io.StringIO())
         await service.start()

@@ -55,7 +55,7 @@ from models import Direction, Message, OutboxItem, db
 
 STAFF_CHAT = -1001234567890
 AGENTS = [(1001, "Ирина"), (1002, "Олег")]
-SECRET = "bench-secret"  # noqa: S105 (the fake's webhook secret)
+SECRET = "bench-KjedHIfjGHdAUz_W-3zHzYF6"  # noqa: S105 (the fake's webhook secret)
 CUSTOMER_BASE = 5_000_000
 TEXTS = (
     "Здравствуйте! Где мой заказ? Жду уже неделю.",
@@ -238,7 +238,7 @@ def service_config(plan: Plan, fake: FakeTelegram, port: int) -> dict[str, Any]:
     return {
         "database_url": plan.database_url,
         "redis_url": plan.redis_url,
-        "secret_key": "bench-secret-key",
+        "secret_key": "bench-ygp9L_LFHUhmfLFYNw6yB-RUJwZo91AD",
         "public_url": f"http://127.0.0.1:{port}",
         "http": {"host": "127.0.0.1", "port": port},
         "telegram": {

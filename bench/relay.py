@@ -325,7 +325,7 @@ def desk_config(plan: Plan, fake: FakeTelegram, port: int) -> dict[str, Any]:
     return {
         "database_url": plan.database_url,
         "redis_url": plan.redis_url,
-        "secret_key": "bench-secret-key",
+        "secret_key": "bench-ygp9L_LFHUhmfLFYNw6yB-RUJwZo91AD",
         "http": {"host": "127.0.0.1", "port": port},
         "telegram": {
             "token": DEFAULT_TOKEN,

@@ -4,9 +4,11 @@ imports take seconds, so a command that needs neither starts at once."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from channels.secret_strength import TOKEN_CHARS, strong_secret
 
 TELEGRAM_API_URL = "https://api.telegram.org"
 VK_API_URL = "https://api.vk.com"
@@ -32,7 +34,7 @@ class TelegramSettings(BaseModel):
     token: SecretStr | None = None
     api_url: str = TELEGRAM_API_URL
     mode: Literal["polling", "webhook"] = "polling"
-    webhook_secret: SecretStr | None = None
+    webhook_secret: Annotated[SecretStr | None, strong_secret(TOKEN_CHARS)] = None
     webhook_path: str = "/telegram/webhook"
     staff_chat_id: int | None = None
     managers_chat_id: int | None = None
@@ -94,7 +96,7 @@ class VkSettings(BaseModel):
     group_id: int | None = None
     api_url: str = VK_API_URL
     mode: Literal["longpoll", "callback"] = "longpoll"
-    secret: SecretStr | None = None
+    secret: Annotated[SecretStr | None, strong_secret(TOKEN_CHARS)] = None
     confirmation: str = ""
     callback_path: str = "/vk/callback"
     timeout_s: float = Field(default=10.0, gt=0)

@@ -227,10 +227,15 @@ class TelegramSender:
     async def ping(self) -> None:
         """Raise a delivery error when the Bot API does not answer getMe (server down, token
         revoked)."""
+        await self.whoami()
+
+    async def whoami(self) -> str:
+        """The bot's @username (getMe with the token): a wrong token raises a delivery error."""
         try:
-            await self.bot.get_me()
+            me = await self.bot.get_me(request_timeout=int(self._timeout))
         except TelegramAPIError as exc:
             raise translate(exc) from exc
+        return f"@{me.username}" if me.username else f"bot {me.id}"
 
     # -- the ChannelAdapter protocol: one message to a customer ----------------------------
 

@@ -79,7 +79,18 @@ class VkChannel:
 
     async def ping(self) -> None:
         """Raise a delivery error when VK does not answer groups.getById for our community."""
-        await self.call("groups.getById", group_id=self.settings.group_id)
+        await self.whoami()
+
+    async def whoami(self) -> str:
+        """The community as VK names it (groups.getById with the token): a wrong token or
+        group id raises a delivery error."""
+        answer = await self.call("groups.getById", group_id=self.settings.group_id)
+        groups = answer.get("groups") if isinstance(answer, dict) else answer
+        first = groups[0] if isinstance(groups, list) and groups else {}
+        name = first.get("name") if isinstance(first, dict) else None
+        return (
+            f"«{name}» (club{self.settings.group_id})" if name else f"club{self.settings.group_id}"
+        )
 
     # -- calls --------------------------------------------------------------------------------
 

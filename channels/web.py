@@ -22,9 +22,12 @@ class WebAppeal:
     language: str = ""
 
 
+RECEIPT_PREFIX = "w-"  # a web message's external id: random, nothing personal
+
+
 def new_receipt() -> str:
     """A fresh external id for a web message; it also names the status page of its appeal."""
-    return "w-" + uuid.uuid4().hex
+    return RECEIPT_PREFIX + uuid.uuid4().hex
 
 
 def appeal_inbound(form: WebAppeal, receipt: str) -> InboundMessage:

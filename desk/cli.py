@@ -51,7 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = token_sub.add_parser("create", help="create a token and print it once")
     create.add_argument("name")
-    create.add_argument("--role", choices=["agent", "supervisor", "manager"], default="supervisor")
+    create.add_argument(
+        "--role",
+        choices=["agent", "supervisor", "manager"],
+        default="supervisor",
+        help="manager: may also export and forget customers' data (default: supervisor)",
+    )
+    create.add_argument(
+        "--expires-in", metavar="PERIOD", help="the token stops working after 90d, 12h, 2w…"
+    )
+    token_sub.add_parser("list", help="the tokens: id, name, role, created, last used, expires")
+    revoke = token_sub.add_parser("revoke", help="delete a stored token: it stops working at once")
+    revoke.add_argument("token", metavar="ID_OR_NAME")
     who = "an id, a channel address (telegram:12345, vk:…, phone:+7…), an email or a phone"
     export = sub.add_parser("export", help="everything the desk holds about a customer, as JSON")
     export.add_argument("--customer", required=True, metavar="ID", help=who)
@@ -101,14 +112,13 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "router-eval":
         return await _router_eval(args, settings)
     if args.command == "token":
-        from desk.keys import create_token
+        from desk.token_commands import token_command
 
         await db.connect(settings.database_url)
         try:
-            print(await create_token(args.name, args.role))
+            return await token_command(args, settings)
         finally:
             await db.disconnect()
-        return 0
     if args.command in ("export", "forget"):
         command = _export if args.command == "export" else _forget
         await db.connect(settings.database_url)

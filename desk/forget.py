@@ -25,6 +25,8 @@ from typing import Any
 from tortoise.expressions import Q, RawSQL
 from tortoise.transactions import in_transaction
 
+from channels.base import ChannelKind
+from channels.web import RECEIPT_PREFIX
 from desk import history
 from desk.data_export import customer_scope, deliveries_of, file_refs
 from models import (
@@ -45,11 +47,13 @@ from models import (
     StreamEntry,
     Task,
     TaskStatus,
+    db,
 )
 
 log = logging.getLogger(__name__)
 
 MARKER = "[forgotten]"
+FORGOTTEN_ID = "forgotten:"  # what a forgotten message's external id starts with
 FORGOTTEN = "customer.forgotten"
 # History fields that hold what a person wrote or where they write from. Statuses, scores,
 # ids, channels and timings in the other fields stay for the reports.
@@ -86,9 +90,22 @@ class Forgotten:
         }
 
 
+async def is_forgotten(customer_id: int) -> bool:
+    """Whether this customer was forgotten (their links then say so, and take nothing)."""
+    return await Event.exists(customer_id=customer_id, kind=FORGOTTEN)
+
+
 async def forget_customer(customer_id: int, *, actor: str, now: datetime) -> Forgotten | None:
     """Erase the personal data of one customer (see the module's docstring); None when there
     is no such customer."""
+    async with db.erasing():
+        done = await _forget(customer_id, actor=actor, now=now)
+    if done is not None:
+        log.info("customer forgotten", extra={"customer_id": customer_id, **done.describe()})
+    return done
+
+
+async def _forget(customer_id: int, *, actor: str, now: datetime) -> Forgotten | None:
     async with in_transaction():
         customer = await Customer.get_or_none(id=customer_id)
         if customer is None:
@@ -120,7 +137,6 @@ async def forget_customer(customer_id: int, *, actor: str, now: datetime) -> For
             await history.record(
                 FORGOTTEN, actor=actor, customer=customer, at=now, **done.describe()
             )
-    log.info("customer forgotten", extra={"customer_id": customer_id, **done.describe()})
     return done
 
 
@@ -148,8 +164,13 @@ def _clear_message(message: Message) -> None:
         message.author = ""
     message.address = ""
     if message.external_id is not None:
-        # Still unique per channel; a Telegram id holds the chat (the customer's address).
-        message.external_id = f"forgotten:{message.id}"
+        # Still unique per channel; a Telegram id holds the chat (the customer's address). A
+        # web receipt is random: kept behind the prefix, so its status link can tell that the
+        # appeal was forgotten (and show nothing of it).
+        web = message.channel == ChannelKind.WEB.value
+        web = web and message.external_id.startswith(RECEIPT_PREFIX)
+        kept = message.external_id if web else str(message.id)
+        message.external_id = FORGOTTEN_ID + kept
     message.attachments = [
         {
             "kind": a.get("kind", ""),

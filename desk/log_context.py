@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
 
 STANDARD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
@@ -26,6 +25,8 @@ _SECRETS = (
     (re.compile(r"\bvk1\.a\.[A-Za-z0-9_.-]+|\b[0-9a-f]{85}\b"), "<token>"),
     # Secrets in query strings (VK puts access_token there; long poll keys).
     (re.compile(r"(?i)([?&](?:access_token|token|key|secret|password)=)[^&\s'\"]+"), r"\1<secret>"),
+    # The desk's own API tokens, bare (a header line too long for aiohttp is logged as is).
+    (re.compile(r"desk_[A-Za-z0-9_-]{16,}"), "desk_<token>"),
     # Bearer tokens in a header that made it into an error text.
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}"), "Bearer <token>"),
     # Passwords in URLs: scheme://user:password@host.
@@ -78,11 +79,12 @@ def current_fields() -> Mapping[str, str]:
 
 
 # Every pattern above needs one of these (or is at least 11 characters long and then needs a
-# digit, "bearer" or 85 hex letters): most of what is logged has none, and is not scanned nine
-# times for nothing (the service writes a few lines a message).
+# digit, "bearer", "desk_" or 85 hex letters): most of what is logged has none, and is not
+# scanned ten times for nothing (the service writes a few lines a message).
 _SHORT = 11
 _MARKS = frozenset("@/=")
-_MAYBE_SECRET = re.compile(r"[\d@/=]|(?i:bearer)|[0-9a-f]{85}")
+_MAYBE_SECRET = re.compile(r"[\d@/=]|(?i:bearer)|desk_|[0-9a-f]{85}")
+KNOWN_SECRET_MIN = 8  # shorter configured secrets are not searched for in every line
 
 
 def redact(text: str) -> str:
@@ -96,24 +98,42 @@ def redact(text: str) -> str:
     return text
 
 
-def _redacted(value: Any) -> Any:
-    return redact(value) if isinstance(value, str) else value
-
-
 class ContextFilter(logging.Filter):
     """Adds the scope's fields to a record (its own extra fields win) and masks personal data
-    and secrets in the message, its arguments and its string fields."""
+    and secrets in all its text: the message with its arguments (of any type: an exception's
+    text too), its string fields, its traceback and stack. ``secrets``: the configured ones,
+    masked wherever they appear, whatever their shape."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        known = {s for s in secrets if len(s) >= KNOWN_SECRET_MIN}
+        self._secrets = sorted(known, key=len, reverse=True)  # a longer one holding a shorter
+
+    def mask(self, text: str) -> str:
+        """``text`` with the known secrets and everything ``redact`` finds masked."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "<secret>")
+        return redact(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         for key, value in current_fields().items():
             if not hasattr(record, key):
                 setattr(record, key, value)
-        record.msg = _redacted(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(_redacted(a) for a in record.args)
-        elif isinstance(record.args, Mapping):
-            record.args = {k: _redacted(v) for k, v in record.args.items()}
+        if record.args or not isinstance(record.msg, str):
+            try:
+                message = record.getMessage()
+            except Exception:  # a broken format: logging reports it; mask what we can
+                message = f"{record.msg} {record.args}"
+            record.msg, record.args = message, None
+        record.msg = self.mask(record.msg)
         for key, value in list(record.__dict__.items()):
             if key not in STANDARD_FIELDS and isinstance(value, str):
-                setattr(record, key, redact(value))
+                setattr(record, key, self.mask(value))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.mask(record.stack_info)
         return True

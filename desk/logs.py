@@ -51,7 +51,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             **_fields(record),
         }
-        if record.exc_info:
+        if record.exc_text:  # rendered and masked by the ContextFilter
+            data["exc"] = redact(record.exc_text)
+        elif record.exc_info:
             data["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(data, default=str, ensure_ascii=False)
 
@@ -63,8 +65,25 @@ def log_handler(settings: Settings, stream: TextIO | None = None) -> logging.Han
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(ContextFilter())
+    handler.addFilter(ContextFilter(configured_secrets(settings)))
     return handler
+
+
+def configured_secrets(settings: Settings) -> list[str]:
+    """Every secret the settings hold, to be masked wherever it shows in a log line."""
+    values = [
+        settings.secret_key,
+        settings.monitoring.token,
+        settings.telegram.token,
+        settings.telegram.webhook_secret,
+        settings.vk.token,
+        settings.vk.secret,
+        settings.email.imap_password,
+        settings.email.smtp_password,
+        settings.automation.webhook_secret,
+        *(t.token for t in settings.api.tokens),
+    ]
+    return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
 
 def setup_logging(settings: Settings, stream: TextIO | None = None) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, TextIO
@@ -59,10 +59,46 @@ log = logging.getLogger(__name__)
 Role = Literal["serve", "worker"]
 MIGRATION_WAIT_S = 120.0
 HTTP_CLOSE_S = 1.0  # requests still open after the grace period get this long, then are cut
+TOKEN_HINTS = {
+    "telegram": "check DESK_TELEGRAM__TOKEN",
+    "vk": "check DESK_VK__TOKEN and DESK_VK__GROUP_ID",
+}
 
 
 class NotMigrated(DeskError):
     """The database has migrations to apply that this process will not apply by itself."""
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """What a chat platform said of our token at start: who we are there, or why not."""
+
+    ok: bool
+    text: str  # "@desk_bot", "«Shop» (club1)", or the platform's refusal
+
+
+async def check_tokens(ctx: AppContext) -> dict[str, TokenCheck]:
+    """Ask each enabled chat platform who we are (Telegram getMe, VK groups.getById), side by
+    side and each within its timeout, so a wrong token shows at start, not at the first send."""
+    who: dict[str, tuple[Callable[[], Awaitable[str]], float]] = {}
+    if ctx.telegram is not None:
+        who["telegram"] = (ctx.telegram.sender.whoami, ctx.settings.telegram.timeout_s)
+    if ctx.vk is not None:
+        who["vk"] = (ctx.vk.channel.whoami, ctx.settings.vk.timeout_s)
+
+    async def check(name: str, ask: Callable[[], Awaitable[str]], timeout_s: float) -> TokenCheck:
+        try:
+            async with asyncio.timeout(timeout_s):
+                return TokenCheck(True, await ask())
+        except TimeoutError:
+            reason = f"no answer in {timeout_s:g} s"
+        except Exception as exc:  # any refusal or failure is reported, the start goes on
+            reason = redact(str(exc) or type(exc).__name__)[:200]
+        log.error("token check failed", extra={"channel": name, "reason": reason})
+        return TokenCheck(False, reason)
+
+    results = await asyncio.gather(*(check(n, *args) for n, args in who.items()))
+    return dict(zip(who, results, strict=True))
 
 
 @dataclass
@@ -141,7 +177,7 @@ async def build_context(
         triage=Triage(lifecycle, settings),
         outbox=outbox,
         signer=Signer(await signing_key(settings)),
-        tokens=TokenBook(settings),
+        tokens=TokenBook(settings, clock),
         adapters=adapters,
         clock=clock,
         metrics=metrics,
@@ -224,6 +260,7 @@ class Service:
         self._runner: web.AppRunner | None = None
         self.ctx: AppContext | None = None
         self.bound_port: int | None = None
+        self.token_checks: dict[str, TokenCheck] = {}
 
     def _say(self, line: str) -> None:
         print(line, file=self._out, flush=True)
@@ -252,6 +289,7 @@ class Service:
             ctx.clock,
         )
         token = await bootstrap_token(settings) if self._role == "serve" else None
+        self.token_checks = await check_tokens(ctx)
         for i in range(settings.workers.intake):
             worker = IntakeWorker(stream, ctx.lifecycle, outage=ctx.outage)
             self._tasks.append(
@@ -438,9 +476,20 @@ class Service:
         elif self.bound_port is not None:
             self._say(f"  metrics   http://{s.http.host}:{self.bound_port}/metrics  (and /healthz)")
         self._say(f"  workers   intake x{s.workers.intake}, delivery x{s.workers.delivery}")
-        self._say("  channels  " + ", ".join(f"{c}: enabled" for c in report.enabled))
+        checks = self.token_checks
+        refused = {name for name, check in checks.items() if not check.ok}
+        shown = [
+            f"{c}: enabled" + (", token refused" if c in refused else "") for c in report.enabled
+        ]
+        self._say("  channels  " + ", ".join(shown))
         for name, reason in report.disabled.items():
             self._say(f"            {name}: disabled — {reason}")
+        for name in sorted(refused):
+            self._say(
+                f"  {name:<9} token check failed: {checks[name].text} ({TOKEN_HINTS[name]}; "
+                "nothing is sent or received there until it is fixed)"
+            )
+        who = {name: f"{check.text} · " for name, check in checks.items() if check.ok}
         if "telegram" in report.enabled:
             tg = s.telegram
             staff = (
@@ -448,7 +497,9 @@ class Service:
                 if tg.staff_chat_id is not None
                 else "no staff group (DESK_TELEGRAM__STAFF_CHAT_ID is not set)"
             )
-            self._say(f"  telegram  {tg.mode} · {staff}")
+            self._say(f"  telegram  {who.get('telegram', '')}{tg.mode} · {staff}")
+        if "vk" in who:
+            self._say(f"  vk        {who['vk']}{s.vk.mode}")
         if token:
             self._say(f"  api token {token}")
             self._say(

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from channels.email import EmailSettings
+from channels.secret_strength import SIGNING_KEY_CHARS, TOKEN_CHARS, strong_secret
 from channels.settings import TelegramSettings, VkSettings
 from desk.config_errors import load_yaml
 from models.enums import AgentRole, Priority
@@ -63,7 +64,7 @@ class MonitoringSettings(Section):
     """``DESK_MONITORING__*``: the operators' endpoints /metrics and /readyz."""
 
     metrics: bool = Field(default=True, description="serve /metrics (Prometheus text); off: 404")
-    token: SecretStr | None = Field(
+    token: Annotated[SecretStr | None, strong_secret(TOKEN_CHARS)] = Field(
         default=None,
         description=(
             "when set, /metrics wants 'Authorization: Bearer <token>'; without it /metrics is "
@@ -158,15 +159,8 @@ class AgentConfig(Section):
 
 class ApiTokenConfig(Section):
     name: str = Field(min_length=1)
-    token: SecretStr
+    token: Annotated[SecretStr, strong_secret(TOKEN_CHARS)]
     role: AgentRole = AgentRole.AGENT
-
-    @field_validator("token")
-    @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 16:
-            raise ValueError("a token must be at least 16 characters")
-        return value
 
 
 class ApiSettings(Section):
@@ -280,7 +274,7 @@ class AutomationSettings(Section):
     rules: list[Rule] = Field(
         default_factory=list, description="a rule named like a shipped one replaces it"
     )
-    webhook_secret: SecretStr | None = Field(
+    webhook_secret: Annotated[SecretStr | None, strong_secret(SIGNING_KEY_CHARS)] = Field(
         default=None, description="HMAC key of call_webhook requests (X-Desk-Signature)"
     )
 
@@ -315,7 +309,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite://appeal-desk.db"
     redis_url: str | None = None
     public_url: str | None = None
-    secret_key: SecretStr | None = None
+    secret_key: Annotated[SecretStr | None, strong_secret(SIGNING_KEY_CHARS)] = Field(
+        default=None, description="signs status, rating and choice links; unset: generated once"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     answers_file: str = Field(default="answers.yaml", description="answer templates for /t")

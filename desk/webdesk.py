@@ -64,6 +64,14 @@ async def appeal_for_receipt(receipt: str) -> Appeal | None:
     return await Appeal.get(id=message.appeal_id)
 
 
+async def receipt_forgotten(receipt: str) -> bool:
+    """Whether the web message with this receipt belonged to a customer since forgotten."""
+    from desk.forget import FORGOTTEN_ID
+
+    forgotten = FORGOTTEN_ID + receipt
+    return await Message.filter(channel=ChannelKind.WEB.value, external_id=forgotten).exists()
+
+
 async def wait_for_receipt(receipt: str, timeout: float) -> Appeal | None:
     """Poll briefly until the intake worker (in this process or another) stored the message."""
     loop = asyncio.get_running_loop()

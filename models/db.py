@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -19,7 +22,10 @@ from tortoise.migrations.executor import MigrationExecutor
 
 from models import postgres_asyncpg, sqlite_client
 
+log = logging.getLogger(__name__)
+
 APP_LABEL = "models"
+CHECKPOINT_TRIES = 5  # another process reading the WAL holds the truncation back; tried again
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^\d{4}_\w+\.py$")
 # What the server or the network says when the database is away (PostgreSQL classes 08, 57P01…
@@ -161,6 +167,31 @@ async def ping() -> None:
         await connection.execute_script("BEGIN IMMEDIATE; ROLLBACK;")
     else:
         await connection.execute_query("SELECT 1")
+
+
+@contextlib.asynccontextmanager
+async def erasing() -> AsyncIterator[None]:
+    """Around a transaction that erases personal data. On SQLite, what it deletes or overwrites
+    is zeroed in the database file (``secure_delete``), and once it is over the write-ahead log,
+    which still holds the old pages, is checkpointed and truncated (``wal_checkpoint(TRUNCATE)``):
+    the erased bytes stay in neither file. On PostgreSQL nothing is done (its dead rows are
+    VACUUM's business)."""
+    connection = Tortoise.get_connection("default")
+    if connection.capabilities.dialect != "sqlite":
+        yield
+        return
+    await connection.execute_script("PRAGMA secure_delete = ON")
+    try:
+        yield
+    finally:
+        await connection.execute_script("PRAGMA secure_delete = OFF")
+    for attempt in range(CHECKPOINT_TRIES):
+        _, rows = await connection.execute_query("PRAGMA wal_checkpoint(TRUNCATE)")
+        busy = bool(rows and rows[0][0])
+        if not busy:
+            return
+        await asyncio.sleep(0.2 * (attempt + 1))
+    log.warning("the write-ahead log was not truncated: another process was reading it")
 
 
 async def renew_connections() -> None:

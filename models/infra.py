@@ -70,7 +70,8 @@ class ApiToken(Model):
     token_hash = fields.CharField(max_length=64, unique=True)
     role = fields.CharField(max_length=16, default="agent")
     created_at = fields.DatetimeField(auto_now_add=True)
-    last_used_at = fields.DatetimeField(null=True)
+    last_used_at = fields.DatetimeField(null=True)  # written at most once a minute
+    expires_at = fields.DatetimeField(null=True)  # none: until revoked
 
     class Meta:
         table = "api_token"

@@ -30,7 +30,9 @@ PG_URL = os.environ.get("DESK_TEST_DATABASE_URL") or None
 REDIS_URL = os.environ.get("DESK_TEST_REDIS_URL") or None
 pytest_plugins = ["tests.mailserver", "tests.exit_watchdog", "tests.served_desk"]
 
-API_TOKEN = "tests-token-0123456789abcdef"
+# Secrets as strong as the settings want (they refuse short and guessable ones).
+API_TOKEN = "tests-l5cqaPqUl-ONQ2HGqMtcffHx5JSZ"
+SECRET_KEY = "cUBJ2quqOwrixK90HVNiePkdfT4yt3udSZNWlAanY1Y"
 
 # Property-based tests: "ci" (the default) is small, derandomised and keeps no example database,
 # so the suite stays quick and repeatable; "thorough" searches much longer. Choose one with
@@ -147,7 +149,7 @@ def make_settings(db_url: str, redis_url: str | None) -> Callable[..., Settings]
         data: dict[str, Any] = {
             "database_url": db_url,
             "redis_url": redis_url,
-            "secret_key": "test-secret-key",
+            "secret_key": SECRET_KEY,
             "http": {"host": "127.0.0.1", "port": free_port()},
             "workers": {"claim_idle_s": 2.0},
             "api": {"tokens": [{"name": "tests", "token": API_TOKEN, "role": "supervisor"}]},

@@ -16,11 +16,11 @@ import requests
 
 from desk.service import Service
 from desk.settings import Settings
-from tests.conftest import API_TOKEN, PG_URL, _fresh_postgres, free_port
+from tests.conftest import API_TOKEN, PG_URL, SECRET_KEY, _fresh_postgres, free_port
 
 # A token of each staff role (API_TOKEN is the supervisor's).
-AGENT_TOKEN = "agent-token-0123456789abcdef"
-MANAGER_TOKEN = "manager-token-0123456789abcdef"
+AGENT_TOKEN = "agent-Zq7LwN3xR9vKp2TbYd5H"
+MANAGER_TOKEN = "manager-Vt4JcM8sQe1WnG6uXa0F"
 ROLE_TOKENS = {"agent": AGENT_TOKEN, "supervisor": API_TOKEN, "manager": MANAGER_TOKEN}
 
 
@@ -85,7 +85,7 @@ def served(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         db_url = f"sqlite://{path}"
     settings = Settings(
         database_url=db_url,
-        secret_key="test-secret-key",
+        secret_key=SECRET_KEY,
         public_url=f"http://127.0.0.1:{port}",
         http={"host": "127.0.0.1", "port": port},
         api={

@@ -14,6 +14,7 @@ from bench.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 STAFF_CHAT = -1001234567890
 AGENT_ID = 1001  # Ирина, an agent in the default test settings
 SUPERVISOR_ID = 1002
+WEBHOOK_SECRET = "HsuBWAHhMiFEBVNS-FS8wC6t6SRzSHwv"  # X-Telegram-Bot-Api-Secret-Token
 
 
 def telegram_settings(fake: FakeTelegram, **overrides: Any) -> dict[str, Any]:

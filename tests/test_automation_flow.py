@@ -37,7 +37,7 @@ from tests.telegram_world import (
 )
 
 LATE_EVENING = datetime(2026, 11, 23, 20, 10, tzinfo=UTC)  # 23:10 in Moscow
-WEBHOOK_SECRET = "webhook-secret-0123456789"
+WEBHOOK_SECRET = "hook-2Itzh1bmmigukyIIMLSLutHiEtVHY-2mQTCZ"
 
 
 @pytest.fixture

@@ -67,6 +67,44 @@ def test_token_create_prints_a_token_that_the_api_accepts(
     assert asyncio.run(check()) == ("crm", "agent")
 
 
+def test_token_list_shows_each_token_without_it_and_revoke_removes_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite://{tmp_path}/cli.db"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DESK_DATABASE_URL", url)
+    monkeypatch.setenv(
+        "DESK_API__TOKENS", '[{"name": "erp", "token": "erp-KjedHIfjGHdAUz_W-3zHzYF6"}]'
+    )
+    assert main(["migrate"]) == 0
+    assert main(["token", "create", "crm", "--role", "agent", "--expires-in", "90d"]) == 0
+    assert main(["token", "create", "boss", "--role", "manager"]) == 0
+    made = capsys.readouterr()
+    tokens = [line for line in made.out.splitlines() if line.startswith("desk_")]
+    assert len(tokens) == 2 and "expires 20" in made.err
+    assert main(["token", "create", "crm"]) == 1
+    assert "a token named 'crm' exists already" in capsys.readouterr().err
+    assert main(["token", "create", "x", "--expires-in", "soon"]) == 1
+    assert "is not a period like 90d" in capsys.readouterr().err
+
+    assert main(["token", "list"]) == 0
+    listed = capsys.readouterr().out
+    header, crm, boss, erp = listed.splitlines()
+    assert header.split() == ["ID", "NAME", "ROLE", "CREATED", "LAST", "USED", "EXPIRES"]
+    assert crm.split()[:3] == ["1", "crm", "agent"] and "never" in crm and "UTC" in crm
+    assert boss.split()[:3] == ["2", "boss", "manager"] and crm.endswith("UTC")
+    assert boss.endswith("never") and erp.split()[:3] == ["config", "erp", "agent"]
+    assert not any(token in listed for token in tokens) and "KjedHIfj" not in listed
+
+    assert main(["token", "revoke", "1"]) == 0
+    assert "token 'crm' revoked" in capsys.readouterr().out
+    assert main(["token", "revoke", "crm"]) == 1
+    assert main(["token", "revoke", "erp"]) == 1
+    assert "named in the config: remove it there" in capsys.readouterr().err
+    assert main(["token", "list"]) == 0
+    assert " crm " not in capsys.readouterr().out
+
+
 def test_unreachable_database_is_one_clear_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

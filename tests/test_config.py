@@ -180,3 +180,67 @@ def test_check_config_names_the_rule_of_every_automation_problem(
     for piece in expected:
         assert piece in err, (piece, err)
     assert "Traceback" not in err
+
+
+WEAK_SECRETS = """\
+secret_key: x
+monitoring:
+  token: changeme-changeme
+telegram:
+  webhook_secret: aaaaaaaaaaaaaaaaaaaa
+vk:
+  secret: secret
+automation:
+  webhook_secret: 0123456789abcdefghijklmnopqrstuvwxyz
+api:
+  tokens:
+    - name: crm
+      token: replace-with-a-long-random-token
+"""
+
+
+def test_check_config_refuses_short_and_guessable_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, WEAK_SECRETS)
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    for line in [
+        f"{path}:secret_key: too short (1 character): use at least 32 random characters",
+        f"{path}:monitoring.token: guessable: made of placeholder words",
+        f"{path}:telegram.webhook_secret: guessable: repeated characters or a sequence",
+        f"{path}:vk.secret: too short (6 characters): use at least 16 random characters",
+        f"{path}:automation.webhook_secret: guessable: repeated characters or a sequence",
+        f"{path}:api.tokens.0.token: guessable: made of placeholder words",
+    ]:
+        assert line in err, (line, err)
+    assert "secrets.token_urlsafe(32)" in err  # how to make a good one
+    assert "Traceback" not in err
+
+
+def test_random_secrets_pass_check_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        "secret_key: 9X2dY_pu2kQmFzL0-3Vw8HcRr5NtAbEj7GsKxWo1UiM\n"  # token_urlsafe(32)
+        "monitoring:\n  token: 3f9a61c07be24d85\n"  # token_hex(8)
+        "vk:\n  secret: c41e0b9d7a2f6e8357d1b0a9c4f2e6d8\n",  # token_hex(16)
+    )
+    assert main(["check-config", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_serve_refuses_a_weak_secret_from_the_environment(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DESK_SECRET_KEY": "k",
+        "DESK_MONITORING__TOKEN": "1234567890123456",
+        "DESK_DATABASE_URL": f"sqlite://{tmp_path}/x.db",
+    }
+    env.pop("DESK_CONFIG", None)
+    proc = run_cli("serve", env=env, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "DESK_SECRET_KEY: too short (1 character)" in proc.stderr
+    assert "DESK_MONITORING__TOKEN: guessable" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "x.db").exists()

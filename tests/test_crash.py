@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from bench.fakes.telegram import DEFAULT_TOKEN
-from tests.conftest import API_TOKEN, free_port
+from tests.conftest import API_TOKEN, SECRET_KEY, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -100,9 +100,7 @@ def telegram_env(fake_url: str, agent_id: int, staff_chat: int) -> dict[str, str
 
 @pytest.fixture
 def serve(tmp_path: Path, db_url: str, redis_url: str | None) -> Iterator[Proc]:
-    env = serve_env(
-        db_url, redis_url, DESK_SECRET_KEY="crash-test-key", DESK_WORKERS__CLAIM_IDLE_S="1"
-    )
+    env = serve_env(db_url, redis_url, DESK_SECRET_KEY=SECRET_KEY, DESK_WORKERS__CLAIM_IDLE_S="1")
     proc = Proc(env, tmp_path)
     yield proc
     proc.stop()

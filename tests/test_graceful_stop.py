@@ -17,6 +17,7 @@ import pytest
 
 from bench.fakes.telegram import FakeTelegram, FaultPlan
 from models import Message, OutboxItem, OutboxStatus, StreamEntry, db
+from tests.conftest import SECRET_KEY
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually
 from tests.test_crash import Proc, serve_env, telegram_env
 
@@ -41,7 +42,7 @@ def serve(tmp_path: Path, db_url: str, redis_url: str | None, fake: FakeTelegram
     env = serve_env(
         db_url,
         redis_url,
-        DESK_SECRET_KEY="stop-test-key",
+        DESK_SECRET_KEY=SECRET_KEY,
         DESK_WORKERS__STOP_GRACE_S=str(GRACE_S),
         **telegram_env(fake.url, AGENT_ID, STAFF_CHAT),
     )

@@ -27,6 +27,7 @@ from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,
     SUPERVISOR_ID,
+    WEBHOOK_SECRET,
     eventually,
     open_appeal,
     telegram_settings,
@@ -42,9 +43,9 @@ from tests.test_ratings_flow import (
     resolve,
     toasts,
 )
-from tests.test_vk_channel import vk_settings
+from tests.test_vk_channel import CALLBACK_SECRET, vk_settings
 
-SECRET = "s3cret-Token_1"
+SECRET = WEBHOOK_SECRET
 STRANGER_ID = 1999
 OTHER_GROUP = -1005550001
 SQL_LIKE = ["' OR 1=1 --", "%", "_", "\\", "%' OR '1'='1", "a%b_c\\d", '"; DROP TABLE appeal; --']
@@ -114,7 +115,7 @@ async def test_vk_callback_without_the_secret_or_malformed_keeps_nothing_and_nev
         desk: Desk = await start_desk(
             **telegram_settings(fake),
             vk=vk_settings(
-                vk, mode="callback", secret="cb-secret", confirmation=vk.confirmation_code
+                vk, mode="callback", secret=CALLBACK_SECRET, confirmation=vk.confirmation_code
             ),
             http={"host": "127.0.0.1", "port": port, "max_body_bytes": 64 * 1024},
             public_url=f"http://127.0.0.1:{port}",
@@ -123,7 +124,8 @@ async def test_vk_callback_without_the_secret_or_malformed_keeps_nothing_and_nev
         message = {"id": 1, "peer_id": 730, "from_id": 730, "text": "чужое", "date": 1}
         update = {"type": "message_new", "group_id": vk.group_id, "object": {"message": message}}
         async with aiohttp.ClientSession() as http:
-            for secret in [None, "", "cb-secre", "CB-SECRET", 0, ["cb-secret"]]:
+            near = [CALLBACK_SECRET[:-1], CALLBACK_SECRET.upper(), [CALLBACK_SECRET]]
+            for secret in [None, "", 0, *near]:
                 forged = {**update, **({} if secret is None else {"secret": secret})}
                 async with http.post(url, data=json.dumps(forged)) as resp:
                     assert resp.status == 403, secret
@@ -131,7 +133,7 @@ async def test_vk_callback_without_the_secret_or_malformed_keeps_nothing_and_nev
             async with http.post(url, json=wrong_group) as resp:
                 assert resp.status == 403 and vk.confirmation_code not in await resp.text()
             assert not await Message.exists()
-            signed = {"secret": "cb-secret", "group_id": vk.group_id}
+            signed = {"secret": CALLBACK_SECRET, "group_id": vk.group_id}
 
             def new(**fields: Any) -> dict[str, Any]:
                 return {"type": "message_new", "object": {"message": {**message, **fields}}}
@@ -161,7 +163,7 @@ async def test_vk_callback_without_the_secret_or_malformed_keeps_nothing_and_nev
         await eventually(lambda: _count_is(Message.filter(text__in=kept), 4))
         assert set(await Message.all().values_list("text", flat=True)) == kept
         vk.add_user(731, "Инна")
-        vk.set_callback(url, secret="cb-secret")
+        vk.set_callback(url, secret=CALLBACK_SECRET)
         sent = vk.user_message(731, "Честное сообщение")
         await eventually(lambda: Message.filter(text="Честное сообщение").exists(), timeout=10)
         vk.redeliver(sent)

@@ -16,10 +16,11 @@ from desk.log_context import ContextFilter, about, log_scope, redact
 from desk.logs import NOISY_LOGGERS, setup_logging
 from desk.settings import Settings
 from models import Appeal, ContactPoint, OutboxItem, OutboxStatus
-from tests.conftest import API_TOKEN, Desk, free_port
+from tests.conftest import API_TOKEN, SECRET_KEY, Desk, free_port
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,
+    WEBHOOK_SECRET,
     eventually,
     open_appeal,
     telegram_settings,
@@ -104,7 +105,7 @@ async def test_a_day_of_appeals_logs_numbers_and_ids_but_no_personal_data_or_sec
     lines = lines_of(buffer)
     text = buffer.getvalue()
 
-    secrets = [DEFAULT_TOKEN, DEFAULT_TOKEN.partition(":")[2], API_TOKEN, "test-secret-key"]
+    secrets = [DEFAULT_TOKEN, DEFAULT_TOKEN.partition(":")[2], API_TOKEN, SECRET_KEY]
     personal = [
         CUSTOMER_TEXT[:30],
         ANSWER[:30],
@@ -146,7 +147,7 @@ async def test_an_unreadable_webhook_update_is_logged_without_what_it_says(
     setup_logging(make_settings(log_format="json"), buffer)
     port = free_port()
     desk: Desk = await start_desk(
-        **telegram_settings(fake, telegram={"mode": "webhook", "webhook_secret": "s3cret-Token_1"}),
+        **telegram_settings(fake, telegram={"mode": "webhook", "webhook_secret": WEBHOOK_SECRET}),
         http={"host": "127.0.0.1", "port": port},
         public_url=f"http://127.0.0.1:{port}",
     )
@@ -157,7 +158,7 @@ async def test_an_unreadable_webhook_update_is_logged_without_what_it_says(
     async with desk.http.post(
         f"{desk.base}/telegram/webhook",
         json=broken,
-        headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token_1"},
+        headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET},
     ) as resp:
         assert resp.status == 400
     [line] = [x for x in lines_of(buffer) if x["message"] == "unreadable telegram update"]
@@ -202,6 +203,8 @@ def test_scopes_add_the_appeal_and_keep_the_channel_and_end_with_their_block() -
         ("token 1234567890:AAFakeTelegramTestTokenForLogs_01", "token <token>"),
         ("redis://desk:s3cr3t@redis:6379/0", "redis://desk:***@redis:6379/0"),
         ("Authorization: Bearer abcdef0123456789", "Authorization: Bearer <token>"),
+        ("b'desk_4fQz-Lr9_pXc2WvM8tYb1kHn...'", "b'desk_<token>...'"),
+        ("desk_log_fields", "desk_log_fields"),
         (
             "url='https://api.vk.com/method/x?access_token=vk1.a.Zz9_-&v=5.199'",
             "url='https://api.vk.com/method/x?access_token=<secret>&v=5.199'",
@@ -218,3 +221,42 @@ def test_scopes_add_the_appeal_and_keep_the_channel_and_end_with_their_block() -
 )
 def test_personal_data_and_secrets_are_masked_in_log_text(line: str, masked: str) -> None:
     assert redact(line) == masked
+
+
+async def test_a_header_too_long_for_aiohttp_logs_no_token(
+    start_desk: Callable[..., Any], make_settings: Callable[..., Settings]
+) -> None:
+    import asyncio
+
+    from desk.keys import create_token
+
+    buffer = io.StringIO()
+    setup_logging(make_settings(log_format="json"), buffer)
+    desk: Desk = await start_desk()
+    made = await create_token("crm", "agent")
+    port = desk.service.bound_port
+    padding = "x" * 9000
+    lines = [
+        f"X-Api-Key: {made}{padding}",  # a bare desk_ token
+        f"X-Api-Key: {API_TOKEN} {padding}",  # a token of the config, any shape
+        f"Authorization: Bearer {made}{padding}",
+    ]
+    for line in lines:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /api/v1/appeals HTTP/1.1\r\nHost: desk\r\n{line}\r\n\r\n".encode())
+        await writer.drain()
+        assert (await reader.read(100)).startswith(b"HTTP/1.0 400")
+        writer.close()
+    # An exception as an argument, and in a traceback, from any library's logger.
+    logging.getLogger("aiohttp.web").error("refused: %s", ValueError(f"bad key {made}"))
+    try:
+        raise RuntimeError(f"token {API_TOKEN} and {SECRET_KEY} in an error")
+    except RuntimeError:
+        logging.getLogger("asyncio").exception("Task exception was never retrieved")
+
+    text = buffer.getvalue()
+    lines_logged = [x for x in text.splitlines() if "aiohttp.server" in x]
+    assert len(lines_logged) >= 3 and "LineTooLong" in text, text[:2000]
+    for secret in (made, made[5:25], API_TOKEN, SECRET_KEY):
+        assert secret not in text, secret
+    assert "desk_<token>" in text and "<secret>" in text and "refused: bad key" in text

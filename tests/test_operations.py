@@ -272,14 +272,15 @@ async def test_metrics_can_be_switched_off_or_want_a_token(
     async with off.http.get(off.base + "/healthz") as resp:
         assert resp.status == 200
 
-    guarded: Desk = await start_desk(monitoring={"token": "scrape-me-0123"})
+    scrape_token = "scrape-vKaEsWyorf-DWVeZVnQt8"
+    guarded: Desk = await start_desk(monitoring={"token": scrape_token})
     async with guarded.http.get(guarded.base + "/metrics") as resp:
         assert resp.status == 401
         assert (await resp.json())["error"]["code"] == "unauthorized"
     wrong = {"Authorization": "Bearer scrape-me-9999"}
     async with guarded.http.get(guarded.base + "/metrics", headers=wrong) as resp:
         assert resp.status == 401
-    m = await scrape(guarded, {"Authorization": "Bearer scrape-me-0123"})
+    m = await scrape(guarded, {"Authorization": f"Bearer {scrape_token}"})
     assert value(m, "appeal_desk_outbox_backlog", channel="web") == 0
 
 

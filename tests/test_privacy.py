@@ -19,7 +19,7 @@ from tortoise import Tortoise
 from bench.fakes.telegram import FakeTelegram
 from models import Appeal, ContactPoint, Customer, Event, Message, Rating, StoredFile, Task
 from tests.cli import run_cli
-from tests.conftest import API_TOKEN, Desk
+from tests.conftest import API_TOKEN, PG_URL, Desk
 from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, open_appeal, texts_in
 from tests.test_email_channel import customer_mail
@@ -239,7 +239,7 @@ async def test_export_has_everything_and_forget_leaves_no_trace_nor_changes_the_
     assert point.customer_id != customer_id
 
 
-BOSS_TOKEN = "boss-token-0123456789abcdef"
+BOSS_TOKEN = "boss-i7-d1nMl_NQIaDZAZ8shc1oZPDD9"
 
 
 async def test_managers_export_and_forget_over_http_and_a_shared_file_stays_for_the_other(
@@ -294,3 +294,46 @@ async def test_managers_export_and_forget_over_http_and_a_shared_file_stays_for_
     assert done["files_deleted"] == 1 and not await StoredFile.exists(id=shared.id)
     event = await Event.get(customer_id=anna.id, kind="customer.forgotten")
     assert event.actor == "api:boss" and "Анна" not in json.dumps(event.data, ensure_ascii=False)
+
+
+@pytest.mark.skipif(PG_URL is not None, reason="reads SQLite's files")
+async def test_forget_leaves_nothing_in_the_sqlite_files_and_the_status_link_says_so(
+    start_desk: Callable[..., Any], db_url: str
+) -> None:
+    tokens = [
+        {"name": "tests", "token": API_TOKEN, "role": "supervisor"},
+        {"name": "boss", "token": BOSS_TOKEN, "role": "manager"},
+    ]
+    desk: Desk = await start_desk(api={"tokens": tokens})
+    needles = ["ZQ-58213-KX", "Ольховская", "olga.olh@example.com"]
+    appeal = {
+        "name": "Ольга Ольховская",
+        "email": "olga.olh@example.com",
+        "text": "Договор ZQ-58213-KX: прошу вернуть предоплату за кухню",
+    }
+    status, body = await desk.post("/api/v1/appeals", appeal, auth=False)
+    assert status == 201
+    link = body["status_url"]
+    async with desk.http.get(link) as resp:
+        assert resp.status == 200 and "ZQ-58213-KX" in await resp.text()
+
+    boss = {"Authorization": f"Bearer {BOSS_TOKEN}"}
+    url = f"{desk.base}/api/v1/customers/olga.olh@example.com/forget"
+    async with desk.http.post(url, headers=boss) as resp:
+        assert resp.status == 200
+
+    database = Path(db_url.removeprefix("sqlite://").partition("?")[0])
+    for path in (database, database.with_name(database.name + "-wal")):
+        data = path.read_bytes() if path.exists() else b""
+        for needle in needles:
+            assert needle.encode() not in data, (path.name, needle)
+
+    async with desk.http.get(link, headers={"Accept-Language": "ru"}) as resp:
+        page = await resp.text()
+        assert resp.status == 410
+    assert "Ваши данные удалены" in page and "егистрируется" not in page
+    assert not any(needle in page for needle in needles)
+    async with desk.http.get(link + "?lang=en") as resp:
+        assert resp.status == 410 and "Your data has been erased" in await resp.text()
+    async with desk.http.post(link + "/reply", data={"text": "ещё вопрос"}) as resp:
+        assert resp.status == 410

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from bench.fakes.telegram import FakeTelegram, SentMessage
+from desk.forget import forget_customer
 from desk.ratings import RatingClosed
 from models import (
     Agent,
@@ -427,12 +428,21 @@ async def test_mail_links_open_a_page_and_only_the_confirmation_counts(
         clock.jump(NOON + timedelta(days=8))
         async with http.post(desk.base + three, data={"score": "1"}) as r:
             assert r.status == 410 and "срок истёк" in await r.text()
+        assert await Rating.filter(appeal_id=appeal.id).values_list("score", flat=True) == [5]
+        alert = "Низкая оценка: 3 из 5"
+        low = await eventually(  # the alert goes through the outbox: it may still be on its way
+            lambda: [m for m in fake.sent_to(MANAGERS_CHAT) if alert in (m.text or "")]
+        )
+        assert "через неделю" in low[0].text
+
+        # A forgotten customer's link (still valid) says so and takes no rating.
+        clock.jump(NOON)
+        await forget_customer(appeal.customer_id, actor="test", now=clock())
+        async with http.post(desk.base + three, data={"score": "1"}) as r:
+            assert r.status == 410 and "Ваши данные удалены" in await r.text()
+        async with http.get(desk.base + three) as r:
+            assert r.status == 410
     assert await Rating.filter(appeal_id=appeal.id).values_list("score", flat=True) == [5]
-    alert = "Низкая оценка: 3 из 5"
-    low = await eventually(  # the alert goes through the outbox: it may still be on its way
-        lambda: [m for m in fake.sent_to(MANAGERS_CHAT) if alert in (m.text or "")]
-    )
-    assert "через неделю" in low[0].text
 
 
 async def test_a_completed_order_is_rated_too(

@@ -18,6 +18,7 @@ from tests.conftest import Desk, free_port
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,
+    WEBHOOK_SECRET,
     FastClock,
     eventually,
     open_appeal,
@@ -84,7 +85,7 @@ async def test_webhook_checks_the_secret_and_stores_an_update_once(
 ) -> None:
     port = free_port()
     desk: Desk = await start_desk(
-        **telegram_settings(fake, telegram={"mode": "webhook", "webhook_secret": "s3cret-Token_1"}),
+        **telegram_settings(fake, telegram={"mode": "webhook", "webhook_secret": WEBHOOK_SECRET}),
         http={"host": "127.0.0.1", "port": port},
         public_url=f"http://127.0.0.1:{port}",
     )
@@ -103,7 +104,7 @@ async def test_webhook_checks_the_secret_and_stores_an_update_once(
         async with http.post(
             f"{desk.base}/telegram/webhook",
             data=b"{not json",
-            headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token_1"},
+            headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET},
         ) as resp:
             assert resp.status == 400
     await eventually(lambda: Message.filter(text="Через вебхук").exists())
@@ -217,7 +218,7 @@ async def test_webhook_answers_500_when_storing_fails_and_telegram_sends_again(
 ) -> None:
     port = free_port()
     desk: Desk = await start_desk(
-        **telegram_settings(fake, telegram={"mode": "webhook", "webhook_secret": "abc"}),
+        **telegram_settings(fake, telegram={"mode": "webhook", "webhook_secret": WEBHOOK_SECRET}),
         http={"host": "127.0.0.1", "port": port},
         public_url=f"http://127.0.0.1:{port}",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -11,16 +12,17 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bench.fakes.telegram import FakeTelegram
+from bench.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 from channels.base import OutboundMessage
 from channels.settings import VkSettings
 from channels.vk import VkChannel
 from models import Appeal, ContactPoint, Customer, Event, Message, Task
 from tests.conftest import Desk, free_port
-from tests.fakes.vk import FakeVk
+from tests.fakes.vk import GROUP_NAME, FakeVk
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, telegram_settings
 
 TOKEN = "vk1.a.community-token"
+CALLBACK_SECRET = "cb-jqv6yQzUF0XUFb5PmCbi0sB75nx"
 
 
 @pytest.fixture(autouse=True)
@@ -166,7 +168,7 @@ async def test_callback_api_confirms_checks_secret_and_stores_once(
     start_vk_desk: Callable[..., Any], vk: FakeVk
 ) -> None:
     desk = await start_vk_desk(
-        mode="callback", secret="cb-secret", confirmation=vk.confirmation_code
+        mode="callback", secret=CALLBACK_SECRET, confirmation=vk.confirmation_code
     )
     url = f"{desk.base}/vk/callback"
     async with aiohttp.ClientSession() as http:
@@ -185,7 +187,7 @@ async def test_callback_api_confirms_checks_secret_and_stores_once(
             assert resp.status == 403
     assert not await Message.all().exists()
     vk.add_user(305, "Инна")
-    vk.set_callback(url, secret="cb-secret")
+    vk.set_callback(url, secret=CALLBACK_SECRET)
     await eventually(lambda: vk.callback is not None and vk.callback.confirmed)
     sent = vk.user_message(305, "Через callback")
     vk.redeliver(sent)
@@ -303,3 +305,30 @@ async def test_voice_document_and_sticker_are_kept_as_files(
         ]
     )
     assert docs
+
+
+async def test_serve_checks_the_vk_and_telegram_tokens_at_start_and_names_the_community(
+    tg: FakeTelegram, vk: FakeVk, start_desk: Callable[..., Any]
+) -> None:
+    desk: Desk = await start_desk(**telegram_settings(tg), vk=vk_settings(vk))
+    banner = desk.out.getvalue()
+    assert "telegram: enabled, vk: enabled" in banner and "token" not in banner
+    assert f"  vk        «{GROUP_NAME}» (club{vk.group_id}) · longpoll" in banner
+    assert re.search(r"^  telegram  @\w+ · polling · staff group", banner, re.M), banner
+    assert vk.calls("groups.getById")
+
+
+async def test_serve_tells_at_start_that_a_vk_or_telegram_token_is_refused(
+    tg: FakeTelegram, vk: FakeVk, start_desk: Callable[..., Any]
+) -> None:
+    vk.revoke_token(TOKEN)
+    tg.revoke_token(DEFAULT_TOKEN)
+    desk: Desk = await start_desk(**telegram_settings(tg), vk=vk_settings(vk))
+    banner = desk.out.getvalue()
+    assert "telegram: enabled, token refused, vk: enabled, token refused" in banner, banner
+    [vk_line] = [x for x in banner.splitlines() if x.startswith("  vk ")]
+    assert "token check failed:" in vk_line and "invalid access_token" in vk_line
+    assert "check DESK_VK__TOKEN" in vk_line
+    [tg_line] = [x for x in banner.splitlines() if "telegram  token check failed" in x]
+    assert "Unauthorized" in tg_line and "check DESK_TELEGRAM__TOKEN" in tg_line
+    assert TOKEN not in banner and DEFAULT_TOKEN not in banner

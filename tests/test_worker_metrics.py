@@ -18,7 +18,7 @@ from bench.fakes.telegram import FakeTelegram
 from desk.service import Service
 from desk.settings import Settings
 from models import OutboxItem, OutboxStatus, db
-from tests.conftest import free_port
+from tests.conftest import SECRET_KEY, free_port
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, texts_in
 from tests.test_crash import Proc, serve_env, telegram_env
 from tests.test_operations import Samples, by_labels, scrape_url
@@ -26,7 +26,7 @@ from tests.test_operations import Samples, by_labels, scrape_url
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
-SCRAPE_TOKEN = "scrape-secret"
+SCRAPE_TOKEN = "scrape-arVzjCKzggrsxOojNPjZn8"
 CUSTOMER = 5301
 
 
@@ -44,7 +44,7 @@ def serve(tmp_path: Path, db_url: str, redis_url: str | None, fake: FakeTelegram
     env = serve_env(
         db_url,
         redis_url,
-        DESK_SECRET_KEY="worker-metrics-key",
+        DESK_SECRET_KEY=SECRET_KEY,
         DESK_WORKERS__CLAIM_IDLE_S="2",
         DESK_MONITORING__TOKEN=SCRAPE_TOKEN,
         **telegram_env(fake.url, AGENT_ID, STAFF_CHAT),

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bench.drills.processes import free_port
-from bench.drills.traffic import API_TOKEN, WEBHOOK_SECRET
+from bench.drills.traffic import API_TOKEN, SECRET_KEY, WEBHOOK_SECRET
 from bench.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 from desk.service import Service
 from desk.settings import Settings
@@ -28,7 +28,7 @@ async def running_desk(
     settings = Settings(
         database_url=database_url or f"sqlite://{workdir}/desk.db",
         redis_url=redis_url,
-        secret_key="drill-secret-key",
+        secret_key=SECRET_KEY,
         public_url=f"http://127.0.0.1:{port}",
         http={"host": "127.0.0.1", "port": port},
         api={"tokens": [{"name": "drill", "token": API_TOKEN}]},

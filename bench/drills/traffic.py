@@ -13,8 +13,9 @@ import aiohttp
 from bench.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 from models import Appeal, Message, OutboxItem, OutboxStatus
 
-WEBHOOK_SECRET = "drill-Secret_1"  # noqa: S105 (a throwaway desk's)
-API_TOKEN = "drill-token-0123456789abcdef"  # noqa: S105
+WEBHOOK_SECRET = "drill-9QNqSffK9C_hDJzlEvGj84aV"  # noqa: S105 (a throwaway desk's)
+API_TOKEN = "drill-49_yrMijsPl990oIp9ZAB_lI"  # noqa: S105
+SECRET_KEY = "drill-l5cqaPqUl-ONQ2HGqMtcffHx5JSZDhH3"  # noqa: S105
 FIRST_CUSTOMER = 500_000
 
 
@@ -23,7 +24,7 @@ def telegram_env(fake: FakeTelegram, port: int) -> dict[str, str]:
     return {
         "DESK_HTTP__PORT": str(port),
         "DESK_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "DESK_SECRET_KEY": "drill-secret-key",
+        "DESK_SECRET_KEY": SECRET_KEY,
         "DESK_API__TOKENS": f'[{{"name": "drill", "token": "{API_TOKEN}"}}]',
         "DESK_TELEGRAM__TOKEN": DEFAULT_TOKEN,
         "DESK_TELEGRAM__API_URL": fake.url,

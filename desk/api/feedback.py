@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from desk.api.pages import error_page, page_ctx, page_language, render_page
+from desk.forget import is_forgotten
 from desk.ratings import COMMENT_LIMIT, FACES, SCORES, RatingClosed, UnknownRequest
 from desk.signing import BadToken, ExpiredToken
 from desk.webdesk import FEEDBACK_PURPOSE
@@ -31,6 +32,8 @@ async def _request_of(request: web.Request) -> RatingRequest | web.Response:
     found = await RatingRequest.get_or_none(id=request_id) if request_id else None
     if found is None:
         return error_page(request, 404)
+    if await is_forgotten(found.customer_id):
+        return error_page(request, 410, "error.forgotten_title", "error.forgotten")
     if ctx.clock() >= found.expires_at:
         return _closed(request)
     return found

@@ -18,6 +18,7 @@ from desk.webdesk import (
     accept_appeal,
     accept_reply,
     appeal_for_receipt,
+    receipt_forgotten,
     status_token,
 )
 from models import Appeal, AppealStatus, Customer, Direction, Message, storable
@@ -154,14 +155,18 @@ async def _appeal_of_token(request: web.Request) -> tuple[str, Appeal | None]:
         raise _LinkError("error.link_expired", 410) from None
     except BadToken:
         raise _LinkError("error.link_invalid", 403) from None
-    return receipt, await appeal_for_receipt(receipt)
+    appeal = await appeal_for_receipt(receipt)
+    if appeal is None and await receipt_forgotten(receipt):
+        raise _LinkError("error.forgotten", 410, "error.forgotten_title")
+    return receipt, appeal
 
 
 class _LinkError(Exception):
-    def __init__(self, key: str, status: int) -> None:
+    def __init__(self, key: str, status: int, title: str = "error.link_title") -> None:
         super().__init__(key)
         self.key = key
         self.status = status
+        self.title = title
 
 
 async def status_page(request: web.Request) -> web.Response:
@@ -169,7 +174,7 @@ async def status_page(request: web.Request) -> web.Response:
     try:
         receipt, appeal = await _appeal_of_token(request)
     except _LinkError as exc:
-        return error_page(request, exc.status, "error.link_title", exc.key)
+        return error_page(request, exc.status, exc.title, exc.key)
     ctx = page_ctx(request)
     texts = ctx.texts
     if appeal is None:
@@ -245,7 +250,7 @@ async def status_reply(request: web.Request) -> web.Response:
     try:
         _, appeal = await _appeal_of_token(request)
     except _LinkError as exc:
-        return error_page(request, exc.status, "error.link_title", exc.key)
+        return error_page(request, exc.status, exc.title, exc.key)
     token = request.match_info["token"]
     posted = await request.post()
     text = posted.get("text", "")
