@@ -200,6 +200,29 @@ async def test_broken_json_is_400_and_huge_body_is_413(desk: Desk) -> None:
     assert await Appeal.all().count() == 0
 
 
+@pytest.mark.parametrize(
+    ("path", "auth"),
+    [
+        ("/api/v1/appeals", False),
+        ("/api/v1/orders", True),
+        ("/api/v1/orders/1001/stage", True),
+        ("/api/v1/appeals/A-000001/messages", True),
+        ("/api/v1/tasks/1/complete", True),
+    ],
+)
+async def test_a_number_too_long_to_read_is_a_400_not_a_logged_500(
+    desk: Desk, path: str, auth: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = b'{"name": "\xd0\x98", "text": "x", "stage": "new", "n": ' + b"9" * 4301 + b"}"
+    headers = {"Content-Type": "application/json", **(desk.auth if auth else {})}
+    async with desk.http.post(desk.base + path, data=raw, headers=headers) as resp:
+        assert resp.status == 400
+        message = (await resp.json())["error"]["message"]
+    assert message == "request body has a number too long to read (over 4300 digits)"
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert await Appeal.all().count() == 0
+
+
 async def test_html_in_names_and_texts_is_escaped_everywhere(desk: Desk) -> None:
     evil = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
     body = await send_appeal(

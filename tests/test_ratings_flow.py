@@ -413,8 +413,11 @@ async def test_mail_links_open_a_page_and_only_the_confirmation_counts(
         async with http.post(desk.base + three, data={"score": "5", "comment": ""}) as r:
             assert r.status == 200
         assert await Rating.filter(appeal_id=appeal.id).values_list("score", flat=True) == [5]
-        async with http.post(desk.base + three, data={"score": "9"}) as r:
-            assert r.status == 400 and "от 1 до 5" in await r.text()
+        for bad in ("9", "²", "3" * 5000):
+            async with http.post(desk.base + three, data={"score": bad}) as r:
+                assert r.status == 400 and "от 1 до 5" in await r.text()
+        async with http.get(desk.base + three.replace("=3", "=" + "3" * 5000)) as r:
+            assert r.status == 200 and 'value="5" checked' in await r.text()  # today's score
 
         token = three.split("/feedback/", 1)[1].split("?", 1)[0]
         payload, mac = token.split(".")

@@ -41,7 +41,8 @@ def _closed(request: web.Request) -> web.Response:
 
 
 def _score(raw: str | None) -> int | None:
-    return int(raw) if raw is not None and raw.isdigit() and int(raw) in SCORES else None
+    value = parse_id(raw) if raw is not None else None  # "²" or 5,000 digits: no score
+    return value if value in SCORES else None
 
 
 async def _page(
