@@ -20,6 +20,7 @@ from desk.api.errors import (
 )
 from desk.context import AppContext
 from desk.errors import DeskError
+from desk.idempotency import MAX_KEY, RequestKey, key_problem
 from desk.keys import Caller
 from desk.log_context import log_scope
 
@@ -80,6 +81,29 @@ def caller_of(request: web.Request) -> Caller:
     """The authenticated caller of a staff request."""
     caller: Caller = request[CALLER]
     return caller
+
+
+def idempotency_key(request: web.Request) -> RequestKey | None:
+    """The request's ``Idempotency-Key`` in its caller's space (anonymous, or the token's
+    caller), or None; one that could not be stored as sent is a 422."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        return None
+    problem = key_problem(key)
+    if problem is not None:
+        raise ApiError(
+            422,
+            "invalid",
+            f"invalid request: Idempotency-Key: {problem}",
+            [{"field": "Idempotency-Key", "message": problem}],
+        )
+    caller = request.get(CALLER)
+    return RequestKey(key) if caller is None else RequestKey.of_caller(key, caller.name)
+
+
+def idempotency_header(description: str) -> QueryParam:
+    """The documented ``Idempotency-Key`` header of an operation."""
+    return QueryParam("Idempotency-Key", {"type": "string", "maxLength": MAX_KEY}, description)
 
 
 def _is_api(request: web.Request) -> bool:

@@ -8,19 +8,14 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import AwareDatetime, Field
 
-from desk.api.app import Link, Operation, QueryParam, ctx_of
+from desk.api.app import Link, Operation, ctx_of, idempotency_header, idempotency_key
 from desk.api.errors import ApiError, json_response, read_json
 from desk.api.schemas import Body, RowId
 from desk.context import AppContext
 from desk.orders import Contacts, OrderChange, Orders
 from models import Order
 
-MAX_KEY = 200
-_KEY_HEADER = QueryParam(
-    "Idempotency-Key",
-    {"type": "string", "maxLength": MAX_KEY},
-    "the same key and body change the order once",
-)
+_KEY_HEADER = idempotency_header("the same key and body change the order once")
 
 
 class CustomerIn(Body):
@@ -64,13 +59,6 @@ class OrderOut(Body):
     history: list[dict[str, Any]]
 
 
-def _key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key", "").strip() or None
-    if key is not None and len(key) > MAX_KEY:
-        raise ApiError(400, "bad_request", f"Idempotency-Key is longer than {MAX_KEY} characters")
-    return key
-
-
 def _orders(ctx: AppContext) -> Orders:
     if ctx.orders is None:
         raise ApiError(503, "unavailable", "orders are not available in this process")
@@ -107,7 +95,7 @@ async def upsert_order(request: web.Request) -> web.Response:
         placed_at=body.placed_at,
         amount=body.amount,
     )
-    order, created = await _orders(ctx).upsert(change, _key(request))
+    order, created = await _orders(ctx).upsert(change, idempotency_key(request))
     ctx.outbox.wake()
     return json_response(_out(order), status=201 if created else 200)
 
@@ -117,7 +105,7 @@ async def change_stage(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     body = StageIn.model_validate(await read_json(request))
     order = await _orders(ctx).set_stage(
-        request.match_info["external_id"], body.stage, note=body.note, key=_key(request)
+        request.match_info["external_id"], body.stage, note=body.note, key=idempotency_key(request)
     )
     ctx.outbox.wake()
     return json_response(_out(order))
