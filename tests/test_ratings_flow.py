@@ -413,6 +413,17 @@ async def test_mail_links_open_a_page_and_only_the_confirmation_counts(
         async with http.post(desk.base + three, data={"score": "5", "comment": ""}) as r:
             assert r.status == 200
         assert await Rating.filter(appeal_id=appeal.id).values_list("score", flat=True) == [5]
+        # A comment of 2,000 characters as the browser counts them (line breaks sent as CRLF)
+        # is kept whole; a longer one is shown again to shorten, not cut unseen.
+        typed = "\r\n".join(["ок"] * 667)
+        async with http.post(desk.base + three, data={"score": "5", "comment": typed}) as r:
+            assert r.status == 200
+        rating = await Rating.get(appeal_id=appeal.id)
+        assert rating.comment == typed.replace("\r\n", "\n") and len(rating.comment) == 2000
+        async with http.post(desk.base + three, data={"score": "5", "comment": "я" * 2001}) as r:
+            assert r.status == 422
+            shown = await r.text()
+        assert "не больше 2000 символов" in shown and "я" * 2001 in shown
         for bad in ("9", "²", "3" * 5000):
             async with http.post(desk.base + three, data={"score": bad}) as r:
                 assert r.status == 400 and "от 1 до 5" in await r.text()

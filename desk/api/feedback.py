@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from desk.api.pages import error_page, page_ctx, page_language, render_page
+from desk.api.pages import error_page, form_text, page_ctx, page_language, render_page
 from desk.ratings import COMMENT_LIMIT, FACES, SCORES, RatingClosed, UnknownRequest
 from desk.signing import BadToken, ExpiredToken
 from desk.webdesk import FEEDBACK_PURPOSE
@@ -77,7 +77,8 @@ async def _page(
         comment=comment,
         faces=FACES,
         done=done,
-        error=ctx.texts.string(error_key, lang) if error_key else "",
+        error=ctx.texts.string(error_key, lang, limit=COMMENT_LIMIT) if error_key else "",
+        comment_limit=COMMENT_LIMIT,
         action_url=request.path,
         expires=rating_request.expires_at.astimezone(zone).strftime("%d.%m.%Y %H:%M"),
     )
@@ -111,10 +112,14 @@ async def confirm_feedback(request: web.Request) -> web.Response:
     if ctx.ratings is None:
         return error_page(request, 404)
     score = _score(str(form.get("score", "")))
-    comment = storable(str(form.get("comment", "")))[:COMMENT_LIMIT]
+    comment = storable(form_text(form.get("comment", "")))
     if score is None:
         return await _page(
             request, found, score=None, comment=comment, error_key="feedback.bad_score", status=400
+        )
+    if len(comment.strip()) > COMMENT_LIMIT:  # shown again to shorten, not cut unseen
+        return await _page(
+            request, found, score=score, comment=comment, error_key="feedback.too_long", status=422
         )
     try:
         await ctx.ratings.rate(found.id, score, via="email", comment=comment)

@@ -33,6 +33,14 @@ def page_ctx(request: web.Request) -> AppContext:
     return request.app[CTX]
 
 
+def form_text(value: object) -> str:
+    """A posted form field as the browser counted it: browsers count a line break as one
+    character (``maxlength``) but send it as CRLF, so CRLF and a lone CR become LF."""
+    if not isinstance(value, str):
+        return ""
+    return value.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def page_language(request: web.Request, default: str = "") -> str:
     """``?lang=``, else the customer's language, else the browser's, else the company's."""
     chosen = request.query.get("lang") or default
@@ -101,6 +109,7 @@ async def new_appeal_form(request: web.Request) -> web.Response:
         action_url="/appeal",
         form=dict.fromkeys(FORM_FIELDS, ""),
         errors=[],
+        max_text=MAX_TEXT,
     )
 
 
@@ -109,7 +118,7 @@ async def submit_appeal_form(request: web.Request) -> web.Response:
     ctx = page_ctx(request)
     lang = page_language(request)
     posted = await request.post()
-    values = {k: v if isinstance(v := posted.get(k, ""), str) else "" for k in FORM_FIELDS}
+    values = {k: form_text(posted.get(k, "")) for k in FORM_FIELDS}
     try:
         body = NewAppealIn.model_validate({**values, "language": lang})
     except ValidationError as exc:
@@ -122,6 +131,7 @@ async def submit_appeal_form(request: web.Request) -> web.Response:
             action_url="/appeal",
             form=values,
             errors=errors,
+            max_text=MAX_TEXT,
         )
     accepted = await accept_appeal(ctx, body.web_appeal(lang), None)
     raise web.HTTPSeeOther(f"/s/{status_token(ctx, accepted.receipt)}?sent=1")
@@ -170,6 +180,20 @@ async def status_page(request: web.Request) -> web.Response:
         receipt, appeal = await _appeal_of_token(request)
     except _LinkError as exc:
         return error_page(request, exc.status, "error.link_title", exc.key)
+    return await _status_view(request, receipt, appeal)
+
+
+async def _status_view(
+    request: web.Request,
+    receipt: str,
+    appeal: Appeal | None,
+    *,
+    reply: str = "",
+    error_key: str = "",
+    http_status: int = 200,
+) -> web.Response:
+    """The status page; ``reply`` and ``error_key``: a reply that was refused, shown again in
+    the form with the reason."""
     ctx = page_ctx(request)
     texts = ctx.texts
     if appeal is None:
@@ -203,6 +227,7 @@ async def status_page(request: web.Request) -> web.Response:
         request,
         "status",
         lang,
+        http_status=http_status,
         appeal={
             "number": appeal.number,
             "status": appeal.status.value,
@@ -227,6 +252,9 @@ async def status_page(request: web.Request) -> web.Response:
         flash=flash,
         title=texts.string("page.status_title", lang, number=appeal.number),
         receipt=receipt,
+        reply=reply,
+        reply_error=texts.string(error_key, lang, limit=MAX_TEXT) if error_key else "",
+        max_text=MAX_TEXT,
     )
 
 
@@ -243,15 +271,21 @@ async def _orders_of(ctx: AppContext, customer_id: int, lang: str) -> list[dict[
 async def status_reply(request: web.Request) -> web.Response:
     """A customer's reply from the status page, into the same appeal (reopening it if needed)."""
     try:
-        _, appeal = await _appeal_of_token(request)
+        receipt, appeal = await _appeal_of_token(request)
     except _LinkError as exc:
         return error_page(request, exc.status, "error.link_title", exc.key)
     token = request.match_info["token"]
     posted = await request.post()
-    text = posted.get("text", "")
-    text = storable(text).strip() if isinstance(text, str) else ""
-    if appeal is None or not text or len(text) > MAX_TEXT:
+    typed = form_text(posted.get("text", ""))
+    text = storable(typed).strip()
+    if appeal is None:
         raise web.HTTPSeeOther(f"/s/{token}")
+    if not text or len(text) > MAX_TEXT:
+        # Shown again with the reason, the text as typed: nothing the customer wrote is lost.
+        key = "error.form.too_long" if text else "error.form.text"
+        return await _status_view(
+            request, receipt, appeal, reply=typed, error_key=key, http_status=422
+        )
     customer = await Customer.get(id=appeal.customer_id)
     await accept_reply(page_ctx(request), appeal, text, customer.language)
     raise web.HTTPSeeOther(f"/s/{token}?replied=1")
