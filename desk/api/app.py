@@ -212,13 +212,21 @@ def operations() -> list[Operation]:
 def make_app(ctx: AppContext) -> web.Application:
     """The HTTP application of the service."""
     from desk.api import ops, pages
+    from desk.api.connections import body_deadline
     from desk.api.openapi import openapi_document
+    from desk.api.rate_limit import LIMITER, RateLimiter
 
     app = web.Application(
-        middlewares=[gate_middleware, scope_middleware, errors_middleware],
+        middlewares=[
+            gate_middleware,
+            scope_middleware,
+            errors_middleware,
+            body_deadline(ctx.settings.http.body_timeout_s),
+        ],
         client_max_size=ctx.settings.http.max_body_bytes,
     )
     app[CTX] = ctx
+    app[LIMITER] = RateLimiter(ctx.settings.http)
     for op in operations():
         handler = _authenticated(op.handler) if op.auth else op.handler
         app.router.add_route(op.method, op.path, handler)

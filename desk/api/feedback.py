@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from desk.api.pages import error_page, form_text, page_ctx, page_language, render_page
+from desk.api.rate_limit import PAGES, limited
 from desk.ratings import COMMENT_LIMIT, FACES, SCORES, RatingClosed, UnknownRequest
 from desk.signing import BadToken, ExpiredToken
 from desk.webdesk import FEEDBACK_PURPOSE
@@ -84,6 +85,7 @@ async def _page(
     )
 
 
+@limited(PAGES)
 async def feedback_page(request: web.Request) -> web.Response:
     """GET: the form, the link's score preselected (or today's, on a revisit)."""
     found = await _request_of(request)
@@ -100,6 +102,7 @@ async def feedback_page(request: web.Request) -> web.Response:
     )
 
 
+@limited(PAGES)
 async def confirm_feedback(request: web.Request) -> web.Response:
     """POST: the customer confirmed a score (and maybe a comment); it is recorded."""
     found = await _request_of(request)

@@ -6,11 +6,13 @@ from aiohttp import web
 
 from desk.api.app import Operation, ctx_of, idempotency_header, idempotency_key
 from desk.api.errors import json_response, read_json
+from desk.api.rate_limit import APPEALS, limited
 from desk.api.schemas import NewAppealIn, NewAppealOut
 from desk.api.staff import appeal_links
 from desk.webdesk import accept_appeal, status_url
 
 
+@limited(APPEALS)
 async def create_appeal(request: web.Request) -> web.Response:
     """Accept an appeal: 201 with its number, or 202 while it is still being registered."""
     ctx = ctx_of(request)
@@ -37,7 +39,7 @@ OPERATIONS = [
         body=NewAppealIn,
         response=NewAppealOut,
         status=201,
-        errors=(400, 413, 422),
+        errors=(400, 413, 422, 429),
         headers=(idempotency_header("the same key and body create one appeal"),),
         extra_responses={202: NewAppealOut},
         links=appeal_links("$response.body#/number"),
