@@ -103,8 +103,10 @@ class HttpSettings(Section):
         ),
     )
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    # Above aiohttp's client keep-alive (15 s): a client must close an idle connection before
+    # the desk does, or a request sent on it just then is lost on the way.
     header_timeout_s: float = Field(
-        default=15.0,
+        default=20.0,
         gt=0,
         le=3600,
         description=(

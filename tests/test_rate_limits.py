@@ -51,6 +51,9 @@ async def test_a_flood_of_api_appeals_from_one_address_gets_429_and_stores_nothi
     assert error["message"].startswith("too many requests from your address; try again in ")
     assert await Appeal.all().count() == 3
     assert not await Message.filter(text="Вопрос 3").exists()
+    status, spec = await desk.get("/api/v1/openapi.json", auth=False)
+    refused = spec["paths"]["/api/v1/appeals"]["post"]["responses"]["429"]
+    assert refused["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}
     # Staff with a token are not the anonymous public: their API is not limited.
     status, _ = await desk.post("/api/v1/appeals/A-000001/notes", {"text": "флуд"})
     assert status == 201
