@@ -229,6 +229,8 @@ def test_the_limiter_counts_a_refused_request_against_nothing() -> None:
     assert limiter.admit(APPEALS, "b") == 0
     assert limiter.admit(APPEALS, "c") == 60  # the overall bucket is empty
     assert limiter.admit(PAGES, "c") == 0  # another group, other budgets
+    assert limiter.refusals_to_log(APPEALS) == 2  # one log line for a flood, once a minute
+    assert limiter.admit(APPEALS, "d") > 0 and limiter.refusals_to_log(APPEALS) == 0
     now[0] = 60
     assert limiter.admit(APPEALS, "c") == 0
     off = RateLimiter(HttpSettings(rate_limits={"enabled": False}))

@@ -19,7 +19,7 @@ from typing import Literal
 
 from aiohttp import web
 
-from desk.api.app import route_of
+from desk.api.app import API_PREFIX, route_of
 from desk.api.errors import ApiError, error_response
 from desk.settings import HttpSettings, RouteLimits
 
@@ -31,6 +31,7 @@ PAGES: Group = "pages"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Refusal = Callable[[web.Request, int], Awaitable[web.StreamResponse]]
+LOG_EVERY_S = 60.0
 
 
 class TokenBuckets:
@@ -72,6 +73,8 @@ class RateLimiter:
         self.enabled = limits.enabled
         self.trusted: tuple[IPNetwork, ...] = tuple(settings.trusted_proxies)
         self._clock = clock
+        self._refused: dict[Group, int] = {}
+        self._logged_at: dict[Group, float] = {}
         self._groups = {
             APPEALS: self._buckets(limits.appeals, limits.addresses),
             PAGES: self._buckets(limits.pages, limits.addresses),
@@ -84,6 +87,15 @@ class RateLimiter:
             TokenBuckets(limits.overall_per_minute, limits.overall_burst, 1),
         )
 
+    def refusals_to_log(self, group: Group) -> int:
+        """How many requests of ``group`` were refused since the last time this said so, at
+        most once a minute (0 meanwhile): a flood makes one log line a minute, not one each."""
+        now = self._clock()
+        if now - self._logged_at.get(group, -LOG_EVERY_S) < LOG_EVERY_S:
+            return 0
+        self._logged_at[group] = now
+        return self._refused.pop(group, 0)
+
     def admit(self, group: Group, address: str) -> int:
         """0 when a request of ``group`` from ``address`` may pass (it is counted), else the
         whole seconds to wait."""
@@ -93,6 +105,7 @@ class RateLimiter:
         now = self._clock()
         wait = max(per_address.wait(address, now), overall.wait("", now))
         if wait > 0:
+            self._refused[group] = self._refused.get(group, 0) + 1
             return max(1, math.ceil(wait))
         per_address.take(address, now)
         overall.take("", now)
@@ -143,9 +156,9 @@ def retry_after(seconds: int) -> dict[str, str]:
 
 
 async def _refuse(request: web.Request, seconds: int) -> web.StreamResponse:
-    from desk.api.pages import error_page  # the pages build on the app; the app on this
+    from desk.api.pages import error_page  # the pages use this module: imported here
 
-    if request.path.startswith("/api/"):
+    if request.path.startswith(API_PREFIX):
         response = error_response(
             ApiError(
                 429,
@@ -170,10 +183,11 @@ def limited(group: Group, refuse: Refusal = _refuse) -> Callable[[View], View]:
             address = client_address(request, limiter.trusted)
             seconds = limiter.admit(group, address)
             if seconds:
-                log.info(  # no address: it is personal data, and the flood fills the log
-                    "rate limited",
-                    extra={"group": group, "route": route_of(request), "retry_after": seconds},
-                )
+                if refused := limiter.refusals_to_log(group):
+                    log.warning(  # no address: it is personal data
+                        "rate limited",
+                        extra={"group": group, "route": route_of(request), "refused": refused},
+                    )
                 return await refuse(request, seconds)
             return await view(request)
 
