@@ -21,6 +21,7 @@ from models import (
     RatingRequest,
     Task,
     Warmth,
+    parse_id,
 )
 
 LINK_TRIES = 3
@@ -45,8 +46,9 @@ async def customer_by_ref(ref: str) -> int | None:
     """The customer an operator names: an id (``42``), a channel address (``telegram:12345``,
     ``email:anna@example.com``, ``phone:+79161234567``), an email or a phone number."""
     ref = ref.strip()
-    if ref.isdigit():
-        return int(ref) if await Customer.exists(id=int(ref)) else None
+    if ref.isdigit():  # "²" and 5,000 digits are digits too, but no customer's id
+        number = parse_id(ref)
+        return number if number is not None and await Customer.exists(id=number) else None
     if (email := normalise_email(ref.removeprefix("email:"))) is not None:
         return await customer_id_at(ChannelKind.EMAIL.value, email)
     channel, sep, address = ref.partition(":")

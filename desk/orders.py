@@ -21,7 +21,7 @@ from desk.customers import (
 )
 from desk.errors import DeskError, InvalidInput, OrderNotFound
 from desk.events import EventBus
-from desk.idempotency import claim
+from desk.idempotency import RequestKey, claim
 from desk.settings import Settings, stages_of
 from desk.winback import ordered
 from models import ContactPoint, Customer, Order, fits, parse_id
@@ -121,14 +121,16 @@ class Orders:
             for o in await self.of_customer(customer_id)
         ]
 
-    async def upsert(self, change: OrderChange, key: str | None = None) -> tuple[Order, bool]:
+    async def upsert(
+        self, change: OrderChange, key: RequestKey | None = None
+    ) -> tuple[Order, bool]:
         """Create the order (with its customer) or update its contacts and stage; (order,
         created). The same ``key`` with the same request does nothing again."""
         self._known_stage(change.stage)
         keys = change.contacts.keys()
         async with in_transaction():
             if key is not None:
-                _, first = await claim(f"order:{key}", _request(change), change.external_id)
+                _, first = await claim("order", key, _request(change), change.external_id)
                 if not first:
                     return await self.get(change.external_id), False
             customer, _ = await customer_by_contacts(
@@ -171,14 +173,14 @@ class Orders:
             return order, False
 
     async def set_stage(
-        self, external_id: str, stage: str, *, note: str = "", key: str | None = None
+        self, external_id: str, stage: str, *, note: str = "", key: RequestKey | None = None
     ) -> Order:
         """Move an order to ``stage`` (the same stage again changes nothing)."""
         self._known_stage(stage)
         async with in_transaction():
             if key is not None:
                 request = {"external_id": external_id, "stage": stage, "note": note}
-                _, first = await claim(f"order-stage:{key}", request, external_id)
+                _, first = await claim("order-stage", key, request, external_id)
                 if not first:
                     return await self.get(external_id)
             order = await self.get(external_id)

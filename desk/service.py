@@ -387,6 +387,7 @@ class Service:
 
     async def _serve_http(self, ctx: AppContext) -> None:
         from desk.api.app import make_app
+        from desk.api.connections import CappedSite, runner_options
 
         settings = self._settings
         app = make_app(ctx)
@@ -395,15 +396,19 @@ class Service:
         if ctx.vk is not None and settings.vk.mode == "callback":
             ctx.vk.add_callback_route(app)
         self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=HTTP_CLOSE_S
+            app,
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=HTTP_CLOSE_S,
+            **runner_options(settings.http),
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, settings.http.host, settings.http.port)
-        await site.start()
+        await CappedSite(self._runner, settings.http, settings.http.port).start()
         self.bound_port = int(self._runner.addresses[0][1])
 
     async def _serve_metrics(self, ctx: AppContext, port: int) -> None:
         """A worker's own small server for Prometheus: /healthz and /metrics."""
+        from desk.api.connections import CappedSite, runner_options
         from desk.api.ops import worker_app
 
         self._runner = web.AppRunner(
@@ -411,9 +416,10 @@ class Service:
             access_log=None,
             handler_cancellation=True,
             shutdown_timeout=HTTP_CLOSE_S,
+            **runner_options(self._settings.http),
         )
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._settings.http.host, port).start()
+        await CappedSite(self._runner, self._settings.http, port).start()
         self.bound_port = int(self._runner.addresses[0][1])
 
     async def _start_telegram(self, ctx: AppContext) -> None:

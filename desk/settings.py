@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -54,10 +55,75 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RouteLimits(Section):
+    """The token buckets of one kind of anonymous request: per client address and overall,
+    each ``burst`` requests at once, then ``per_minute``."""
+
+    per_address_per_minute: float = Field(default=5, gt=0, le=1_000_000)
+    per_address_burst: int = Field(default=10, ge=1, le=1_000_000)
+    overall_per_minute: float = Field(default=30, gt=0, le=1_000_000)
+    overall_burst: int = Field(default=60, ge=1, le=1_000_000)
+
+
+class PageLimits(RouteLimits):
+    """Status-page replies, the rating pages (/feedback/…) and the choice pages (/c/…)."""
+
+    per_address_per_minute: float = Field(default=30, gt=0, le=1_000_000)
+    per_address_burst: int = Field(default=30, ge=1, le=1_000_000)
+    overall_per_minute: float = Field(default=600, gt=0, le=1_000_000)
+    overall_burst: int = Field(default=300, ge=1, le=1_000_000)
+
+
+class RateLimitSettings(Section):
+    """``DESK_HTTP__RATE_LIMITS__*``: the anonymous endpoints' budgets (429 beyond them).
+    Telegram, VK and email never pass here: their customers are never limited."""
+
+    enabled: bool = True
+    appeals: RouteLimits = Field(
+        default_factory=RouteLimits,
+        description="new appeals: POST /api/v1/appeals and the web form (POST /appeal)",
+    )
+    pages: PageLimits = Field(default_factory=PageLimits)
+    addresses: int = Field(
+        default=10_000,
+        ge=100,
+        le=10_000_000,
+        description="client addresses remembered, the least recently seen forgotten first",
+    )
+
+
 class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description=(
+            "addresses (or networks) of reverse proxies whose X-Forwarded-For is believed; from "
+            "any other peer the header is ignored and the peer is the client"
+        ),
+    )
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    # Above aiohttp's client keep-alive (15 s): a client must close an idle connection before
+    # the desk does, or a request sent on it just then is lost on the way.
+    header_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        le=3600,
+        description=(
+            "a request's line and headers must have arrived this long after the connection "
+            "opened or the last answer, else it is closed (an idle keep-alive lasts this long)"
+        ),
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="a request's body must have arrived by then: 408"
+    )
+    connections_per_address: int = Field(
+        default=32,
+        ge=1,
+        le=100_000,
+        description="open connections from one address (not counting trusted proxies); more: 503",
+    )
 
 
 class MonitoringSettings(Section):

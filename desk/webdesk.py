@@ -9,7 +9,7 @@ from datetime import timedelta
 from channels.base import ChannelKind
 from channels.web import WebAppeal, appeal_inbound, new_receipt, reply_inbound
 from desk.context import AppContext
-from desk.idempotency import claim
+from desk.idempotency import RequestKey, claim
 from models import Appeal, Message
 
 STATUS_PURPOSE = "status"
@@ -29,7 +29,9 @@ class Accepted:
     status: str
 
 
-async def accept_appeal(ctx: AppContext, form: WebAppeal, idempotency_key: str | None) -> Accepted:
+async def accept_appeal(
+    ctx: AppContext, form: WebAppeal, idempotency_key: RequestKey | None
+) -> Accepted:
     """Write the appeal to the stream (durable before we answer) and wait briefly for its number.
 
     The same ``Idempotency-Key`` with the same body answers with the same appeal; with a
@@ -37,7 +39,7 @@ async def accept_appeal(ctx: AppContext, form: WebAppeal, idempotency_key: str |
     """
     receipt = new_receipt()
     if idempotency_key:
-        receipt, _ = await claim(idempotency_key, asdict(form), receipt)
+        receipt, _ = await claim("appeal", idempotency_key, asdict(form), receipt)
         appeal = await appeal_for_receipt(receipt)
         if appeal is not None:
             return Accepted(receipt, appeal.number, appeal.status.value)

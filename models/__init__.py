@@ -23,7 +23,7 @@ from models.enums import (
     Warmth,
 )
 from models.files import FILE_REF_PREFIX, StoredFile
-from models.infra import ApiToken, IdempotencyKey, KeyValue, OutboxItem, StreamEntry
+from models.infra import ApiToken, IdempotencyRecord, KeyValue, OutboxItem, StreamEntry
 from models.lookup import MAX_ID, fits, parse_id, storable, whole_characters
 from models.people import Agent, ContactPoint, Customer
 from models.reports import ReportDay, ReportStale
@@ -43,7 +43,7 @@ __all__ = [
     "DeliveryState",
     "Direction",
     "Event",
-    "IdempotencyKey",
+    "IdempotencyRecord",
     "KeyValue",
     "LabelledExample",
     "Lifecycle",

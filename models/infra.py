@@ -77,16 +77,21 @@ class ApiToken(Model):
         table = "api_token"
 
 
-class IdempotencyKey(Model):
-    """An ``Idempotency-Key`` seen on a create request, with what it created."""
+class IdempotencyRecord(Model):
+    """An ``Idempotency-Key`` seen on a create request, with what it created. Keys are unique
+    per operation and caller: one caller's keys neither block nor reveal another's."""
 
-    key = fields.CharField(max_length=200, primary_key=True)
+    id = fields.BigIntField(primary_key=True)
+    operation = fields.CharField(max_length=32)  # "appeal", "order", "order-stage"
+    caller = fields.CharField(max_length=200)  # "anonymous", or the API caller ("api:shop")
+    key = fields.CharField(max_length=200)  # as the caller sent it
     fingerprint = fields.CharField(max_length=64)
     external_id = fields.CharField(max_length=200)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
-        table = "idempotency_key"
+        table = "idempotency_record"
+        unique_together = (("operation", "caller", "key"),)
 
 
 class KeyValue(Model):

@@ -74,6 +74,44 @@ async def test_customer_reply_on_status_page_joins_the_appeal(desk: Desk) -> Non
     assert [m.text for m in messages] == ["Где мой заказ 1234?", "Спасибо!"]
 
 
+# What a browser sends for a textarea of 18,590 characters in 1,430 lines: it counts each line
+# break as one character (maxlength) and sends it as CRLF, 20,020 characters in all.
+BROWSER_TEXT = "\r\n".join(f"строка {i:05}" for i in range(1430)) + "\r\n"
+
+
+async def test_a_long_reply_counts_as_the_browser_counted_it(desk: Desk) -> None:
+    assert len(BROWSER_TEXT.replace("\r\n", "\n")) == 18_590 and len(BROWSER_TEXT) == 20_020
+    body = await send_appeal(desk)
+    async with desk.http.post(
+        body["status_url"] + "/reply", data={"text": BROWSER_TEXT}, allow_redirects=False
+    ) as resp:
+        assert resp.status == 303 and resp.headers["Location"].endswith("?replied=1")
+    messages = await Message.filter(appeal__number="A-000001").order_by("id")
+    assert messages[-1].text == BROWSER_TEXT.replace("\r\n", "\n").strip()
+
+
+async def test_a_reply_too_long_is_shown_again_with_the_reason(desk: Desk) -> None:
+    body = await send_appeal(desk)
+    _, html = await page(desk, body["status_url"])
+    assert 'maxlength="20000"' in html
+    typed = "Очень длинный ответ <b>с разметкой</b>\r\n" + "я" * 20_000
+    async with desk.http.post(body["status_url"] + "/reply", data={"text": typed}) as resp:
+        assert resp.status == 422
+        html = await resp.text()
+    assert "Текст слишком длинный: не больше 20000 символов." in html
+    kept = html.split('name="text"', 1)[1].split(">", 1)[1].split("</textarea>", 1)[0]
+    assert kept == "Очень длинный ответ &lt;b&gt;с разметкой&lt;/b&gt;\n" + "я" * 20_000
+    assert await Message.filter(appeal__number="A-000001").count() == 1
+
+
+async def test_a_long_web_form_text_counts_as_the_browser_counted_it(desk: Desk) -> None:
+    form = {"name": "Олег", "email": "oleg@example.com", "text": BROWSER_TEXT}
+    async with desk.http.post(desk.base + "/appeal", data=form, allow_redirects=False) as resp:
+        assert resp.status == 303
+    message = await Message.get(appeal__number="A-000001")
+    assert message.text == BROWSER_TEXT.replace("\r\n", "\n").strip()
+
+
 async def test_note_stays_internal(desk: Desk) -> None:
     body = await send_appeal(desk)
     status, _ = await desk.post("/api/v1/appeals/A-000001/notes", {"text": "клиент VIP"})
@@ -197,6 +235,29 @@ async def test_broken_json_is_400_and_huge_body_is_413(desk: Desk) -> None:
             assert (await resp.json())["error"]["code"] == "too_large"
     except aiohttp.ClientOSError:
         pass  # the server may close the socket while a 10 MB body is still being written
+    assert await Appeal.all().count() == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "auth"),
+    [
+        ("/api/v1/appeals", False),
+        ("/api/v1/orders", True),
+        ("/api/v1/orders/1001/stage", True),
+        ("/api/v1/appeals/A-000001/messages", True),
+        ("/api/v1/tasks/1/complete", True),
+    ],
+)
+async def test_a_number_too_long_to_read_is_a_400_not_a_logged_500(
+    desk: Desk, path: str, auth: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = b'{"name": "\xd0\x98", "text": "x", "stage": "new", "n": ' + b"9" * 4301 + b"}"
+    headers = {"Content-Type": "application/json", **(desk.auth if auth else {})}
+    async with desk.http.post(desk.base + path, data=raw, headers=headers) as resp:
+        assert resp.status == 400
+        message = (await resp.json())["error"]["message"]
+    assert message == "request body has a number too long to read (over 4300 digits)"
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
     assert await Appeal.all().count() == 0
 
 

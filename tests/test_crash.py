@@ -100,7 +100,14 @@ def telegram_env(fake_url: str, agent_id: int, staff_chat: int) -> dict[str, str
 
 @pytest.fixture
 def serve(tmp_path: Path, db_url: str, redis_url: str | None) -> Iterator[Proc]:
-    env = serve_env(db_url, redis_url, DESK_SECRET_KEY=SECRET_KEY, DESK_WORKERS__CLAIM_IDLE_S="1")
+    env = serve_env(
+        db_url,
+        redis_url,
+        DESK_SECRET_KEY=SECRET_KEY,
+        DESK_WORKERS__CLAIM_IDLE_S="1",
+        # The tests send 20-60 appeals at once from one address on purpose: no rate limit.
+        DESK_HTTP__RATE_LIMITS__ENABLED="false",
+    )
     proc = Proc(env, tmp_path)
     yield proc
     proc.stop()

@@ -262,6 +262,11 @@ async def test_managers_export_and_forget_over_http_and_a_shared_file_stays_for_
 
     status, refused = await desk.get("/api/v1/customers/anna.l@example.com/export")
     assert status == 403 and refused["error"]["code"] == "forbidden"
+    for digits in ("²", "9" * 5000):  # digits to str.isdigit, but no customer's id
+        async with desk.http.get(
+            f"{desk.base}/api/v1/customers/{digits}/export", headers=boss
+        ) as resp:
+            assert resp.status == 404, await resp.text()
     async with desk.http.get(
         desk.base + "/api/v1/customers/anna.l@example.com/export", headers=boss
     ) as resp:

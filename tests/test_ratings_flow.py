@@ -414,8 +414,22 @@ async def test_mail_links_open_a_page_and_only_the_confirmation_counts(
         async with http.post(desk.base + three, data={"score": "5", "comment": ""}) as r:
             assert r.status == 200
         assert await Rating.filter(appeal_id=appeal.id).values_list("score", flat=True) == [5]
-        async with http.post(desk.base + three, data={"score": "9"}) as r:
-            assert r.status == 400 and "от 1 до 5" in await r.text()
+        # A comment of 2,000 characters as the browser counts them (line breaks sent as CRLF)
+        # is kept whole; a longer one is shown again to shorten, not cut unseen.
+        typed = "\r\n".join(["ок"] * 667)
+        async with http.post(desk.base + three, data={"score": "5", "comment": typed}) as r:
+            assert r.status == 200
+        rating = await Rating.get(appeal_id=appeal.id)
+        assert rating.comment == typed.replace("\r\n", "\n") and len(rating.comment) == 2000
+        async with http.post(desk.base + three, data={"score": "5", "comment": "я" * 2001}) as r:
+            assert r.status == 422
+            shown = await r.text()
+        assert "не больше 2000 символов" in shown and "я" * 2001 in shown
+        for bad in ("9", "²", "3" * 5000):
+            async with http.post(desk.base + three, data={"score": bad}) as r:
+                assert r.status == 400 and "от 1 до 5" in await r.text()
+        async with http.get(desk.base + three.replace("=3", "=" + "3" * 5000)) as r:
+            assert r.status == 200 and 'value="5" checked' in await r.text()  # today's score
 
         token = three.split("/feedback/", 1)[1].split("?", 1)[0]
         payload, mac = token.split(".")

@@ -21,6 +21,7 @@ from desk.api.errors import (
 from desk.api.query import query_checked
 from desk.context import AppContext
 from desk.errors import DeskError
+from desk.idempotency import MAX_KEY, RequestKey, key_problem
 from desk.keys import Caller
 from desk.log_context import log_scope
 
@@ -81,6 +82,29 @@ def caller_of(request: web.Request) -> Caller:
     """The authenticated caller of a staff request."""
     caller: Caller = request[CALLER]
     return caller
+
+
+def idempotency_key(request: web.Request) -> RequestKey | None:
+    """The request's ``Idempotency-Key`` in its caller's space (anonymous, or the token's
+    caller), or None; one that could not be stored as sent is a 422."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        return None
+    problem = key_problem(key)
+    if problem is not None:
+        raise ApiError(
+            422,
+            "invalid",
+            f"invalid request: Idempotency-Key: {problem}",
+            [{"field": "Idempotency-Key", "message": problem}],
+        )
+    caller = request.get(CALLER)
+    return RequestKey(key) if caller is None else RequestKey.of_caller(key, caller.name)
+
+
+def idempotency_header(description: str) -> QueryParam:
+    """The documented ``Idempotency-Key`` header of an operation."""
+    return QueryParam("Idempotency-Key", {"type": "string", "maxLength": MAX_KEY}, description)
 
 
 def _is_api(request: web.Request) -> bool:
@@ -193,13 +217,21 @@ def operations() -> list[Operation]:
 def make_app(ctx: AppContext) -> web.Application:
     """The HTTP application of the service."""
     from desk.api import ops, pages
+    from desk.api.connections import body_deadline
     from desk.api.openapi import openapi_document
+    from desk.api.rate_limit import LIMITER, RateLimiter
 
     app = web.Application(
-        middlewares=[gate_middleware, scope_middleware, errors_middleware],
+        middlewares=[
+            gate_middleware,
+            scope_middleware,
+            errors_middleware,
+            body_deadline(ctx.settings.http.body_timeout_s),
+        ],
         client_max_size=ctx.settings.http.max_body_bytes,
     )
     app[CTX] = ctx
+    app[LIMITER] = RateLimiter(ctx.settings.http)
     for op in operations():
         handler = query_checked(op.handler, [p.name for p in op.query])
         handler = _authenticated(handler) if op.auth else handler

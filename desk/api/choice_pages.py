@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from desk.api.pages import error_page, page_ctx, page_language, render_page
+from desk.api.rate_limit import PAGES, limited
 from desk.orders import UnknownChoice
 from desk.signing import BadToken, ExpiredToken
 from desk.webdesk import CHOICE_PURPOSE
@@ -44,6 +45,7 @@ async def _page(request: web.Request, action: str, *, done: bool) -> web.Respons
     )
 
 
+@limited(PAGES)
 async def choice_page(request: web.Request) -> web.Response:
     """GET: what the link would choose, with a button to confirm it."""
     action = await _action(request)
@@ -52,6 +54,7 @@ async def choice_page(request: web.Request) -> web.Response:
     return await _page(request, action, done=False)
 
 
+@limited(PAGES)
 async def confirm_choice(request: web.Request) -> web.Response:
     """POST: the customer confirmed; the choice is recorded (twice is once)."""
     action = await _action(request)

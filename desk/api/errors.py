@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sys
 from typing import Any
 
 from aiohttp import web
@@ -107,7 +108,8 @@ def from_http(exc: web.HTTPException) -> ApiError:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The request's JSON body; wrong content or syntax is a 400, an oversized one a 413."""
+    """The request's JSON body, read here for every endpoint: anything unreadable (wrong
+    encoding or syntax, nested too deeply, a number too long) is a 400, an oversized one a 413."""
     raw = await request.read()
     if not raw:
         raise ApiError(400, "bad_request", "request body is empty: send a JSON object")
@@ -117,3 +119,10 @@ async def read_json(request: web.Request) -> Any:
         raise ApiError(400, "bad_request", f"request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise ApiError(400, "bad_request", "request body is nested too deeply") from None
+    except ValueError:  # Python's limit on digits (sys.get_int_max_str_digits, 4300 by default)
+        raise ApiError(
+            400,
+            "bad_request",
+            f"request body has a number too long to read (over {sys.get_int_max_str_digits()} "
+            "digits)",
+        ) from None

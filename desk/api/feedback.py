@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from desk.api.pages import error_page, page_ctx, page_language, render_page
+from desk.api.pages import error_page, form_text, page_ctx, page_language, render_page
+from desk.api.rate_limit import PAGES, limited
 from desk.forget import is_forgotten
 from desk.ratings import COMMENT_LIMIT, FACES, SCORES, RatingClosed, UnknownRequest
 from desk.signing import BadToken, ExpiredToken
@@ -44,7 +45,8 @@ def _closed(request: web.Request) -> web.Response:
 
 
 def _score(raw: str | None) -> int | None:
-    return int(raw) if raw is not None and raw.isdigit() and int(raw) in SCORES else None
+    value = parse_id(raw) if raw is not None else None  # "²" or 5,000 digits: no score
+    return value if value in SCORES else None
 
 
 async def _page(
@@ -79,12 +81,14 @@ async def _page(
         comment=comment,
         faces=FACES,
         done=done,
-        error=ctx.texts.string(error_key, lang) if error_key else "",
+        error=ctx.texts.string(error_key, lang, limit=COMMENT_LIMIT) if error_key else "",
+        comment_limit=COMMENT_LIMIT,
         action_url=request.path,
         expires=rating_request.expires_at.astimezone(zone).strftime("%d.%m.%Y %H:%M"),
     )
 
 
+@limited(PAGES)
 async def feedback_page(request: web.Request) -> web.Response:
     """GET: the form, the link's score preselected (or today's, on a revisit)."""
     found = await _request_of(request)
@@ -101,6 +105,7 @@ async def feedback_page(request: web.Request) -> web.Response:
     )
 
 
+@limited(PAGES)
 async def confirm_feedback(request: web.Request) -> web.Response:
     """POST: the customer confirmed a score (and maybe a comment); it is recorded."""
     found = await _request_of(request)
@@ -113,10 +118,14 @@ async def confirm_feedback(request: web.Request) -> web.Response:
     if ctx.ratings is None:
         return error_page(request, 404)
     score = _score(str(form.get("score", "")))
-    comment = storable(str(form.get("comment", "")))[:COMMENT_LIMIT]
+    comment = storable(form_text(form.get("comment", "")))
     if score is None:
         return await _page(
             request, found, score=None, comment=comment, error_key="feedback.bad_score", status=400
+        )
+    if len(comment.strip()) > COMMENT_LIMIT:  # shown again to shorten, not cut unseen
+        return await _page(
+            request, found, score=score, comment=comment, error_key="feedback.too_long", status=422
         )
     try:
         await ctx.ratings.rate(found.id, score, via="email", comment=comment)

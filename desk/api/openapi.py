@@ -21,6 +21,7 @@ _REASONS = {
     409: "Conflict with the current state",
     413: "Body too large",
     422: "Invalid fields",
+    429: "Too many requests from this address, or overall: try again after Retry-After",
 }
 
 
@@ -88,6 +89,13 @@ def openapi_document(ops: list[Operation], settings: Settings) -> dict[str, Any]
                 "description": _REASONS.get(status, "Error"),
                 "content": {"application/json": {"schema": error_ref}},
             }
+            if status == 429:
+                operation["responses"]["429"]["headers"] = {
+                    "Retry-After": {
+                        "description": "seconds to wait",
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                }
         if op.auth:
             operation["security"] = [{"bearer": []}]
         paths.setdefault(op.path, {})[op.method.lower()] = operation

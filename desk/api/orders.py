@@ -16,7 +16,7 @@ from pydantic import (
     field_validator,
 )
 
-from desk.api.app import Link, Operation, QueryParam, ctx_of
+from desk.api.app import Link, Operation, ctx_of, idempotency_header, idempotency_key
 from desk.api.errors import ApiError, json_response, read_json
 from desk.api.schemas import (
     EMAIL_OR_BLANK,
@@ -32,7 +32,6 @@ from desk.context import AppContext
 from desk.orders import Contacts, OrderChange, Orders
 from models import Order
 
-MAX_KEY = 200
 AMOUNT_LIMIT = Decimal("1000000000000")  # the column holds 12 digits before the point
 KOPECK = Decimal("0.01")
 # The amount as a string: digits, a point, no minus, no exponent.
@@ -57,11 +56,7 @@ def _amount_as_documented(value: Any) -> Any:
     return value
 
 
-_KEY_HEADER = QueryParam(
-    "Idempotency-Key",
-    {"type": "string", "maxLength": MAX_KEY},
-    "the same key and body change the order once",
-)
+_KEY_HEADER = idempotency_header("the same key and body change the order once")
 
 
 class CustomerIn(Body):
@@ -126,13 +121,6 @@ class OrderOut(Body):
     history: list[dict[str, Any]]
 
 
-def _key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key", "").strip() or None
-    if key is not None and len(key) > MAX_KEY:
-        raise ApiError(400, "bad_request", f"Idempotency-Key is longer than {MAX_KEY} characters")
-    return key
-
-
 def _orders(ctx: AppContext) -> Orders:
     if ctx.orders is None:
         raise ApiError(503, "unavailable", "orders are not available in this process")
@@ -169,7 +157,7 @@ async def upsert_order(request: web.Request) -> web.Response:
         placed_at=body.placed_at,
         amount=body.amount,
     )
-    order, created = await _orders(ctx).upsert(change, _key(request))
+    order, created = await _orders(ctx).upsert(change, idempotency_key(request))
     ctx.outbox.wake()
     return json_response(_out(order), status=201 if created else 200)
 
@@ -179,7 +167,7 @@ async def change_stage(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     body = StageIn.model_validate(await read_json(request))
     order = await _orders(ctx).set_stage(
-        request.match_info["external_id"], body.stage, note=body.note, key=_key(request)
+        request.match_info["external_id"], body.stage, note=body.note, key=idempotency_key(request)
     )
     ctx.outbox.wake()
     return json_response(_out(order))

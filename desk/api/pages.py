@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -9,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 from pydantic import ValidationError
 
+from desk.api.rate_limit import APPEALS, PAGES, limited, retry_after
 from desk.api.schemas import MAX_TEXT, NewAppealIn
 from desk.context import AppContext
 from desk.signing import BadToken, ExpiredToken
@@ -24,7 +26,13 @@ from desk.webdesk import (
 from models import Appeal, AppealStatus, Customer, Direction, Message, storable
 
 FORM_FIELDS = ("name", "email", "phone", "subject", "text")
+# The form's trap for robots: a field people neither see nor reach (hidden by CSS, out of the
+# tab order, labelled «leave empty» for screen readers). A filled one sends nothing: the form
+# comes back with what was typed, the trap empty, and says why, so a person whose browser
+# filled it by mistake just sends again; robots do not read the answer.
+TRAP_FIELD = "homepage"
 _HTML = "text/html"
+log = logging.getLogger(__name__)
 
 
 def page_ctx(request: web.Request) -> AppContext:
@@ -32,6 +40,14 @@ def page_ctx(request: web.Request) -> AppContext:
     from desk.api.app import CTX
 
     return request.app[CTX]
+
+
+def form_text(value: object) -> str:
+    """A posted form field as the browser counted it: browsers count a line break as one
+    character (``maxlength``) but send it as CRLF, so CRLF and a lone CR become LF."""
+    if not isinstance(value, str):
+        return ""
+    return value.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def page_language(request: web.Request, default: str = "") -> str:
@@ -78,6 +94,10 @@ def error_page(
             title_key, message_key = "error.not_found_title", "error.not_found"
         elif status == 413:
             title_key, message_key = "error.server_title", "error.too_large"
+        elif status == 429:
+            title_key, message_key = "error.busy_title", "error.busy"
+        elif status == 408:
+            title_key, message_key = "error.server_title", "error.timeout"
         else:
             title_key, message_key = "error.server_title", "error.server"
     return render_page(
@@ -102,28 +122,51 @@ async def new_appeal_form(request: web.Request) -> web.Response:
         action_url="/appeal",
         form=dict.fromkeys(FORM_FIELDS, ""),
         errors=[],
+        max_text=MAX_TEXT,
     )
 
 
+async def _form_again(
+    request: web.Request, values: dict[str, str], errors: list[str], http_status: int
+) -> web.Response:
+    return render_page(
+        request,
+        "new_appeal",
+        page_language(request),
+        http_status=http_status,
+        action_url="/appeal",
+        form=values,
+        errors=errors,
+        max_text=MAX_TEXT,
+    )
+
+
+async def _form_refused(request: web.Request, seconds: int) -> web.Response:
+    """Over the appeals' budget: the form again, as typed, with how long to wait."""
+    posted = await request.post()
+    values = {k: form_text(posted.get(k, "")) for k in FORM_FIELDS}
+    message = page_ctx(request).texts.string(
+        "error.form.busy", page_language(request), seconds=seconds
+    )
+    response = await _form_again(request, values, [message], 429)
+    response.headers.update(retry_after(seconds))
+    return response
+
+
+@limited(APPEALS, refuse=_form_refused)
 async def submit_appeal_form(request: web.Request) -> web.Response:
     """Take the form, write the appeal to the stream, and send the customer to its status page."""
     ctx = page_ctx(request)
     lang = page_language(request)
     posted = await request.post()
-    values = {k: v if isinstance(v := posted.get(k, ""), str) else "" for k in FORM_FIELDS}
+    values = {k: form_text(posted.get(k, "")) for k in FORM_FIELDS}
+    if form_text(posted.get(TRAP_FIELD, "")).strip():
+        log.info("web form trap filled: nothing sent")
+        return await _form_again(request, values, [ctx.texts.string("error.form.trap", lang)], 422)
     try:
         body = NewAppealIn.model_validate({**values, "language": lang})
     except ValidationError as exc:
-        errors = _form_errors(ctx, exc, lang)
-        return render_page(
-            request,
-            "new_appeal",
-            lang,
-            http_status=422,
-            action_url="/appeal",
-            form=values,
-            errors=errors,
-        )
+        return await _form_again(request, values, _form_errors(ctx, exc, lang), 422)
     accepted = await accept_appeal(ctx, body.web_appeal(lang), None)
     raise web.HTTPSeeOther(f"/s/{status_token(ctx, accepted.receipt)}?sent=1")
 
@@ -175,6 +218,20 @@ async def status_page(request: web.Request) -> web.Response:
         receipt, appeal = await _appeal_of_token(request)
     except _LinkError as exc:
         return error_page(request, exc.status, exc.title, exc.key)
+    return await _status_view(request, receipt, appeal)
+
+
+async def _status_view(
+    request: web.Request,
+    receipt: str,
+    appeal: Appeal | None,
+    *,
+    reply: str = "",
+    error_key: str = "",
+    http_status: int = 200,
+) -> web.Response:
+    """The status page; ``reply`` and ``error_key``: a reply that was refused, shown again in
+    the form with the reason."""
     ctx = page_ctx(request)
     texts = ctx.texts
     if appeal is None:
@@ -208,6 +265,7 @@ async def status_page(request: web.Request) -> web.Response:
         request,
         "status",
         lang,
+        http_status=http_status,
         appeal={
             "number": appeal.number,
             "status": appeal.status.value,
@@ -232,6 +290,9 @@ async def status_page(request: web.Request) -> web.Response:
         flash=flash,
         title=texts.string("page.status_title", lang, number=appeal.number),
         receipt=receipt,
+        reply=reply,
+        reply_error=texts.string(error_key, lang, limit=MAX_TEXT) if error_key else "",
+        max_text=MAX_TEXT,
     )
 
 
@@ -245,18 +306,25 @@ async def _orders_of(ctx: AppContext, customer_id: int, lang: str) -> list[dict[
     ]
 
 
+@limited(PAGES)
 async def status_reply(request: web.Request) -> web.Response:
     """A customer's reply from the status page, into the same appeal (reopening it if needed)."""
     try:
-        _, appeal = await _appeal_of_token(request)
+        receipt, appeal = await _appeal_of_token(request)
     except _LinkError as exc:
         return error_page(request, exc.status, exc.title, exc.key)
     token = request.match_info["token"]
     posted = await request.post()
-    text = posted.get("text", "")
-    text = storable(text).strip() if isinstance(text, str) else ""
-    if appeal is None or not text or len(text) > MAX_TEXT:
+    typed = form_text(posted.get("text", ""))
+    text = storable(typed).strip()
+    if appeal is None:
         raise web.HTTPSeeOther(f"/s/{token}")
+    if not text or len(text) > MAX_TEXT:
+        # Shown again with the reason, the text as typed: nothing the customer wrote is lost.
+        key = "error.form.too_long" if text else "error.form.text"
+        return await _status_view(
+            request, receipt, appeal, reply=typed, error_key=key, http_status=422
+        )
     customer = await Customer.get(id=appeal.customer_id)
     await accept_reply(page_ctx(request), appeal, text, customer.language)
     raise web.HTTPSeeOther(f"/s/{token}?replied=1")

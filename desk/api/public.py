@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from desk.api.app import Operation, QueryParam, ctx_of
-from desk.api.errors import ApiError, json_response, read_json
+from desk.api.app import Operation, ctx_of, idempotency_header, idempotency_key
+from desk.api.errors import json_response, read_json
+from desk.api.rate_limit import APPEALS, limited
 from desk.api.schemas import NewAppealIn, NewAppealOut
 from desk.api.staff import appeal_links
 from desk.webdesk import accept_appeal, status_url
 
-MAX_KEY = 200
 
-
+@limited(APPEALS)
 async def create_appeal(request: web.Request) -> web.Response:
     """Accept an appeal: 201 with its number, or 202 while it is still being registered."""
     ctx = ctx_of(request)
     body = NewAppealIn.model_validate(await read_json(request))
-    key = request.headers.get("Idempotency-Key", "").strip() or None
-    if key is not None and len(key) > MAX_KEY:
-        raise ApiError(400, "bad_request", f"Idempotency-Key is longer than {MAX_KEY} characters")
-    accepted = await accept_appeal(ctx, body.web_appeal(body.language or ""), key)
+    accepted = await accept_appeal(
+        ctx, body.web_appeal(body.language or ""), idempotency_key(request)
+    )
     out = NewAppealOut(
         number=accepted.number,
         status=accepted.status,
@@ -40,14 +39,8 @@ OPERATIONS = [
         body=NewAppealIn,
         response=NewAppealOut,
         status=201,
-        errors=(400, 413, 422),
-        headers=(
-            QueryParam(
-                "Idempotency-Key",
-                {"type": "string", "maxLength": MAX_KEY},
-                "the same key and body create one appeal",
-            ),
-        ),
+        errors=(400, 413, 422, 429),
+        headers=(idempotency_header("the same key and body create one appeal"),),
         extra_responses={202: NewAppealOut},
         links=appeal_links("$response.body#/number"),
     ),
