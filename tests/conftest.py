@@ -25,6 +25,7 @@ from desk.context import utc_now
 from desk.service import Service
 from desk.settings import Settings
 from models import db
+from tests.telegram_world import staff_world
 
 PG_URL = os.environ.get("DESK_TEST_DATABASE_URL") or None
 REDIS_URL = os.environ.get("DESK_TEST_REDIS_URL") or None
@@ -190,6 +191,14 @@ class Desk:
             return resp.status, await resp.json()
 
 
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    """A fake Bot API with the staff group and the managers' chat (``staff_world``); a test
+    file that needs more adds it in a fixture of the same name that takes this one."""
+    async with FakeTelegram() as tg:
+        yield staff_world(tg)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """A failed test that talked to the fake Bot API shows the fake's last calls (a timeout
@@ -228,41 +237,20 @@ async def desk(start_desk: Callable[..., Any]) -> Desk:
     return started
 
 
-# CI's second pass (PostgreSQL + Redis) checks what depends on the backend; the tests below do
-# not (pure parsing, the router, the fakes, signals and subprocess drills, which also take
-# minutes on PostgreSQL), so they run once. Run by hand, everything runs. On CI the two passes
-# run side by side and each takes a share, so that neither is the long one:
-# DESK_TEST_BACKEND_PASS=1 (the second pass) leaves BACKEND_AGNOSTIC to the first, and
-# DESK_TEST_SQLITE_PASS=1 (the first, with a second beside it) leaves SECOND_PASS_TAKES to it.
-BACKEND_AGNOSTIC = frozenset(
-    {
-        "test_router.py",
-        "test_mail_parse.py",
-        "test_periods.py",
-        "test_conditions.py",
-        "test_fake_telegram.py",
-        "test_fake_vk.py",
-        "test_hostile_channels.py",
-        "test_hostile_api.py",
-        "test_drills.py",
-        "test_drills_mail.py",
-        "test_logs.py",
-        "test_bench_stop.py",
-    }
-)
-SECOND_PASS_TAKES = frozenset(  # graceful stop then runs on PostgreSQL + Redis
-    {"test_config.py", "test_mailserver.py", "test_graceful_stop.py", "test_cli.py"}
-)
-
-
+# CI's second pass (PostgreSQL + Redis) checks what depends on the backend; the tests marked
+# ``backend_agnostic`` do not (pure parsing, the router, the fakes, signals and subprocess
+# drills, which also take minutes on PostgreSQL), so they run once. Run by hand, everything
+# runs. On CI the two passes run side by side and each takes a share, so that neither is the
+# long one: DESK_TEST_BACKEND_PASS=1 (the second pass) leaves ``backend_agnostic`` to the first,
+# and DESK_TEST_SQLITE_PASS=1 (the first, with a second beside it) leaves ``second_pass`` to it.
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("DESK_TEST_BACKEND_PASS") == "1":
-        skipped, reason = BACKEND_AGNOSTIC, "backend-agnostic: run in the SQLite pass"
+        leave, reason = "backend_agnostic", "backend-agnostic: run in the SQLite pass"
     elif os.environ.get("DESK_TEST_SQLITE_PASS") == "1":
-        skipped, reason = SECOND_PASS_TAKES, "backend-agnostic: run in the PostgreSQL pass"
+        leave, reason = "second_pass", "run in the PostgreSQL pass"
     else:
         return
     skip = pytest.mark.skip(reason=reason)
     for item in items:
-        if item.path.name in skipped:
+        if item.get_closest_marker(leave) is not None:
             item.add_marker(skip)

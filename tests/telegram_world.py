@@ -13,8 +13,22 @@ from bench.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 
 STAFF_CHAT = -1001234567890
 AGENT_ID = 1001  # Ирина, an agent in the default test settings
-SUPERVISOR_ID = 1002
+SUPERVISOR_ID = 1002  # Олег, a supervisor
+MANAGER_ID = 1003  # Вера, a manager where a test's settings name her
+STRANGER_ID = 1999  # Гость: in the groups, but no agent
+MANAGERS_CHAT = -1009876543210
 WEBHOOK_SECRET = "HsuBWAHhMiFEBVNS-FS8wC6t6SRzSHwv"  # X-Telegram-Bot-Api-Secret-Token
+
+
+def staff_world(tg: FakeTelegram) -> FakeTelegram:
+    """The company's side of the fake: the staff group (a forum) and the managers' chat, with
+    an agent, a supervisor, a manager and a stranger in both."""
+    people = {AGENT_ID: "Ирина", SUPERVISOR_ID: "Олег", MANAGER_ID: "Вера", STRANGER_ID: "Гость"}
+    tg.add_group(STAFF_CHAT, "Поддержка", members=list(people))
+    tg.add_group(MANAGERS_CHAT, "Руководители", forum=False, members=list(people))
+    for user_id, name in people.items():
+        tg.add_user(user_id, name)
+    return tg
 
 
 def telegram_settings(fake: FakeTelegram, **overrides: Any) -> dict[str, Any]:

@@ -7,11 +7,10 @@ import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from aiohttp import web
 
 from bench.fakes.telegram import FakeTelegram
@@ -38,14 +37,6 @@ from tests.telegram_world import (
 
 LATE_EVENING = datetime(2026, 11, 23, 20, 10, tzinfo=UTC)  # 23:10 in Moscow
 WEBHOOK_SECRET = "hook-2Itzh1bmmigukyIIMLSLutHiEtVHY-2mQTCZ"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
-        tg.add_user(AGENT_ID, "Ирина")
-        yield tg
 
 
 async def fired(appeal: Appeal) -> list[dict[str, Any]]:

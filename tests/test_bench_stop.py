@@ -16,6 +16,8 @@ RUN = """
 import asyncio, subprocess, sys
 from bench import terminable
 
+pytestmark = pytest.mark.backend_agnostic
+
 async def main():
     child = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(600)"],

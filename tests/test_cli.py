@@ -11,6 +11,8 @@ import yaml
 from desk.cli import main
 from tests.cli import run_cli
 
+pytestmark = pytest.mark.second_pass
+
 
 def test_migrate_applies_once_then_has_nothing_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -8,6 +8,8 @@ import pytest
 
 from router.conditions import ConditionError, Logic, holds, names, parse
 
+pytestmark = pytest.mark.backend_agnostic
+
 EVENT: dict[str, Any] = {
     "score": 3,
     "comment": "долго ждал",

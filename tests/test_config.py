@@ -10,6 +10,8 @@ import pytest
 from desk.cli import main
 from tests.cli import run_cli
 
+pytestmark = pytest.mark.second_pass
+
 ROOT = Path(__file__).resolve().parent.parent
 
 BROKEN = """\

@@ -14,7 +14,7 @@ from bench.drills.flaky import flaky_drill
 from bench.drills.kill import kill_drill
 from tests.conftest import PG_URL
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.backend_agnostic]
 
 
 @pytest.mark.skipif(

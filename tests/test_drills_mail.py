@@ -13,6 +13,8 @@ from bench.drills.mail import mail_drill
 from bench.drills.proxy import CuttingProxy
 from tests.mailserver import MailAccount, SmtpCapture, email_settings
 
+pytestmark = pytest.mark.backend_agnostic
+
 FULL = bool(os.environ.get("DESK_DRILL_FULL"))
 
 

@@ -23,6 +23,8 @@ from aiohttp import web
 
 from bench.fakes.telegram import DEFAULT_TOKEN, GENERAL_TOPIC_ID, FakeTelegram
 
+pytestmark = pytest.mark.backend_agnostic
+
 USER = 1001
 OTHER_USER = 1002
 GROUP = -1001234567890

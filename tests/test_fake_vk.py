@@ -28,6 +28,8 @@ from vkbottle.bot import Message, MessageEvent
 
 from tests.fakes.vk import DEFAULT_GROUP_ID, DEFAULT_TOKEN, TINY_PNG, FakeVk
 
+pytestmark = pytest.mark.backend_agnostic
+
 USER = 1001
 OTHER = 1002
 GROUP = DEFAULT_GROUP_ID

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -22,19 +22,11 @@ from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually
 from tests.test_crash import Proc, serve_env, telegram_env
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.second_pass]
 
 GRACE_S = 20
 SLOW_SEND_S = 3.0
 USERS = [5101, 5102, 5103, 5104]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
-        tg.add_user(AGENT_ID, "Ирина")
-        yield tg
 
 
 @pytest.fixture

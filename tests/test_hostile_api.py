@@ -19,6 +19,8 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from desk.api.app import operations
 from tests.conftest import API_TOKEN
 
+pytestmark = pytest.mark.backend_agnostic
+
 # Every example is an HTTP request (a chart one renders a PNG): a quarter of the profile's
 # examples per operation keeps the "ci" run short; "thorough" still sends hundreds.
 EXAMPLES = max(5, hypothesis_settings().max_examples // 4)

@@ -22,6 +22,8 @@ from channels.vk import VkChannel
 from models import storable
 from tests.conftest import free_port
 
+pytestmark = pytest.mark.backend_agnostic
+
 # -- shared shapes ----------------------------------------------------------------------------
 
 SCALARS = (

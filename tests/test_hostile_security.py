@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,
+    STRANGER_ID,
     SUPERVISOR_ID,
     WEBHOOK_SECRET,
     eventually,
@@ -46,20 +47,14 @@ from tests.test_ratings_flow import (
 from tests.test_vk_channel import CALLBACK_SECRET, vk_settings
 
 SECRET = WEBHOOK_SECRET
-STRANGER_ID = 1999
 OTHER_GROUP = -1005550001
 SQL_LIKE = ["' OR 1=1 --", "%", "_", "\\", "%' OR '1'='1", "a%b_c\\d", '"; DROP TABLE appeal; --']
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID, SUPERVISOR_ID, STRANGER_ID])
-        tg.add_group(OTHER_GROUP, "Флудилка", forum=False, members=[AGENT_ID, STRANGER_ID])
-        tg.add_user(AGENT_ID, "Ирина")
-        tg.add_user(SUPERVISOR_ID, "Олег")
-        tg.add_user(STRANGER_ID, "Гость")
-        yield tg
+def fake(fake: FakeTelegram) -> FakeTelegram:
+    fake.add_group(OTHER_GROUP, "Флудилка", forum=False, members=[AGENT_ID, STRANGER_ID])
+    return fake
 
 
 @pytest.fixture

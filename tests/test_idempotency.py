@@ -16,7 +16,7 @@ from models import Appeal, IdempotencyRecord, Order, db
 from tests.conftest import API_TOKEN, Desk
 
 APPEAL = {"name": "Ирина", "email": "irina@example.com", "text": "Где мой заказ 1001?"}
-SHOP_TOKEN = "shop-token-0123456789abcdef"
+SHOP_TOKEN = "shop-Rk8vQ2xN5mLw7TzJc3Hd"
 
 
 def order(external_id: str, stage: str = "new") -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -27,6 +27,8 @@ from tests.telegram_world import (
     texts_in,
 )
 
+pytestmark = pytest.mark.backend_agnostic
+
 CUSTOMER_TEXT = "Здравствуйте, посылка с курткой так и не пришла"
 CUSTOMER_EMAIL = "ivan.petrov@example.ru"
 CUSTOMER_PHONE = "+79161234567"
@@ -34,14 +36,6 @@ ANSWER = "Иван, курьер привезёт куртку завтра до
 WEB_TEXT = "Нужен счёт на оплату для бухгалтерии"
 WEB_EMAIL = "buh.kozlova@example.org"
 WEB_PHONE = "8 (903) 765-43-21"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
-        tg.add_user(AGENT_ID, "Ирина")
-        yield tg
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,8 @@ import yaml
 from channels.mail_parse import MailParseError, ParsedMail, parse_mail
 from channels.mail_text import html_to_text, new_text, unflow
 
+pytestmark = pytest.mark.backend_agnostic
+
 CORPUS = Path(__file__).parent / "data" / "mail"
 EXPECTED: dict[str, dict[str, Any]] = yaml.safe_load((CORPUS / "expected.yaml").read_text("utf-8"))
 CAP = 1024 * 1024

@@ -13,6 +13,8 @@ from aioimaplib import IMAP4
 
 from tests.mailserver import Dovecot, MailAccount, SmtpCapture
 
+pytestmark = pytest.mark.second_pass
+
 
 def customer_mail(subject: str = "My order never arrived", to: str = "support@desk.test") -> bytes:
     return (

@@ -4,7 +4,7 @@ with the fake Telegram up, hanging and down."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,14 +37,6 @@ from tests.telegram_world import (
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 MSK = ZoneInfo("Europe/Moscow")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
-        tg.add_user(AGENT_ID, "Ирина")
-        yield tg
 
 
 async def scrape(desk: Desk, headers: dict[str, str] | None = None) -> Samples:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,26 +19,21 @@ from tests.fakes.vk import DEFAULT_TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk
 from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import (
-    AGENT_ID,
-    STAFF_CHAT,
+    MANAGER_ID,
     MovableClock,
     eventually,
     telegram_settings,
     texts_in,
 )
 
-MANAGER_ID = 1003
 SHOP_MORNING = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)  # 10:00 in Yekaterinburg
 SHOP_EVENING = datetime(2026, 11, 23, 17, 30, tzinfo=UTC)  # 22:30 there
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
-        tg.add_user(AGENT_ID, "Ирина")
-        tg.add_private_chat(701, "Марина")
-        yield tg
+def fake(fake: FakeTelegram) -> FakeTelegram:
+    fake.add_private_chat(701, "Марина")
+    return fake
 
 
 def shop_settings(fake: FakeTelegram, **overrides: Any) -> dict[str, Any]:

@@ -11,6 +11,8 @@ import pytest
 from desk.errors import InvalidInput
 from desk.periods import MAX_DAYS, BadPeriod, describe, parse_date, parse_period, period_of_days
 
+pytestmark = pytest.mark.backend_agnostic
+
 MOSCOW = ZoneInfo("Europe/Moscow")
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 15, 9, 0, tzinfo=UTC)  # 12:00 in Moscow, a Sunday

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -24,8 +24,6 @@ from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, open_appeal, texts_in
 from tests.test_email_channel import customer_mail
 from tests.test_ratings_flow import (
-    MANAGER_ID,
-    MANAGERS_CHAT,
     NOON,
     RunningClock,
     buttons_of,
@@ -60,16 +58,6 @@ SECRETS = (
     "домофон 45",
 )
 PERIOD = "?from=2026-11-20&to=2026-11-26"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
-        tg.add_group(MANAGERS_CHAT, "Руководители", forum=False, members=[MANAGER_ID])
-        tg.add_user(AGENT_ID, "Ирина")
-        tg.add_user(MANAGER_ID, "Вера")
-        yield tg
 
 
 def cli(db_url: str, *args: str, stdin: str = "") -> Any:

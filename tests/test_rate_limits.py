@@ -5,7 +5,7 @@ buckets themselves as plain functions."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -16,10 +16,12 @@ from desk.api.rate_limit import APPEALS, PAGES, RateLimiter, TokenBuckets
 from desk.settings import HttpSettings
 from models import Appeal, Message
 from tests.conftest import Desk, free_port
-from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, telegram_settings
+from tests.telegram_world import eventually, telegram_settings
 from tests.test_api import APPEAL
 
-SECRET = "s3cret-Token_1"
+pytestmark = pytest.mark.backend_agnostic
+
+SECRET = "Hq4sWc9vLp2NxR7tKd3M"
 
 
 def http_settings(port: int | None = None, **limits: Any) -> dict[str, Any]:
@@ -146,14 +148,6 @@ async def test_the_robot_trap_sends_nothing_and_gives_a_person_the_form_back(
     assert "Купите наши услуги</textarea>" in html and "spam.example" not in html
     assert await Appeal.all().count() == 0
     assert await desk.service.ctx.stream.pending_count() == 0  # type: ignore[union-attr]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
-        tg.add_user(AGENT_ID, "Ирина")
-        yield tg
 
 
 async def test_customers_writing_in_telegram_are_never_limited(

@@ -20,7 +20,9 @@ from models import Agent, Appeal, Customer, Order, Rating, RatingRequest, db
 from tests.conftest import Desk
 from tests.telegram_world import (
     AGENT_ID,
+    MANAGERS_CHAT,
     STAFF_CHAT,
+    STRANGER_ID,
     MovableClock,
     eventually,
     telegram_settings,
@@ -28,8 +30,6 @@ from tests.telegram_world import (
 
 MOSCOW = ZoneInfo("Europe/Moscow")  # the company's zone in the default settings
 NOW = datetime(2026, 11, 15, 9, 0, tzinfo=UTC)  # Sunday 12:00 in Moscow: the week is 9-15 Nov
-MANAGERS_CHAT = -1009876543210
-STRANGER_ID = 1999
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -286,16 +286,6 @@ async def test_api_reports_need_a_token_and_are_documented(
 
 
 # -- /rating in Telegram -------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
-        tg.add_group(MANAGERS_CHAT, "Руководители", forum=False, members=[AGENT_ID, STRANGER_ID])
-        tg.add_user(AGENT_ID, "Ирина")
-        tg.add_user(STRANGER_ID, "Гость")
-        yield tg
 
 
 def shown_in(fake: FakeTelegram, chat_id: int) -> list[str]:

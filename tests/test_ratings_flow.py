@@ -8,7 +8,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -38,6 +38,8 @@ from tests.fakes.vk import FakeVk
 from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import (
     AGENT_ID,
+    MANAGER_ID,
+    MANAGERS_CHAT,
     STAFF_CHAT,
     MovableClock,
     eventually,
@@ -47,8 +49,6 @@ from tests.telegram_world import (
 )
 from tests.test_email_channel import customer_mail
 
-MANAGERS_CHAT = -1009990001
-MANAGER_ID = 1003
 NOON = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 12:00 in Moscow: no quiet hours in the way
 
 
@@ -65,16 +65,6 @@ class RunningClock(MovableClock):
 
     def jump(self, to: datetime) -> None:
         self.now, self._base = to, time.monotonic()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
-        tg.add_group(MANAGERS_CHAT, "Руководители", forum=False, members=[MANAGER_ID])
-        tg.add_user(AGENT_ID, "Ирина")
-        tg.add_user(MANAGER_ID, "Вера")
-        yield tg
 
 
 def desk_settings(fake: FakeTelegram, **overrides: Any) -> dict[str, Any]:

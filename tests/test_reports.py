@@ -45,7 +45,7 @@ from models import (
 from tests.conftest import Desk
 from tests.telegram_world import (
     AGENT_ID,
-    STAFF_CHAT,
+    MANAGERS_CHAT,
     MovableClock,
     eventually,
     telegram_settings,
@@ -54,7 +54,6 @@ from tests.telegram_world import (
 MOSCOW = ZoneInfo("Europe/Moscow")
 MONDAY = date(2026, 11, 9)
 NOW = datetime(2026, 11, 15, 9, 0, tzinfo=UTC)  # Sunday 12:00 in Moscow: the week is 9-15 Nov
-MANAGERS_CHAT = -1009876543210
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 QUIET = {"workers": {"claim_idle_s": 2.0, "poll_s": 0.05, "sla_scan_s": 3600}}
 
@@ -596,15 +595,6 @@ async def test_top_categories_and_phrases_by_hand(orm: None) -> None:
 
 
 # -- /stats, /sla, /top in the managers' chat; the digest ---------------------------------------
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
-        tg.add_group(MANAGERS_CHAT, "Руководители", forum=False, members=[AGENT_ID])
-        tg.add_user(AGENT_ID, "Ирина")
-        yield tg
 
 
 def shown_in(fake: FakeTelegram, chat_id: int) -> list[str]:

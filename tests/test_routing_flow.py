@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,24 +21,13 @@ from models import (
 from tests.conftest import Desk
 from tests.telegram_world import (
     AGENT_ID,
+    MANAGERS_CHAT,
     STAFF_CHAT,
     SUPERVISOR_ID,
     eventually,
     open_appeal,
     telegram_settings,
 )
-
-MANAGERS_CHAT = -1009876543210
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID, SUPERVISOR_ID])
-        tg.add_group(MANAGERS_CHAT, "Руководители", forum=False, members=[SUPERVISOR_ID])
-        tg.add_user(AGENT_ID, "Ирина")
-        tg.add_user(SUPERVISOR_ID, "Олег")
-        yield tg
 
 
 @pytest.fixture

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import pytest
 
 from bench.fakes.telegram import FakeTelegram
 from models import Appeal, Priority
 from tests.telegram_world import (
     AGENT_ID,
+    MANAGERS_CHAT,
     STAFF_CHAT,
     MovableClock,
     eventually,
@@ -19,17 +18,6 @@ from tests.telegram_world import (
     telegram_settings,
     texts_in,
 )
-
-MANAGERS_CHAT = -1009876543210
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
-        tg.add_group(MANAGERS_CHAT, "Руководители", forum=False)
-        tg.add_user(AGENT_ID, "Ирина")
-        yield tg
 
 
 async def test_working_hours_pause_warning_and_breach(

@@ -9,8 +9,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from models import Appeal
 from tests.conftest import Desk, free_port
+
+pytestmark = pytest.mark.backend_agnostic
 
 HEADERS = (
     b"POST /api/v1/appeals HTTP/1.1\r\nHost: desk\r\nContent-Type: application/json\r\n"

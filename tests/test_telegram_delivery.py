@@ -27,14 +27,6 @@ from tests.telegram_world import (
 )
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
-        tg.add_user(AGENT_ID, "Ирина")
-        yield tg
-
-
 async def test_blocked_customer_gets_a_call_task_and_the_topic_is_told(
     fake: FakeTelegram, start_desk: Callable[..., Any]
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,24 +13,13 @@ from tests.conftest import Desk
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,
+    STRANGER_ID,
     SUPERVISOR_ID,
     eventually,
     open_appeal,
     telegram_settings,
     texts_in,
 )
-
-STRANGER_ID = 1999
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID, SUPERVISOR_ID, STRANGER_ID])
-        tg.add_user(AGENT_ID, "Ирина")
-        tg.add_user(SUPERVISOR_ID, "Олег")
-        tg.add_user(STRANGER_ID, "Гость")
-        yield tg
 
 
 @pytest.fixture

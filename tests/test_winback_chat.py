@@ -6,13 +6,11 @@ customer's time line (API and /customer) and the lost-customer report against th
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from bench.fakes.telegram import FakeTelegram, SentMessage
 from desk.orders import Contacts, OrderChange
@@ -20,21 +18,18 @@ from desk.scheduler import Daily
 from desk.winback import WINBACK
 from models import Agent, Customer, Event, Lifecycle, Task, TaskStatus, Warmth
 from tests.conftest import Desk
-from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, open_appeal, telegram_settings
+from tests.telegram_world import (
+    AGENT_ID,
+    STAFF_CHAT,
+    STRANGER_ID,
+    eventually,
+    open_appeal,
+    telegram_settings,
+)
 from tests.test_ratings_flow import RunningClock, buttons_of, toasts
 
 MSK = ZoneInfo("Europe/Moscow")
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # 12:00 in Moscow
-STRANGER = 4242
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID, STRANGER])
-        tg.add_user(AGENT_ID, "Ирина")
-        tg.add_user(STRANGER, "Прохожий")
-        yield tg
 
 
 async def shop_desk(fake: FakeTelegram, start_desk: Callable[..., Any]) -> tuple[Desk, Any]:
@@ -173,7 +168,7 @@ async def test_calls_are_answered_in_the_staff_group(
     await eventually(lambda: [m for m in general(fake) if "Почему клиент Павел" in (m.text or "")])
     await eventually(lambda: Task.filter(id=retry.id, result="reached").exists())
     # Someone who is not an agent talks in General: not the reason.
-    fake.group_message(STAFF_CHAT, STRANGER, "всем привет")
+    fake.group_message(STAFF_CHAT, STRANGER_ID, "всем привет")
     said = fake.group_message(STAFF_CHAT, AGENT_ID, "Нашёл  поставщика дешевле")
     await eventually(lambda: Task.filter(id=retry.id, reason="Нашёл поставщика дешевле").exists())
     saved = await eventually(
@@ -196,7 +191,7 @@ async def test_calls_are_answered_in_the_staff_group(
 
     # A stranger's press changes nothing.
     task_count = await Task.filter(kind=WINBACK).count()
-    fake.callback(STRANGER, STAFF_CHAT, again.message_id, buttons_of(again)[2]["callback_data"])
+    fake.callback(STRANGER_ID, STAFF_CHAT, again.message_id, buttons_of(again)[2]["callback_data"])
     await eventually(lambda: any("Только сотрудники" in t for t in toasts(fake)))
     assert await Task.filter(kind=WINBACK).count() == task_count
 

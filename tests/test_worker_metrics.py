@@ -8,7 +8,7 @@ import io
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -28,14 +28,6 @@ pytestmark = pytest.mark.slow
 
 SCRAPE_TOKEN = "scrape-arVzjCKzggrsxOojNPjZn8"
 CUSTOMER = 5301
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg:
-        tg.add_group(STAFF_CHAT, "Поддержка", members=[AGENT_ID])
-        tg.add_user(AGENT_ID, "Ирина")
-        yield tg
 
 
 @pytest.fixture
