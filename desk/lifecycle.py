@@ -27,6 +27,7 @@ from models import (
     Agent,
     Appeal,
     AppealStatus,
+    ContactPoint,
     Customer,
     DeliveryState,
     Direction,
@@ -116,6 +117,8 @@ class Lifecycle:
         # Takes a message that answers something else (a rating's comment) before threading:
         # returns the appeal it concerns (True without one), None for an ordinary message.
         self.capture: Capture | None = None
+        # The email channel can send: a web customer who gave an email gets answers by mail.
+        self.answer_by_mail = False
 
     # -- intake -------------------------------------------------------------------------------
 
@@ -526,6 +529,8 @@ class Lifecycle:
                 if appeal.status is AppealStatus.CLOSED:
                     raise InvalidTransition(appeal.number or "", "closed", "answered")
                 channel, address = await self.reply_route(appeal)
+                if channel == ChannelKind.WEB.value:
+                    channel, address = await self._web_route(appeal)
                 files = [attachment_json(a) for a in attachments]
                 message = await Message.create(
                     appeal=appeal,
@@ -684,6 +689,23 @@ class Lifecycle:
         if channel == ChannelKind.WEB.value or not address:
             return ChannelKind.WEB.value, appeal.number or ""
         return channel, address
+
+    async def _web_route(self, appeal: Appeal) -> tuple[str, str]:
+        """Where a staff answer in a web conversation goes: by mail when the customer gave a
+        reachable email (the mail carries the status link), else to the status page only."""
+        if self.answer_by_mail:
+            mail = (
+                await ContactPoint.filter(
+                    customer_id=appeal.customer_id,
+                    channel=ChannelKind.EMAIL.value,
+                    reachable=True,
+                )
+                .order_by("-last_seen_at", "-id")
+                .first()
+            )
+            if mail is not None:
+                return ChannelKind.EMAIL.value, mail.address
+        return ChannelKind.WEB.value, appeal.number or ""
 
     async def atomic(self, action: Callable[[], Awaitable[T]]) -> T:
         """Run a transaction again when a concurrent writer won a unique key or a lock."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import make_msgid, parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -232,3 +234,78 @@ async def test_recipient_refused_for_good_makes_a_call_task(
     )
     assert appeal.number in task.text
     assert not (await ContactPoint.get(channel="email", address="gone@example.com")).reachable
+
+
+def _plain(mail: EmailMessage) -> str:
+    part = mail.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def _status_link(mail: EmailMessage) -> str:
+    found = re.search(r"http://\S+/s/\S+", _plain(mail))
+    assert found, _plain(mail)
+    return found.group(0)
+
+
+async def test_web_customer_with_an_email_gets_the_answer_by_mail_with_the_status_link(
+    start_mail_desk: Callable[..., Any],
+    fake: FakeTelegram,
+    smtp_capture: SmtpCapture,
+) -> None:
+    desk = await start_mail_desk()
+    form = {"name": "Ольга", "email": "olga@example.com", "text": "Где мой заказ 77?"}
+    status, body = await desk.post("/api/v1/appeals", form, auth=False)
+    assert status == 201, body
+    appeal = await eventually(lambda: Appeal.filter(staff_thread__isnull=False).first(), timeout=15)
+    ack = (await smtp_capture.wait_for(1, timeout=10))[0]
+    assert ack.rcpt_tos == ["olga@example.com"]
+    async with desk.http.get(_status_link(ack.message)) as resp:
+        assert resp.status == 200 and appeal.number in await resp.text()
+
+    fake.group_message(
+        STAFF_CHAT, AGENT_ID, "Ольга, заказ 77 приедет завтра.", int(appeal.staff_thread)
+    )
+    await smtp_capture.wait_for(2, timeout=10)
+    answer = next(
+        m for m in smtp_capture.messages if _plain(m.message).startswith("Ольга, заказ 77")
+    )
+    assert answer.rcpt_tos == ["olga@example.com"]
+    assert f"[{appeal.number}]" in answer.message["Subject"]
+    link = _status_link(answer.message)
+    html_part = answer.message.get_body(("html",))
+    assert html_part is not None and f'href="{link}"' in html_part.get_content()
+    async with desk.http.get(link) as resp:  # the appeal's page, the answer on it too
+        assert resp.status == 200
+        page = await resp.text()
+    assert appeal.number in page and "приедет завтра" in page
+    stored = await Message.get(appeal_id=appeal.id, direction="out")
+    assert (stored.channel, stored.address) == ("email", "olga@example.com")
+
+
+async def test_mails_carry_a_date_and_a_folded_subject_keeps_its_spaces(
+    start_mail_desk: Callable[..., Any],
+    mailbox: MailAccount,
+    smtp_capture: SmtpCapture,
+) -> None:
+    desk = await start_mail_desk()
+    subject = "Документы: акт сверки и счёт-фактуру за ноябрь 2026 года по договору поставки"
+    await mailbox.deliver(customer_mail("Пришлите, пожалуйста.", subject=subject))
+    appeal = await eventually(lambda: Appeal.filter(channel="email").first(), timeout=15)
+    assert appeal.subject == subject  # folded by the sender's mail library, read whole
+
+    ack = (await smtp_capture.wait_for(1, timeout=10))[0]
+    # Read as a strict RFC 2047 reader does: the standard library's parser.
+    assert ack.message["Subject"] == f"[{appeal.number}] Обращение зарегистрировано: {subject}"
+    sent_at = parsedate_to_datetime(ack.message["Date"])
+    assert abs((datetime.now(UTC) - sent_at).total_seconds()) < 300
+    assert re.fullmatch(r"<[^<>@\s]+@[^<>\s]+>", ack.message["Message-ID"])
+
+    # The raw mail kept with the appeal is listed with its real size.
+    _, detail = await desk.get(f"/api/v1/appeals/{appeal.number}")
+    files = detail["messages"][0]["attachments"]
+    index = next(i for i, a in enumerate(files) if a["name"] == "original.eml")
+    url = f"{desk.base}/api/v1/appeals/{appeal.number}/messages/{detail['messages'][0]['id']}"
+    async with desk.http.get(f"{url}/attachments/{index}", headers=desk.auth) as resp:
+        kept = await resp.read()
+    assert b"Subject:" in kept and files[index]["size"] == len(kept)
