@@ -255,7 +255,9 @@ class Service:
             ctx.texts,
             [c for c in ctx.adapters if c in VARIANTS],
             ctx.clock,
+            settings,
         )
+        ctx.lifecycle.undeliverable = fallback.elsewhere
         token = await bootstrap_token(settings) if self._role == "serve" else None
         for i in range(settings.workers.intake):
             worker = IntakeWorker(stream, ctx.lifecycle, outage=ctx.outage)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bench.fakes.telegram import FakeTelegram
-from models import Appeal, ContactPoint, Customer, Message, Task
+from models import Agent, Appeal, ContactPoint, Customer, Message, Task
 from tests.conftest import Desk
 from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, telegram_settings, texts_in
@@ -309,3 +309,60 @@ async def test_mails_carry_a_date_and_a_folded_subject_keeps_its_spaces(
     async with desk.http.get(f"{url}/attachments/{index}", headers=desk.auth) as resp:
         kept = await resp.read()
     assert b"Subject:" in kept and files[index]["size"] == len(kept)
+
+
+async def test_an_unreachable_mailbox_is_not_tried_again_and_keeps_one_call_task(
+    fake: FakeTelegram,
+    mailbox: MailAccount,
+    smtp_capture: SmtpCapture,
+    start_desk: Callable[..., Any],
+) -> None:
+    # Nobody takes new appeals (no capacity): the call task goes to the team's lead.
+    settings = telegram_settings(fake, teams=[{"id": "support", "lead": "Олег"}])
+    settings["agents"] = [
+        {**agent, "capacity": 0}
+        for agent in [*settings["agents"], {"name": "Вера", "telegram_id": 1003, "role": "manager"}]
+    ]
+    desk: Desk = await start_desk(**settings, email=email_settings(mailbox, smtp_capture))
+    await mailbox.deliver(customer_mail("Где мой возврат?", sender="gone@example.com"))
+    appeal = await eventually(lambda: Appeal.filter(channel="email").first(), timeout=15)
+    await smtp_capture.wait_for(1, timeout=10)  # the acknowledgement
+    assert appeal.assignee_id is None and appeal.team == "support"
+    lead = await Agent.get(name="Олег")
+
+    smtp_capture.refuse_next(1, code=550, text="5.1.1 No such user", at="RCPT")
+    await desk.post(f"/api/v1/appeals/{appeal.number}/messages", {"text": "Возврат отправлен."})
+    task = await eventually(lambda: Task.filter(appeal_id=appeal.id, kind="call").first())
+    assert task.assignee_id == lead.id  # the team's lead, not nobody
+    assert "«Возврат отправлен.»" in task.text  # what the customer did not get
+    # No phone: the task says what to do instead, and names the contacts known.
+    assert "Телефоны: —" not in task.text
+    assert "Телефон клиента не известен" in task.text and "/customer" in task.text
+    assert "gone@example.com — недоступен" in task.text
+
+    # The next answer is not tried on the dead address: it joins the same open task.
+    await desk.post(f"/api/v1/appeals/{appeal.number}/messages", {"text": "Деньги придут завтра."})
+    second = await eventually(
+        lambda: Message.filter(text="Деньги придут завтра.", delivery_state="failed").first()
+    )
+    assert "unreachable" in second.delivery_error
+    tasks = await Task.filter(appeal_id=appeal.id, kind="call")
+    assert len(tasks) == 1 and "«Деньги придут завтра.»" in tasks[0].text
+    assert "«Возврат отправлен.»" in tasks[0].text
+    assert smtp_capture.refused == 1 and len(smtp_capture.messages) == 1  # the ack only
+    topic = await eventually(
+        lambda: Appeal.filter(id=appeal.id, staff_thread__isnull=False).first()
+    )
+    thread = int(topic.staff_thread)
+    await eventually(  # the agent sees in the topic that the answer did not go
+        lambda: sum("не доставлено" in t for t in texts_in(fake, STAFF_CHAT, thread)) == 2
+    )
+
+    # The customer writes again from that address: it is tried again, and the answer arrives.
+    await mailbox.deliver(customer_mail("Так где деньги?", sender="gone@example.com"))
+    await eventually(
+        lambda: ContactPoint.filter(address="gone@example.com", reachable=True).exists(), timeout=15
+    )
+    await desk.post(f"/api/v1/appeals/{appeal.number}/messages", {"text": "Уже в пути."})
+    mails = await smtp_capture.wait_for(2, timeout=10)
+    assert _plain(mails[-1].message).startswith("Уже в пути.")
