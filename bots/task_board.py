@@ -1,7 +1,7 @@
 """Win-back call tasks in the staff group (seed 002): each task is posted in General with the
-customer's card, the call script and «Дозвонился» / «Не дозвонился» / «Вернулся»; «Дозвонился»
-asks why the customer left (a list, or the agent's own words); overdue tasks are reminded once
-a day."""
+customer's card, the call script and «Дозвонились» / «Не дозвонились» / «Клиент вернулся»;
+«Дозвонились» asks why the customer left (a list, or the agent's own words); overdue tasks
+are reminded once a day."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ class TaskBoard:
         return moment.astimezone(self._zone).strftime(fmt)
 
     def reasons(self) -> list[str]:
-        """The reasons offered after «Дозвонился»: the configured ones, else the shipped list."""
+        """The reasons offered after «Дозвонились»: the configured ones, else the shipped list."""
         return self._settings.leave_reasons or self._texts.string(
             "winback.reasons", self._lang
         ).split("|")
@@ -113,7 +113,7 @@ class TaskBoard:
     def _earlier(self, task: Task) -> str:
         when = self._local(task.completed_at, "%d.%m") if task.completed_at else ""
         result = task.result
-        if result in RESULTS.values():  # «✅ Дозвонился» without its badge
+        if result in RESULTS.values():  # «✅ Дозвонились» without its badge
             result = self._texts.string(f"button.{result}", self._lang).split(" ", 1)[-1]
         return " ".join(part for part in (when, result, task.reason) if part)
 
@@ -220,7 +220,7 @@ class TaskBoard:
                 await self._edit(post, self._s("task.reason_line", reason=task.reason))
 
     async def take_reason(self, message: Message, agent: Agent) -> bool:
-        """The agent's next words in General after «Дозвонился» are the reason; True if taken."""
+        """The agent's next words in General after «Дозвонились» are the reason; True if taken."""
         text = (message.text or "").strip()
         if not text:
             return False

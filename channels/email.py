@@ -8,9 +8,10 @@ import html
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formataddr, make_msgid
+from email.utils import format_datetime, formataddr, make_msgid
 from typing import TYPE_CHECKING, Literal
 
 import aiosmtplib
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 NUMBER_IN_SUBJECT = re.compile(r"\[(A-\d{6,})\]")
 REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|отв|ответ|пересл)\s*(\[\d+\])?\s*:\s*)+", re.I)
 Render = Callable[..., str]
+StatusLink = Callable[[str], str]  # an appeal number -> the customer's signed status page link
 
 
 class EmailSettings(BaseModel):
@@ -90,7 +92,9 @@ async def mail_inbound(parsed: ParsedMail, raw: bytes, *, max_chars: int) -> Inb
         kind = "photo" if item.mime.startswith("image/") and not item.inline else "document"
         files.append(Attachment(kind, stored.ref, name=item.name, mime=item.mime, size=item.size))
     original = await StoredFile.keep(raw, name="original.eml", mime="message/rfc822")
-    files.append(Attachment("email", original.ref, name="original.eml", mime="message/rfc822"))
+    files.append(
+        Attachment("email", original.ref, name="original.eml", mime="message/rfc822", size=len(raw))
+    )
     external_id = parsed.message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
     address = parsed.reply_to or parsed.from_address
     text = parsed.text or parsed.body
@@ -126,10 +130,19 @@ class MailSender:
 
     kind: str = ChannelKind.EMAIL
 
-    def __init__(self, settings: EmailSettings, render: Render, company: str) -> None:
+    def __init__(
+        self,
+        settings: EmailSettings,
+        render: Render,
+        company: str,
+        status_link: StatusLink | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self._settings = settings
         self._render = render
         self._company = company
+        self._status_link = status_link
+        self._clock = clock or (lambda: datetime.now(UTC))
 
     async def ping(self) -> None:
         """Connect to the SMTP server and say EHLO (no login, nothing sent), then QUIT."""
@@ -177,8 +190,10 @@ class MailSender:
         return str(mail["Message-ID"])
 
     async def compose(self, out: OutboundMessage) -> EmailMessage:
-        """The mail for an outbox row: From the desk, the appeal number in the subject, text
-        and HTML parts, and In-Reply-To/References to the conversation so far."""
+        """The mail for an outbox row: From the desk, Date and Message-ID, the appeal number in
+        the subject, text and HTML parts (with the appeal's status link), and
+        In-Reply-To/References to the conversation so far. Every mail the desk sends is built
+        here."""
         s = self._settings
         appeal = await Appeal.get_or_none(id=out.appeal_id) if out.appeal_id else None
         number = appeal.number if appeal is not None else ""
@@ -189,7 +204,8 @@ class MailSender:
         mail["From"] = formataddr((s.name or self._company, s.address))
         mail["To"] = _address(out.address)
         mail["Reply-To"] = s.address
-        mail["Subject"] = subject if out.subject else f"Re: {subject}"
+        set_subject(mail, subject if out.subject else f"Re: {subject}")
+        mail["Date"] = format_datetime(self._clock().astimezone(UTC))
         mail["Message-ID"] = make_msgid(idstring=number or None, domain=s.domain)
         mail["Auto-Submitted"] = "auto-replied" if out.extra.get("automatic") else "no"
         if appeal is not None:
@@ -198,11 +214,15 @@ class MailSender:
                 mail["In-Reply-To"] = parent
                 mail["References"] = " ".join(references)
         lang = await _language(appeal)
-        text = self._render("email/message.txt.j2", lang, text=out.text, number=number)
+        link = self._status_link(number) if number and self._status_link is not None else ""
+        text = self._render(
+            "email/message.txt.j2", lang, text=out.text, number=number, status_url=link
+        )
         body = out.extra.get("html") or html.escape(out.text).replace("\n", "<br>\n")
         mail.set_content(text)
         mail.add_alternative(
-            self._render("email/message.html.j2", lang, body=body, number=number), subtype="html"
+            self._render("email/message.html.j2", lang, body=body, number=number, status_url=link),
+            subtype="html",
         )
         for item in out.attachments:
             stored = await StoredFile.by_ref(item.ref)
@@ -237,6 +257,19 @@ async def _conversation(appeal_id: int) -> tuple[str, list[str]]:
     if not ids:
         return "", []
     return ids[-1], ids[-20:]
+
+
+def set_subject(mail: EmailMessage, subject: str) -> None:
+    """Set the Subject so that every reader decodes it with its spaces: the standard library's
+    folder puts the space between two words outside the encoded-words it folds into, where
+    RFC 2047 readers drop it («сверки и» + «счёт» read as «сверки исчёт»); the older encoder
+    keeps each space inside an encoded-word."""
+    subject = " ".join(subject.split())  # no line breaks: they would make a header of their own
+    if subject.isascii():
+        mail["Subject"] = subject
+        return
+    folded = Header(subject, "utf-8", header_name="Subject").encode(linesep="\n")
+    mail.set_raw("Subject", folded)
 
 
 def _address(value: str) -> str:

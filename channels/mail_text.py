@@ -139,12 +139,22 @@ def unbase64(text: str, problems: list[str], where: str) -> bytes:
 
 
 def decode_words(value: str, problems: list[str], where: str) -> str:
-    """A header value with its RFC 2047 encoded words and stray 8-bit bytes decoded."""
+    """A header value (unfolded: only its CRLFs removed) with its RFC 2047 encoded words and
+    stray 8-bit bytes decoded.
+
+    The one whitespace character between two adjacent encoded-words separates them and is
+    dropped (RFC 2047, 6.2); more than one is a space the sender meant: Python's folder, for
+    one, writes the fold's whitespace and then the space between the words outside them, and
+    «сверки и» + «счёт-фактуру» must not read «сверки исчёт-фактуру»."""
     out: list[str] = []
     pos = 0
     pending: tuple[str, bytes] | None = None
     for match in _ENCODED_WORD.finditer(value):
         gap = value[pos : match.start()]
+        if pending is not None and not gap.strip() and len(gap) > 1:
+            out.append(decode_text(pending[1], pending[0], problems, where))
+            pending = None
+            gap = " "
         if gap.strip() or pending is None:
             if pending is not None:
                 out.append(decode_text(pending[1], pending[0], problems, where))

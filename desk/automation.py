@@ -24,7 +24,7 @@ from desk.orders import CHOICE_PREFIX
 from desk.outbox import Outbox
 from desk.ratings import Ratings, Skipped
 from desk.settings import Settings, rules_of, stages_of
-from desk.tasks import create_task
+from desk.tasks import call_owner, create_task
 from desk.texts import Texts, language_of
 from desk.triage import Triage, find_agent
 from models import Agent, AgentRole, Appeal, Customer, Order, Priority, Warmth
@@ -130,6 +130,7 @@ class Automation:
         self._routing = routing
         self._ratings = ratings
         self._lang = settings.company.language
+        self._settings = settings
 
     async def on_event(self, event: DomainEvent) -> None:
         """Run the rules that fire for ``event`` (inside its transaction)."""
@@ -293,6 +294,10 @@ class Automation:
             subject=appeal.subject if appeal is not None else "",
             **self._values(target),
         ).strip()
+        assignee_id = assignee.id if assignee is not None else None
+        if assignee_id is None and action.kind == "call":  # a call nobody owns: see call_owner
+            owner = customer.id if customer is not None else None
+            assignee_id = await call_owner(self._settings, appeal, owner)
         task = await create_task(
             self._events,
             kind=action.kind,
@@ -301,7 +306,7 @@ class Automation:
             actor="automation",
             appeal=appeal,
             customer=customer,
-            assignee_id=assignee.id if assignee is not None else None,
+            assignee_id=assignee_id,
         )
         return {"result": "created", "task_id": task.id}
 

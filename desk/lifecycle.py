@@ -7,9 +7,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from tortoise.exceptions import IntegrityError, TransactionManagementError
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from channels.base import Attachment, ChannelKind, InboundMessage
@@ -27,6 +28,7 @@ from models import (
     Agent,
     Appeal,
     AppealStatus,
+    ContactPoint,
     Customer,
     DeliveryState,
     Direction,
@@ -96,6 +98,26 @@ class IngestResult:
 Capture = Callable[[InboundMessage, Customer], Awaitable[Appeal | bool | None]]
 
 
+class Undeliverable(Protocol):
+    """Sends an answer that cannot go to a known-unreachable address elsewhere (another
+    contact point, else the appeal's call task): ``Fallback.elsewhere``."""
+
+    async def __call__(
+        self,
+        appeal: Appeal,
+        channel: str,
+        address: str,
+        *,
+        text: str,
+        subject: str,
+        reason: str,
+        outbox_id: int | None = None,
+    ) -> None: ...
+
+
+KNOWN_UNREACHABLE = "not sent: the address has been unreachable since an earlier delivery"
+
+
 class Lifecycle:
     """Every change of an appeal goes through here, with its history event in one transaction."""
 
@@ -116,6 +138,10 @@ class Lifecycle:
         # Takes a message that answers something else (a rating's comment) before threading:
         # returns the appeal it concerns (True without one), None for an ordinary message.
         self.capture: Capture | None = None
+        # The email channel can send: a web customer who gave an email gets answers by mail.
+        self.answer_by_mail = False
+        # Where an answer for a known-unreachable address goes instead (none: it is tried).
+        self.undeliverable: Undeliverable | None = None
 
     # -- intake -------------------------------------------------------------------------------
 
@@ -150,6 +176,7 @@ class Lifecycle:
                         with log_scope(channel=msg.channel.value):  # the appeal joins later
                             batch.results.append(await self._ingest_one(index, msg, batch))
                     await self._store_follow_ups(batch)
+                await _reachable_again(msgs)
                 await batch.finish()
                 return [r for r in batch.results if r is not None]
 
@@ -526,6 +553,9 @@ class Lifecycle:
                 if appeal.status is AppealStatus.CLOSED:
                     raise InvalidTransition(appeal.number or "", "closed", "answered")
                 channel, address = await self.reply_route(appeal)
+                if channel == ChannelKind.WEB.value:
+                    channel, address = await self._web_route(appeal)
+                dead = await self._known_unreachable(channel, address)
                 files = [attachment_json(a) for a in attachments]
                 message = await Message.create(
                     appeal=appeal,
@@ -537,17 +567,36 @@ class Lifecycle:
                     text=text,
                     attachments=files,
                     source_ref=source_ref,
-                    delivery_state=DeliveryState.QUEUED,
+                    delivery_state=DeliveryState.FAILED if dead else DeliveryState.QUEUED,
+                    delivery_error=KNOWN_UNREACHABLE if dead else "",
                 )
                 delivered = f"{text}\n\n{signature}".strip() if signature else text
-                await self._outbox.enqueue(
-                    channel=channel,
-                    address=address,
-                    text=delivered,
-                    attachments=attachments,
-                    appeal=appeal,
-                    message=message,
-                )
+                if dead and self.undeliverable is not None:
+                    await self.events.emit(
+                        "delivery.failed",
+                        actor="delivery",
+                        appeal=appeal,
+                        outbox_id=None,
+                        channel=channel,
+                        reason=KNOWN_UNREACHABLE,
+                    )
+                    await self.undeliverable(
+                        appeal,
+                        channel,
+                        address,
+                        text=delivered,
+                        subject="",
+                        reason=KNOWN_UNREACHABLE,
+                    )
+                else:
+                    await self._outbox.enqueue(
+                        channel=channel,
+                        address=address,
+                        text=delivered,
+                        attachments=attachments,
+                        appeal=appeal,
+                        message=message,
+                    )
                 now = self._clock()
                 if appeal.first_response_at is None:
                     appeal.first_response_at = now
@@ -685,6 +734,30 @@ class Lifecycle:
             return ChannelKind.WEB.value, appeal.number or ""
         return channel, address
 
+    async def _known_unreachable(self, channel: str, address: str) -> bool:
+        """Whether an earlier delivery found this address unreachable (blocked bot, refused
+        mailbox) and the customer has not written from it since: it is not tried again."""
+        if self.undeliverable is None or channel == ChannelKind.WEB.value:
+            return False
+        return await ContactPoint.filter(channel=channel, address=address, reachable=False).exists()
+
+    async def _web_route(self, appeal: Appeal) -> tuple[str, str]:
+        """Where a staff answer in a web conversation goes: by mail when the customer gave a
+        reachable email (the mail carries the status link), else to the status page only."""
+        if self.answer_by_mail:
+            mail = (
+                await ContactPoint.filter(
+                    customer_id=appeal.customer_id,
+                    channel=ChannelKind.EMAIL.value,
+                    reachable=True,
+                )
+                .order_by("-last_seen_at", "-id")
+                .first()
+            )
+            if mail is not None:
+                return ChannelKind.EMAIL.value, mail.address
+        return ChannelKind.WEB.value, appeal.number or ""
+
     async def atomic(self, action: Callable[[], Awaitable[T]]) -> T:
         """Run a transaction again when a concurrent writer won a unique key or a lock."""
         for attempt in range(_RETRIES):
@@ -695,6 +768,22 @@ class Lifecycle:
                     raise
                 log.info("transaction conflict, retrying", extra={"attempt": attempt + 1})
         raise AssertionError("unreachable")
+
+
+async def _reachable_again(msgs: Sequence[InboundMessage]) -> None:
+    """A customer who writes from an address found unreachable before makes it reachable
+    again (one statement for the batch, touching only such addresses)."""
+    by_channel: dict[str, set[str]] = {}
+    for msg in msgs:
+        if msg.address and msg.channel is not ChannelKind.WEB:
+            by_channel.setdefault(msg.channel.value, set()).add(msg.address)
+    if not by_channel:
+        return
+    sent_from = Q(
+        *(Q(channel=c, address__in=sorted(a)) for c, a in sorted(by_channel.items())),
+        join_type="OR",
+    )
+    await ContactPoint.filter(sent_from, reachable=False).update(reachable=True)
 
 
 async def _appeal(appeal_id: int) -> Appeal:

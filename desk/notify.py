@@ -19,7 +19,7 @@ from desk.notice_templates import EMAIL_SUBJECT, GENERIC, VARIANTS
 from desk.outbox import Outbox, queue_key
 from desk.settings import Settings
 from desk.sla import promise_minutes
-from desk.tasks import CALL_DUE, create_task, phones_of
+from desk.tasks import CALL_DUE, call_owner, contacts_of, create_task, phones_of
 from desk.texts import Texts, language_of
 from models import Appeal, ContactPoint, Customer
 from router.automation import QuietHours
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 Policy = Literal["preferred", "conversation", "any"]
 
 CALL_SCRIPT = "tasks/call_script.txt.j2"
+NO_CHANNEL = "no_channel"  # the cause of the one open call task an appeal keeps for it
 
 
 def local_zone(settings: Settings, customer: Customer) -> ZoneInfo:
@@ -305,9 +306,13 @@ class Notifier:
     async def _call_task(
         self, customer: Customer, appeal: Appeal | None, script: str, lang: str, actor: str
     ) -> None:
-        phones = await phones_of(customer.id)
         text = self._texts.render(
-            CALL_SCRIPT, lang, name=customer.name, phones=phones, script=script
+            CALL_SCRIPT,
+            lang,
+            name=customer.name,
+            phones=await phones_of(customer.id),
+            contacts=await contacts_of(customer.id),
+            script=script,
         ).strip()
         await create_task(
             self._events,
@@ -318,4 +323,6 @@ class Notifier:
             reason=self._texts.string("task.no_channel", self._settings.company.language),
             appeal=appeal,
             customer=customer,
+            assignee_id=await call_owner(self._settings, appeal, customer.id),
+            once=NO_CHANNEL,
         )

@@ -26,6 +26,7 @@ from desk.settings import Settings, stages_of
 from desk.winback import ordered
 from models import ContactPoint, Customer, Order, fits, parse_id
 
+NEW_STAGE = "new"  # where an order reported without a stage starts
 CHOICE_PREFIX = "oc"  # the action of an order's choice button: oc:<order id>:<choice id>
 
 
@@ -78,7 +79,7 @@ class OrderChange:
 
     external_id: str
     contacts: Contacts
-    stage: str
+    stage: str | None  # None: a new order starts at «new», a known one keeps its stage
     placed_at: datetime | None = None  # when the customer ordered; default: now
     amount: Decimal | None = None
 
@@ -125,8 +126,10 @@ class Orders:
         self, change: OrderChange, key: RequestKey | None = None
     ) -> tuple[Order, bool]:
         """Create the order (with its customer) or update its contacts and stage; (order,
-        created). The same ``key`` with the same request does nothing again."""
-        self._known_stage(change.stage)
+        created). Without a stage a new order starts at «new» and a known one keeps its own.
+        The same ``key`` with the same request does nothing again."""
+        if change.stage is not None:
+            self._known_stage(change.stage)
         keys = change.contacts.keys()
         async with in_transaction():
             if key is not None:
@@ -142,12 +145,14 @@ class Orders:
             await self._update_customer(customer, change.contacts)
             order = await Order.filter(external_id=change.external_id).first()
             if order is None:
+                stage = change.stage or NEW_STAGE
+                self._known_stage(stage)
                 now = self._clock()
                 placed = min(change.placed_at or now, now)
                 order = await Order.create(
                     external_id=change.external_id,
                     customer=customer,
-                    stage=change.stage,
+                    stage=stage,
                     stage_history=[],
                     placed_at=placed,
                     amount=change.amount,
@@ -165,10 +170,10 @@ class Orders:
                     placed_at=order.placed_at.isoformat() if order.placed_at else None,
                     amount=str(order.amount) if order.amount is not None else None,
                 )
-                await self._enter(order, customer, None, change.stage, note="")
+                await self._enter(order, customer, None, stage, note="")
                 await ordered(self._events, self._customers, customer, now)
                 return order, True
-            if order.stage != change.stage:
+            if change.stage is not None and order.stage != change.stage:
                 await self._enter(order, customer, order.stage, change.stage, note="")
             return order, False
 

@@ -47,7 +47,7 @@ from desk.signing import Signer
 from desk.sla import SlaClock
 from desk.tasks import raise_due
 from desk.triage import Triage
-from desk.webdesk import action_url
+from desk.webdesk import action_url, status_url
 from desk.winback import WinBack
 from models import db
 
@@ -195,8 +195,13 @@ async def build_context(
         from channels.email import MailSender
 
         adapters[ChannelKind.EMAIL.value] = MailSender(
-            settings.email, ctx.texts.render, settings.company.name
+            settings.email,
+            ctx.texts.render,
+            settings.company.name,
+            status_link=lambda number: status_url(ctx, number),
+            clock=clock,
         )
+        lifecycle.answer_by_mail = True
     ctx.routing = routing = Routing(settings, lifecycle, ctx.triage, clock)
     await routing.retrain()
     lifecycle.events.subscribe(routing.on_event)
@@ -287,7 +292,9 @@ class Service:
             ctx.texts,
             [c for c in ctx.adapters if c in VARIANTS],
             ctx.clock,
+            settings,
         )
+        ctx.lifecycle.undeliverable = fallback.elsewhere
         token = await bootstrap_token(settings) if self._role == "serve" else None
         self.token_checks = await check_tokens(ctx)
         for i in range(settings.workers.intake):

@@ -192,6 +192,11 @@ class TeamConfig(Section):
     title: str = ""
     strategy: Strategy = Field(default=Strategy.STICKY, description="who gets a new appeal")
     fallback: Strategy = Strategy.LEAST_LOADED
+    lead: str | None = Field(
+        default=None,
+        description="the agent (name or Telegram id from `agents`) who gets the team's call "
+        "tasks that no agent owns; unset: the first manager",
+    )
 
 
 class CategoryConfig(Section):
@@ -306,7 +311,7 @@ class CustomerSettings(Section):
     leave_reasons: list[str] = Field(
         default_factory=list,
         max_length=12,
-        description="reasons for leaving offered after «Дозвонился»; empty: the shipped list",
+        description="reasons for leaving offered after «Дозвонились»; empty: the shipped list",
     )
     reason_minutes: int = Field(
         default=30, ge=1, le=1440, description="how long a typed reason is waited for"
@@ -591,6 +596,13 @@ def reference_problems(data: dict[str, Any]) -> list[str]:
         for team in teams if isinstance(teams, list) else []:
             if team not in known:
                 problems.append(f"agents.{i}.teams: unknown team '{team}'")
+    agent_refs = {str(a.get("name")) for a in items("agents")} | {
+        str(a["telegram_id"]) for a in items("agents") if a.get("telegram_id") is not None
+    }
+    for i, team in enumerate(items("teams")):
+        lead = team.get("lead")
+        if lead is not None and str(lead).strip() not in agent_refs:
+            problems.append(f"teams.{i}.lead: unknown agent '{lead}' (a name or Telegram id)")
     tg_ids = [str(a["telegram_id"]) for a in items("agents") if a.get("telegram_id") is not None]
     problems += _duplicates("agents", tg_ids, what="telegram_id")
     api = data.get("api")

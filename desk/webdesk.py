@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ from desk.context import AppContext
 from desk.idempotency import RequestKey, claim
 from models import Appeal, Message
 
+APPEAL_NUMBER = re.compile(r"A-\d{6,}")  # receipts are "w-<hex>": never a number
 STATUS_PURPOSE = "status"
 CHOICE_PURPOSE = "choice"
 CHOICE_TTL = timedelta(days=14)
@@ -59,7 +61,10 @@ async def accept_reply(ctx: AppContext, appeal: Appeal, text: str, language: str
 
 
 async def appeal_for_receipt(receipt: str) -> Appeal | None:
-    """The appeal that the web message with this receipt was stored in, if it was yet."""
+    """The appeal that the web message with this receipt was stored in, if it was yet; a
+    status link sent by mail names the appeal's number instead (``A-000123``)."""
+    if APPEAL_NUMBER.fullmatch(receipt):
+        return await Appeal.get_or_none(number=receipt)
     message = await Message.filter(channel=ChannelKind.WEB.value, external_id=receipt).first()
     if message is None:
         return None
@@ -92,7 +97,8 @@ def status_token(ctx: AppContext, receipt: str) -> str:
 
 
 def status_url(ctx: AppContext, receipt: str) -> str:
-    """The customer's link to the status page of the appeal of ``receipt``."""
+    """The customer's link to the status page of the appeal of ``receipt`` (a web message's
+    receipt, or an appeal's number: the link in every mail to a customer)."""
     return f"{ctx.settings.effective_public_url()}/s/{status_token(ctx, receipt)}"
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bench.fakes.telegram import FakeTelegram
 from models import (
+    Agent,
     Appeal,
     Customer,
     Event,
@@ -28,6 +29,7 @@ from tests.conftest import Desk, free_port
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,
+    SUPERVISOR_ID,
     MovableClock,
     eventually,
     open_appeal,
@@ -225,6 +227,29 @@ async def test_nobody_reachable_means_a_call_task_with_the_script(
     assert task.due_at is not None
     outcomes = [h["outcomes"] for h in await fired(appeal) if h["rule"] == "notify on resolve"]
     assert outcomes == [[{"action": "notify_customer", "result": "call_task"}]]
+
+
+async def test_a_rules_call_task_nobody_owns_goes_to_the_teams_lead(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    rules = [
+        {
+            "name": "call every new customer",
+            "on": "message.received",
+            "if": "first",
+            "do": [{"action": "create_task", "kind": "call", "template": "low_rating_call"}],
+        }
+    ]
+    settings = telegram_settings(
+        fake, automation={"rules": rules}, teams=[{"id": "support", "lead": str(SUPERVISOR_ID)}]
+    )
+    settings["agents"] = [{**a, "capacity": 0} for a in settings["agents"]]  # nobody is free
+    await start_desk(**settings)
+    appeal = await open_appeal(fake, 604, "Где мой заказ?")
+    assert appeal.assignee_id is None and appeal.team == "support"
+    task = await eventually(lambda: Task.filter(appeal_id=appeal.id, kind="call").first())
+    lead = await Agent.get(telegram_id=SUPERVISOR_ID)
+    assert task.assignee_id == lead.id
 
 
 class WebhookReceiver:

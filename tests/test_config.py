@@ -22,6 +22,7 @@ http:
   colour: red
 teams:
   - id: support
+    lead: Никто
   - id: Support Team
 categories:
   - id: returns
@@ -57,6 +58,7 @@ def test_check_config_lists_every_problem_with_file_and_key(
         f"{path}:http.colour: unknown key",
         f"{path}:teams.1.id: must be 1-64 lowercase latin letters",
         f"{path}:categories.0.team: unknown team 'warehouse'",
+        f"{path}:teams.0.lead: unknown agent 'Никто' (a name or Telegram id)",
         f"{path}:agents: duplicate telegram_id '1'",
         f"{path}:company.timezone: unknown time zone 'Mars/Olympus'",
     ]:

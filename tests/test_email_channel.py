@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import make_msgid, parsedate_to_datetime
 from typing import Any
 
 import pytest
 
 from bench.fakes.telegram import FakeTelegram
-from models import Appeal, ContactPoint, Customer, Message, Task
+from models import Agent, Appeal, ContactPoint, Customer, Message, Task
 from tests.conftest import Desk
 from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, telegram_settings, texts_in
@@ -224,3 +226,135 @@ async def test_recipient_refused_for_good_makes_a_call_task(
     )
     assert appeal.number in task.text
     assert not (await ContactPoint.get(channel="email", address="gone@example.com")).reachable
+
+
+def _plain(mail: EmailMessage) -> str:
+    part = mail.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def _status_link(mail: EmailMessage) -> str:
+    found = re.search(r"http://\S+/s/\S+", _plain(mail))
+    assert found, _plain(mail)
+    return found.group(0)
+
+
+async def test_web_customer_with_an_email_gets_the_answer_by_mail_with_the_status_link(
+    start_mail_desk: Callable[..., Any],
+    fake: FakeTelegram,
+    smtp_capture: SmtpCapture,
+) -> None:
+    desk = await start_mail_desk()
+    form = {"name": "Ольга", "email": "olga@example.com", "text": "Где мой заказ 77?"}
+    status, body = await desk.post("/api/v1/appeals", form, auth=False)
+    assert status == 201, body
+    appeal = await eventually(lambda: Appeal.filter(staff_thread__isnull=False).first(), timeout=15)
+    ack = (await smtp_capture.wait_for(1, timeout=10))[0]
+    assert ack.rcpt_tos == ["olga@example.com"]
+    async with desk.http.get(_status_link(ack.message)) as resp:
+        assert resp.status == 200 and appeal.number in await resp.text()
+
+    fake.group_message(
+        STAFF_CHAT, AGENT_ID, "Ольга, заказ 77 приедет завтра.", int(appeal.staff_thread)
+    )
+    await smtp_capture.wait_for(2, timeout=10)
+    answer = next(
+        m for m in smtp_capture.messages if _plain(m.message).startswith("Ольга, заказ 77")
+    )
+    assert answer.rcpt_tos == ["olga@example.com"]
+    assert f"[{appeal.number}]" in answer.message["Subject"]
+    link = _status_link(answer.message)
+    html_part = answer.message.get_body(("html",))
+    assert html_part is not None and f'href="{link}"' in html_part.get_content()
+    async with desk.http.get(link) as resp:  # the appeal's page, the answer on it too
+        assert resp.status == 200
+        page = await resp.text()
+    assert appeal.number in page and "приедет завтра" in page
+    stored = await Message.get(appeal_id=appeal.id, direction="out")
+    assert (stored.channel, stored.address) == ("email", "olga@example.com")
+
+
+async def test_mails_carry_a_date_and_a_folded_subject_keeps_its_spaces(
+    start_mail_desk: Callable[..., Any],
+    mailbox: MailAccount,
+    smtp_capture: SmtpCapture,
+) -> None:
+    desk = await start_mail_desk()
+    subject = "Документы: акт сверки и счёт-фактуру за ноябрь 2026 года по договору поставки"
+    await mailbox.deliver(customer_mail("Пришлите, пожалуйста.", subject=subject))
+    appeal = await eventually(lambda: Appeal.filter(channel="email").first(), timeout=15)
+    assert appeal.subject == subject  # folded by the sender's mail library, read whole
+
+    ack = (await smtp_capture.wait_for(1, timeout=10))[0]
+    # Read as a strict RFC 2047 reader does: the standard library's parser.
+    assert ack.message["Subject"] == f"[{appeal.number}] Обращение зарегистрировано: {subject}"
+    sent_at = parsedate_to_datetime(ack.message["Date"])
+    assert abs((datetime.now(UTC) - sent_at).total_seconds()) < 300
+    assert re.fullmatch(r"<[^<>@\s]+@[^<>\s]+>", ack.message["Message-ID"])
+
+    # The raw mail kept with the appeal is listed with its real size.
+    _, detail = await desk.get(f"/api/v1/appeals/{appeal.number}")
+    files = detail["messages"][0]["attachments"]
+    index = next(i for i, a in enumerate(files) if a["name"] == "original.eml")
+    url = f"{desk.base}/api/v1/appeals/{appeal.number}/messages/{detail['messages'][0]['id']}"
+    async with desk.http.get(f"{url}/attachments/{index}", headers=desk.auth) as resp:
+        kept = await resp.read()
+    assert b"Subject:" in kept and files[index]["size"] == len(kept)
+
+
+async def test_an_unreachable_mailbox_is_not_tried_again_and_keeps_one_call_task(
+    fake: FakeTelegram,
+    mailbox: MailAccount,
+    smtp_capture: SmtpCapture,
+    start_desk: Callable[..., Any],
+) -> None:
+    # Nobody takes new appeals (no capacity): the call task goes to the team's lead.
+    settings = telegram_settings(fake, teams=[{"id": "support", "lead": "Олег"}])
+    settings["agents"] = [
+        {**agent, "capacity": 0}
+        for agent in [*settings["agents"], {"name": "Вера", "telegram_id": 1003, "role": "manager"}]
+    ]
+    desk: Desk = await start_desk(**settings, email=email_settings(mailbox, smtp_capture))
+    await mailbox.deliver(customer_mail("Где мой возврат?", sender="gone@example.com"))
+    appeal = await eventually(lambda: Appeal.filter(channel="email").first(), timeout=15)
+    await smtp_capture.wait_for(1, timeout=10)  # the acknowledgement
+    assert appeal.assignee_id is None and appeal.team == "support"
+    lead = await Agent.get(name="Олег")
+
+    smtp_capture.refuse_next(1, code=550, text="5.1.1 No such user", at="RCPT")
+    await desk.post(f"/api/v1/appeals/{appeal.number}/messages", {"text": "Возврат отправлен."})
+    task = await eventually(lambda: Task.filter(appeal_id=appeal.id, kind="call").first())
+    assert task.assignee_id == lead.id  # the team's lead, not nobody
+    assert "«Возврат отправлен.»" in task.text  # what the customer did not get
+    # No phone: the task says what to do instead, and names the contacts known.
+    assert "Телефоны: —" not in task.text
+    assert "Телефон клиента не известен" in task.text and "/customer" in task.text
+    assert "gone@example.com — недоступен" in task.text
+
+    # The next answer is not tried on the dead address: it joins the same open task.
+    await desk.post(f"/api/v1/appeals/{appeal.number}/messages", {"text": "Деньги придут завтра."})
+    second = await eventually(
+        lambda: Message.filter(text="Деньги придут завтра.", delivery_state="failed").first()
+    )
+    assert "unreachable" in second.delivery_error
+    tasks = await Task.filter(appeal_id=appeal.id, kind="call")
+    assert len(tasks) == 1 and "«Деньги придут завтра.»" in tasks[0].text
+    assert "«Возврат отправлен.»" in tasks[0].text
+    assert smtp_capture.refused == 1 and len(smtp_capture.messages) == 1  # the ack only
+    topic = await eventually(
+        lambda: Appeal.filter(id=appeal.id, staff_thread__isnull=False).first()
+    )
+    thread = int(topic.staff_thread)
+    await eventually(  # the agent sees in the topic that the answer did not go
+        lambda: sum("не доставлено" in t for t in texts_in(fake, STAFF_CHAT, thread)) == 2
+    )
+
+    # The customer writes again from that address: it is tried again, and the answer arrives.
+    await mailbox.deliver(customer_mail("Так где деньги?", sender="gone@example.com"))
+    await eventually(
+        lambda: ContactPoint.filter(address="gone@example.com", reachable=True).exists(), timeout=15
+    )
+    await desk.post(f"/api/v1/appeals/{appeal.number}/messages", {"text": "Уже в пути."})
+    mails = await smtp_capture.wait_for(2, timeout=10)
+    assert _plain(mails[-1].message).startswith("Уже в пути.")

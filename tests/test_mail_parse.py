@@ -223,6 +223,26 @@ def test_encoded_words_split_inside_a_character_and_mixed_charsets() -> None:
     assert (mail.from_name, mail.from_address) == ("Иван", "i@ex.com")
 
 
+def test_folded_subject_keeps_the_space_at_the_fold() -> None:
+    # Python's email package folds a long subject between «сверки и» and «счёт-фактуру» and
+    # writes the space between them after the fold's own, outside the encoded-words.
+    head = (
+        "From: a@example.com\n"
+        "Subject: =?utf-8?b?0JTQvtC60YPQvNC10L3RgtGLOiDQsNC60YIg0YHQstC10YDQutC4INC4?=\n"
+        "  =?utf-8?b?0YHRh9GR0YIt0YTQsNC60YLRg9GA0YMg0LfQsCDQvdC+0Y/QsdGA0Yw=?= 2026\n"
+    )
+    mail = parse_mail(_mail(head, b"hi"))
+    assert mail.subject == "Документы: акт сверки и счёт-фактуру за ноябрь 2026"
+    # A plain fold is unfolded by removing the line break only; the whitespace stays.
+    plain = parse_mail(_mail("From: a@example.com\nSubject: Акт сверки и\n\tсчёт\n", b"hi"))
+    assert plain.subject == "Акт сверки и счёт"
+    # The one whitespace that separates (or folds) two encoded-words is not text (RFC 2047).
+    split = "=?utf-8?Q?=D0=B0=D0=BA=D1=82?=\n =?utf-8?Q?_=D1=81=D0=B2=D0=B5=D1=80=D0=BA=D0=B8?="
+    assert parse_mail(_mail(f"From: a@example.com\nSubject: {split}\n", b"x")).subject == (
+        "акт сверки"
+    )
+
+
 # --- broken MIME ----------------------------------------------------------------------------
 
 

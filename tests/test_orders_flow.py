@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from bench.fakes.telegram import FakeTelegram
-from models import Agent, Customer, Event, Lifecycle, Order, Task
+from models import Agent, Customer, Event, Lifecycle, Order, OutboxItem, OutboxStatus, Task
 from tests.conftest import Desk
 from tests.fakes.vk import DEFAULT_TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk
@@ -281,3 +281,48 @@ async def test_a_first_order_makes_the_customer_active(desk: Desk) -> None:
         .first()
     )
     assert last is not None and last.data["reason"] == "returned with a new order"
+
+
+async def test_an_order_resent_without_a_stage_keeps_its_stage_and_mails_nothing_new(
+    fake: FakeTelegram,
+    mailbox: MailAccount,
+    smtp_capture: SmtpCapture,
+    start_desk: Callable[..., Any],
+) -> None:
+    desk: Desk = await start_desk(
+        clock=MovableClock(SHOP_MORNING),
+        **shop_settings(fake),
+        email=email_settings(mailbox, smtp_capture),
+    )
+    body = {
+        "external_id": "7001",
+        "customer": {
+            "name": "Ольга",
+            "email": "olga@example.com",
+            "timezone": "Asia/Yekaterinburg",
+        },
+    }
+    status, out = await desk.post("/api/v1/orders", body)  # a new order without a stage
+    assert status == 201 and out["stage"] == "new"
+    accepted = (await smtp_capture.wait_for(1, timeout=10))[0].message
+    text = accepted.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Заказ принят" in text and "7001" in text
+    # No appeal behind an order's notice: no «Обращение .» without its number.
+    assert "Обращение" not in text and "Чтобы ответить, просто ответьте" in text
+    html = accepted.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "Обращение" not in html
+
+    status, out = await desk.post("/api/v1/orders/7001/stage", {"stage": "shipped"})
+    assert status == 200
+    await smtp_capture.wait_for(2, timeout=10)
+    status, out = await desk.post("/api/v1/orders", body | {"amount": "1500.00"})
+    assert status == 200 and out["stage"] == "shipped"
+    assert [h["stage"] for h in out["history"] if h["kind"] == "stage"] == ["new", "shipped"]
+    assert await OutboxItem.filter(channel="email").count() == 2  # no second «Заказ принят»
+    await eventually(_outbox_drained, what="the outbox drained")
+    assert len(smtp_capture.messages) == 2
+
+
+async def _outbox_drained() -> bool:
+    busy = [OutboxStatus.PENDING, OutboxStatus.SENDING]
+    return not await OutboxItem.filter(status__in=busy).exists()

@@ -378,9 +378,13 @@ async def test_mail_links_open_a_page_and_only_the_confirmation_counts(
     links = re.findall(r"^(\d) \S+: (http\S+/feedback/\S+)$", text, re.MULTILINE)
     assert [score for score, _ in links] == ["1", "2", "3", "4", "5"]
     page_part = request.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    assert page_part.count('href="http') == 5 and "3 😐</a>" in page_part
+    assert page_part.count("/feedback/") == 5 and "3 😐</a>" in page_part
     three = "/feedback/" + links[2][1].split("/feedback/", 1)[1]
     assert three.endswith("?score=3")
+    # Each mail about the appeal carries its status page, the rating request too.
+    for mail in mails:
+        plain = mail.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert re.search(r"^Статус обращения и вся переписка: http\S+/s/\S+$", plain, re.M)
 
     async with aiohttp.ClientSession() as http:
         # A mail scanner opens every link: pages, no ratings.
@@ -438,6 +442,11 @@ async def test_mail_links_open_a_page_and_only_the_confirmation_counts(
             lambda: [m for m in fake.sent_to(MANAGERS_CHAT) if alert in (m.text or "")]
         )
         assert "через неделю" in low[0].text
+        # The manager's call task: the request and the customer's comment each on its own line.
+        call = await Task.get(appeal_id=appeal.id, kind="call")
+        assert (
+            "выясните, что пошло не так, и помогите.\nКомментарий клиента: «Чек пришёл" in call.text
+        )
 
         # A forgotten customer's link (still valid) says so and takes no rating.
         clock.jump(NOON)

@@ -46,6 +46,40 @@ async def test_blocked_customer_gets_a_call_task_and_the_topic_is_told(
     )
 
 
+async def test_a_blocked_chat_is_not_tried_again_until_the_customer_writes_from_it(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    await start_desk(**telegram_settings(fake))
+    appeal = await open_appeal(fake, 703, "Перезвоните мне")
+    thread = int(appeal.staff_thread)
+    fake.block_user(703)
+    fake.group_message(STAFF_CHAT, AGENT_ID, "Сейчас перезвоним", thread)
+    await eventually(lambda: Task.filter(appeal_id=appeal.id, kind="call").exists())
+
+    def tries() -> int:
+        return sum(str(c.params.get("chat_id")) == "703" for c in fake.calls("sendMessage"))
+
+    before = tries()
+    fake.group_message(STAFF_CHAT, AGENT_ID, "Или пришлите номер телефона", thread)
+    await eventually(
+        lambda: Message.filter(text="Или пришлите номер телефона", delivery_state="failed").exists()
+    )
+    assert tries() == before  # the blocked chat is not asked again
+    tasks = await Task.filter(appeal_id=appeal.id, kind="call")
+    assert len(tasks) == 1  # one open call task for the appeal, with both texts to pass on
+    assert "«Сейчас перезвоним" in tasks[0].text
+    assert "«Или пришлите номер телефона" in tasks[0].text
+
+    # The customer unblocks the bot and writes: the chat is reachable again.
+    fake.unblock_user(703)
+    fake.user_message(703, "Я снова здесь")
+    await eventually(
+        lambda: ContactPoint.filter(channel="telegram", address="703", reachable=True).exists()
+    )
+    fake.group_message(STAFF_CHAT, AGENT_ID, "Отлично, звоним", thread)
+    await eventually(lambda: any("Отлично, звоним" in t for t in texts_in(fake, 703)))
+
+
 async def test_blocked_customer_with_another_chat_gets_the_message_there(
     fake: FakeTelegram, start_desk: Callable[..., Any]
 ) -> None:

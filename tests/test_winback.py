@@ -253,7 +253,7 @@ async def test_tasks_api_lists_and_completes_calls(start_desk: Callable[..., Any
     status, page = await s.desk.get("/api/v1/tasks?status=open&kind=winback")
     assert status == 200 and page["total"] == 1
     task = page["items"][0]
-    assert "dina" in task["text"] and "Дозвонился" in task["text"]
+    assert "dina" in task["text"] and "Дозвонились" in task["text"]
 
     url = f"/api/v1/tasks/{task['id']}/complete"
     status, done = await s.desk.post(url, {"result": "no_answer"})

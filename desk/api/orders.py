@@ -87,7 +87,13 @@ class OrderIn(Body):
 
     external_id: str = Field(min_length=1, max_length=100, pattern=NOT_BLANK)
     customer: CustomerIn
-    stage: str = Field(default="new", min_length=1, max_length=64)
+    stage: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="the order's stage; left out: a new order starts at «new», "
+        "a known one keeps its stage",
+    )
     placed_at: AwareDatetime | None = Field(
         default=None, description="when the customer ordered (default: now; never later)"
     )
