@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.backend_agnostic
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # A run that starts a child process and stops it in its clean-up, as bench.load stops the
@@ -15,8 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN = """
 import asyncio, subprocess, sys
 from bench import terminable
-
-pytestmark = pytest.mark.backend_agnostic
 
 async def main():
     child = subprocess.Popen(
