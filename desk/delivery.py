@@ -185,7 +185,7 @@ class DeliveryWorker:
             while not stop.is_set():
                 started = loop.time()
                 try:
-                    handled = await self.deliver_due(stop)
+                    handled = await self.deliver_due(stop, slow_beside=True)
                 except Exception as exc:  # a task root: log and keep the worker alive
                     handled = 0
                     if db.is_outage(exc) and await self._outage.wait(exc, stop):
@@ -233,11 +233,15 @@ class DeliveryWorker:
         except Exception:  # a task root's helper: the leases run out by themselves
             log.exception("taking back leased rows failed")
 
-    async def deliver_due(self, stop: asyncio.Event | None = None) -> int:
+    async def deliver_due(
+        self, stop: asyncio.Event | None = None, *, slow_beside: bool = False
+    ) -> int:
         """One pass: claim every conversation's next due row and deliver them; returns how many
         were tried (rows of a held destination are given back untried, and do not count: a pass
         that met only those is an idle one). Once ``stop`` is set, rows still waiting for their
-        turn are given back unsent.
+        turn are given back unsent. With ``slow_beside`` (the worker's own loop), sends still
+        waiting for their answers after SLOW_SEND_S go on beside the next passes (``finish_slow``
+        waits for them); else the pass waits for every send.
 
         Each send is recorded before its task ends, group-committed with the sends that finished
         meanwhile (one UPDATE of their rows, one of their messages, one commit). A process that
@@ -247,11 +251,13 @@ class DeliveryWorker:
             return 0
         token = _pass.set(PassContext(claimed))  # the sends below start with it
         try:
-            return await self._deliver_all(claimed, stop)
+            return await self._deliver_all(claimed, stop, slow_beside)
         finally:
             _pass.reset(token)
 
-    async def _deliver_all(self, claimed: list[OutboxItem], stop: asyncio.Event | None) -> int:
+    async def _deliver_all(
+        self, claimed: list[OutboxItem], stop: asyncio.Event | None, slow_beside: bool
+    ) -> int:
         gate = asyncio.Semaphore(PARALLEL)
         held: list[int] = []  # rows whose destination was told to wait during this pass
         over = False  # the pass has ended; its slow sends go on
@@ -270,7 +276,7 @@ class DeliveryWorker:
                 await self._deliver(item, stop)
 
         sends = {asyncio.ensure_future(one(item)): item.id for item in claimed}
-        done, slow = await asyncio.wait(sends, timeout=SLOW_SEND_S)
+        done, slow = await asyncio.wait(sends, timeout=SLOW_SEND_S if slow_beside else None)
         if slow and len(slow) + len(self._slow) > MAX_SLOW:
             await asyncio.wait(slow)  # too many waiting: this pass waits for them all
             done, slow = set(sends), set()
