@@ -118,8 +118,10 @@ class HttpSettings(Section):
     body_timeout_s: float = Field(
         default=30.0, gt=0, le=3600, description="a request's body must have arrived by then: 408"
     )
+    # Telegram posts a webhook's updates over up to setWebhook's max_connections (40 unless
+    # set, at most 100) from a few of its servers: the cap must leave it all of them.
     connections_per_address: int = Field(
-        default=32,
+        default=100,
         ge=1,
         le=100_000,
         description="open connections from one address (not counting trusted proxies); more: 503",

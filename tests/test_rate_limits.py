@@ -5,6 +5,8 @@ buckets themselves as plain functions."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -173,6 +175,50 @@ async def test_customers_writing_in_telegram_are_never_limited(
         return await Message.filter(text__in=texts).count() == len(texts)
 
     await eventually(all_stored, timeout=20)
+
+
+async def test_telegram_s_webhook_connections_are_all_taken_at_the_default_cap(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    # Telegram posts a webhook's updates over up to 100 connections (setWebhook's
+    # max_connections; 40 unless set) from one of its servers: none may meet the cap's 503.
+    port = free_port()
+    await start_desk(
+        **telegram_settings(fake, telegram={"mode": "webhook", "webhook_secret": SECRET}),
+        http={"host": "127.0.0.1", "port": port},
+        public_url=f"http://127.0.0.1:{port}",
+    )
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(100)]
+    for i, (_, writer) in enumerate(connections):
+        update = {
+            "update_id": 900_000 + i,
+            "message": {
+                "message_id": 1,
+                "date": 1_800_000_000,
+                "chat": {"id": 77_000 + i, "type": "private", "first_name": "Клиент"},
+                "from": {"id": 77_000 + i, "is_bot": False, "first_name": "Клиент"},
+                "text": f"Вопрос через вебхук {i}",
+            },
+        }
+        body = json.dumps(update).encode()
+        writer.write(
+            b"POST /telegram/webhook HTTP/1.1\r\nHost: desk\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nX-Telegram-Bot-Api-Secret-Token: "
+            + SECRET.encode()
+            + b"\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+    answers = [await asyncio.wait_for(reader.read(), timeout=30) for reader, _ in connections]
+    for _, writer in connections:
+        writer.close()
+    assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 100
+
+    async def all_stored() -> bool:  # the 200 came once each was in the stream
+        return await Message.filter(text__startswith="Вопрос через вебхук").count() == 100
+
+    await eventually(all_stored, timeout=30)
 
 
 # -- the buckets ------------------------------------------------------------------------------
