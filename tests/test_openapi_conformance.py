@@ -17,6 +17,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.served_desk import AGENT_TOKEN, MANAGER_TOKEN
 
+# What the document and the server say is the same on any backend: run once on CI (SQLite).
+pytestmark = pytest.mark.backend_agnostic
+
 # Rules a JSON schema cannot state, and the error each one answers with: only these may refuse
 # a request the document calls valid (every other refusal still fails the check).
 #  - an agent named in a body or a filter must exist (a row, not a shape): 422 unknown_agent;
