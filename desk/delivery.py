@@ -276,10 +276,15 @@ class DeliveryWorker:
                 await self._deliver(item, stop)
 
         sends = {asyncio.ensure_future(one(item)): item.id for item in claimed}
-        done, slow = await asyncio.wait(sends, timeout=SLOW_SEND_S if slow_beside else None)
-        if slow and len(slow) + len(self._slow) > MAX_SLOW:
-            await asyncio.wait(slow)  # too many waiting: this pass waits for them all
-            done, slow = set(sends), set()
+        try:
+            done, slow = await asyncio.wait(sends, timeout=SLOW_SEND_S if slow_beside else None)
+            if slow and len(slow) + len(self._slow) > MAX_SLOW:
+                await asyncio.wait(slow)  # too many waiting: this pass waits for them all
+                done, slow = set(sends), set()
+        except asyncio.CancelledError:  # the worker is cancelled: none is left running unowned
+            for send in sends:
+                send.cancel()
+            raise
         for send in slow:  # waiting for late answers: the next passes go on meanwhile
             self._slow[sends[send]] = send
             send.add_done_callback(partial(self._slow_done, sends[send]))
