@@ -16,7 +16,7 @@ from tortoise.transactions import in_transaction
 from bots.cards import callback
 from bots.deps import BotDeps
 from bots.staff_commands import COMMANDS, CommandContext, parse_command
-from bots.staff_sync import CALL_PREFIX
+from bots.staff_sync import CALL_PREFIX, user_mention
 from bots.task_board import REASON_PREFIX, RESULT_PREFIX
 from channels.base import Attachment, ChannelKind, DeliveryError
 from channels.telegram import attachments_of
@@ -211,8 +211,7 @@ class StaffDesk:
             return
         except DeliveryError as exc:
             log.info("a stranger in the staff group cannot be told privately: %s", exc)
-        name = html.escape(user.full_name, quote=False)
-        who = f'<a href="tg://user?id={user.id}">{name}</a>'  # their phone rings
+        who = user_mention(user.id, user.full_name)
         text = self.s("staff.not_agent_here", who="{who}").replace("{who}", who)
         await self.say(None, text)
 

@@ -33,8 +33,14 @@ FEED_EVENTS = CARD_EVENTS | {"appeal.created", "message.received", "message.sent
 
 def mention(agent: Agent) -> str:
     """The agent's name as a Telegram HTML mention (their phone rings), or just the name."""
-    name = html.escape(agent.name, quote=False)
-    return f'<a href="tg://user?id={agent.telegram_id}">{name}</a>' if agent.telegram_id else name
+    if agent.telegram_id:
+        return user_mention(int(agent.telegram_id), agent.name)
+    return html.escape(agent.name, quote=False)
+
+
+def user_mention(user_id: int, name: str) -> str:
+    """A Telegram user's name as an HTML mention: their phone rings."""
+    return f'<a href="tg://user?id={user_id}">{html.escape(name, quote=False)}</a>'
 
 
 def appeal_queue(appeal_id: int) -> str:
