@@ -24,6 +24,8 @@ from channels.telegram import ALLOWED_UPDATES, Poller, make_bot, webhook_view
 from channels.telegram_send import TelegramLimiter, TelegramSender
 from desk.answers import AnswerBook
 from desk.context import AppContext
+from desk.event_types import TaskCreated
+from desk.events import Stage
 from desk.log_context import log_scope
 
 log = logging.getLogger(__name__)
@@ -68,9 +70,9 @@ class TelegramDesk:
         if self.staff is not None:
             feed = FeedBoard(self.sender, ctx.settings, ctx.texts, ctx.clock)
             ctx.adapters[STAFF_CHANNEL] = StaffPoster(self.sender, ctx.settings, ctx.texts, feed)
-            ctx.lifecycle.events.subscribe(self.staff.on_event)
+            ctx.lifecycle.events.subscribe(Stage.STAFF, self.staff.on_event, *StaffSync.KINDS)
         if self.tasks is not None:
-            ctx.lifecycle.events.subscribe(self.tasks.on_event)
+            ctx.lifecycle.events.subscribe(Stage.TASKS, self.tasks.on_event, TaskCreated)
 
     async def handle(self, update: Update) -> None:
         """Handle one update to the end (written durably) before it is acknowledged."""

@@ -8,7 +8,32 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from desk import outbox
-from desk.events import DomainEvent, first_in_batch
+from desk.event_types import (
+    AppealAssigned,
+    AppealCategorised,
+    AppealCreated,
+    AppealImportant,
+    AppealTagged,
+    AppealTransferred,
+    AppealUnsorted,
+    DomainEvent,
+    MessageEdited,
+    MessageExtended,
+    MessageReceived,
+    MessageSent,
+    NoteAdded,
+    PriorityChanged,
+    RatingCommented,
+    RatingReceived,
+    Rerouted,
+    SlaBreached,
+    SlaRaised,
+    StatusMove,
+    TaskCreated,
+    TaskDue,
+    Undelivered,
+)
+from desk.events import first_in_batch
 from desk.outbox import Outbox
 from desk.settings import Settings, categories_of
 from desk.texts import Texts
@@ -17,18 +42,18 @@ from models import Agent, Appeal, Customer, Message, OutboxItem, OutboxStatus
 STAFF_CHANNEL = "staff"
 FEED_QUEUE = "staff:feed"
 CALL_PREFIX = "call"  # «Перезвонить» under an alert: call:<customer id>:<appeal id or 0>
-CARD_EVENTS = frozenset(
-    {
-        "appeal.status_changed",
-        "appeal.reopened",
-        "appeal.assigned",
-        "appeal.tagged",
-        "appeal.priority_changed",
-        "appeal.transferred",
-        "appeal.categorised",
-    }
+# What redraws an appeal's card in its topic; with its first message, what changes the feed.
+CARD_EVENTS = (
+    StatusMove,
+    AppealAssigned,
+    AppealTagged,
+    PriorityChanged,
+    AppealTransferred,
+    AppealCategorised,
 )
-FEED_EVENTS = CARD_EVENTS | {"appeal.created", "message.received", "message.sent"}
+FEED_EVENTS = (*CARD_EVENTS, AppealCreated, MessageReceived, MessageSent)
+# Told in the appeal's topic as a post of their own (``telegram/<kind>.html.j2``).
+NOTICE_EVENTS = (Undelivered, Rerouted, TaskCreated, TaskDue)
 
 
 def mention(agent: Agent) -> str:
@@ -61,73 +86,94 @@ class StaffSync:
         self._chat = str(settings.telegram.staff_chat_id)
         self._lang = settings.company.language
 
+    # What ``on_event`` listens to.
+    KINDS = (
+        *FEED_EVENTS,
+        *NOTICE_EVENTS,
+        MessageExtended,
+        MessageEdited,
+        NoteAdded,
+        SlaRaised,
+        AppealUnsorted,
+        AppealImportant,
+        RatingReceived,
+        RatingCommented,
+    )
+
     async def on_event(self, event: DomainEvent) -> None:
         """Queue the staff-group side of one event (runs inside its transaction)."""
         appeal = event.appeal
         if appeal is not None:
             await self._for_appeal(event, appeal)
-        if event.kind in FEED_EVENTS:
+        if isinstance(event, FEED_EVENTS):
             await self.feed_soon()
 
     async def _for_appeal(self, event: DomainEvent, appeal: Appeal) -> None:
-        kind, data = event.kind, event.data
-        if kind == "appeal.created":
-            await self.card(appeal, new=True)
-        elif kind in CARD_EVENTS:
-            await self.card(appeal)
-        elif kind == "message.received":
-            delay = self._settings.telegram.album_wait_s if data.get("album") else 0.0
-            await self.enqueue(
-                appeal,
-                "relay",
-                message_id=data["message_id"],
-                not_before=self._clock() + timedelta(seconds=delay),
-            )
-        elif kind == "message.extended":
-            await self._album_rest(appeal, int(data["message_id"]), int(data.get("added", 0)))
-        elif kind == "message.edited":
-            text = self._texts.render(
-                "telegram/edited.html.j2", self._lang, before=data["before"], after=data["after"]
-            )
-            await self.enqueue(appeal, "post", text=text)
-        elif kind in ("message.sent", "note.added") and data.get("source") != "telegram":
-            await self.enqueue(appeal, "echo", message_id=data["message_id"])
-        elif kind in ("sla.warning", "sla.breached"):
-            await self._sla(appeal, kind, data)
-        elif kind == "appeal.unsorted":
-            await self._picker(appeal)
-        elif kind in ("rating.received", "rating.commented"):
-            text = self._texts.render(
-                f"telegram/{kind.replace('.', '_')}.html.j2",
-                self._lang,
-                score=data.get("score"),
-                comment=data.get("comment", ""),
-            )
-            await self.enqueue(appeal, "post", text=text)
-        elif kind == "appeal.important":
-            await self.alert(appeal, list(data.get("reasons", [])))
-        elif kind in ("delivery.failed", "delivery.rerouted", "task.created", "task.due"):
-            if data.get("channel") == STAFF_CHANNEL:
-                return  # the staff group itself failed: telling it would fail again
-            text = self._texts.render(
-                f"telegram/{kind.replace('.', '_')}.html.j2", self._lang, actor=event.actor, **data
-            )
-            await self.enqueue(appeal, "post", text=text)
+        match event:
+            case AppealCreated():
+                await self.card(appeal, new=True)
+            case _ if isinstance(event, CARD_EVENTS):
+                await self.card(appeal)
+            case MessageReceived(album=album, message_id=message_id):
+                delay = self._settings.telegram.album_wait_s if album else 0.0
+                await self.enqueue(
+                    appeal,
+                    "relay",
+                    message_id=message_id,
+                    not_before=self._clock() + timedelta(seconds=delay),
+                )
+            case MessageExtended(message_id=message_id, added=added):
+                await self._album_rest(appeal, message_id, added)
+            case MessageEdited(before=before, after=after):
+                text = self._texts.render(
+                    "telegram/edited.html.j2", self._lang, before=before, after=after
+                )
+                await self.enqueue(appeal, "post", text=text)
+            case MessageSent(source=source) | NoteAdded(source=source) if source != "telegram":
+                await self.enqueue(appeal, "echo", message_id=event.message_id)
+            case SlaRaised():
+                await self._sla(appeal, event)
+            case AppealUnsorted():
+                await self._picker(appeal)
+            case (
+                RatingReceived(score=score, comment=comment)
+                | RatingCommented(score=score, comment=comment)
+            ):
+                text = self._texts.render(
+                    f"telegram/{event.KIND.replace('.', '_')}.html.j2",
+                    self._lang,
+                    score=score,
+                    comment=comment,
+                )
+                await self.enqueue(appeal, "post", text=text)
+            case AppealImportant(reasons=reasons):
+                await self.alert(appeal, list(reasons))
+            case _ if isinstance(event, NOTICE_EVENTS):
+                data = event.data()
+                if data.get("channel") == STAFF_CHANNEL:
+                    return  # the staff group itself failed: telling it would fail again
+                text = self._texts.render(
+                    f"telegram/{event.KIND.replace('.', '_')}.html.j2",
+                    self._lang,
+                    actor=event.actor,
+                    **data,
+                )
+                await self.enqueue(appeal, "post", text=text)
 
-    async def _sla(self, appeal: Appeal, kind: str, data: dict[str, Any]) -> None:
+    async def _sla(self, appeal: Appeal, event: SlaRaised) -> None:
         """A warning in the appeal's topic; a breach there and in the managers chat."""
         string = self._texts.string
-        target = string(f"sla.{data.get('target', 'first_response')}", self._lang)
-        due = datetime.fromisoformat(str(data["due"]))
+        target = string(f"sla.{event.target}", self._lang)
+        due = datetime.fromisoformat(event.due)
         minutes = max(1, int((due - self._clock()).total_seconds() // 60))
         left = self._texts.duration(minutes, self._lang)
-        line = string(kind, self._lang, number=appeal.number, target=target, left=left)
+        line = string(event.KIND, self._lang, number=appeal.number, target=target, left=left)
         text = html.escape(line, quote=False)
         agent = await Agent.get_or_none(id=appeal.assignee_id) if appeal.assignee_id else None
         if agent is not None and agent.telegram_id:
             text += " " + mention(agent)  # the assignee's Telegram rings even in a muted topic
         await self.enqueue(appeal, "post", text=text)
-        if kind == "sla.breached":
+        if isinstance(event, SlaBreached):
             await self.alert(appeal, [line])
 
     async def _picker(self, appeal: Appeal) -> None:

@@ -19,7 +19,7 @@ from tortoise.transactions import in_transaction
 from bots.staff_sync import StaffSync
 from desk.context import AppContext
 from desk.errors import DeskError, TaskClosed, TaskNotFound
-from desk.events import DomainEvent
+from desk.event_types import TaskCreated
 from desk.orders import order_totals
 from desk.tasks import phones_of
 from desk.winback import WINBACK, complete_call, give_reason
@@ -65,11 +65,11 @@ class TaskBoard:
 
     # -- posting ------------------------------------------------------------------------------
 
-    async def on_event(self, event: DomainEvent) -> None:
+    async def on_event(self, event: TaskCreated) -> None:
         """A new win-back task: its card in General (inside the event's transaction)."""
-        if event.kind != "task.created" or event.data.get("kind") != WINBACK:
+        if event.kind != WINBACK:
             return
-        task = await Task.get_or_none(id=int(event.data["task_id"]))
+        task = await Task.get_or_none(id=event.task_id)
         if task is not None and task.customer_id is not None:
             await self._post_card(task)
 

@@ -17,7 +17,8 @@ from channels.webhook import KIND as WEBHOOK_KIND
 from desk import history
 from desk.customers import set_state
 from desk.errors import DeskError
-from desk.events import DomainEvent, EventBus
+from desk.event_types import EVENT_TYPES, DomainEvent
+from desk.events import EventBus
 from desk.notice_templates import STAFF, TASK
 from desk.notify import Button, Notifier
 from desk.orders import CHOICE_PREFIX
@@ -71,7 +72,7 @@ class Target:
 
     def data(self) -> dict[str, Any]:
         """The event's data with ``appeal.*``, ``customer.*`` and ``order.*`` for conditions."""
-        out: dict[str, Any] = dict(self.event.data)
+        out: dict[str, Any] = self.event.data()
         if self.appeal is not None:
             a = self.appeal
             out["appeal"] = {
@@ -132,13 +133,15 @@ class Automation:
         self._lang = settings.company.language
         self._settings = settings
 
+    def kinds(self) -> tuple[type[DomainEvent], ...]:
+        """The event types some rule is ``on`` (what ``on_event`` listens to)."""
+        return tuple(EVENT_TYPES[on] for on in dict.fromkeys(r.on for r in self._rules))
+
     async def on_event(self, event: DomainEvent) -> None:
         """Run the rules that fire for ``event`` (inside its transaction)."""
-        if not any(r.on == event.kind for r in self._rules):
-            return
         chain = _chain.get()
         target = await self._target(event)
-        for fired in firing(self._rules, event.kind, target.data(), chain=chain):
+        for fired in firing(self._rules, event.KIND, target.data(), chain=chain):
             target.rule = fired.rule
             token = _chain.set((*chain, fired.rule))
             try:
@@ -152,7 +155,7 @@ class Automation:
                 customer=target.customer,
                 at=self._clock(),
                 rule=fired.rule,
-                on=event.kind,
+                on=event.KIND,
                 outcomes=outcomes,
             )
 
@@ -162,7 +165,7 @@ class Automation:
         customer = event.customer
         if customer is None or customer.id != customer_id:
             customer = await Customer.get_or_none(id=customer_id) if customer_id else None
-        order_id = event.data.get("order_id")
+        order_id = getattr(event, "order_id", None)
         order = await Order.get_or_none(id=int(order_id)) if order_id is not None else None
         return Target(event, appeal, customer, order)
 
@@ -244,7 +247,7 @@ class Automation:
         raise ActionSkipped(f"unknown action {action.action}")
 
     def _values(self, target: Target) -> dict[str, Any]:
-        values: dict[str, Any] = {"event": dict(target.event.data), "rule": target.rule}
+        values: dict[str, Any] = {"event": target.event.data(), "rule": target.rule}
         if target.order is not None:
             order = target.order
             stage = self._stages.get(order.stage)
@@ -342,7 +345,7 @@ class Automation:
 
     async def _webhook(self, action: CallWebhook, target: Target) -> dict[str, Any]:
         body = {
-            "event": target.event.kind,
+            "event": target.event.KIND,
             "at": self._clock().isoformat(),
             **target.data(),
         }

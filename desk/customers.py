@@ -9,6 +9,7 @@ from tortoise.transactions import in_transaction
 
 from channels.base import ChannelKind, InboundMessage
 from channels.web import PHONE_CHANNEL as PHONE
+from desk.event_types import CustomerLinked, CustomerMerged, CustomerStateChanged
 from desk.events import CONTACTS, EventBus, hold_in_batch
 from models import (
     Appeal,
@@ -212,9 +213,7 @@ async def link_phone(
                 await ContactPoint.create(
                     customer=customer, channel=PHONE, address=number, verified=True
                 )
-            await events.emit(
-                "customer.linked", actor="customer", customer=customer, channel=channel
-            )
+            await events.emit(CustomerLinked(actor="customer", customer=customer, channel=channel))
         return customer
 
     for attempt in range(LINK_TRIES):
@@ -242,7 +241,7 @@ async def merge_customers(source_id: int, target_id: int, events: EventBus, *, a
         await target.save(update_fields=["name", "updated_at"])
     await source.delete()
     await events.emit(
-        "customer.merged", actor=actor, customer=target, merged=source_id, name=source.name
+        CustomerMerged(actor=actor, customer=target, merged=source_id, name=source.name)
     )
 
 
@@ -264,12 +263,13 @@ async def set_state(
     setattr(customer, field, to)
     await customer.save(update_fields=[field, "updated_at"])
     await events.emit(
-        "customer.state_changed",
-        actor=actor,
-        customer=customer,
-        field=field,
-        before=before.value,
-        after=to.value,
-        reason=reason,
+        CustomerStateChanged(
+            actor=actor,
+            customer=customer,
+            field=field,
+            before=before.value,
+            after=to.value,
+            reason=reason,
+        )
     )
     return True

@@ -28,6 +28,7 @@ from channels.base import (
     Unreachable,
 )
 from channels.group_commit import GroupCommit
+from desk.event_types import Undelivered
 from desk.events import EventBus
 from desk.lifecycle import appeal_number
 from desk.log_context import log_scope
@@ -513,12 +514,13 @@ class DeliveryWorker:
             if item.appeal_id is not None:
                 appeal = await Appeal.get(id=item.appeal_id)
                 await self._events.emit(
-                    "delivery.failed",
-                    actor="delivery",
-                    appeal=appeal,
-                    outbox_id=item.id,
-                    channel=item.channel,
-                    reason=reason,
+                    Undelivered(
+                        actor="delivery",
+                        appeal=appeal,
+                        outbox_id=item.id,
+                        channel=item.channel,
+                        reason=reason,
+                    )
                 )
             if unreachable and self._on_unreachable is not None:
                 await self._on_unreachable(item, reason)

@@ -6,30 +6,34 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import datetime
+from enum import IntEnum
 from typing import Any
 
 from desk import appeal_changes, history, outbox
+from desk.event_types import DomainEvent
 from desk.log_context import about
-from models import Appeal, Customer
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class DomainEvent:
-    """Something that happened to an appeal or a customer (``appeal.created``, …)."""
-
-    kind: str
-    actor: str
-    appeal: Appeal | None = None
-    customer_id: int | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    customer: Customer | None = None  # as the emitter has it, when it has it (spares a read)
+Subscriber = Callable[[Any], Awaitable[None]]
 
 
-Subscriber = Callable[[DomainEvent], Awaitable[None]]
+class Stage(IntEnum):
+    """The order in which subscribers see an event, stated once: the router first (a new
+    appeal gets its category and owner), then its due times, the staff group's topic and card,
+    the automation rules (they see the routed, timed appeal and its card), the staff's task
+    board, and the report columns last."""
+
+    ROUTING = 1
+    SLA = 2
+    STAFF = 3
+    AUTOMATION = 4
+    TASKS = 5
+    REPORTS = 6
+
 
 # Inside ``EventBus.batch()``: what subscribers did once for the whole batch, and what they
 # read once for it.
@@ -83,7 +87,8 @@ class EventBus:
     """
 
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: list[tuple[Stage, int, Subscriber, tuple[type[DomainEvent], ...]]] = []
+        self._routes: dict[type[DomainEvent], tuple[Subscriber, ...]] = {}
         self._clock = clock
 
     @asynccontextmanager
@@ -100,30 +105,45 @@ class EventBus:
             _cache.reset(cached)
             _done_once.reset(token)
 
-    def subscribe(self, subscriber: Subscriber) -> None:
-        """Call ``subscriber`` for every event from now on."""
-        self._subscribers.append(subscriber)
+    def subscribe(self, stage: Stage, subscriber: Subscriber, *kinds: type[DomainEvent]) -> None:
+        """Call ``subscriber`` with every event of ``kinds`` (their subclasses too) from now on,
+        in ``stage``'s place among the subscribers."""
+        if not kinds:
+            return
+        self._subscribers.append((stage, len(self._subscribers), subscriber, kinds))
+        self._subscribers.sort(key=lambda s: (s[0], s[1]))
+        self._routes.clear()
 
-    async def emit(
-        self,
-        kind: str,
-        /,
-        *,
-        actor: str,
-        appeal: Appeal | None = None,
-        customer: Customer | None = None,
-        **data: Any,
-    ) -> DomainEvent:
-        """Write the history row and tell every subscriber; call inside the change's transaction."""
+    def _route(self, kind: type[DomainEvent]) -> tuple[Subscriber, ...]:
+        route = self._routes.get(kind)
+        if route is None:
+            route = tuple(s for _, _, s, kinds in self._subscribers if issubclass(kind, kinds))
+            self._routes[kind] = route
+        return route
+
+    async def emit(self, event: DomainEvent) -> DomainEvent:
+        """Write the event's history row and hand it to its subscribers in their stages' order;
+        call inside the change's transaction."""
+        appeal = event.appeal
+        if event.customer is None and appeal is not None:
+            held = batch_held(CUSTOMERS, appeal.customer_id)  # as the batch has it
+            if held is not None:
+                event = replace(event, customer=held)
         at = self._clock() if self._clock is not None else None
-        if customer is None and appeal is not None:  # as the batch has it, when it has it
-            customer = batch_held(CUSTOMERS, appeal.customer_id)
-        row = await history.record(
-            kind, actor=actor, appeal=appeal, customer=customer, at=at, **data
+        await history.record(
+            event.KIND,
+            actor=event.actor,
+            appeal=appeal,
+            customer=event.customer,
+            at=at,
+            **event.data(),
         )
-        event = DomainEvent(kind, actor, appeal, row.customer_id, data, customer)
-        number, channel = (appeal.number, appeal.channel) if appeal is not None else (None, None)
-        with about(appeal=number, channel=channel):  # what subscribers log is about this appeal
-            for subscriber in self._subscribers:
-                await subscriber(event)
+        route = self._route(type(event))
+        if route:
+            number, channel = (
+                (appeal.number, appeal.channel) if appeal is not None else (None, None)
+            )
+            with about(appeal=number, channel=channel):  # what subscribers log is about it
+                for subscriber in route:
+                    await subscriber(event)
         return event

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from tortoise.expressions import Q
 
+from desk.event_types import Rerouted
 from desk.events import EventBus
 from desk.outbox import Outbox
 from desk.settings import Settings
@@ -93,13 +94,14 @@ class Fallback:
                 message=None,
             )
             await self._events.emit(
-                "delivery.rerouted",
-                actor="delivery",
-                appeal=appeal,
-                outbox_id=outbox_id,
-                before=channel,
-                after=other.channel,
-                reason=reason,
+                Rerouted(
+                    actor="delivery",
+                    appeal=appeal,
+                    outbox_id=outbox_id,
+                    before=channel,
+                    after=other.channel,
+                    reason=reason,
+                )
             )
             log.info("delivery rerouted", extra={"appeal": appeal.number, "to": other.channel})
             return

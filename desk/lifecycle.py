@@ -17,6 +17,19 @@ from channels.base import Attachment, ChannelKind, InboundMessage
 from desk import appeal_changes
 from desk.customers import resolve_customer
 from desk.errors import AppealNotFound, InvalidInput, InvalidTransition
+from desk.event_types import (
+    AppealCreated,
+    AppealReopened,
+    CustomerCreated,
+    MessageEdited,
+    MessageExtended,
+    MessageReceived,
+    MessageSent,
+    NoteAdded,
+    ReplyEdited,
+    StatusChanged,
+    Undelivered,
+)
 from desk.events import CUSTOMERS, MESSAGES, ROUTES, EventBus, batch_held, hold_in_batch
 from desk.intake_batch import FollowUp, IntakeBatch, new_appeal_key, stored_id
 from desk.log_context import log_scope
@@ -242,14 +255,15 @@ class Lifecycle:
             hold_in_batch(ROUTES, appeal.id, (msg.channel.value, msg.address))
             with log_scope(channel=msg.channel.value):
                 await self.events.emit(
-                    "message.received",
-                    actor="customer",
-                    appeal=appeal,
-                    customer=follow_up.customer,
-                    message_id=message_id,
-                    channel=msg.channel.value,
-                    album=False,
-                    first=False,
+                    MessageReceived(
+                        actor="customer",
+                        appeal=appeal,
+                        customer=follow_up.customer,
+                        message_id=message_id,
+                        channel=msg.channel.value,
+                        album=False,
+                        first=False,
+                    )
                 )
             log.info(
                 "message stored",
@@ -298,7 +312,7 @@ class Lifecycle:
         hold_in_batch(CUSTOMERS, customer.id, customer)
         if new_customer:
             await self.events.emit(
-                "customer.created", actor="intake", customer=customer, channel=channel
+                CustomerCreated(actor="intake", customer=customer, channel=channel)
             )
         if (
             self.capture is not None
@@ -338,15 +352,16 @@ class Lifecycle:
         appeal.waiting_since = appeal.waiting_since or now
         await appeal_changes.save(appeal, ["last_message_at", "waiting_since", "updated_at"])
         await self.events.emit(
-            "message.received",
-            actor="customer",
-            appeal=appeal,
-            customer=customer if customer.id == appeal.customer_id else None,
-            message_id=message.id,
-            channel=channel,
-            album=bool(msg.group_id),
-            first=created,
-            new_customer=new_customer,
+            MessageReceived(
+                actor="customer",
+                appeal=appeal,
+                customer=customer if customer.id == appeal.customer_id else None,
+                message_id=message.id,
+                channel=channel,
+                album=bool(msg.group_id),
+                first=created,
+                new_customer=new_customer,
+            )
         )
         if appeal.customer_id == customer.id and appeal.status in OPEN_STATUSES:
             batch.open_appeals[customer.id] = appeal  # what the router left it (still open)
@@ -371,12 +386,13 @@ class Lifecycle:
         original.edited_at = msg.sent_at
         await original.save(update_fields=["text", "edited_at"])
         await self.events.emit(
-            "message.edited",
-            actor="customer",
-            appeal=appeal,
-            message_id=original.id,
-            before=before,
-            after=msg.text,
+            MessageEdited(
+                actor="customer",
+                appeal=appeal,
+                message_id=original.id,
+                before=before,
+                after=msg.text,
+            )
         )
         return IngestResult(appeal.id, appeal.number or "", original.id, edited=True)
 
@@ -393,11 +409,9 @@ class Lifecycle:
             message.text = f"{message.text}\n{text}".strip()
         await message.save(update_fields=["attachments", "text"])
         await self.events.emit(
-            "message.extended",
-            actor="customer",
-            appeal=appeal,
-            message_id=message.id,
-            added=len(added),
+            MessageExtended(
+                actor="customer", appeal=appeal, message_id=message.id, added=len(added)
+            )
         )
         return IngestResult(appeal.id, appeal.number or "", message.id)
 
@@ -452,12 +466,13 @@ class Lifecycle:
         await appeal.save(update_fields=["number"])  # now: the number finds the appeal
         appeal_changes.created(appeal)
         await self.events.emit(
-            "appeal.created",
-            actor="customer",
-            appeal=appeal,
-            channel=msg.channel.value,
-            address=msg.address,
-            number=appeal.number,
+            AppealCreated(
+                actor="customer",
+                appeal=appeal,
+                channel=msg.channel.value,
+                address=msg.address,
+                number=appeal.number,
+            )
         )
         return appeal
 
@@ -515,13 +530,13 @@ class Lifecycle:
                 raise InvalidTransition(appeal.number or "", fresh.status.value, to.value)
             for key, value in changes.items():
                 setattr(appeal, key, value)
-        kind = (
-            "appeal.reopened"
+        moved = (
+            AppealReopened
             if current is AppealStatus.RESOLVED and to is AppealStatus.OPEN
-            else "appeal.status_changed"
+            else StatusChanged
         )
         await self.events.emit(
-            kind, actor=actor, appeal=appeal, before=current.value, after=to.value, reason=reason
+            moved(actor=actor, appeal=appeal, before=current.value, after=to.value, reason=reason)
         )
 
     async def reply(
@@ -573,12 +588,13 @@ class Lifecycle:
                 delivered = f"{text}\n\n{signature}".strip() if signature else text
                 if dead and self.undeliverable is not None:
                     await self.events.emit(
-                        "delivery.failed",
-                        actor="delivery",
-                        appeal=appeal,
-                        outbox_id=None,
-                        channel=channel,
-                        reason=KNOWN_UNREACHABLE,
+                        Undelivered(
+                            actor="delivery",
+                            appeal=appeal,
+                            outbox_id=None,
+                            channel=channel,
+                            reason=KNOWN_UNREACHABLE,
+                        )
                     )
                     await self.undeliverable(
                         appeal,
@@ -611,12 +627,13 @@ class Lifecycle:
                     ]
                 )
                 await self.events.emit(
-                    "message.sent",
-                    actor=actor,
-                    appeal=appeal,
-                    message_id=message.id,
-                    channel=channel,
-                    source=source,
+                    MessageSent(
+                        actor=actor,
+                        appeal=appeal,
+                        message_id=message.id,
+                        channel=channel,
+                        source=source,
+                    )
                 )
                 if appeal.status is AppealStatus.NEW:
                     await self.move(appeal, AppealStatus.OPEN, actor=actor, reason="first answer")
@@ -667,13 +684,14 @@ class Lifecycle:
                 else:
                     editable = False
                 await self.events.emit(
-                    "reply.edited",
-                    actor=actor,
-                    appeal=appeal,
-                    message_id=message.id,
-                    before=before,
-                    after=text,
-                    delivered=editable,
+                    ReplyEdited(
+                        actor=actor,
+                        appeal=appeal,
+                        message_id=message.id,
+                        before=before,
+                        after=text,
+                        delivered=editable,
+                    )
                 )
                 return editable
 
@@ -710,7 +728,7 @@ class Lifecycle:
                     delivery_state=DeliveryState.NONE,
                 )
                 await self.events.emit(
-                    "note.added", actor=actor, appeal=appeal, message_id=message.id, source=source
+                    NoteAdded(actor=actor, appeal=appeal, message_id=message.id, source=source)
                 )
                 return message
 

@@ -20,6 +20,7 @@ from desk.customers import (
     normalise_phone,
 )
 from desk.errors import DeskError, InvalidInput, OrderNotFound
+from desk.event_types import OrderAnswered, OrderCreated, OrderStageChanged
 from desk.events import EventBus
 from desk.idempotency import RequestKey, claim
 from desk.settings import Settings, stages_of
@@ -161,14 +162,15 @@ class Orders:
                     customer.last_order_at = placed
                     await customer.save(update_fields=["last_order_at", "updated_at"])
                 await self._events.emit(
-                    "order.created",
-                    actor="api",
-                    customer=customer,
-                    order_id=order.id,
-                    external_id=order.external_id,
-                    stage=order.stage,
-                    placed_at=order.placed_at.isoformat() if order.placed_at else None,
-                    amount=str(order.amount) if order.amount is not None else None,
+                    OrderCreated(
+                        actor="api",
+                        customer=customer,
+                        order_id=order.id,
+                        external_id=order.external_id,
+                        stage=order.stage,
+                        placed_at=order.placed_at.isoformat() if order.placed_at else None,
+                        amount=str(order.amount) if order.amount is not None else None,
+                    )
                 )
                 await self._enter(order, customer, None, stage, note="")
                 await ordered(self._events, self._customers, customer, now)
@@ -235,14 +237,15 @@ class Orders:
             ]
             await order.save(update_fields=["stage_history", "updated_at"])
             await self._events.emit(
-                "order.answered",
-                actor=actor,
-                customer=customer,
-                order_id=order.id,
-                external_id=order.external_id,
-                stage=order.stage,
-                choice=choice,
-                channel=via,
+                OrderAnswered(
+                    actor=actor,
+                    customer=customer,
+                    order_id=order.id,
+                    external_id=order.external_id,
+                    stage=order.stage,
+                    choice=choice,
+                    channel=via,
+                )
             )
             return order, choice
 
@@ -263,13 +266,14 @@ class Orders:
         order.stage_history = [*order.stage_history, entry]
         await order.save(update_fields=["stage", "stage_history", "updated_at"])
         await self._events.emit(
-            "order.stage_changed",
-            actor="api",
-            customer=customer,
-            order_id=order.id,
-            external_id=order.external_id,
-            before=before,
-            after=stage,
+            OrderStageChanged(
+                actor="api",
+                customer=customer,
+                order_id=order.id,
+                external_id=order.external_id,
+                before=before,
+                after=stage,
+            )
         )
 
     @staticmethod

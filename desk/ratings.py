@@ -14,6 +14,7 @@ from tortoise.transactions import in_transaction
 
 from channels.base import InboundMessage
 from desk.errors import DeskError, InvalidInput
+from desk.event_types import RatingCommented, RatingReceived, RatingRequested
 from desk.events import EventBus
 from desk.notify import Button, Notifier, Policy, Sent
 from desk.settings import Settings
@@ -161,13 +162,14 @@ class Ratings:
             appeal.rating_state = RatingState.REQUESTED
             await appeal.save(update_fields=["rating_state", "updated_at"])
         await self._events.emit(
-            "rating.requested",
-            actor=actor,
-            appeal=appeal,
-            customer=customer,
-            request_id=request.id,
-            channel=sent.channel,
-            order_id=order.id if order is not None else None,
+            RatingRequested(
+                actor=actor,
+                appeal=appeal,
+                customer=customer,
+                request_id=request.id,
+                channel=sent.channel,
+                order_id=order.id if order is not None else None,
+            )
         )
         return request, sent
 
@@ -215,18 +217,19 @@ class Ratings:
             agent = await Agent.get_or_none(id=rating.agent_id) if rating.agent_id else None
             if changed:
                 await self._events.emit(
-                    "rating.received",
-                    actor="customer",
-                    appeal=appeal,
-                    customer=customer,
-                    score=score,
-                    comment=rating.comment,
-                    via=via,
-                    agent=agent.name if agent is not None else "",
-                    request_id=request.id,
-                    rating_id=rating.id,
-                    order_id=request.order_id,
-                    changed=changed,
+                    RatingReceived(
+                        actor="customer",
+                        appeal=appeal,
+                        customer=customer,
+                        score=score,
+                        comment=rating.comment,
+                        via=via,
+                        agent=agent.name if agent is not None else "",
+                        request_id=request.id,
+                        rating_id=rating.id,
+                        order_id=request.order_id,
+                        changed=changed,
+                    )
                 )
             elif comment:
                 await self._commented(request, rating, appeal, customer, via)
@@ -369,16 +372,17 @@ class Ratings:
         via: str,
     ) -> None:
         await self._events.emit(
-            "rating.commented",
-            actor="customer",
-            appeal=appeal,
-            customer=customer,
-            score=rating.score,
-            comment=rating.comment,
-            via=via,
-            request_id=request.id,
-            rating_id=rating.id,
-            order_id=request.order_id,
+            RatingCommented(
+                actor="customer",
+                appeal=appeal,
+                customer=customer,
+                score=rating.score,
+                comment=rating.comment,
+                via=via,
+                request_id=request.id,
+                rating_id=rating.id,
+                order_id=request.order_id,
+            )
         )
 
     # -- helpers --------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from tortoise.functions import Count, Sum
 from tortoise.transactions import in_transaction
 
 from desk.durations import Durations
+from desk.event_types import AppealAssigned, AppealCategorised, AppealTransferred
 from desk.periods import Period, local_midnight, today_in
 from desk.rating_report import NONE, UNASSIGNED, as_date
 from models import Appeal, Event, ReportDay, ReportStale
@@ -49,32 +50,12 @@ TARGET_COLUMNS = {
     ),
     "resolution": ("done_at", "resolution_s", "resolution_work_s", "resolution_due"),
 }
-# Events that never change what a finished day counted: messages, ratings, deliveries, SLA
-# alerts, tasks, orders and customers' own changes are of today; a status change or a new
-# priority can only move a due time (``due_flags`` tells when that matters); an appeal is
-# created today.
-_UNCHANGING = (
-    "message.",
-    "reply.",
-    "note.",
-    "delivery.",
-    "rating.",
-    "sla.",
-    "task.",
-    "order.",
-    "customer.",
-)
-_UNCHANGING_KINDS = frozenset(
-    {
-        "appeal.created",
-        "appeal.status_changed",
-        "appeal.priority_changed",
-        "appeal.reopened",
-        "appeal.tagged",
-        "appeal.important",
-        "appeal.unsorted",
-    }
-)
+# The events that may move an appeal to another category, team or owner: a finished day that
+# counted it is counted again. Nothing else changes what a finished day counted: messages,
+# ratings, deliveries, SLA alerts, tasks, orders and customers' own changes are of today; a
+# status change or a new priority can only move a due time (``due_flags`` tells when that
+# matters); an appeal is created today.
+LINE_CHANGES = (AppealAssigned, AppealTransferred, AppealCategorised)
 
 
 @dataclass(slots=True)
@@ -358,11 +339,6 @@ async def mark_stale(moments: Iterable[datetime | None], zone: ZoneInfo, now: da
     for day in days:
         if day < today:
             await ReportStale.create(day=day)
-
-
-def changes_lines(kind: str) -> bool:
-    """Whether an appeal event may have moved it to another channel, category, team or owner."""
-    return not kind.startswith(_UNCHANGING) and kind not in _UNCHANGING_KINDS
 
 
 def _days(first: date, last: date) -> list[date]:

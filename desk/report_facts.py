@@ -12,8 +12,16 @@ from zoneinfo import ZoneInfo
 
 from tortoise.expressions import F
 
-from desk.events import DomainEvent
-from desk.report_days import changes_lines, mark_stale
+from desk.event_types import (
+    AppealAssigned,
+    AppealCategorised,
+    AppealReopened,
+    AppealTransferred,
+    DomainEvent,
+    MessageSent,
+    StatusChanged,
+)
+from desk.report_days import LINE_CHANGES, mark_stale
 from models import Appeal, AppealStatus
 from router.sla import Calendar, working_minutes_between
 
@@ -30,6 +38,8 @@ def spans(start: datetime, end: datetime, calendar: Calendar) -> tuple[int, int]
 class ReportFacts:
     """Keeps an appeal's report columns right as its events happen (inside their transaction)."""
 
+    KINDS = (MessageSent, StatusChanged, AppealReopened, *LINE_CHANGES)  # what it listens to
+
     def __init__(self, calendar: Calendar, zone: ZoneInfo, clock: Callable[[], datetime]) -> None:
         self._calendar = calendar
         self._zone = zone
@@ -41,15 +51,16 @@ class ReportFacts:
         appeal = event.appeal
         if appeal is None or appeal.created_at is None:
             return
-        if event.kind == "message.sent":
-            await self._answered(appeal)
-        elif event.kind == "appeal.status_changed" and event.data.get("after") in DONE:
-            await self._done(appeal)
-        elif event.kind == "appeal.reopened":
-            await self._reopened(appeal)
-        elif changes_lines(event.kind):
-            moments = (appeal.created_at, appeal.first_response_at, appeal.done_at)
-            await mark_stale(moments, self._zone, self._clock())
+        match event:
+            case MessageSent():
+                await self._answered(appeal)
+            case StatusChanged(after=after) if after in DONE:
+                await self._done(appeal)
+            case AppealReopened():
+                await self._reopened(appeal)
+            case AppealAssigned() | AppealTransferred() | AppealCategorised():  # LINE_CHANGES
+                moments = (appeal.created_at, appeal.first_response_at, appeal.done_at)
+                await mark_stale(moments, self._zone, self._clock())
 
     async def _answered(self, appeal: Appeal) -> None:
         if appeal.first_response_at is None or appeal.first_response_s is not None:

@@ -15,7 +15,15 @@ from tortoise.transactions import in_transaction
 
 from desk import appeal_changes
 from desk.errors import InvalidInput
-from desk.events import MESSAGES, DomainEvent, batch_cache, batch_held, hold_in_batch
+from desk.event_types import (
+    AppealCategorised,
+    AppealImportant,
+    AppealTransferred,
+    AppealUnsorted,
+    AppealWaiting,
+    MessageReceived,
+)
+from desk.events import MESSAGES, batch_cache, batch_held, hold_in_batch
 from desk.lifecycle import Lifecycle
 from desk.seed_model import seeded_model
 from desk.settings import CategoryConfig, Settings, categories_of, seed_examples_of
@@ -99,19 +107,19 @@ class Routing:
         )
         return self.model.size
 
-    async def on_event(self, event: DomainEvent) -> None:
+    KINDS = (MessageReceived, AppealTransferred)  # what ``on_event`` listens to
+
+    async def on_event(self, event: MessageReceived | AppealTransferred) -> None:
         """Route a new appeal once its first message is stored; learn from agents' choices."""
         appeal = event.appeal
         if appeal is None:
             return
-        if event.kind == "message.received" and event.data.get("first"):
-            fresh = bool(event.data.get("new_customer"))
-            await self._route(appeal, int(event.data["message_id"]), fresh, event.customer)
-        elif event.kind == "appeal.transferred" and event.actor != ROUTER:
-            after = event.data.get("after") or {}
-            before = event.data.get("before") or {}
-            if after.get("category") and after.get("category") != before.get("category"):
-                await self._remember(appeal, str(after["category"]))
+        match event:
+            case MessageReceived(first=True):
+                await self._route(appeal, event.message_id, event.new_customer, event.customer)
+            case AppealTransferred(actor=actor, before=before, after=after) if actor != ROUTER:
+                if after.get("category") and after.get("category") != before.get("category"):
+                    await self._remember(appeal, str(after["category"]))
 
     async def _route(
         self, appeal: Appeal, message_id: int, fresh: bool, customer: Customer | None
@@ -129,17 +137,18 @@ class Routing:
             await self.assign(appeal, fresh=fresh)
         else:
             await self._events.emit(
-                "appeal.unsorted",
-                actor=ROUTER,
-                appeal=appeal,
-                scores={k: round(v, 3) for k, v in verdict.scores.items()},
-                reasons=list(verdict.reasons)[:10],
+                AppealUnsorted(
+                    actor=ROUTER,
+                    appeal=appeal,
+                    scores={k: round(v, 3) for k, v in verdict.scores.items()},
+                    reasons=list(verdict.reasons)[:10],
+                )
             )
         await self._triage.raise_priority(appeal, Priority(risk.priority), actor=ROUTER)
         if risk.important:
             await self._triage.tag_in_place(appeal, IMPORTANT_TAG, actor=ROUTER, on=True)
             await self._events.emit(
-                "appeal.important", actor=ROUTER, appeal=appeal, reasons=list(risk.reasons)
+                AppealImportant(actor=ROUTER, appeal=appeal, reasons=list(risk.reasons))
             )
 
     async def choose(self, number: str, category_id: str, *, actor: str) -> Appeal:
@@ -195,7 +204,7 @@ class Routing:
                 cache[key] = cursor
         if decision.agent_id is None:
             await self._events.emit(
-                "appeal.waiting", actor=ROUTER, appeal=appeal, reason=decision.reason
+                AppealWaiting(actor=ROUTER, appeal=appeal, reason=decision.reason)
             )
             return None
         agent = batch_held(AGENTS, decision.agent_id) or await Agent.get(id=decision.agent_id)
@@ -269,14 +278,15 @@ class Routing:
         appeal.team = category.team
         await appeal_changes.save(appeal, ["category", "team", "updated_at"])
         await self._events.emit(
-            "appeal.categorised",
-            actor=actor,
-            appeal=appeal,
-            before=before,
-            category=category.id,
-            team=category.team,
-            confidence=round(verdict.confidence, 3),
-            reasons=list(verdict.reasons)[:10],
+            AppealCategorised(
+                actor=actor,
+                appeal=appeal,
+                before=before,
+                category=category.id,
+                team=category.team,
+                confidence=round(verdict.confidence, 3),
+                reasons=list(verdict.reasons)[:10],
+            )
         )
         if appeal.status is AppealStatus.NEW:
             # Registered and classified: the appeal is in work (seed 000's «Классификация»).

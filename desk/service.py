@@ -27,6 +27,7 @@ from desk.context import AppContext, utc_now
 from desk.delivery import DeliveryWorker
 from desk.digest import report_jobs
 from desk.errors import DeskError
+from desk.events import Stage
 from desk.fallback import Fallback
 from desk.intake import IntakeWorker
 from desk.keys import TokenBook, bootstrap_token, signing_key
@@ -44,7 +45,7 @@ from desk.routing import Routing
 from desk.scheduler import Daily
 from desk.settings import Settings
 from desk.signing import Signer
-from desk.sla import SlaClock
+from desk.sla import RECOMPUTE_ON, SlaClock
 from desk.tasks import raise_due
 from desk.triage import Triage
 from desk.webdesk import action_url, status_url
@@ -204,12 +205,13 @@ async def build_context(
         lifecycle.answer_by_mail = True
     ctx.routing = routing = Routing(settings, lifecycle, ctx.triage, clock)
     await routing.retrain()
-    lifecycle.events.subscribe(routing.on_event)
+    lifecycle.events.subscribe(Stage.ROUTING, routing.on_event, *Routing.KINDS)
     customer_channels = [c for c in adapters if c in VARIANTS]
     ctx.sla = sla = SlaClock(settings, ctx.triage, lifecycle.events, clock, metrics=metrics)
-    lifecycle.events.subscribe(sla.on_event)
+    lifecycle.events.subscribe(Stage.SLA, sla.on_event, *RECOMPUTE_ON)
     zone = ZoneInfo(settings.company.timezone)
-    lifecycle.events.subscribe(ReportFacts(settings.sla.calendar, zone, clock).on_event)
+    facts = ReportFacts(settings.sla.calendar, zone, clock)
+    lifecycle.events.subscribe(Stage.REPORTS, facts.on_event, *ReportFacts.KINDS)
     ctx.notifier = Notifier(
         outbox,
         lifecycle.events,
@@ -240,7 +242,7 @@ async def build_context(
         routing=routing,
         ratings=ctx.ratings,
     )
-    lifecycle.events.subscribe(automation.on_event)  # last: sees the routed, timed appeal
+    lifecycle.events.subscribe(Stage.AUTOMATION, automation.on_event, *automation.kinds())
     return ctx
 
 

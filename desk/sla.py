@@ -13,7 +13,17 @@ from zoneinfo import ZoneInfo
 from tortoise.transactions import in_transaction
 
 from desk import appeal_changes, history
-from desk.events import DomainEvent, EventBus
+from desk.event_types import (
+    AppealCategorised,
+    AppealCreated,
+    DomainEvent,
+    MessageSent,
+    PriorityChanged,
+    SlaBreached,
+    SlaWarning,
+    StatusMove,
+)
+from desk.events import EventBus
 from desk.log_context import log_scope
 from desk.metrics import Metrics
 from desk.report_days import due_flags, mark_stale
@@ -26,16 +36,8 @@ from router.sla import Pause, SlaPolicy, SlaState, SlaTarget, evaluate
 log = logging.getLogger(__name__)
 
 SCAN_LIMIT = 2000
-RECOMPUTE_ON = frozenset(
-    {
-        "appeal.created",
-        "appeal.categorised",
-        "appeal.priority_changed",
-        "appeal.status_changed",
-        "appeal.reopened",
-        "message.sent",
-    }
-)
+# The events that move an appeal's due times (its subscription).
+RECOMPUTE_ON = (AppealCreated, AppealCategorised, PriorityChanged, StatusMove, MessageSent)
 
 
 def policy(settings: Settings, appeal: Appeal) -> SlaPolicy:
@@ -68,8 +70,8 @@ class SlaClock:
         self._zone = ZoneInfo(settings.company.timezone)
 
     async def on_event(self, event: DomainEvent) -> None:
-        """Recompute an appeal's due times when what they depend on changed."""
-        if event.appeal is not None and event.kind in RECOMPUTE_ON:
+        """Recompute an appeal's due times when what they depend on changed (``RECOMPUTE_ON``)."""
+        if event.appeal is not None:
             await self.recompute(event.appeal)
 
     async def states(self, appeal: Appeal, now: datetime | None = None) -> dict[str, SlaState]:
@@ -195,13 +197,15 @@ class SlaClock:
                 sla[mark] = current
                 fresh.sla_state = sla
                 await fresh.save(update_fields=["sla_state"])
+                raised_as = SlaBreached if kind == "sla.breached" else SlaWarning
                 await self._events.emit(
-                    kind,
-                    actor="sla",
-                    appeal=fresh,
-                    target=target,
-                    due=state.due.isoformat(),
-                    share=round(state.elapsed_share, 2),
+                    raised_as(
+                        actor="sla",
+                        appeal=fresh,
+                        target=target,
+                        due=state.due.isoformat(),
+                        share=round(state.elapsed_share, 2),
+                    )
                 )
                 if kind == "sla.breached":
                     await self._escalate(fresh)

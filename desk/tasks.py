@@ -8,6 +8,7 @@ from tortoise.transactions import in_transaction
 
 from channels.web import PHONE_CHANNEL
 from desk.errors import TaskClosed
+from desk.event_types import TaskCreated, TaskDue
 from desk.events import EventBus
 from desk.settings import Settings
 from models import (
@@ -120,15 +121,16 @@ async def create_task(
         task.created_at = at  # the service clock, so intervals between tasks are its time
     await task.save()
     await events.emit(
-        "task.created",
-        actor=actor,
-        appeal=appeal,
-        customer=customer if appeal is None else None,
-        task_id=task.id,
-        kind=kind,
-        reason=reason,
-        text=text,
-        **({"once": once} if once else {}),
+        TaskCreated(
+            actor=actor,
+            appeal=appeal,
+            customer=customer if appeal is None else None,
+            task_id=task.id,
+            kind=kind,
+            reason=reason,
+            text=text,
+            **({"once": once} if once else {}),
+        )
     )
     return task
 
@@ -183,14 +185,15 @@ async def raise_due(events: EventBus, now: datetime, limit: int = 200) -> int:
                 else None
             )
             await events.emit(
-                "task.due",
-                actor="scheduler",
-                appeal=appeal,
-                customer=customer,
-                task_id=task.id,
-                kind=task.kind,
-                text=task.text,
-                due=task.due_at.isoformat() if task.due_at else "",
+                TaskDue(
+                    actor="scheduler",
+                    appeal=appeal,
+                    customer=customer,
+                    task_id=task.id,
+                    kind=task.kind,
+                    text=task.text,
+                    due=task.due_at.isoformat() if task.due_at else "",
+                )
             )
         raised += 1
     return raised

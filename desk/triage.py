@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from tortoise.transactions import in_transaction
 
 from desk import appeal_changes
 from desk.errors import AgentNotFound, InvalidInput
+from desk.event_types import AppealAssigned, AppealTagged, AppealTransferred, PriorityChanged
 from desk.lifecycle import Lifecycle
 from desk.settings import Settings, categories_of
 from models import Agent, Appeal, AppealStatus, Priority, fits, parse_id
@@ -38,21 +37,28 @@ class Triage:
         return await self._done(await life.atomic(run))
 
     async def assign_in_place(
-        self, appeal: Appeal, agent: Agent | None, *, actor: str, reason: str = "", **details: Any
+        self,
+        appeal: Appeal,
+        agent: Agent | None,
+        *,
+        actor: str,
+        reason: str = "",
+        strategy: str | None = None,
     ) -> None:
         """Change the assignee of a loaded appeal; call inside a transaction."""
         before = appeal.assignee_id
         appeal.assignee = agent
         await appeal_changes.save(appeal, ["assignee_id", "updated_at"])
         await self._lifecycle.events.emit(
-            "appeal.assigned",
-            actor=actor,
-            appeal=appeal,
-            before=before,
-            after=agent.id if agent else None,
-            agent=agent.name if agent else None,
-            reason=reason,
-            **details,
+            AppealAssigned(
+                actor=actor,
+                appeal=appeal,
+                before=before,
+                after=agent.id if agent else None,
+                agent=agent.name if agent else None,
+                reason=reason,
+                strategy=strategy,
+            )
         )
         if agent is not None and appeal.status is AppealStatus.NEW:
             await self._lifecycle.move(appeal, AppealStatus.OPEN, actor=actor, reason="assigned")
@@ -90,7 +96,7 @@ class Triage:
         appeal.tags = tags
         await appeal_changes.save(appeal, ["tags", "updated_at"])
         await self._lifecycle.events.emit(
-            "appeal.tagged", actor=actor, appeal=appeal, tag=tag, added=add
+            AppealTagged(actor=actor, appeal=appeal, tag=tag, added=add)
         )
         if add and tag == IMPORTANT_TAG:
             await self.raise_priority(appeal, Priority.HIGH, actor=actor)
@@ -138,11 +144,12 @@ class Triage:
         appeal.assignee = None
         await appeal.save(update_fields=["category", "team", "assignee_id", "updated_at"])
         await self._lifecycle.events.emit(
-            "appeal.transferred",
-            actor=actor,
-            appeal=appeal,
-            before=before,
-            after={"category": appeal.category, "team": appeal.team},
+            AppealTransferred(
+                actor=actor,
+                appeal=appeal,
+                before=before,
+                after={"category": appeal.category, "team": appeal.team},
+            )
         )
 
     async def raise_priority(
@@ -163,12 +170,9 @@ class Triage:
         appeal.priority = priority
         await appeal_changes.save(appeal, ["priority", "updated_at"])
         await self._lifecycle.events.emit(
-            "appeal.priority_changed",
-            actor=actor,
-            appeal=appeal,
-            before=before.value,
-            after=priority.value,
-            reason=reason,
+            PriorityChanged(
+                actor=actor, appeal=appeal, before=before.value, after=priority.value, reason=reason
+            )
         )
 
     async def _done(self, appeal: Appeal) -> Appeal:

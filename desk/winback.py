@@ -18,6 +18,7 @@ from tortoise.transactions import in_transaction
 
 from desk.customers import set_state
 from desk.errors import InvalidInput, TaskNotFound
+from desk.event_types import TaskCompleted, TaskReason
 from desk.events import EventBus
 from desk.settings import CustomerSettings, Settings
 from desk.tasks import closed_error, create_task, phones_of
@@ -212,12 +213,9 @@ async def close_winback(events: EventBus, customer: Customer, now: datetime, act
         task.status, task.result, task.completed_at = TaskStatus.DONE, "returned", now
         await task.save(update_fields=["status", "result", "completed_at"])
         await events.emit(
-            "task.completed",
-            actor=actor,
-            customer=customer,
-            task_id=task.id,
-            kind=task.kind,
-            result="returned",
+            TaskCompleted(
+                actor=actor, customer=customer, task_id=task.id, kind=task.kind, result="returned"
+            )
         )
     return len(open_tasks)
 
@@ -250,13 +248,14 @@ async def complete_call(
         raise await closed_error(task.id)
     customer = await Customer.get_or_none(id=task.customer_id) if task.customer_id else None
     await events.emit(
-        "task.completed",
-        actor=actor,
-        customer=customer,
-        task_id=task.id,
-        kind=task.kind,
-        result=result,
-        reason=reason,
+        TaskCompleted(
+            actor=actor,
+            customer=customer,
+            task_id=task.id,
+            kind=task.kind,
+            result=result,
+            reason=reason,
+        )
     )
     if customer is not None and task.kind == WINBACK:
         if result == "no_answer":
@@ -302,6 +301,6 @@ async def give_reason(events: EventBus, task_id: int, reason: str, *, actor: str
         raise InvalidInput("a reason is kept only for a call that reached the customer")
     await Task.filter(id=task.id).update(reason=reason)
     customer = await Customer.get_or_none(id=task.customer_id) if task.customer_id else None
-    await events.emit("task.reason", actor=actor, customer=customer, task_id=task.id, reason=reason)
+    await events.emit(TaskReason(actor=actor, customer=customer, task_id=task.id, reason=reason))
     task.reason = reason
     return task

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -9,11 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from desk.event_types import EVENT_TYPES
 from desk.notice_templates import rule_problems
 from desk.notify import next_allowed
 from desk.settings import default_rules
 from desk.texts import Texts
-from router.automation import MAX_CHAIN, QuietHours, Rule, firing
+from router.automation import EVENTS, MAX_CHAIN, QuietHours, Rule, firing
 
 LOW_RATING: dict[str, Any] = {
     "name": "low rating → call the customer",
@@ -132,3 +134,12 @@ def test_quiet_hours_hold_until_the_window_opens_in_local_time(
 ) -> None:
     quiet = QuietHours(start=time(window[0]), end=time(window[1]))
     assert next_allowed(now, BERLIN, quiet) == expected.replace(tzinfo=UTC)
+
+
+def test_every_event_a_rule_may_listen_to_is_a_domain_event_offering_its_fields() -> None:
+    # The router names events by their history names (it imports nothing of desk); each one is
+    # a typed event whose data offers every field a condition may read.
+    for name, offered in EVENTS.items():
+        kind = EVENT_TYPES[name]
+        payload = {f.name for f in fields(kind)} - {"actor", "appeal", "customer"}
+        assert offered <= payload, (name, offered - payload)

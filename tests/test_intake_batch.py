@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from channels.base import ChannelKind, InboundMessage
-from desk.events import DomainEvent
+from desk.event_types import MessageReceived
+from desk.events import Stage
 from desk.intake import BatchSize, IntakeWorker
 from desk.lifecycle import Lifecycle
 from models import Appeal, AppealStatus, Event, Message
@@ -90,13 +91,12 @@ async def test_a_bad_entry_does_not_sink_its_batch_and_is_dead_lettered_when_it_
     lifecycle, worker = parts(quiet_desk)
     stream = quiet_desk.service.ctx.stream  # type: ignore[union-attr]
 
-    async def broken_subscriber(event: DomainEvent) -> None:  # a bug met by one message only
-        if event.kind == "message.received":
-            message = await Message.get(id=event.data["message_id"])
-            if "💥" in message.text:
-                raise RuntimeError("a subscriber's bug")
+    async def broken_subscriber(event: MessageReceived) -> None:  # a bug met by one message only
+        message = await Message.get(id=event.message_id)
+        if "💥" in message.text:
+            raise RuntimeError("a subscriber's bug")
 
-    lifecycle.events.subscribe(broken_subscriber)
+    lifecycle.events.subscribe(Stage.REPORTS, broken_subscriber, MessageReceived)
     batch = [tg(705, n) for n in range(3)] + [tg(706, 0, "💥 сломанное")] + [tg(707, 0)]
     await stream.publish_many(batch)
 

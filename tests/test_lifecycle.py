@@ -9,10 +9,11 @@ import pytest
 
 from channels.base import ChannelKind, ContactHint, InboundMessage
 from desk.errors import InvalidInput, InvalidTransition
+from desk.events import Stage
 from desk.lifecycle import Lifecycle
 from desk.outbox import Outbox
 from desk.settings import Settings
-from desk.sla import SlaClock
+from desk.sla import RECOMPUTE_ON, SlaClock
 from desk.triage import Triage
 from models import Appeal, AppealStatus, ContactPoint, Customer, Event, Message, OutboxItem, db
 
@@ -40,7 +41,7 @@ async def lifecycle(db_url: str, clock: Clock) -> AsyncIterator[Lifecycle]:
     )
     life = Lifecycle(settings, Outbox(clock), clock)
     sla = SlaClock(settings, Triage(life, settings), life.events, clock)
-    life.events.subscribe(sla.on_event)
+    life.events.subscribe(Stage.SLA, sla.on_event, *RECOMPUTE_ON)
     yield life
     await db.disconnect()
 
