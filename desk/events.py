@@ -22,16 +22,20 @@ Subscriber = Callable[[Any], Awaitable[None]]
 
 
 class Stage(IntEnum):
-    """The order in which subscribers see an event, stated once: the router first (a new
-    appeal gets its category and owner), then its due times, the staff group's topic and card,
-    the automation rules (they see the routed, timed appeal and its card), the staff's task
-    board, and the report columns last."""
+    """The order in which subscribers see an event, stated once.
 
-    ROUTING = 1
-    SLA = 2
-    STAFF = 3
-    AUTOMATION = 4
-    TASKS = 5
+    The staff group first: a new appeal's topic and card and the customer's message are queued
+    as intake stores them, and what the router then changes redraws the card once (the router
+    first made the 10,000-message polling benchmark a third slower: 322 and 239 msg/s against
+    455 in the same hour). Then the router (category, priority, owner), the due times, the
+    automation rules (they see the routed, timed appeal) and the report columns last.
+    """
+
+    STAFF = 1
+    TASKS = 2
+    ROUTING = 3
+    SLA = 4
+    AUTOMATION = 5
     REPORTS = 6
 
 
