@@ -3,6 +3,7 @@ decides which rules fire and with which actions; ``desk/`` carries the actions o
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import time
@@ -235,7 +236,13 @@ class Rule(BaseModel):
 
     def condition(self) -> Node | None:
         """The parsed ``if``, or None when the rule always applies."""
-        return parse(self.when) if self.when else None
+        return _parsed(self.when) if self.when else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(text: str) -> Node:
+    """A condition parsed once (rules are checked on every event they listen to)."""
+    return parse(text)
 
 
 @dataclass(frozen=True, slots=True)
