@@ -5,8 +5,7 @@ of each action are written to the history of the object the event is about."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from contextvars import ContextVar
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -49,11 +48,6 @@ if TYPE_CHECKING:
     from desk.routing import Routing
 
 log = logging.getLogger(__name__)
-
-
-# The rules whose actions led to the event being handled now (loop protection): events emitted
-# by an action are handled inside that action's call, so the chain follows them.
-_chain: ContextVar[tuple[str, ...]] = ContextVar("automation_chain", default=())
 
 
 class ActionSkipped(DeskError):
@@ -134,20 +128,22 @@ class Automation:
         self._settings = settings
 
     def kinds(self) -> tuple[type[DomainEvent], ...]:
-        """The event types some rule is ``on`` (what ``on_event`` listens to)."""
+        """The event types some rule is ``on`` (what ``on_batch`` listens to)."""
         return tuple(EVENT_TYPES[on] for on in dict.fromkeys(r.on for r in self._rules))
 
-    async def on_event(self, event: DomainEvent) -> None:
-        """Run the rules that fire for ``event`` (inside its transaction)."""
-        chain = _chain.get()
+    async def on_batch(self, events: Sequence[DomainEvent]) -> None:
+        """Run the rules that fire for each event, in their order (inside their transaction,
+        once the batch's appeals are routed and timed)."""
+        for event in events:
+            await self._fire(event)
+
+    async def _fire(self, event: DomainEvent) -> None:
+        chain = event.cause  # the rules that led to it: none of them fires again
         target = await self._target(event)
         for fired in firing(self._rules, event.KIND, target.data(), chain=chain):
             target.rule = fired.rule
-            token = _chain.set((*chain, fired.rule))
-            try:
+            with EventBus.caused_by((*chain, fired.rule)):
                 outcomes = [await self._outcome(action, target) for action in fired.actions]
-            finally:
-                _chain.reset(token)
             await history.record(
                 "automation.fired",
                 actor="automation",

@@ -27,6 +27,8 @@ class DomainEvent:
     appeal: Appeal | None = None
     # The customer as the emitter has it, when it has it (spares subscribers a read).
     customer: Customer | None = None
+    # The automation rules whose actions led to it (``EventBus.caused_by``), outermost first.
+    cause: tuple[str, ...] = ()
 
     @property
     def customer_id(self) -> int | None:
@@ -41,7 +43,7 @@ class DomainEvent:
         return {name: getattr(self, name) for name in _payload(type(self))}
 
 
-_COMMON = frozenset({"actor", "appeal", "customer"})
+_COMMON = frozenset({"actor", "appeal", "customer", "cause"})
 _PAYLOADS: dict[type[DomainEvent], tuple[str, ...]] = {}
 
 

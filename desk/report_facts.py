@@ -6,7 +6,7 @@ be counted again (``desk.report_days``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -45,9 +45,13 @@ class ReportFacts:
         self._zone = zone
         self._clock = clock
 
-    async def on_event(self, event: DomainEvent) -> None:
-        """The first answer, a resolution or closing, a reopening; another category, team or
-        owner."""
+    async def on_batch(self, events: Sequence[DomainEvent]) -> None:
+        """The first answers, resolutions or closings, reopenings; other categories, teams or
+        owners: the last of the batch's subscribers."""
+        for event in events:
+            await self._one(event)
+
+    async def _one(self, event: DomainEvent) -> None:
         appeal = event.appeal
         if appeal is None or appeal.created_at is None:
             return

@@ -208,10 +208,10 @@ async def build_context(
     lifecycle.events.subscribe(Stage.ROUTING, routing.on_event, *Routing.KINDS)
     customer_channels = [c for c in adapters if c in VARIANTS]
     ctx.sla = sla = SlaClock(settings, ctx.triage, lifecycle.events, clock, metrics=metrics)
-    lifecycle.events.subscribe(Stage.SLA, sla.on_event, *RECOMPUTE_ON)
+    lifecycle.events.subscribe_batch(Stage.SLA, sla.on_batch, *RECOMPUTE_ON)
     zone = ZoneInfo(settings.company.timezone)
     facts = ReportFacts(settings.sla.calendar, zone, clock)
-    lifecycle.events.subscribe(Stage.REPORTS, facts.on_event, *ReportFacts.KINDS)
+    lifecycle.events.subscribe_batch(Stage.REPORTS, facts.on_batch, *ReportFacts.KINDS)
     ctx.notifier = Notifier(
         outbox,
         lifecycle.events,
@@ -242,7 +242,7 @@ async def build_context(
         routing=routing,
         ratings=ctx.ratings,
     )
-    lifecycle.events.subscribe(Stage.AUTOMATION, automation.on_event, *automation.kinds())
+    lifecycle.events.subscribe_batch(Stage.AUTOMATION, automation.on_batch, *automation.kinds())
     return ctx
 
 

@@ -129,7 +129,7 @@ async def create_task(
             kind=kind,
             reason=reason,
             text=text,
-            **({"once": once} if once else {}),
+            once=once or "",
         )
     )
     return task

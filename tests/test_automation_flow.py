@@ -313,3 +313,38 @@ async def test_webhook_is_signed_and_retried_until_it_lands(
     assert payload["event"] == "appeal.created"
     assert payload["appeal"]["number"] == body["number"]
     assert payload["customer"]["name"] == "Ольга"
+
+
+async def test_rules_chained_inside_an_intake_batch_stop_at_themselves(
+    fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    # Rules hear an intake batch's events at its end, and what their actions cause later
+    # still: the chain that led to an event travels with it, so these two rules that undo
+    # each other stop instead of sinking the batch.
+    def flip(name: str, to: str, back: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "on": "appeal.priority_changed",
+            "if": f"after == '{to}'",
+            "do": [{"action": "set_priority", "priority": back}],
+        }
+
+    rules = [
+        {
+            "name": "first message → urgent",
+            "on": "message.received",
+            "if": "first",
+            "do": [{"action": "set_priority", "priority": "urgent"}],
+        },
+        flip("urgent → high", "urgent", "high"),
+        flip("high → urgent", "high", "urgent"),
+    ]
+    await start_desk(**telegram_settings(fake, automation={"rules": rules}))
+    appeal = await open_appeal(fake, 604, "Подскажите, какой размер взять")
+    ack = await eventually(lambda: fake.sent_to(604))  # the shipped acknowledgement still went
+    assert appeal.number in (ack[0].text or "")
+    names = [h["rule"] for h in await fired(appeal)]
+    assert names.count("first message → urgent") == 1
+    assert names.count("urgent → high") == 1 and names.count("high → urgent") == 1
+    fresh = await Appeal.get(id=appeal.id)
+    assert fresh.priority is Priority.URGENT  # urgent, high, urgent again: there it stops

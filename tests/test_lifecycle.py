@@ -41,7 +41,7 @@ async def lifecycle(db_url: str, clock: Clock) -> AsyncIterator[Lifecycle]:
     )
     life = Lifecycle(settings, Outbox(clock), clock)
     sla = SlaClock(settings, Triage(life, settings), life.events, clock)
-    life.events.subscribe(Stage.SLA, sla.on_event, *RECOMPUTE_ON)
+    life.events.subscribe_batch(Stage.SLA, sla.on_batch, *RECOMPUTE_ON)
     yield life
     await db.disconnect()
 
