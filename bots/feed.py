@@ -11,7 +11,6 @@ from typing import Any
 from bots.cards import CardMaker
 from channels.telegram_send import MessageGone, TelegramSender
 from desk.settings import Settings
-from desk.sla import promise_minutes
 from desk.texts import Texts
 from models import Appeal, AppealStatus, Customer, KeyValue
 
@@ -55,7 +54,7 @@ class FeedBoard:
                 "id", "name"
             )
         }
-        step = timedelta(minutes=promise_minutes(self._settings, None, "normal"))
+        step = timedelta(minutes=self._settings.sla.promise_minutes(None, "normal"))
         rows = []
         for appeal in appeals:
             due = appeal.first_response_due if appeal.first_response_at is None else None

@@ -18,7 +18,6 @@ from desk.lifecycle import Lifecycle
 from desk.notice_templates import EMAIL_SUBJECT, GENERIC, VARIANTS
 from desk.outbox import Outbox, queue_key
 from desk.settings import Settings
-from desk.sla import promise_minutes
 from desk.tasks import CALL_DUE, call_owner, contacts_of, create_task, phones_of
 from desk.texts import Texts, language_of
 from models import Appeal, ContactPoint, Customer
@@ -256,7 +255,7 @@ class Notifier:
 
     def _promise(self, appeal: Appeal, lang: str) -> str:
         """«не позже чем через 2 часа», or «до 11:00 24.11» when working hours push it later."""
-        minutes = promise_minutes(self._settings, appeal.category, appeal.priority.value)
+        minutes = self._settings.sla.promise_minutes(appeal.category, appeal.priority.value)
         due = appeal.first_response_due
         now = self._clock()
         if due is None or (due - now).total_seconds() <= (minutes + 1) * 60:

@@ -45,11 +45,6 @@ def policy(settings: Settings, appeal: Appeal) -> SlaPolicy:
     return settings.sla.policy_for(appeal.category, appeal.priority.value)
 
 
-def promise_minutes(settings: Settings, category: str | None, priority: str) -> int:
-    """The first answer promised to a customer, in minutes (of working time by default)."""
-    return settings.sla.policy_for(category, priority).targets.first_response_minutes
-
-
 class SlaClock:
     """Keeps ``first_response_due`` / ``resolution_due`` right and raises SLA events."""
 

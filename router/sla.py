@@ -182,6 +182,10 @@ class SlaSettings(BaseModel):
         """The first policy matching the appeal, in order."""
         return next(p for p in self.policies if p.matches(category, priority))
 
+    def promise_minutes(self, category: str | None, priority: str) -> int:
+        """The first answer promised to a customer, in minutes (of working time by default)."""
+        return self.policy_for(category, priority).targets.first_response_minutes
+
 
 @dataclass(frozen=True)
 class Pause:
