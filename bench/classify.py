@@ -12,7 +12,7 @@ import argparse
 import statistics
 import time
 
-from desk.settings import Settings, categories_of, default_seed_examples
+from desk.config.settings import Settings, categories_of, default_seed_examples
 from router.classify import Classifier
 from router.model import TextModel
 from router.words import read

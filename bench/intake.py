@@ -16,8 +16,8 @@ import time
 
 from bench import terminable
 from channels.base import ChannelKind, InboundMessage
-from desk.service import Service
-from desk.settings import Settings
+from desk.config.settings import Settings
+from desk.runtime.service import Service
 from models import Message
 
 

@@ -119,7 +119,7 @@ def main() -> int:
     path, argv = sys.argv[1], sys.argv[2:]
     install()
     threading.Thread(target=_writer, args=(path,), daemon=True, name="query-stats").start()
-    from desk.cli import main as desk_main
+    from desk.runtime.cli import main as desk_main
 
     return desk_main(argv)
 

@@ -6,7 +6,7 @@ Run by hand (not a test), on a PostgreSQL you may fill (its tables are emptied f
     DESK_DATABASE_URL=postgres://desk:desk@127.0.0.1:55832/desk_test \\
         .venv/bin/python -m bench.reports [--appeals 1000000] [--repeat 3]
 The rows go in with COPY through asyncpg, 50,000 appeals at a time; the report columns are
-computed by the same function the service uses (desk.report_facts.spans).
+computed by the same function the service uses (desk.reports.report_facts.spans).
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from bench import terminable
-from desk.appeal_report import appeal_report
-from desk.periods import parse_period, today_in
-from desk.phrases import roll_up_missing
-from desk.report_days import catch_up
-from desk.report_facts import spans
-from desk.sla_report import sla_report
-from desk.top_report import top_report
+from desk.reports.appeal_report import appeal_report
+from desk.reports.periods import parse_period, today_in
+from desk.reports.phrases import roll_up_missing
+from desk.reports.report_days import catch_up
+from desk.reports.report_facts import spans
+from desk.reports.sla_report import sla_report
+from desk.reports.top_report import top_report
 from models import db
 from router.sla import Calendar
 

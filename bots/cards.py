@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from desk.settings import Settings, categories_of
-from desk.texts import Texts
-from desk.triage import IMPORTANT_TAG
+from desk.appeals.triage import IMPORTANT_TAG
+from desk.config.settings import Settings, categories_of
+from desk.config.texts import Texts
 from models import Agent, Appeal, AppealStatus, ContactPoint, Customer
 
 TOPIC_NAME_LIMIT = 128

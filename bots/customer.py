@@ -14,10 +14,10 @@ from bots.deps import BotDeps
 from bots.filters import inline
 from channels.base import BadInbound, ChannelKind
 from channels.telegram import customer_inbound
-from desk.customers import customer_id_at, link_phone
-from desk.orders import CHOICE_PREFIX, UnknownChoice
-from desk.ratings import is_rating_action
-from desk.texts import LANGUAGES, language_of
+from desk.appeals.customers import customer_id_at, link_phone
+from desk.config.texts import LANGUAGES, language_of
+from desk.features.orders import CHOICE_PREFIX, UnknownChoice
+from desk.features.ratings import is_rating_action
 from models import Appeal
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from tortoise.transactions import in_transaction
 from bots.staff_sync import StaffSync
 from channels.base import ChannelKind
 from channels.telegram_send import TelegramSender
-from desk.answers import AnswerBook
 from desk.context import AppContext
+from desk.features.answers import AnswerBook
 
 if TYPE_CHECKING:
     from bots.task_board import TaskBoard

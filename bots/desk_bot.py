@@ -22,11 +22,11 @@ from bots.task_board import TaskBoard
 from channels.base import ChannelKind, wait_or_stop
 from channels.telegram import ALLOWED_UPDATES, Poller, make_bot, webhook_view
 from channels.telegram_send import TelegramLimiter, TelegramSender
-from desk.answers import AnswerBook
+from desk.appeals.event_types import TaskCreated
+from desk.appeals.events import Stage
 from desk.context import AppContext
-from desk.event_types import TaskCreated
-from desk.events import Stage
-from desk.log_context import log_scope
+from desk.features.answers import AnswerBook
+from desk.ops.log_context import log_scope
 
 log = logging.getLogger(__name__)
 

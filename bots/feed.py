@@ -10,8 +10,8 @@ from typing import Any
 
 from bots.cards import CardMaker
 from channels.telegram_send import MessageGone, TelegramSender
-from desk.settings import Settings
-from desk.texts import Texts
+from desk.config.settings import Settings
+from desk.config.texts import Texts
 from models import Appeal, AppealStatus, Customer, KeyValue
 
 FEED_LIMIT = 30

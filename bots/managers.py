@@ -20,14 +20,21 @@ from bots.deps import BotDeps
 from bots.staff import active_agent, may_refuse
 from bots.staff_commands import parse_command
 from channels.base import DeliveryError, RateLimited
-from desk.appeal_report import appeal_report
-from desk.charts import rating_chart, volume_chart
-from desk.periods import MAX_DAYS, BadPeriod, Period, describe, parse_period, today_in
-from desk.rating_report import NONE, SCORES, UNASSIGNED, Breakdown, RatingReport, rating_report
-from desk.report_texts import ReportTexts, percent_text, score_text
-from desk.settings import Settings, categories_of
-from desk.sla_report import sla_report
-from desk.top_report import top_report
+from desk.config.settings import Settings, categories_of
+from desk.reports.appeal_report import appeal_report
+from desk.reports.charts import rating_chart, volume_chart
+from desk.reports.periods import MAX_DAYS, BadPeriod, Period, describe, parse_period, today_in
+from desk.reports.rating_report import (
+    NONE,
+    SCORES,
+    UNASSIGNED,
+    Breakdown,
+    RatingReport,
+    rating_report,
+)
+from desk.reports.report_texts import ReportTexts, percent_text, score_text
+from desk.reports.sla_report import sla_report
+from desk.reports.top_report import top_report
 
 log = logging.getLogger(__name__)
 

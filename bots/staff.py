@@ -20,9 +20,9 @@ from bots.staff_sync import CALL_PREFIX, user_mention
 from bots.task_board import REASON_PREFIX, RESULT_PREFIX
 from channels.base import Attachment, ChannelKind, DeliveryError
 from channels.telegram import attachments_of
-from desk.errors import AgentNotFound, DeskError, InvalidInput, InvalidTransition
-from desk.tasks import CALL_DUE, create_task, phones_of
-from desk.triage import IMPORTANT_TAG
+from desk.appeals.tasks import CALL_DUE, create_task, phones_of
+from desk.appeals.triage import IMPORTANT_TAG
+from desk.config.errors import AgentNotFound, DeskError, InvalidInput, InvalidTransition
 from models import (
     Agent,
     AgentRole,

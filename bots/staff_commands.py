@@ -11,9 +11,9 @@ from aiogram.types import InlineKeyboardMarkup, Message
 from tortoise.transactions import in_transaction
 
 from bots.feed import FeedBoard
-from desk.customers import merge_customers, set_state
-from desk.errors import AgentNotFound, AppealNotFound, InvalidInput, InvalidTransition
-from desk.timeline import timeline
+from desk.appeals.customers import merge_customers, set_state
+from desk.appeals.timeline import timeline
+from desk.config.errors import AgentNotFound, AppealNotFound, InvalidInput, InvalidTransition
 from models import (
     OPEN_STATUSES,
     Agent,

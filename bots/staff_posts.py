@@ -20,9 +20,9 @@ from channels.telegram_send import (
     markup_of,
 )
 from channels.textsplit import utf16_len
-from desk.delivery import passed
-from desk.settings import Settings
-from desk.texts import Texts
+from desk.config.settings import Settings
+from desk.config.texts import Texts
+from desk.outbound.delivery import passed
 from models import (
     FILE_REF_PREFIX,
     Appeal,

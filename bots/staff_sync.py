@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from desk import outbox
-from desk.event_types import (
+from desk.appeals import outbox
+from desk.appeals.event_types import (
     AppealAssigned,
     AppealCategorised,
     AppealCreated,
@@ -33,10 +33,10 @@ from desk.event_types import (
     TaskDue,
     Undelivered,
 )
-from desk.events import first_in_batch
-from desk.outbox import Outbox
-from desk.settings import Settings, categories_of
-from desk.texts import Texts
+from desk.appeals.events import first_in_batch
+from desk.appeals.outbox import Outbox
+from desk.config.settings import Settings, categories_of
+from desk.config.texts import Texts
 from models import Agent, Appeal, Customer, Message, OutboxItem, OutboxStatus
 
 STAFF_CHANNEL = "staff"

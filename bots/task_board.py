@@ -17,12 +17,12 @@ from aiogram.types import CallbackQuery, Message
 from tortoise.transactions import in_transaction
 
 from bots.staff_sync import StaffSync
+from desk.appeals.event_types import TaskCreated
+from desk.appeals.tasks import phones_of
+from desk.config.errors import DeskError, TaskClosed, TaskNotFound
 from desk.context import AppContext
-from desk.errors import DeskError, TaskClosed, TaskNotFound
-from desk.event_types import TaskCreated
-from desk.orders import order_totals
-from desk.tasks import phones_of
-from desk.winback import WINBACK, complete_call, give_reason
+from desk.features.orders import order_totals
+from desk.features.winback import WINBACK, complete_call, give_reason
 from models import Agent, Customer, KeyValue, Task, TaskStatus
 from models.lookup import parse_id
 

@@ -11,10 +11,10 @@ from tortoise.transactions import in_transaction
 
 from channels.base import BadInbound, ChannelKind
 from channels.vk import VkChannel, VkPoller, callback_view, vk_id
+from desk.appeals.customers import customer_id_at
 from desk.context import AppContext
-from desk.customers import customer_id_at
-from desk.orders import CHOICE_PREFIX, UnknownChoice
-from desk.ratings import is_rating_action
+from desk.features.orders import CHOICE_PREFIX, UnknownChoice
+from desk.features.ratings import is_rating_action
 from models import Appeal
 
 log = logging.getLogger(__name__)

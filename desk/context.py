@@ -9,26 +9,26 @@ from typing import TYPE_CHECKING
 
 from channels.base import ChannelAdapter
 from channels.stream import AppealStream
-from desk.gate import WorkGate
-from desk.keys import TokenBook
-from desk.lifecycle import Lifecycle
-from desk.metrics import Metrics
-from desk.outage import OutageWatch
-from desk.outbox import Outbox
-from desk.settings import Settings
-from desk.signing import Signer
-from desk.texts import Texts
-from desk.triage import Triage
+from desk.appeals.lifecycle import Lifecycle
+from desk.appeals.outbox import Outbox
+from desk.appeals.triage import Triage
+from desk.config.keys import TokenBook
+from desk.config.settings import Settings
+from desk.config.signing import Signer
+from desk.config.texts import Texts
+from desk.ops.gate import WorkGate
+from desk.ops.metrics import Metrics
+from desk.ops.outage import OutageWatch
 
 if TYPE_CHECKING:
     from bots.desk_bot import TelegramDesk
     from bots.vk_desk import VkDesk
-    from desk.notify import Notifier
-    from desk.orders import Orders
-    from desk.ratings import Ratings
-    from desk.routing import Routing
-    from desk.sla import SlaClock
-    from desk.winback import WinBack
+    from desk.decide.routing import Routing
+    from desk.decide.sla import SlaClock
+    from desk.features.orders import Orders
+    from desk.features.ratings import Ratings
+    from desk.features.winback import WinBack
+    from desk.outbound.notify import Notifier
 
 
 def utc_now() -> datetime:

@@ -17,7 +17,7 @@ def run_cli(
     """Run the command to completion (it must exit by itself within a minute); ``stdin`` is
     what the user types, ``python_flags`` go to the interpreter (``-X importtime``)."""
     return subprocess.run(
-        [sys.executable, *python_flags, "-m", "desk.cli", *args],
+        [sys.executable, *python_flags, "-m", "desk.runtime.cli", *args],
         env=env,
         cwd=cwd,
         input=stdin,

@@ -21,9 +21,9 @@ from hypothesis import settings as hypothesis_settings
 from tortoise import Tortoise
 
 from bench.fakes.telegram import FakeTelegram
+from desk.config.settings import Settings
 from desk.context import utc_now
-from desk.service import Service
-from desk.settings import Settings
+from desk.runtime.service import Service
 from models import db
 from tests.telegram_world import staff_world
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from desk.service import Service
-from desk.settings import Settings
+from desk.config.settings import Settings
+from desk.runtime.service import Service
 from tests.conftest import API_TOKEN, PG_URL, SECRET_KEY, _fresh_postgres, free_port
 
 # A token of each staff role (API_TOKEN is the supervisor's).

@@ -393,7 +393,7 @@ async def test_appeals_filter_by_tag(desk: Desk) -> None:
 async def test_completing_a_task_twice_says_it_is_done_when_and_by_whom(desk: Desk) -> None:
     from tortoise.transactions import in_transaction
 
-    from desk.tasks import create_task
+    from desk.appeals.tasks import create_task
 
     await send_appeal(desk)
     appeal = await Appeal.get(number="A-000001")

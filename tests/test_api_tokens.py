@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from desk.keys import create_token, revoke_token
+from desk.config.keys import create_token, revoke_token
 from models import ApiToken
 from tests.conftest import Desk
 from tests.telegram_world import MovableClock

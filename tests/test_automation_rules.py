@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from desk.event_types import EVENT_TYPES
-from desk.notice_templates import rule_problems
-from desk.notify import next_allowed
-from desk.settings import default_rules
-from desk.texts import Texts
+from desk.appeals.event_types import EVENT_TYPES
+from desk.config.settings import default_rules
+from desk.config.texts import Texts
+from desk.outbound.notice_templates import rule_problems
+from desk.outbound.notify import next_allowed
 from router.automation import EVENTS, MAX_CHAIN, QuietHours, Rule, firing
 
 LOW_RATING: dict[str, Any] = {

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from desk.cli import main
+from desk.runtime.cli import main
 from tests.cli import run_cli
 
 pytestmark = pytest.mark.second_pass
@@ -44,8 +44,8 @@ def test_token_create_prints_a_token_that_the_api_accepts(
 ) -> None:
     import asyncio
 
-    from desk.keys import TokenBook
-    from desk.settings import Settings
+    from desk.config.keys import TokenBook
+    from desk.config.settings import Settings
     from models import db
 
     url = f"sqlite://{tmp_path}/cli.db"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from desk.cli import main
+from desk.runtime.cli import main
 from tests.cli import run_cli
 
 pytestmark = pytest.mark.second_pass
@@ -97,7 +97,7 @@ def test_environment_problem_is_named_by_variable(
 
 
 def test_environment_wins_over_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from desk.settings import load_settings
+    from desk.config.settings import load_settings
 
     monkeypatch.setenv("DESK_HTTP__PORT", "9123")
     settings = load_settings(write(tmp_path, "http:\n  port: 8000\n  host: 0.0.0.0\n"))

@@ -33,7 +33,7 @@ class Proc:
     async def start(self, **extra: str) -> None:
         log = (self.cwd / "serve.log").open("a")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "desk.cli", "serve"],
+            [sys.executable, "-m", "desk.runtime.cli", "serve"],
             env={**self.env, **extra},
             cwd=self.cwd,
             stdout=log,
@@ -199,7 +199,7 @@ async def test_separate_worker_processes_do_the_intake(serve: Proc, tmp_path: Pa
     env = {**serve.env, "DESK_WORKERS__NAME": "w-extra"}
     log = (tmp_path / "worker.log").open("a")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "desk.cli", "worker"],
+        [sys.executable, "-m", "desk.runtime.cli", "worker"],
         env=env,
         cwd=tmp_path,
         stdout=log,

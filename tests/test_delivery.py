@@ -17,8 +17,8 @@ from channels.base import (
     RateLimited,
     Unreachable,
 )
-from desk.delivery import DeliveryWorker
-from desk.outbox import Outbox
+from desk.appeals.outbox import Outbox
+from desk.outbound.delivery import DeliveryWorker
 from models import (
     Appeal,
     Customer,
@@ -255,7 +255,7 @@ async def test_held_chats_past_what_the_claim_leaves_out_are_given_back_untried(
 ) -> None:
     # Past HELD_IN_CLAIM the claim's query does not leave a held chat out: its rows are claimed,
     # then given back untried, and such a pass counts as idle (no busy loop until the wait ends).
-    monkeypatch.setattr("desk.delivery.HELD_IN_CLAIM", 2)
+    monkeypatch.setattr("desk.outbound.delivery.HELD_IN_CLAIM", 2)
     outbox, channel, clock, _ = setup
     group = [f"-100{i}" for i in range(5)]
     for i, chat in enumerate(group):

@@ -9,7 +9,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from desk.durations import (
+from desk.reports.durations import (
     EXACT_BELOW,
     MAX_SECONDS,
     RELATIVE_ERROR,

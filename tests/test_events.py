@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 from tortoise.transactions import in_transaction
 
-from desk.event_types import (
+from desk.appeals.event_types import (
     EVENT_TYPES,
     CustomerLinked,
     CustomerStateChanged,
     DomainEvent,
     TaskReason,
 )
-from desk.events import EventBus, Stage
+from desk.appeals.events import EventBus, Stage
 from models import Event, db
 
 Heard = list[tuple[str, list[str]]]

@@ -143,7 +143,7 @@ async def test_worker_stops_on_sigint_with_exit_code_zero(serve: Proc) -> None:
     await serve.start(DESK_WORKERS__INTAKE="0")
     log = (serve.cwd / "worker.log").open("a")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "desk.cli", "worker"],
+        [sys.executable, "-m", "desk.runtime.cli", "worker"],
         env={**serve.env, "DESK_WORKERS__NAME": "w-stop"},
         cwd=serve.cwd,
         stdout=log,

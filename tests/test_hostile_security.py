@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 
 from bench.fakes.telegram import FakeTelegram
-from desk.signing import Signer
-from desk.webdesk import FEEDBACK_PURPOSE
+from desk.config.signing import Signer
+from desk.features.webdesk import FEEDBACK_PURPOSE
 from models import Appeal, AppealStatus, Customer, Event, Message, Rating, StoredFile, Task
 from tests.conftest import Desk, free_port
 from tests.fakes.vk import FakeVk

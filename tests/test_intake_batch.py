@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from channels.base import ChannelKind, InboundMessage
-from desk.event_types import MessageReceived
-from desk.events import Stage
-from desk.intake import BatchSize, IntakeWorker
-from desk.lifecycle import Lifecycle
+from desk.appeals.event_types import MessageReceived
+from desk.appeals.events import Stage
+from desk.appeals.intake import BatchSize, IntakeWorker
+from desk.appeals.lifecycle import Lifecycle
 from models import Appeal, AppealStatus, Event, Message
 from tests.conftest import Desk
 
@@ -151,8 +151,8 @@ async def test_a_batch_s_history_is_read_before_it_is_written(quiet_desk: Desk) 
     # batch are still held: they count all the same, stored rows first.
     from tortoise.transactions import in_transaction
 
-    from desk import history
-    from desk.sla import pauses_of
+    from desk.appeals import history
+    from desk.decide.sla import pauses_of
     from models import AppealStatus
 
     lifecycle, _ = parts(quiet_desk)

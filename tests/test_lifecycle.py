@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from channels.base import ChannelKind, ContactHint, InboundMessage
-from desk.errors import InvalidInput, InvalidTransition
-from desk.events import Stage
-from desk.lifecycle import Lifecycle
-from desk.outbox import Outbox
-from desk.settings import Settings
-from desk.sla import RECOMPUTE_ON, SlaClock
-from desk.triage import Triage
+from desk.appeals.events import Stage
+from desk.appeals.lifecycle import Lifecycle
+from desk.appeals.outbox import Outbox
+from desk.appeals.triage import Triage
+from desk.config.errors import InvalidInput, InvalidTransition
+from desk.config.settings import Settings
+from desk.decide.sla import RECOMPUTE_ON, SlaClock
 from models import Appeal, AppealStatus, ContactPoint, Customer, Event, Message, OutboxItem, db
 
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from bench.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
-from desk.log_context import ContextFilter, about, log_scope, redact
-from desk.logs import NOISY_LOGGERS, setup_logging
-from desk.settings import Settings
+from desk.config.settings import Settings
+from desk.ops.log_context import ContextFilter, about, log_scope, redact
+from desk.ops.logs import NOISY_LOGGERS, setup_logging
 from models import Appeal, ContactPoint, OutboxItem, OutboxStatus
 from tests.conftest import API_TOKEN, SECRET_KEY, Desk, free_port
 from tests.telegram_world import (
@@ -222,7 +222,7 @@ async def test_a_header_too_long_for_aiohttp_logs_no_token(
 ) -> None:
     import asyncio
 
-    from desk.keys import create_token
+    from desk.config.keys import create_token
 
     buffer = io.StringIO()
     setup_logging(make_settings(log_format="json"), buffer)

@@ -18,9 +18,9 @@ from tortoise import Tortoise
 from bench.fakes.telegram import FakeTelegram
 from channels.base import DeliveryFailed, RateLimited, Rejected, Unreachable
 from channels.stream import RedisStream
-from desk.health import run_check
-from desk.metrics import Metrics, failure_reason
-from desk.scheduler import Daily
+from desk.api.health import run_check
+from desk.ops.metrics import Metrics, failure_reason
+from desk.ops.scheduler import Daily
 from models import Appeal, KeyValue, OutboxItem, OutboxStatus
 from tests.conftest import Desk, free_port
 from tests.fakes.vk import FakeVk

@@ -20,15 +20,15 @@ from bench.drills.processes import PostgresServer, RedisServer
 from bench.drills.proxy import CuttingProxy
 from channels.base import ChannelKind, InboundMessage, OutboundMessage
 from channels.stream import AppealStream, LocalStream, RedisStream
+from desk.appeals.intake import IntakeWorker
+from desk.appeals.lifecycle import Lifecycle
+from desk.appeals.outbox import Outbox
+from desk.config.settings import Settings
 from desk.context import utc_now
-from desk.delivery import DeliveryWorker
-from desk.intake import IntakeWorker
-from desk.lifecycle import Lifecycle
-from desk.metrics import Metrics
-from desk.outage import OutageWatch
-from desk.outbox import Outbox
-from desk.scheduler import Daily
-from desk.settings import Settings
+from desk.ops.metrics import Metrics
+from desk.ops.outage import OutageWatch
+from desk.ops.scheduler import Daily
+from desk.outbound.delivery import DeliveryWorker
 from models import Appeal, Customer, Direction, KeyValue, Message, OutboxItem, OutboxStatus, db
 from tests.conftest import PG_URL, REDIS_URL
 from tests.telegram_world import eventually

@@ -8,8 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from desk.errors import InvalidInput
-from desk.periods import MAX_DAYS, BadPeriod, describe, parse_date, parse_period, period_of_days
+from desk.config.errors import InvalidInput
+from desk.reports.periods import (
+    MAX_DAYS,
+    BadPeriod,
+    describe,
+    parse_date,
+    parse_period,
+    period_of_days,
+)
 
 pytestmark = pytest.mark.backend_agnostic
 

@@ -15,7 +15,7 @@ import pytest
 
 from bench.fakes.telegram import FakeTelegram
 from desk.api.rate_limit import APPEALS, PAGES, RateLimiter, TokenBuckets
-from desk.settings import HttpSettings
+from desk.config.settings import HttpSettings
 from models import Appeal, Message
 from tests.conftest import Desk, free_port
 from tests.telegram_world import eventually, telegram_settings

@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bench.fakes.telegram import FakeTelegram
-from desk.charts import rating_chart
-from desk.periods import parse_period
-from desk.rating_report import rating_report
+from desk.reports.charts import rating_chart
+from desk.reports.periods import parse_period
+from desk.reports.rating_report import rating_report
 from models import Agent, Appeal, Customer, Order, Rating, RatingRequest, db
 from tests.conftest import Desk
 from tests.telegram_world import (

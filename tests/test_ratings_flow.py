@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from bench.fakes.telegram import FakeTelegram, SentMessage
-from desk.forget import forget_customer
-from desk.ratings import RatingClosed
+from desk.features.forget import forget_customer
+from desk.features.ratings import RatingClosed
 from models import (
     Agent,
     Appeal,

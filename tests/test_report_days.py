@@ -11,11 +11,11 @@ from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from desk.appeal_report import appeal_report
-from desk.digest import report_jobs
-from desk.periods import parse_period
-from desk.report_days import catch_up
-from desk.sla_report import sla_report
+from desk.reports.appeal_report import appeal_report
+from desk.reports.digest import report_jobs
+from desk.reports.periods import parse_period
+from desk.reports.report_days import catch_up
+from desk.reports.sla_report import sla_report
 from models import Appeal, Priority, ReportDay, ReportStale
 from tests.conftest import Desk
 from tests.telegram_world import MovableClock

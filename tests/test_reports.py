@@ -20,12 +20,12 @@ import pytest
 
 from bench.fakes.telegram import FakeTelegram
 from channels.base import ChannelKind, InboundMessage
-from desk.appeal_report import Spread, appeal_report
-from desk.durations import EXACT_BELOW, RELATIVE_ERROR, bucket_of, value_of
-from desk.periods import parse_period, period_of_days
-from desk.phrases import phrases
-from desk.sla_report import sla_report
-from desk.top_report import previous_of, top_report
+from desk.reports.appeal_report import Spread, appeal_report
+from desk.reports.durations import EXACT_BELOW, RELATIVE_ERROR, bucket_of, value_of
+from desk.reports.periods import parse_period, period_of_days
+from desk.reports.phrases import phrases
+from desk.reports.sla_report import sla_report
+from desk.reports.top_report import previous_of, top_report
 from models import (
     OPEN_STATUSES,
     Appeal,
@@ -693,7 +693,7 @@ async def test_digest_is_posted_once_at_its_time_by_two_instances(
     )
     # Sunday, before the digest's time (time never runs back: rows made at NOW stay due)
     clock.now = msk(date(2026, 11, 15), 12, 10)
-    from desk.service import Service
+    from desk.runtime.service import Service
 
     shared = first.service._settings
     second = Service(shared, "worker", io.StringIO(), clock=clock)  # one database, two desks

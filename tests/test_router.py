@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from desk.seed_model import seeded_model
-from desk.settings import Settings, categories_of, default_seed_examples
+from desk.config.settings import Settings, categories_of, default_seed_examples
+from desk.decide.seed_model import seeded_model
 from router.classify import Classifier, CustomerFacts, Recogniser
 from router.evaluate import evaluate, measure, split
 from router.model import TextModel

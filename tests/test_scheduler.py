@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from desk import scheduler
-from desk.scheduler import Daily
+from desk.ops import scheduler
+from desk.ops.scheduler import Daily
 from models import KeyValue, db
 
 MSK = ZoneInfo("Europe/Moscow")

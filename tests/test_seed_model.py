@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from desk import seed_model
-from desk.seed_model import KEEP, cache_dir, fingerprint, seeded_model
-from desk.settings import default_seed_examples
+from desk.config.settings import default_seed_examples
+from desk.decide import seed_model
+from desk.decide.seed_model import KEEP, cache_dir, fingerprint, seeded_model
 from router.model import TextModel
 
 # Every fourth shipped seed: every category, a second of training instead of several.
@@ -51,7 +51,7 @@ def test_the_next_process_reads_the_model_and_routes_exactly_alike(
     assert file.name == f"router-seeds-{fingerprint(SEEDS)}.json"
 
     seeded_model.cache_clear()  # as a new process would start
-    with caplog.at_level(logging.INFO, logger="desk.seed_model"):
+    with caplog.at_level(logging.INFO, logger="desk.decide.seed_model"):
         read = seeded_model(SEEDS)
     assert "read from the cache" in caplog.text
     assert read is not trained
@@ -73,7 +73,7 @@ def test_a_broken_cache_file_is_trained_again_and_replaced(
         file.write_text(broken, encoding="utf-8", errors="surrogateescape")
         seeded_model.cache_clear()
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="desk.seed_model"):
+        with caplog.at_level(logging.WARNING, logger="desk.decide.seed_model"):
             assert seeded_model(SEEDS).state() == expected
         assert "unreadable; training it again" in caplog.text
         assert json.loads(file.read_text(encoding="utf-8")) == json.loads(json.dumps(expected))
@@ -91,7 +91,7 @@ def test_an_unwritable_cache_costs_only_the_training(
 ) -> None:
     cache.parent.mkdir(parents=True)
     cache.write_text("a file where the directory should be", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="desk.seed_model"):
+    with caplog.at_level(logging.WARNING, logger="desk.decide.seed_model"):
         model = seeded_model(SEEDS)
     assert "could not be cached" in caplog.text
     assert model.predict(ASKED[0])

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from desk.orders import Contacts, OrderChange
-from desk.scheduler import Daily
-from desk.winback import WINBACK, complete_call
+from desk.features.orders import Contacts, OrderChange
+from desk.features.winback import WINBACK, complete_call
+from desk.ops.scheduler import Daily
 from models import Customer, Event, Lifecycle, Task, TaskStatus, Warmth
 from tests.conftest import Desk
 from tests.telegram_world import MovableClock

@@ -13,9 +13,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bench.fakes.telegram import FakeTelegram, SentMessage
-from desk.orders import Contacts, OrderChange
-from desk.scheduler import Daily
-from desk.winback import WINBACK
+from desk.features.orders import Contacts, OrderChange
+from desk.features.winback import WINBACK
+from desk.ops.scheduler import Daily
 from models import Agent, Customer, Event, Lifecycle, Task, TaskStatus, Warmth
 from tests.conftest import Desk
 from tests.telegram_world import (

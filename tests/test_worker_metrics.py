@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from bench.fakes.telegram import FakeTelegram
-from desk.service import Service
-from desk.settings import Settings
+from desk.config.settings import Settings
+from desk.runtime.service import Service
 from models import OutboxItem, OutboxStatus, db
 from tests.conftest import SECRET_KEY, free_port
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, texts_in
@@ -73,7 +73,7 @@ async def test_a_worker_serves_its_own_metrics_and_healthz(
     port = free_port()
     log = (tmp_path / "worker.log").open("a")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "desk.cli", "worker"],
+        [sys.executable, "-m", "desk.runtime.cli", "worker"],
         env={
             **serve.env,
             "DESK_WORKERS__NAME": "w-metrics",

@@ -10,8 +10,8 @@ from pathlib import Path
 from bench.drills.processes import free_port
 from bench.drills.traffic import API_TOKEN, SECRET_KEY, WEBHOOK_SECRET
 from bench.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
-from desk.service import Service
-from desk.settings import Settings
+from desk.config.settings import Settings
+from desk.runtime.service import Service
 
 
 @contextlib.asynccontextmanager

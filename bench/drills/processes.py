@@ -52,7 +52,7 @@ class DeskProcess:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("a") as log:
             self.proc = subprocess.Popen(  # noqa: ASYNC220, S603 (starts at once, our own command)
-                [sys.executable, "-m", "desk.cli", self.role],
+                [sys.executable, "-m", "desk.runtime.cli", self.role],
                 env=self.env,
                 cwd=self.cwd,
                 stdout=log,

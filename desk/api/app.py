@@ -19,11 +19,11 @@ from desk.api.errors import (
     json_response,
 )
 from desk.api.query import query_checked
+from desk.appeals.idempotency import MAX_KEY, RequestKey, key_problem
+from desk.config.errors import DeskError
+from desk.config.keys import Caller
 from desk.context import AppContext
-from desk.errors import DeskError
-from desk.idempotency import MAX_KEY, RequestKey, key_problem
-from desk.keys import Caller
-from desk.log_context import log_scope
+from desk.ops.log_context import log_scope
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from aiohttp import web
 
 from desk.api.pages import error_page, page_ctx, page_language, render_page
 from desk.api.rate_limit import PAGES, limited
-from desk.orders import UnknownChoice
-from desk.signing import BadToken, ExpiredToken
-from desk.webdesk import CHOICE_PURPOSE
+from desk.config.signing import BadToken, ExpiredToken
+from desk.features.orders import UnknownChoice
+from desk.features.webdesk import CHOICE_PURPOSE
 from models import Customer, Order, parse_id
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from desk.api.errors import ApiError
-from desk.settings import HttpSettings
+from desk.config.settings import HttpSettings
 
 log = logging.getLogger(__name__)
 

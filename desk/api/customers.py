@@ -17,11 +17,11 @@ from desk.api.errors import ApiError, json_response, read_json
 from desk.api.query import int_param
 from desk.api.reports import PERIOD_PARAMS, PeriodOut, report_response
 from desk.api.schemas import Body
-from desk.customer_report import CustomerReport, customer_report
-from desk.customers import set_state
-from desk.orders import order_totals
-from desk.periods import Period
-from desk.timeline import MAX_ENTRIES, timeline
+from desk.appeals.customers import set_state
+from desk.appeals.timeline import MAX_ENTRIES, timeline
+from desk.features.orders import order_totals
+from desk.reports.customer_report import CustomerReport, customer_report
+from desk.reports.periods import Period
 from models import Customer, Warmth
 from models.lookup import parse_id
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from desk.api.schemas import PATTERN_MESSAGES
-from desk.errors import (
+from desk.config.errors import (
     AgentNotFound,
     AppealNotFound,
     DeskError,

@@ -11,10 +11,10 @@ from aiohttp import web
 
 from desk.api.pages import error_page, form_text, page_ctx, page_language, render_page
 from desk.api.rate_limit import PAGES, limited
-from desk.forget import is_forgotten
-from desk.ratings import COMMENT_LIMIT, FACES, SCORES, RatingClosed, UnknownRequest
-from desk.signing import BadToken, ExpiredToken
-from desk.webdesk import FEEDBACK_PURPOSE
+from desk.config.signing import BadToken, ExpiredToken
+from desk.features.forget import is_forgotten
+from desk.features.ratings import COMMENT_LIMIT, FACES, SCORES, RatingClosed, UnknownRequest
+from desk.features.webdesk import FEEDBACK_PURPOSE
 from models import Appeal, Customer, Order, Rating, RatingRequest, parse_id, storable
 
 MAX_FORM_BYTES = 16 * 1024

@@ -9,8 +9,8 @@ from pydantic import BaseModel
 
 from desk.api.app import Operation
 from desk.api.schemas import ErrorOut, HealthOut
-from desk.customers import SPACE
-from desk.settings import Settings, stages_of
+from desk.appeals.customers import SPACE
+from desk.config.settings import Settings, stages_of
 
 REF = "#/components/schemas/{model}"
 _REASONS = {

@@ -11,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from desk.api.app import CTX, ctx_of, errors_middleware
 from desk.api.errors import ApiError, json_response
+from desk.api.health import readiness
 from desk.context import AppContext
-from desk.health import readiness
 
 
 async def healthz(_: web.Request) -> web.Response:

@@ -29,7 +29,7 @@ from desk.api.schemas import (
     one_of_contacts,
 )
 from desk.context import AppContext
-from desk.orders import Contacts, OrderChange, Orders
+from desk.features.orders import Contacts, OrderChange, Orders
 from models import Order
 
 AMOUNT_LIMIT = Decimal("1000000000000")  # the column holds 12 digits before the point

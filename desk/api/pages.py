@@ -12,10 +12,10 @@ from pydantic import ValidationError
 
 from desk.api.rate_limit import APPEALS, PAGES, limited, retry_after
 from desk.api.schemas import MAX_TEXT, NewAppealIn
+from desk.config.signing import BadToken, ExpiredToken
+from desk.config.texts import language_of
 from desk.context import AppContext
-from desk.signing import BadToken, ExpiredToken
-from desk.texts import language_of
-from desk.webdesk import (
+from desk.features.webdesk import (
     STATUS_PURPOSE,
     accept_appeal,
     accept_reply,

@@ -8,10 +8,10 @@ from aiohttp import web
 from desk.api.app import Operation, caller_of, ctx_of
 from desk.api.errors import ApiError, json_response
 from desk.api.schemas import Body
-from desk.customers import customer_by_ref
-from desk.data_export import export_customer
-from desk.errors import NotAllowed
-from desk.forget import forget_customer
+from desk.appeals.customers import customer_by_ref
+from desk.config.errors import NotAllowed
+from desk.features.data_export import export_customer
+from desk.features.forget import forget_customer
 from models import AgentRole
 
 _PATH = "/api/v1/customers/{customer}"
@@ -67,8 +67,8 @@ OPERATIONS = [
         "GET",
         _PATH + "/export",
         export,
-        "Everything held about a customer, as JSON (managers only; see desk/data_export.py "
-        f"for the structure). The path names {_WHO}",
+        "Everything held about a customer, as JSON (managers only; see "
+        f"desk/features/data_export.py for the structure). The path names {_WHO}",
         errors=(401, 403, 404),
     ),
     Operation(

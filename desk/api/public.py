@@ -9,7 +9,7 @@ from desk.api.errors import json_response, read_json
 from desk.api.rate_limit import APPEALS, limited
 from desk.api.schemas import NewAppealIn, NewAppealOut
 from desk.api.staff import appeal_links
-from desk.webdesk import accept_appeal, status_url
+from desk.features.webdesk import accept_appeal, status_url
 
 
 @limited(APPEALS)

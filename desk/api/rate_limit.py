@@ -21,7 +21,7 @@ from aiohttp import web
 
 from desk.api.app import API_PREFIX, route_of
 from desk.api.errors import ApiError, error_response
-from desk.settings import HttpSettings, RouteLimits
+from desk.config.settings import HttpSettings, RouteLimits
 
 log = logging.getLogger(__name__)
 

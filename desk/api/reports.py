@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from desk.api.app import Operation, QueryParam, ctx_of
 from desk.api.errors import ApiError, json_response
-from desk.charts import rating_chart
-from desk.periods import (
+from desk.reports.charts import rating_chart
+from desk.reports.periods import (
     BadPeriod,
     Period,
     describe,
@@ -25,7 +25,7 @@ from desk.periods import (
     period_of_days,
     today_in,
 )
-from desk.rating_report import RatingReport, rating_report
+from desk.reports.rating_report import RatingReport, rating_report
 
 T = TypeVar("T")
 NO_STORE = {"Cache-Control": "no-store"}

@@ -15,7 +15,7 @@ from pydantic import (
 )
 
 from channels.web import WebAppeal
-from desk.customers import (
+from desk.appeals.customers import (
     EMAIL_PATTERN,
     PHONE_PATTERN,
     SPACE,

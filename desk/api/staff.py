@@ -26,8 +26,8 @@ from desk.api.schemas import (
     StatusIn,
     TextIn,
 )
-from desk.customers import merge_customers
-from desk.triage import find_agent
+from desk.appeals.customers import merge_customers
+from desk.appeals.triage import find_agent
 from models import (
     Agent,
     Appeal,

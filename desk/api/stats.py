@@ -15,10 +15,10 @@ from pydantic import BaseModel
 
 from desk.api.app import Operation, QueryParam, ctx_of
 from desk.api.reports import PERIOD_PARAMS, PeriodOut, report_response
-from desk.appeal_report import AppealReport, appeal_report
-from desk.periods import Period, today_in
-from desk.sla_report import SlaReport, sla_report
-from desk.top_report import TopReport, top_report
+from desk.reports.appeal_report import AppealReport, appeal_report
+from desk.reports.periods import Period, today_in
+from desk.reports.sla_report import SlaReport, sla_report
+from desk.reports.top_report import TopReport, top_report
 
 _FORMAT = QueryParam("format", {"type": "string", "enum": ["json", "csv"]}, "csv: as a table")
 

@@ -14,9 +14,9 @@ from desk.api.errors import json_response, read_json
 from desk.api.query import enum_param, int_param, text_param
 from desk.api.schemas import Body
 from desk.api.staff import MAX_PAGE
-from desk.errors import TaskNotFound
-from desk.triage import find_agent
-from desk.winback import complete_call
+from desk.appeals.triage import find_agent
+from desk.config.errors import TaskNotFound
+from desk.features.winback import complete_call
 from models import MAX_ID, Task, TaskStatus, fits, parse_id
 
 MAX_PER_PAGE = 200
