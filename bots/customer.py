@@ -13,7 +13,7 @@ from aiogram.types import CallbackQuery, KeyboardButton, Message, ReplyKeyboardM
 from bots.deps import BotDeps
 from bots.filters import inline
 from channels.base import BadInbound, ChannelKind
-from channels.telegram import customer_inbound
+from channels.telegram.updates import customer_inbound
 from desk.appeals.customers import customer_id_at, link_phone
 from desk.config.texts import LANGUAGES, language_of
 from desk.features.orders import CHOICE_PREFIX, UnknownChoice

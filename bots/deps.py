@@ -10,7 +10,7 @@ from tortoise.transactions import in_transaction
 
 from bots.staff_sync import StaffSync
 from channels.base import ChannelKind
-from channels.telegram_send import TelegramSender
+from channels.telegram.send import TelegramSender
 from desk.context import AppContext
 from desk.features.answers import AnswerBook
 

@@ -20,8 +20,8 @@ from bots.staff_posts import StaffPoster
 from bots.staff_sync import STAFF_CHANNEL, StaffSync
 from bots.task_board import TaskBoard
 from channels.base import ChannelKind, wait_or_stop
-from channels.telegram import ALLOWED_UPDATES, Poller, make_bot, webhook_view
-from channels.telegram_send import TelegramLimiter, TelegramSender
+from channels.telegram.send import TelegramLimiter, TelegramSender
+from channels.telegram.updates import ALLOWED_UPDATES, Poller, make_bot, webhook_view
 from desk.appeals.event_types import TaskCreated
 from desk.appeals.events import Stage
 from desk.context import AppContext

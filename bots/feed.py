@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bots.cards import CardMaker
-from channels.telegram_send import MessageGone, TelegramSender
+from channels.telegram.send import MessageGone, TelegramSender
 from desk.config.settings import Settings
 from desk.config.texts import Texts
 from models import Appeal, AppealStatus, Customer, KeyValue

@@ -19,7 +19,7 @@ from bots.staff_commands import COMMANDS, CommandContext, parse_command
 from bots.staff_sync import CALL_PREFIX, user_mention
 from bots.task_board import REASON_PREFIX, RESULT_PREFIX
 from channels.base import Attachment, ChannelKind, DeliveryError
-from channels.telegram import attachments_of
+from channels.telegram.updates import attachments_of
 from desk.appeals.tasks import CALL_DUE, create_task, phones_of
 from desk.appeals.triage import IMPORTANT_TAG
 from desk.config.errors import AgentNotFound, DeskError, InvalidInput, InvalidTransition

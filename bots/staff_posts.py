@@ -10,7 +10,7 @@ from bots.cards import CardMaker
 from bots.feed import FeedBoard
 from bots.staff_sync import STAFF_CHANNEL, appeal_queue
 from channels.base import Attachment, ChannelKind, DeliveryFailed, OutboundMessage, Rejected
-from channels.telegram_send import (
+from channels.telegram.send import (
     TEXT_LIMIT,
     Markup,
     MessageGone,

@@ -10,7 +10,7 @@ from aiohttp import web
 from tortoise.transactions import in_transaction
 
 from channels.base import BadInbound, ChannelKind
-from channels.vk import VkChannel, VkPoller, callback_view, vk_id
+from channels.vk.channel import VkChannel, VkPoller, callback_view, vk_id
 from desk.appeals.customers import customer_id_at
 from desk.context import AppContext
 from desk.features.orders import CHOICE_PREFIX, UnknownChoice

@@ -15,10 +15,10 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from channels.base import BadInbound, InboundMessage
-from channels.mail_parse import MailParseError, ParsedMail, parse_mail
+from channels.email.parse import MailParseError, ParsedMail, parse_mail
 from channels.settings import VkSettings
-from channels.telegram import customer_inbound, parse_update
-from channels.vk import VkChannel
+from channels.telegram.updates import customer_inbound, parse_update
+from channels.vk.channel import VkChannel
 from models import storable
 from tests.conftest import free_port
 

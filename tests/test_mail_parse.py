@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from channels.mail_parse import MailParseError, ParsedMail, parse_mail
-from channels.mail_text import html_to_text, new_text, unflow
+from channels.email.parse import MailParseError, ParsedMail, parse_mail
+from channels.email.text import html_to_text, new_text, unflow
 
 pytestmark = pytest.mark.backend_agnostic
 

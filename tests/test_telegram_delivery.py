@@ -12,7 +12,7 @@ import pytest
 
 from bench.fakes.telegram import FakeTelegram, Limits
 from channels.base import RateLimited
-from channels.telegram_send import PRUNE_AT, TelegramLimiter, TelegramSender
+from channels.telegram.send import PRUNE_AT, TelegramLimiter, TelegramSender
 from models import Appeal, ContactPoint, Event, Message, OutboxItem, Task
 from tests.conftest import Desk, free_port
 from tests.telegram_world import (
@@ -382,7 +382,7 @@ def test_the_bot_api_answer_classes_are_built_once() -> None:
     from aiogram.methods.base import Response
     from aiogram.types import ForumTopic, Message
 
-    from channels.telegram import RESPONSE_TYPES
+    from channels.telegram.updates import RESPONSE_TYPES
 
     gc.collect()
     assert Response[Message] in RESPONSE_TYPES

@@ -15,7 +15,7 @@ import pytest
 from bench.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 from channels.base import OutboundMessage
 from channels.settings import VkSettings
-from channels.vk import VkChannel
+from channels.vk.channel import VkChannel
 from models import Appeal, ContactPoint, Customer, Event, Message, Task
 from tests.conftest import Desk, free_port
 from tests.fakes.vk import GROUP_NAME, FakeVk

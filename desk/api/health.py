@@ -36,7 +36,7 @@ def components(ctx: AppContext) -> dict[str, Check]:
         if isinstance(adapter, Pingable):
             found[NAMES.get(kind, kind)] = adapter.ping
     if ctx.settings.email.disabled_reason() is None:
-        from channels.mailbox import ping_mailbox
+        from channels.email.mailbox import ping_mailbox
 
         found["email_imap"] = partial(ping_mailbox, ctx.settings.email)
     return found

@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 import router
-from channels.email import EmailSettings
+from channels.email.mail import EmailSettings
 from channels.secret_strength import SIGNING_KEY_CHARS, TOKEN_CHARS, strong_secret
 from channels.settings import TelegramSettings, VkSettings
 from desk.config.config_errors import load_yaml

@@ -53,7 +53,7 @@ from desk.reports.report_facts import ReportFacts
 from models import db
 
 if TYPE_CHECKING:
-    from channels.mail_parse import ParsedMail
+    from channels.email.parse import ParsedMail
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ async def build_context(
 
         ctx.vk = VkDesk(ctx)
     if settings.email.disabled_reason() is None:
-        from channels.email import MailSender
+        from channels.email.mail import MailSender
 
         adapters[ChannelKind.EMAIL.value] = MailSender(
             settings.email,
@@ -460,7 +460,7 @@ class Service:
         settings = self._settings
         if settings.email.disabled_reason() is not None:
             return
-        from channels.mailbox import MailboxReader, store_mail
+        from channels.email.mailbox import MailboxReader, store_mail
 
         async def handle(parsed: ParsedMail, raw: bytes) -> None:
             await store_mail(

@@ -19,7 +19,7 @@ from io import BytesIO
 from urllib.parse import unquote_to_bytes
 
 from channels.base import file_name
-from channels.mail_text import (
+from channels.email.text import (
     decode_text,
     decode_words,
     fix_8bit,

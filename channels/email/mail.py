@@ -29,7 +29,7 @@ from channels.base import (
 from models import Appeal, Customer, Direction, Message, StoredFile
 
 if TYPE_CHECKING:
-    from channels.mail_parse import ParsedMail
+    from channels.email.parse import ParsedMail
 
 NUMBER_IN_SUBJECT = re.compile(r"\[(A-\d{6,})\]")
 REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|отв|ответ|пересл)\s*(\[\d+\])?\s*:\s*)+", re.I)

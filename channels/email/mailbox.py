@@ -16,8 +16,8 @@ from typing import Any
 import aioimaplib
 
 from channels.base import wait_or_stop
-from channels.email import EmailSettings, mail_inbound
-from channels.mail_parse import MailParseError, ParsedMail, parse_mail
+from channels.email.mail import EmailSettings, mail_inbound
+from channels.email.parse import MailParseError, ParsedMail, parse_mail
 from models import KeyValue
 
 log = logging.getLogger(__name__)
