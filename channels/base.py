@@ -81,6 +81,9 @@ class InboundMessage:
     new_appeal: bool = False  # the customer asked for a new appeal explicitly
     group_id: str = ""  # parts with one group id are one message (a Telegram album)
     edit_of: str = ""  # external id of the message this one edits
+    # External ids of the messages it answers, newest first (a mail's In-Reply-To, then its
+    # References): intake threads it into the appeal of the first one the desk knows.
+    replies_to: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; ``from_json`` reads it back."""
@@ -112,6 +115,7 @@ class InboundMessage:
                 new_appeal=bool(data.get("new_appeal", False)),
                 group_id=str(data.get("group_id", "")),
                 edit_of=str(data.get("edit_of", "")),
+                replies_to=tuple(str(r) for r in data.get("replies_to", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInbound(f"malformed stream entry: {exc}") from exc
@@ -130,6 +134,12 @@ class OutboundMessage:
     fmt: str = "plain"  # plain | html
     extra: dict[str, Any] = field(default_factory=dict)
     appeal_id: int | None = None
+    # What the desk knows of the conversation, for adapters that show it (a mail's subject and
+    # threading headers): filled for an adapter whose ``wants_conversation`` is true.
+    appeal_number: str = ""
+    appeal_subject: str = ""
+    language: str = ""  # the customer's
+    thread: tuple[str, ...] = ()  # the appeal's message ids in this channel so far, oldest first
 
 
 class BadInbound(ValueError):

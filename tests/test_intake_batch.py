@@ -216,3 +216,35 @@ async def test_a_new_appeal_is_stored_with_all_the_batch_decided_about_it(
         assert row.last_message_at is not None and row.waiting_since is not None
     first = await Appeal.get(id=results[0].appeal_id)
     assert await texts_of(first.id) == ["Где мой заказ? Номер 4521", "Сообщение 1: где мой заказ?"]
+
+
+async def test_a_mail_goes_to_the_appeal_whose_message_it_answers_not_the_latest(
+    quiet_desk: Desk,
+) -> None:
+    # The email channel passes on what a mail answers (its In-Reply-To and References); intake
+    # threads it by the first of those the desk knows, in the same query as its duplicates.
+    lifecycle, _ = parts(quiet_desk)
+
+    def mail(n: int, text: str, **kw: Any) -> InboundMessage:
+        return InboundMessage(
+            channel=ChannelKind.EMAIL,
+            external_id=f"<m{n}@example.com>",
+            address="anna@example.com",
+            text=text,
+            sent_at=T0 + timedelta(minutes=n),
+            **kw,
+        )
+
+    first, second = await lifecycle.ingest_batch(
+        [mail(1, "Нужен счёт"), mail(2, "И ещё: верните деньги", new_appeal=True)]
+    )
+    assert first.created and second.created and first.appeal_id != second.appeal_id
+    unknown = "<lost@example.com>"
+    answers = await lifecycle.ingest_batch(
+        [
+            mail(3, "Счёт получила, спасибо", replies_to=(unknown, "<m1@example.com>")),
+            mail(4, "А деньги когда?"),  # answers nothing: the latest open appeal
+        ]
+    )
+    assert [a.appeal_id for a in answers] == [first.appeal_id, second.appeal_id]
+    assert await texts_of(first.appeal_id) == ["Нужен счёт", "Счёт получила, спасибо"]

@@ -26,13 +26,14 @@ from channels.base import (
     Rejected,
     Unreachable,
 )
-from models import Appeal, Customer, Direction, Message, StoredFile
+from models import StoredFile
 
 if TYPE_CHECKING:
     from channels.email.parse import ParsedMail
 
 NUMBER_IN_SUBJECT = re.compile(r"\[(A-\d{6,})\]")
 REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|отв|ответ|пересл)\s*(\[\d+\])?\s*:\s*)+", re.I)
+MAX_REFERENCES = 20  # of a mail's References: enough to find the thread, not a long list
 Render = Callable[..., str]
 StatusLink = Callable[[str], str]  # an appeal number -> the customer's signed status page link
 
@@ -81,8 +82,8 @@ def clean_subject(subject: str) -> str:
 
 
 async def mail_inbound(parsed: ParsedMail, raw: bytes, *, max_chars: int) -> InboundMessage:
-    """A parsed customer mail as an InboundMessage: files stored, the raw mail kept, threaded
-    by our Message-IDs in In-Reply-To/References, then by ``[A-000123]`` in the subject."""
+    """A parsed customer mail as an InboundMessage: files stored, the raw mail kept, the
+    Message-IDs it answers and the ``[A-000123]`` of its subject for intake to thread it by."""
     files: list[Attachment] = []
     for item in parsed.attachments:
         if item.skipped:
@@ -110,25 +111,23 @@ async def mail_inbound(parsed: ParsedMail, raw: bytes, *, max_chars: int) -> Inb
         sent_at=parsed.date or datetime.now(UTC),
         subject=clean_subject(parsed.subject),
         attachments=tuple(files),
-        appeal_number=await _thread_number(parsed),
+        appeal_number=match.group(1) if (match := NUMBER_IN_SUBJECT.search(parsed.subject)) else "",
+        replies_to=replies_to(parsed),
     )
 
 
-async def _thread_number(parsed: ParsedMail) -> str:
-    ids = [i for i in (parsed.in_reply_to, *parsed.references) if i]
-    if ids:
-        known = await Message.filter(channel=ChannelKind.EMAIL.value, external_id__in=ids).first()
-        if known is not None:
-            appeal = await Appeal.get(id=known.appeal_id)
-            return appeal.number or ""
-    match = NUMBER_IN_SUBJECT.search(parsed.subject)
-    return match.group(1) if match else ""
+def replies_to(parsed: ParsedMail) -> tuple[str, ...]:
+    """The Message-IDs a mail answers, newest first: In-Reply-To, then References from the
+    end (at most ``MAX_REFERENCES``)."""
+    ids = [parsed.in_reply_to, *reversed(parsed.references)]
+    return tuple(dict.fromkeys(i[:200] for i in ids if i))[:MAX_REFERENCES]
 
 
 class MailSender:
     """Delivers answers by SMTP, threaded so the customer's mail client shows one conversation."""
 
     kind: str = ChannelKind.EMAIL
+    wants_conversation = True  # the appeal's number, subject, language and mail ids
 
     def __init__(
         self,
@@ -195,9 +194,8 @@ class MailSender:
         In-Reply-To/References to the conversation so far. Every mail the desk sends is built
         here."""
         s = self._settings
-        appeal = await Appeal.get_or_none(id=out.appeal_id) if out.appeal_id else None
-        number = appeal.number if appeal is not None else ""
-        subject = out.subject or (appeal.subject if appeal is not None else "") or self._company
+        number = out.appeal_number
+        subject = out.subject or out.appeal_subject or self._company
         if number and number not in subject:
             subject = f"[{number}] {subject}"
         mail = EmailMessage()
@@ -208,12 +206,11 @@ class MailSender:
         mail["Date"] = format_datetime(self._clock().astimezone(UTC))
         mail["Message-ID"] = make_msgid(idstring=number or None, domain=s.domain)
         mail["Auto-Submitted"] = "auto-replied" if out.extra.get("automatic") else "no"
-        if appeal is not None:
-            parent, references = await _conversation(appeal.id)
-            if parent:
-                mail["In-Reply-To"] = parent
-                mail["References"] = " ".join(references)
-        lang = await _language(appeal)
+        mail_ids = [i for i in out.thread if i.startswith("<")]  # ours and the customer's
+        if mail_ids:  # the customer's latest mail, else our latest, and the chain before it
+            mail["In-Reply-To"] = mail_ids[-1]
+            mail["References"] = " ".join(mail_ids[-MAX_REFERENCES:])
+        lang = out.language or "ru"
         link = self._status_link(number) if number and self._status_link is not None else ""
         text = self._render(
             "email/message.txt.j2", lang, text=out.text, number=number, status_url=link
@@ -235,28 +232,6 @@ class MailSender:
                     filename=item.name or stored.name or "file",
                 )
         return mail
-
-
-async def _language(appeal: Appeal | None) -> str:
-    if appeal is None:
-        return "ru"
-    customer = await Customer.get_or_none(id=appeal.customer_id)
-    return customer.language if customer is not None else "ru"
-
-
-async def _conversation(appeal_id: int) -> tuple[str, list[str]]:
-    """The Message-ID to answer (the customer's latest mail, else our latest) and the chain."""
-    rows = await Message.filter(
-        appeal_id=appeal_id, channel=ChannelKind.EMAIL.value, external_id__isnull=False
-    ).order_by("id")
-    ids = [
-        r.external_id
-        for r in rows
-        if r.external_id and r.external_id.startswith("<") and r.direction is not Direction.NOTE
-    ]
-    if not ids:
-        return "", []
-    return ids[-1], ids[-20:]
 
 
 def set_subject(mail: EmailMessage, subject: str) -> None:

@@ -107,6 +107,7 @@ class IntakeBatch:
             wanted.add((msg.channel.value, stored_id(msg)))
             if msg.edit_of:
                 wanted.add((msg.channel.value, msg.edit_of))
+            wanted.update((msg.channel.value, ref) for ref in msg.replies_to)
         self.messages = dict.fromkeys(wanted)
         channels = sorted({c for c, _ in wanted})
         ids = sorted({i for _, i in wanted})
@@ -114,6 +115,14 @@ class IntakeBatch:
             key = (row.channel, row.external_id or "")
             if key in wanted:
                 self.messages[key] = row
+
+    def answered_appeal(self, msg: InboundMessage) -> int | None:
+        """The appeal of the first message the desk knows among those ``msg`` answers."""
+        for ref in msg.replies_to:
+            known = self.messages.get((msg.channel.value, ref))
+            if known is not None:
+                return int(known.appeal_id)
+        return None
 
     async def _load_points(self, msgs: Sequence[InboundMessage]) -> None:
         wanted = {key for msg in msgs for key in contact_keys(msg)}

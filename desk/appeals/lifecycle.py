@@ -317,6 +317,7 @@ class Lifecycle:
         if (
             self.capture is not None
             and not msg.appeal_number
+            and batch.answered_appeal(msg) is None
             and not msg.new_appeal
             and customer.id in batch.comment_waits
         ):
@@ -422,8 +423,13 @@ class Lifecycle:
         now = self._clock()
         window = timedelta(hours=self._settings.lifecycle.reopen_window_hours)
         candidate: Appeal | None = None
-        if msg.appeal_number:
-            named = await Appeal.filter(number=msg.appeal_number).first()
+        answered = batch.answered_appeal(msg)  # a mail threaded by our Message-IDs
+        if answered is not None or msg.appeal_number:
+            named = await (
+                Appeal.filter(id=answered)
+                if answered is not None
+                else Appeal.filter(number=msg.appeal_number)
+            ).first()
             # A web reply carries a number proven by a signed link; others must own the appeal.
             if named is not None and (
                 msg.channel is ChannelKind.WEB or named.customer_id == customer.id

@@ -9,6 +9,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TypeVar
@@ -35,7 +36,17 @@ from desk.appeals.outbox import Outbox
 from desk.ops.log_context import log_scope
 from desk.ops.metrics import Metrics
 from desk.ops.outage import OutageWatch
-from models import Appeal, Customer, DeliveryState, Message, OutboxItem, OutboxStatus, db, sql
+from models import (
+    Appeal,
+    Customer,
+    DeliveryState,
+    Direction,
+    Message,
+    OutboxItem,
+    OutboxStatus,
+    db,
+    sql,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,7 @@ CLAIM_SHARE = 0.1  # of a worker's time, at most, for the claim's query (see pac
 PACE_MAX_S = 2.0
 HELD_IN_CLAIM = 1_000  # held destinations the claim's query leaves out by itself
 SLOW_SEND_S = 0.5  # a pass waits this long for its sends; the rest go on beside later passes
+THREAD_IDS = 50  # of an appeal's message ids, for an adapter that threads (mail)
 MAX_SLOW = 64  # … as long as no more than this many do (else the pass waits for them all)
 MAX_BACKOFF_S = 900.0
 NO_ADAPTER_RETRY_S = 300.0
@@ -443,7 +455,10 @@ class DeliveryWorker:
     async def _attempt(self, adapter: ChannelAdapter, item: OutboxItem) -> str:
         """One call of the adapter; a failure is counted by its reason and raised on."""
         try:
-            return await adapter.deliver(_outbound(item))
+            out = _outbound(item)
+            if getattr(adapter, "wants_conversation", False):
+                out = await with_conversation(out)
+            return await adapter.deliver(out)
         except Exception as exc:
             self._metrics.delivery_failed(item.channel, exc)
             raise
@@ -529,6 +544,30 @@ class DeliveryWorker:
             "delivery failed",
             extra={"outbox_id": item.id, "channel": item.channel, "reason": reason},
         )
+
+
+async def with_conversation(out: OutboundMessage) -> OutboundMessage:
+    """``out`` with what the desk knows of its appeal's conversation: number, subject, the
+    customer's language and the appeal's message ids in its channel (the last 50, oldest
+    first; notes are not part of it)."""
+    appeal = await passed(Appeal, out.appeal_id) if out.appeal_id is not None else None
+    if appeal is None:
+        return out
+    customer = await passed(Customer, appeal.customer_id)
+    ids = await (
+        Message.filter(appeal_id=appeal.id, channel=out.channel, external_id__isnull=False)
+        .exclude(direction=Direction.NOTE)
+        .order_by("-id")
+        .limit(THREAD_IDS)
+        .values_list("external_id", flat=True)
+    )
+    return replace(
+        out,
+        appeal_number=appeal.number or "",
+        appeal_subject=appeal.subject,
+        language=customer.language if customer is not None else "",
+        thread=tuple(str(i) for i in reversed(ids) if i),
+    )
 
 
 def _outbound(item: OutboxItem) -> OutboundMessage:
