@@ -23,6 +23,11 @@ class ChannelKind(enum.StrEnum):
     EMAIL = "email"
 
 
+# A phone number is a contact point too (given in a form, shared in a chat), though nobody
+# writes from it: it is called, and it links a customer's chats into one customer.
+PHONE_CHANNEL = "phone"
+
+
 @dataclass(frozen=True, slots=True)
 class Attachment:
     """A file kept by reference: a platform file id, or a URL/path the desk stored."""

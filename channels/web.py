@@ -5,9 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from channels.base import ChannelKind, ContactHint, InboundMessage, OutboundMessage
-
-PHONE_CHANNEL = "phone"
+from channels.base import (
+    PHONE_CHANNEL,
+    ChannelKind,
+    ContactHint,
+    InboundMessage,
+    OutboundMessage,
+)
 
 
 @dataclass(frozen=True, slots=True)

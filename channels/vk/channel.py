@@ -17,6 +17,7 @@ from vkbottle import API, VKAPIError
 from vkbottle.http import AiohttpClient
 from vkbottle.tools import DocMessagesUploader, PhotoMessageUploader
 
+from channels.base import PHONE_CHANNEL as PHONE
 from channels.base import (
     Attachment,
     BadInbound,
@@ -33,7 +34,6 @@ from channels.base import (
 )
 from channels.settings import VkSettings
 from channels.textsplit import split_text
-from channels.web import PHONE_CHANNEL as PHONE
 from channels.window import CallWindow
 from models import MAX_ID, KeyValue, StoredFile, storable
 

@@ -7,8 +7,8 @@ import re
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from channels.base import PHONE_CHANNEL as PHONE
 from channels.base import ChannelKind, InboundMessage
-from channels.web import PHONE_CHANNEL as PHONE
 from desk.appeals.event_types import CustomerLinked, CustomerMerged, CustomerStateChanged
 from desk.appeals.events import CONTACTS, EventBus, hold_in_batch
 from models import (

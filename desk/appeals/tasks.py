@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from tortoise.transactions import in_transaction
 
-from channels.web import PHONE_CHANNEL
+from channels.base import PHONE_CHANNEL
 from desk.appeals.event_types import TaskCreated, TaskDue
 from desk.appeals.events import EventBus
 from desk.config.errors import TaskClosed

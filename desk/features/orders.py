@@ -12,8 +12,7 @@ from typing import Any
 from tortoise.functions import Count, Sum
 from tortoise.transactions import in_transaction
 
-from channels.base import ChannelKind
-from channels.web import PHONE_CHANNEL
+from channels.base import PHONE_CHANNEL, ChannelKind
 from desk.appeals.customers import (
     customer_by_contacts,
     normalise_email,
