@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bots.callbacks import AppealAction, AppealButton
 from desk.appeals.triage import IMPORTANT_TAG
 from desk.config.settings import Settings, categories_of
 from desk.config.texts import Texts
@@ -23,11 +24,6 @@ STATUS_MARKS = {
     AppealStatus.CLOSED: "✅",
 }
 CLOSED_STATUSES = (AppealStatus.RESOLVED, AppealStatus.CLOSED)
-
-
-def callback(action: str, appeal_id: int, extra: str = "") -> str:
-    """Button data ``ap:<action>:<appeal id>[:<extra>]`` (well under Telegram's 64 bytes)."""
-    return f"ap:{action}:{appeal_id}" + (f":{extra}" if extra else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +93,10 @@ class CardMaker:
         s = self._texts.string
         lang = self._lang
 
-        def button(action: str, key: str) -> InlineKeyboardButton:
+        def button(action: AppealAction, key: str) -> InlineKeyboardButton:
             return InlineKeyboardButton(
-                text=s(key, lang), callback_data=callback(action, appeal.id)
+                text=s(key, lang),
+                callback_data=AppealButton(action=action, appeal_id=appeal.id).pack(),
             )
 
         if appeal.status in CLOSED_STATUSES:

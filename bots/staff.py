@@ -13,13 +13,23 @@ from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from tortoise.transactions import in_transaction
 
-from bots.cards import callback
+from bots.callbacks import (
+    AgentOfUpdate,
+    AppealButton,
+    CallButton,
+    CategoryButton,
+    GiveButton,
+    IsAgent,
+    JoinButton,
+    TaskReasonButton,
+    TaskResultButton,
+)
 from bots.deps import BotDeps
 from bots.staff_commands import COMMANDS, CommandContext, parse_command
-from bots.staff_sync import CALL_PREFIX, user_mention
-from bots.task_board import REASON_PREFIX, RESULT_PREFIX
+from bots.staff_sync import user_mention
 from channels.base import Attachment, ChannelKind, DeliveryError
 from channels.telegram.updates import attachments_of
+from desk.appeals.agents import active_agent
 from desk.appeals.tasks import CALL_DUE, create_task, phones_of
 from desk.appeals.triage import IMPORTANT_TAG
 from desk.config.errors import AgentNotFound, DeskError, InvalidInput, InvalidTransition
@@ -33,7 +43,6 @@ from models import (
     KeyValue,
     OutboxItem,
     StoredFile,
-    parse_id,
 )
 from models import Message as StoredMessage
 
@@ -65,7 +74,17 @@ def staff_router() -> Router:
     router.message.register(staff_message)
     router.edited_message.filter(InStaffChat())
     router.edited_message.register(staff_edit)
-    router.callback_query.register(staff_button)
+    buttons = router.callback_query
+    buttons.outer_middleware(AgentOfUpdate())
+    buttons.register(join_pressed, JoinButton.filter())
+    buttons.register(not_an_agent, ~IsAgent())
+    buttons.register(appeal_pressed, AppealButton.filter())
+    buttons.register(give_pressed, GiveButton.filter())
+    buttons.register(category_pressed, CategoryButton.filter())
+    buttons.register(call_pressed, CallButton.filter())
+    buttons.register(task_pressed, TaskResultButton.filter())
+    buttons.register(task_pressed, TaskReasonButton.filter())
+    buttons.register(stale_pressed)
     return router
 
 
@@ -79,14 +98,69 @@ async def staff_edit(message: Message, deps: BotDeps) -> None:
     await StaffDesk(deps).on_edit(message)
 
 
-async def staff_button(query: CallbackQuery, deps: BotDeps) -> None:
-    """An agent pressed a button under a card, a picker or a join request."""
-    await StaffDesk(deps).on_button(query)
+# -- buttons (``bots/callbacks.py``): each kind to its handler; ``agent`` is the presser's -----
 
 
-async def active_agent(telegram_id: int) -> Agent | None:
-    """The registered, active agent with this Telegram id."""
-    return await Agent.filter(telegram_id=telegram_id, active=True).first()
+async def join_pressed(
+    query: CallbackQuery, callback_data: JoinButton, deps: BotDeps, agent: Agent | None
+) -> None:
+    """A supervisor lets someone in, or not."""
+    await StaffDesk(deps).decide_join(query, agent, callback_data)
+
+
+async def not_an_agent(query: CallbackQuery, deps: BotDeps) -> None:
+    """Only registered agents act on appeals."""
+    notice = deps.ctx.texts.string("staff.callback_not_agent", deps.ctx.settings.company.language)
+    await deps.sender.answer_callback(query.id, notice, True)
+
+
+async def appeal_pressed(
+    query: CallbackQuery, callback_data: AppealButton, deps: BotDeps, agent: Agent
+) -> None:
+    """A button under a card or an alert."""
+    await StaffDesk(deps).act(query, agent, callback_data.action, callback_data.appeal_id)
+
+
+async def give_pressed(
+    query: CallbackQuery, callback_data: GiveButton, deps: BotDeps, agent: Agent
+) -> None:
+    """A colleague picked under «Передать»."""
+    desk = StaffDesk(deps)
+    await desk.act(query, agent, "give", callback_data.appeal_id, give_to=callback_data.agent)
+
+
+async def category_pressed(
+    query: CallbackQuery, callback_data: CategoryButton, deps: BotDeps, agent: Agent
+) -> None:
+    """A category picked under the router's question."""
+    await StaffDesk(deps).pick_category(query, agent, callback_data)
+
+
+async def call_pressed(
+    query: CallbackQuery, callback_data: CallButton, deps: BotDeps, agent: Agent
+) -> None:
+    """«Перезвонить» under an alert."""
+    notice = await StaffDesk(deps).call_back(callback_data, agent)
+    await deps.sender.answer_callback(query.id, notice, False)
+
+
+async def task_pressed(
+    query: CallbackQuery,
+    callback_data: TaskResultButton | TaskReasonButton,
+    deps: BotDeps,
+    agent: Agent,
+) -> None:
+    """A win-back task's result, or the reason the customer gave."""
+    if deps.tasks is not None:
+        notice, alert = await deps.tasks.press(query, agent, callback_data)
+        await deps.sender.answer_callback(query.id, notice, alert)
+
+
+async def stale_pressed(query: CallbackQuery, deps: BotDeps) -> None:
+    """A button of an older desk, or one that is not ours: the spinner stops, nothing else."""
+    await deps.sender.answer_callback(
+        query.id, deps.ctx.texts.string("staff.done", deps.ctx.settings.company.language)
+    )
 
 
 class StaffDesk:
@@ -290,11 +364,11 @@ class StaffDesk:
                 [
                     InlineKeyboardButton(
                         text=self.ctx.texts.string("button.approve", self.lang),
-                        callback_data=f"join:ok:{user.id}",
+                        callback_data=JoinButton(verdict="ok", user_id=user.id).pack(),
                     ),
                     InlineKeyboardButton(
                         text=self.ctx.texts.string("button.decline", self.lang),
-                        callback_data=f"join:no:{user.id}",
+                        callback_data=JoinButton(verdict="no", user_id=user.id).pack(),
                     ),
                 ]
             ]
@@ -303,16 +377,17 @@ class StaffDesk:
         await self.say(None, request, markup=buttons)
         await self.say(None, self.s("staff.join_sent"), reply_to=message.message_id)
 
-    async def decide_join(self, query: CallbackQuery, agent: Agent | None, data: str) -> None:
-        _, verdict, raw_id = [*data.split(":", 2), "", ""][:3]
+    async def decide_join(
+        self, query: CallbackQuery, agent: Agent | None, button: JoinButton
+    ) -> None:
+        verdict, user_id = button.verdict, button.user_id
         if agent is None or agent.role not in SUPERVISORS:
             await self.deps.sender.answer_callback(
                 query.id, self.ctx.texts.string("staff.join_not_supervisor", self.lang), True
             )
             return
-        user_id = parse_id(raw_id)
-        request = await KeyValue.get_or_none(key=f"telegram.join.{user_id}") if user_id else None
-        if user_id is None or request is None:
+        request = await KeyValue.get_or_none(key=f"telegram.join.{user_id}")
+        if request is None:
             await self.deps.sender.answer_callback(
                 query.id, self.ctx.texts.string("staff.join_gone", self.lang), True
             )
@@ -335,39 +410,22 @@ class StaffDesk:
 
     # -- buttons ------------------------------------------------------------------------------
 
-    async def on_button(self, query: CallbackQuery) -> None:
-        """One pressed button; the answer is the small notice above the chat."""
-        data = query.data or ""
-        agent = await active_agent(query.from_user.id)
-        if data.startswith("join:"):
-            await self.decide_join(query, agent, data)
-            return
-        if data.startswith("cat:") and agent is not None:
-            await self._pick_category(query, agent, data)
-            return
-        if data.startswith((f"{RESULT_PREFIX}:", f"{REASON_PREFIX}:")) and agent is not None:
-            if self.deps.tasks is not None:
-                notice, alert = await self.deps.tasks.press(query, agent)
-                await self.deps.sender.answer_callback(query.id, notice, alert)
-            return
-        if data.startswith(f"{CALL_PREFIX}:") and agent is not None:
-            notice = await self._call_back(data, agent)
-            await self.deps.sender.answer_callback(query.id, notice, False)
-            return
+    async def act(
+        self, query: CallbackQuery, agent: Agent, action: str, appeal_id: int, give_to: str = ""
+    ) -> None:
+        """An appeal's button pressed by an agent; the answer is the small notice above the
+        chat (an alert when the action is not allowed)."""
         notice = self.ctx.texts.string("staff.done", self.lang)
         alert = False
-        if agent is None:
-            notice, alert = self.ctx.texts.string("staff.callback_not_agent", self.lang), True
-        else:
-            try:
-                notice = await self._press(data, agent) or notice
-            except InvalidTransition as exc:
-                status = self.ctx.texts.string(f"status.{exc.current}", self.lang)
-                notice = self.ctx.texts.string("staff.not_allowed", self.lang, status=status)
-                alert = True
-            except DeskError as exc:
-                notice = self.ctx.texts.string("staff.error", self.lang, reason=str(exc))
-                alert = True
+        try:
+            notice = await self._press(action, appeal_id, agent, give_to) or notice
+        except InvalidTransition as exc:
+            status = self.ctx.texts.string(f"status.{exc.current}", self.lang)
+            notice = self.ctx.texts.string("staff.not_allowed", self.lang, status=status)
+            alert = True
+        except DeskError as exc:
+            notice = self.ctx.texts.string("staff.error", self.lang, reason=str(exc))
+            alert = True
         try:
             await self.deps.sender.answer_callback(query.id, notice, alert)
         except DeskError:
@@ -375,12 +433,8 @@ class StaffDesk:
         except Exception:  # an old query cannot be answered; the action itself is done
             log.info("callback answer failed", extra={"query": query.id})
 
-    async def _press(self, data: str, agent: Agent) -> str | None:
-        parts = data.split(":")
-        appeal_id = parse_id(parts[2]) if len(parts) >= 3 and parts[0] == "ap" else None
-        if appeal_id is None:
-            return None
-        action, appeal = parts[1], await Appeal.get_or_none(id=appeal_id)
+    async def _press(self, action: str, appeal_id: int, agent: Agent, give_to: str) -> str | None:
+        appeal = await Appeal.get_or_none(id=appeal_id)
         if appeal is None or appeal.number is None:
             return None
         number, actor = appeal.number, agent.name
@@ -405,17 +459,16 @@ class StaffDesk:
             await self.ctx.triage.tag(number, IMPORTANT_TAG, actor=actor)
         elif action == "pass":
             await self.picker(appeal, agent)
-        elif action == "give" and len(parts) == 4:
+        elif action == "give":
             try:
-                await self.ctx.triage.assign(number, parts[3], actor=actor)
+                await self.ctx.triage.assign(number, give_to, actor=actor)
             except AgentNotFound:
-                return self.ctx.texts.string("staff.no_agent", self.lang, agent=parts[3])
+                return self.ctx.texts.string("staff.no_agent", self.lang, agent=give_to)
         return None
 
-    async def _call_back(self, data: str, agent: Agent) -> str:
+    async def call_back(self, button: CallButton, agent: Agent) -> str:
         """«Перезвонить» under an alert: a call task for whoever pressed it."""
-        _, raw_customer, raw_appeal = [*data.split(":"), "", ""][:3]
-        customer_id, appeal_id = parse_id(raw_customer), parse_id(raw_appeal)
+        customer_id, appeal_id = button.customer_id, button.appeal_id
         customer = await Customer.get_or_none(id=customer_id) if customer_id else None
         if customer is None:
             return self.ctx.texts.string("staff.join_gone", self.lang)
@@ -446,11 +499,12 @@ class StaffDesk:
         self.ctx.outbox.wake()
         return self.ctx.texts.string("staff.call_task", self.lang, agent=agent.name)
 
-    async def _pick_category(self, query: CallbackQuery, agent: Agent, data: str) -> None:
+    async def pick_category(
+        self, query: CallbackQuery, agent: Agent, button: CategoryButton
+    ) -> None:
         """One tap on the router's question: the category is set and remembered."""
-        _, raw_id, category = [*data.split(":", 2), "", ""][:3]
-        appeal_id = parse_id(raw_id)
-        appeal = await Appeal.get_or_none(id=appeal_id) if appeal_id else None
+        category = button.category
+        appeal = await Appeal.get_or_none(id=button.appeal_id)
         routing = self.ctx.routing
         notice = self.ctx.texts.string("staff.done", self.lang)
         alert = False
@@ -485,7 +539,10 @@ class StaffDesk:
         rows = [
             [
                 InlineKeyboardButton(
-                    text=o.name, callback_data=callback("give", appeal.id, str(o.id))
+                    text=o.name,
+                    callback_data=GiveButton(
+                        action="give", appeal_id=appeal.id, agent=str(o.id)
+                    ).pack(),
                 )
             ]
             for o in others

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from aiogram.types import InlineKeyboardMarkup, Message
 from tortoise.transactions import in_transaction
 
+from bots.callbacks import AppealButton
 from bots.feed import FeedBoard
 from desk.appeals.customers import merge_customers, set_state
 from desk.appeals.timeline import timeline
@@ -356,7 +357,12 @@ async def duty(c: CommandContext) -> None:
         await c.say(c.s("staff.duty_off", agent=c.agent.name))
         return
     rows = [
-        [{"text": f"🙋 {a.number}", "callback_data": f"ap:take:{a.id}"}]
+        [
+            {
+                "text": f"🙋 {a.number}",
+                "callback_data": AppealButton(action="take", appeal_id=a.id).pack(),
+            }
+        ]
         for a in mine[:PICKER_LIMIT]
     ]
     text = c.s("staff.duty_off_offered", agent=c.agent.name, numbers=", ".join(numbers))

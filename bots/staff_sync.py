@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from bots.callbacks import AppealButton, CallButton, CategoryButton
 from desk.appeals import outbox
 from desk.appeals.event_types import (
     AppealAssigned,
@@ -41,7 +42,6 @@ from models import Agent, Appeal, Customer, Message, OutboxItem, OutboxStatus
 
 STAFF_CHANNEL = "staff"
 FEED_QUEUE = "staff:feed"
-CALL_PREFIX = "call"  # «Перезвонить» under an alert: call:<customer id>:<appeal id or 0>
 # What redraws an appeal's card in its topic; with its first message, what changes the feed.
 CARD_EVENTS = (
     StatusMove,
@@ -188,7 +188,7 @@ class StaffSync:
         buttons = [
             {
                 "text": (c.title.get(self._lang) or c.id)[:30],
-                "callback_data": f"cat:{appeal.id}:{c.id}",
+                "callback_data": CategoryButton(appeal_id=appeal.id, category=c.id).pack(),
             }
             for c in categories_of(self._settings)
         ]
@@ -224,7 +224,7 @@ class StaffSync:
             row.append(
                 {
                     "text": self._texts.string("button.take", self._lang),
-                    "callback_data": f"ap:mtake:{appeal.id}",
+                    "callback_data": AppealButton(action="mtake", appeal_id=appeal.id).pack(),
                 }
             )
         who = customer_id if customer_id is not None else (appeal.customer_id if appeal else None)
@@ -232,7 +232,9 @@ class StaffSync:
             row.append(
                 {
                     "text": self._texts.string("button.call", self._lang),
-                    "callback_data": f"{CALL_PREFIX}:{who}:{appeal.id if appeal else 0}",
+                    "callback_data": CallButton(
+                        customer_id=who, appeal_id=appeal.id if appeal else 0
+                    ).pack(),
                 }
             )
         managers = self._settings.telegram.managers_chat_id

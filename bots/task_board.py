@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from aiogram.types import CallbackQuery, Message
 from tortoise.transactions import in_transaction
 
+from bots.callbacks import TaskReasonButton, TaskResultButton
 from bots.staff_sync import StaffSync
 from desk.appeals.event_types import TaskCreated
 from desk.appeals.tasks import phones_of
@@ -28,8 +29,6 @@ from models.lookup import parse_id
 
 log = logging.getLogger(__name__)
 
-RESULT_PREFIX = "wb"  # wb:<r|n|b>:<task id> — the three result buttons under a task card
-REASON_PREFIX = "wr"  # wr:<task id>:<reason index> — a reason under the «why» question
 RESULTS = {"r": "reached", "n": "no_answer", "b": "returned"}
 REMINDER_LINES = 15  # per assignee; the rest is «… и ещё N»
 EARLIER_CALLS = 3
@@ -103,9 +102,9 @@ class TaskBoard:
         buttons = [
             {"text": self._texts.string(f"button.{result}", self._lang), "callback_data": data}
             for result, data in (
-                ("reached", f"{RESULT_PREFIX}:r:{task.id}"),
-                ("no_answer", f"{RESULT_PREFIX}:n:{task.id}"),
-                ("returned", f"{RESULT_PREFIX}:b:{task.id}"),
+                ("reached", TaskResultButton(outcome="r", task_id=task.id).pack()),
+                ("no_answer", TaskResultButton(outcome="n", task_id=task.id).pack()),
+                ("returned", TaskResultButton(outcome="b", task_id=task.id).pack()),
             )
         ]
         await self._staff.enqueue(None, "post", text=text, markup={"inline_keyboard": [buttons]})
@@ -119,22 +118,19 @@ class TaskBoard:
 
     # -- buttons ------------------------------------------------------------------------------
 
-    async def press(self, query: CallbackQuery, agent: Agent) -> tuple[str, bool]:
+    async def press(
+        self, query: CallbackQuery, agent: Agent, button: TaskResultButton | TaskReasonButton
+    ) -> tuple[str, bool]:
         """One of the task buttons; the notice for the pressing agent, and whether it alerts."""
-        data = query.data or ""
-        prefix, first, second = [*data.split(":"), "", ""][:3]
         try:
-            if prefix == RESULT_PREFIX and first in RESULTS and (task_id := parse_id(second)):
-                await self._result(query, agent, task_id, RESULTS[first])
-            elif prefix == REASON_PREFIX and (task_id := parse_id(first)) and second.isascii():
+            if isinstance(button, TaskResultButton):
+                await self._result(query, agent, button.task_id, RESULTS[button.outcome])
+            else:
                 reasons = self.reasons()
-                index = int(second) if second.isdigit() and len(second) < 4 else len(reasons)
-                if index >= len(reasons):
+                if not 0 <= button.reason < len(reasons):
                     return self._texts.string("task.gone", self._lang), True
                 post = query.message if isinstance(query.message, Message) else None
-                await self._reason(agent, task_id, reasons[index], post)
-            else:
-                return self._texts.string("task.gone", self._lang), True
+                await self._reason(agent, button.task_id, reasons[button.reason], post)
         except TaskClosed:
             return self._texts.string("task.closed", self._lang), True
         except TaskNotFound:
@@ -191,7 +187,10 @@ class TaskBoard:
             minutes=minutes,
         )
         buttons = [
-            {"text": reason[:40], "callback_data": f"{REASON_PREFIX}:{task.id}:{i}"}
+            {
+                "text": reason[:40],
+                "callback_data": TaskReasonButton(task_id=task.id, reason=i).pack(),
+            }
             for i, reason in enumerate(self.reasons())
         ]
         rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]

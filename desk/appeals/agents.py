@@ -35,3 +35,8 @@ async def sync_agents(configured: list[AgentConfig]) -> int:
             await Agent.filter(id=agent.id).update(**values)
     log.info("agents synced", extra={"count": len(configured)})
     return len(configured)
+
+
+async def active_agent(telegram_id: int) -> Agent | None:
+    """The registered, active agent with this Telegram id."""
+    return await Agent.filter(telegram_id=telegram_id, active=True).first()
