@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from aiogram import BaseMiddleware
 from aiogram.filters import Filter
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import CallbackQuery, TelegramObject
+from aiogram.types import CallbackQuery, Chat, Message, TelegramObject, User
 from pydantic import Field
 
 from desk.appeals.agents import active_agent
@@ -76,22 +76,28 @@ class JoinButton(CallbackData, prefix="join"):
 
 
 class AgentOfUpdate(BaseMiddleware):
-    """Finds the active agent who pressed a button in the staff group or the managers' chat
-    (``agent``, None for anyone else) before the filters run: one read a press, whatever
-    handler takes it, and none for a customer's press elsewhere."""
+    """Finds the active agent who wrote or pressed a button in the staff group or the
+    managers' chat (``agent``, None for anyone else) before the filters run: one read an
+    update, whatever handler takes it, and none for a customer's update elsewhere."""
 
     async def __call__(self, handler: Any, event: TelegramObject, data: dict[str, Any]) -> Any:
         agent = None
-        if isinstance(event, CallbackQuery) and event.message is not None:
+        chat: Chat | None = None
+        user: User | None = None
+        if isinstance(event, CallbackQuery):
+            chat, user = (event.message.chat if event.message else None), event.from_user
+        elif isinstance(event, Message):
+            chat, user = event.chat, event.from_user
+        if chat is not None and user is not None:
             telegram = data["deps"].ctx.settings.telegram
-            if event.message.chat.id in (telegram.staff_chat_id, telegram.managers_chat_id):
-                agent = await active_agent(event.from_user.id)
+            if chat.id in (telegram.staff_chat_id, telegram.managers_chat_id):
+                agent = await active_agent(user.id)
         data["agent"] = agent
         return await handler(event, data)
 
 
 class IsAgent(Filter):
-    """Passes a press by an active agent (see ``AgentOfUpdate``)."""
+    """Passes an update from an active agent (see ``AgentOfUpdate``)."""
 
     async def __call__(self, event: TelegramObject, agent: Agent | None = None) -> bool:
         return agent is not None

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from aiogram import Router
-from aiogram.filters import Filter
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject, Filter
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from tortoise.transactions import in_transaction
 
@@ -25,7 +26,8 @@ from bots.callbacks import (
     TaskResultButton,
 )
 from bots.deps import BotDeps
-from bots.staff_commands import COMMANDS, CommandContext, parse_command
+from bots.filters import inline
+from bots.staff_commands import STAFF_COMMANDS, CommandContext, StaffCommand
 from bots.staff_sync import user_mention
 from channels.base import Attachment, ChannelKind, DeliveryError
 from channels.telegram.updates import attachments_of
@@ -53,6 +55,23 @@ PICKER_LIMIT = 12
 REFUSAL_PAUSE = timedelta(minutes=10)
 
 
+COMMAND_LIKE = r"^/[^/]"  # a command, not a //note
+
+
+def staff_command(*names: str) -> Command:
+    """Aiogram's command filter as the staff group types commands: ``/Take@desk_bot`` too."""
+    return Command(*names, ignore_case=True, ignore_mention=True)
+
+
+class FromPerson(Filter):
+    """Passes a person's message with content: not a bot's, not a service notice (a topic made
+    or closed, a pin, a join)."""
+
+    async def __call__(self, message: Message) -> bool:
+        user = message.from_user
+        return user is not None and not user.is_bot and not _is_service(message)
+
+
 class InStaffChat(Filter):
     """Passes updates from the configured staff group only."""
 
@@ -69,8 +88,16 @@ class InStaffChat(Filter):
 def staff_router() -> Router:
     """The handlers of the staff group (a new router per dispatcher)."""
     router = Router(name="staff")
-    router.message.filter(InStaffChat())
+    router.message.filter(InStaffChat(), FromPerson())
     router.callback_query.filter(InStaffChat())
+    router.message.outer_middleware(AgentOfUpdate())
+    router.message.register(join_command, staff_command("join"))
+    router.message.register(stranger_message, ~IsAgent())
+    for run in STAFF_COMMANDS:
+        router.message.register(command_handler(run), staff_command(*run.names))
+    router.message.register(
+        unknown_command, inline(F.text.regexp(COMMAND_LIKE) | F.caption.regexp(COMMAND_LIKE))
+    )
     router.message.register(staff_message)
     router.edited_message.filter(InStaffChat())
     router.edited_message.register(staff_edit)
@@ -88,9 +115,38 @@ def staff_router() -> Router:
     return router
 
 
-async def staff_message(message: Message, deps: BotDeps) -> None:
+# -- messages: /join, a stranger, the commands, an unknown command, an answer or a note -----
+
+
+async def join_command(message: Message, deps: BotDeps, agent: Agent | None) -> None:
+    """/join: ask the supervisors for access."""
+    await StaffDesk(deps).join(message, agent)
+
+
+async def stranger_message(message: Message, deps: BotDeps) -> None:
+    """Not an agent: nothing they write acts on an appeal."""
+    if message.from_user is not None:
+        await StaffDesk(deps).stranger(message, message.from_user.id)
+
+
+def command_handler(run: StaffCommand) -> Callable[..., Awaitable[None]]:
+    """The handler of one staff command (registered with ``Command(*run.names)``)."""
+
+    async def handle(message: Message, deps: BotDeps, agent: Agent, command: CommandObject) -> None:
+        await StaffDesk(deps).command(message, agent, run, (command.args or "").strip())
+
+    return handle
+
+
+async def unknown_command(message: Message, deps: BotDeps) -> None:
+    """A command the desk does not have: say so, in place."""
+    name = (message.text or message.caption or "")[1:].split(maxsplit=1)[0].split("@", 1)[0]
+    await StaffDesk(deps).unknown_command(message, name.lower())
+
+
+async def staff_message(message: Message, deps: BotDeps, agent: Agent) -> None:
     """An agent wrote in the staff group."""
-    await StaffDesk(deps).on_message(message)
+    await StaffDesk(deps).on_message(message, agent)
 
 
 async def staff_edit(message: Message, deps: BotDeps) -> None:
@@ -198,33 +254,29 @@ class StaffDesk:
 
     # -- messages -----------------------------------------------------------------------------
 
-    async def on_message(self, message: Message) -> None:
-        """Route one message: /join, refusal, command, note or answer."""
-        user = message.from_user
-        if user is None or user.is_bot or _is_service(message):
-            return
-        text = message.text or message.caption or ""
-        command, args = parse_command(text)
+    async def stranger(self, message: Message, user_id: int) -> None:
+        """Someone who is no agent wrote a command, or in an appeal's topic: told once in a
+        while that nothing reached the customer (talk in General is left alone)."""
+        command = (message.text or message.caption or "").startswith("/")
+        acts = command or await self.appeal_of(message) is not None
+        if acts and await self._may_refuse(user_id):
+            await self.refuse(message)
+
+    async def command(self, message: Message, agent: Agent, run: StaffCommand, args: str) -> None:
+        """A command of ``STAFF_COMMANDS``, about the appeal of the topic it was typed in."""
         appeal = await self.appeal_of(message)
-        agent = await active_agent(user.id)
-        if command == "join":
-            await self.join(message, agent)
-            return
-        if agent is None:
-            if (command or appeal is not None) and await self._may_refuse(user.id):
-                await self.refuse(message)
-            return
-        if command:
-            handler = COMMANDS.get(command)
-            if handler is None:
-                await self.say(
-                    appeal,
-                    self.s("staff.unknown_command", command=command),
-                    reply_to=message.message_id,
-                )
-                return
-            await handler(CommandContext(self, message, agent, appeal, args))
-            return
+        await run(CommandContext(self, message, agent, appeal, args))
+
+    async def unknown_command(self, message: Message, command: str) -> None:
+        appeal = await self.appeal_of(message)
+        text = self.s("staff.unknown_command", command=command)
+        await self.say(appeal, text, reply_to=message.message_id)
+
+    async def on_message(self, message: Message, agent: Agent) -> None:
+        """An agent's message that is no command: an answer to the customer, a ``//`` note,
+        or in General a win-back reason."""
+        text = message.text or message.caption or ""
+        appeal = await self.appeal_of(message)
         if appeal is None:
             if self.deps.tasks is not None:
                 await self.deps.tasks.take_reason(message, agent)

@@ -84,66 +84,58 @@ class CommandContext:
 
 
 Command = Callable[[CommandContext], Awaitable[None]]
-COMMANDS: dict[str, Command] = {}
 
 
-def command(
-    *names: str, needs_appeal: bool = True, needs_args: bool = False
-) -> Callable[[Command], Command]:
-    """Register a command under its names; appeal commands refuse outside a topic, and
-    domain errors become a polite answer."""
+@dataclass(frozen=True, slots=True)
+class StaffCommand:
+    """A command under its names (the first is the one ``usage.<name>`` explains); an appeal
+    command refuses outside a topic."""
 
-    def register(func: Command) -> Command:
-        async def run(c: CommandContext) -> None:
-            if needs_appeal and c.appeal is None:
-                await c.say(c.s("staff.no_appeal"))
-                return
-            if needs_args and not c.args:
-                await c.usage(names[0])
-                return
-            try:
-                await func(c)
-            except InvalidTransition as exc:
-                status = c.desk.ctx.texts.string(f"status.{exc.current}", c.desk.lang)
-                await c.say(c.s("staff.not_allowed", status=status))
-            except AgentNotFound as exc:
-                await c.say(c.s("staff.no_agent", agent=exc.args[0] if exc.args else c.args))
-            except (InvalidInput, AppealNotFound) as exc:
-                await c.say(c.s("staff.error", reason=str(exc)))
+    names: tuple[str, ...]
+    run: Command
+    needs_appeal: bool = True
+    needs_args: bool = False
 
-        for name in names:
-            COMMANDS[name] = run
-        return func
-
-    return register
+    async def __call__(self, c: CommandContext) -> None:
+        """Run it; domain errors become a polite answer."""
+        if self.needs_appeal and c.appeal is None:
+            await c.say(c.s("staff.no_appeal"))
+            return
+        if self.needs_args and not c.args:
+            await c.usage(self.names[0])
+            return
+        try:
+            await self.run(c)
+        except InvalidTransition as exc:
+            status = c.desk.ctx.texts.string(f"status.{exc.current}", c.desk.lang)
+            await c.say(c.s("staff.not_allowed", status=status))
+        except AgentNotFound as exc:
+            await c.say(c.s("staff.no_agent", agent=exc.args[0] if exc.args else c.args))
+        except (InvalidInput, AppealNotFound) as exc:
+            await c.say(c.s("staff.error", reason=str(exc)))
 
 
-@command("take")
 async def take(c: CommandContext) -> None:
     await c.desk.ctx.triage.assign(c.number, str(c.agent.id), actor=c.agent.name)
     await c.say(c.s("staff.taken", agent=c.agent.name))
 
 
-@command("assign", needs_args=True)
 async def assign(c: CommandContext) -> None:
     appeal = await c.desk.ctx.triage.assign(c.number, c.args, actor=c.agent.name)
     agent = await Agent.get(id=appeal.assignee_id) if appeal.assignee_id else None
     await c.say(c.s("staff.assigned", agent=agent.name if agent else c.args))
 
 
-@command("transfer", needs_args=True)
 async def transfer(c: CommandContext) -> None:
     await c.desk.ctx.triage.transfer(c.number, c.args, actor=c.agent.name)
     await c.say(c.s("staff.transferred", target=c.args))
 
 
-@command("close", "done")
 async def close(c: CommandContext) -> None:
     await c.desk.ctx.lifecycle.transition(c.number, AppealStatus.RESOLVED, actor=c.agent.name)
     await c.say(c.s("staff.resolved", agent=c.agent.name))
 
 
-@command("spam")
 async def spam(c: CommandContext) -> None:
     """Close as spam: no notice, no rating request, out of the statistics of answers."""
     await c.desk.ctx.triage.tag(c.number, SPAM_TAG, actor=c.agent.name, on=True)
@@ -164,7 +156,6 @@ WARMTH_WORDS = {
 }
 
 
-@command("warmth", needs_args=True)
 async def warmth(c: CommandContext) -> None:
     """How warm the relationship with the topic's customer is (seed 002)."""
     to = WARMTH_WORDS.get(c.args.strip().lower())
@@ -183,7 +174,6 @@ async def warmth(c: CommandContext) -> None:
     await c.say(c.s("staff.warmth", warmth=c.s(f"warmth.{to.value}")))
 
 
-@command("postpone", "later")
 async def postpone(c: CommandContext) -> None:
     await c.desk.ctx.lifecycle.transition(
         c.number, AppealStatus.PENDING, actor=c.agent.name, reason=c.args
@@ -192,13 +182,11 @@ async def postpone(c: CommandContext) -> None:
     await c.say(c.s("staff.postponed", agent=c.agent.name, reason=reason))
 
 
-@command("reopen")
 async def reopen(c: CommandContext) -> None:
     await c.desk.ctx.lifecycle.transition(c.number, AppealStatus.OPEN, actor=c.agent.name)
     await c.say(c.s("staff.reopened", agent=c.agent.name))
 
 
-@command("tag", needs_args=True)
 async def tag(c: CommandContext) -> None:
     appeal = await c.desk.ctx.triage.tag(c.number, c.args, actor=c.agent.name)
     added = any(t.casefold() == c.args.strip().casefold() for t in appeal.tags)
@@ -207,7 +195,6 @@ async def tag(c: CommandContext) -> None:
     )
 
 
-@command("priority", needs_args=True)
 async def priority(c: CommandContext) -> None:
     level = PRIORITY_WORDS.get(c.args.strip().lower())
     if level is None:
@@ -218,7 +205,6 @@ async def priority(c: CommandContext) -> None:
     await c.say(c.s("staff.priority", priority=title))
 
 
-@command("note", needs_args=True)
 async def note(c: CommandContext) -> None:
     await c.desk.ctx.lifecycle.note(
         c.number,
@@ -231,7 +217,6 @@ async def note(c: CommandContext) -> None:
     await c.say(c.s("staff.noted"))
 
 
-@command("t", "template")
 async def template(c: CommandContext) -> None:
     assert c.appeal is not None
     book = c.desk.deps.answers
@@ -266,7 +251,6 @@ async def template(c: CommandContext) -> None:
     )
 
 
-@command("customer", "client")
 async def customer_history(c: CommandContext) -> None:
     """Who the topic's customer is: contacts, appeals, and their life cycle in order."""
     assert c.appeal is not None
@@ -315,7 +299,6 @@ async def customer_history(c: CommandContext) -> None:
     await c.say(text)
 
 
-@command("merge", needs_args=True)
 async def merge(c: CommandContext) -> None:
     """The customer of another appeal is the same person: one customer, one history."""
     assert c.appeal is not None
@@ -331,7 +314,6 @@ async def merge(c: CommandContext) -> None:
     await c.say(c.s("staff.merged", number=other.number))
 
 
-@command("duty", needs_appeal=False, needs_args=True)
 async def duty(c: CommandContext) -> None:
     """On or off duty; going off hands one's open appeals back to the team."""
     wanted = c.args.strip().lower()
@@ -371,13 +353,71 @@ async def duty(c: CommandContext) -> None:
     )
 
 
-@command("help", "start", needs_appeal=False)
 async def help_(c: CommandContext) -> None:
     await c.say(c.desk.ctx.texts.render("telegram/help.html.j2", c.desk.lang))
 
 
-@command("queue", "feed", needs_appeal=False)
 async def queue(c: CommandContext) -> None:
     board = FeedBoard(c.desk.deps.sender, c.desk.ctx.settings, c.desk.ctx.texts, c.desk.ctx.clock)
     text, _ = await board.render()
     await c.say(text)
+
+
+# Every command of the staff group, as ``bots/staff.py`` registers them.
+STAFF_COMMANDS = (
+    StaffCommand(("take",), take),
+    StaffCommand(("assign",), assign, needs_args=True),
+    StaffCommand(("transfer",), transfer, needs_args=True),
+    StaffCommand(
+        (
+            "close",
+            "done",
+        ),
+        close,
+    ),
+    StaffCommand(("spam",), spam),
+    StaffCommand(("warmth",), warmth, needs_args=True),
+    StaffCommand(
+        (
+            "postpone",
+            "later",
+        ),
+        postpone,
+    ),
+    StaffCommand(("reopen",), reopen),
+    StaffCommand(("tag",), tag, needs_args=True),
+    StaffCommand(("priority",), priority, needs_args=True),
+    StaffCommand(("note",), note, needs_args=True),
+    StaffCommand(
+        (
+            "t",
+            "template",
+        ),
+        template,
+    ),
+    StaffCommand(
+        (
+            "customer",
+            "client",
+        ),
+        customer_history,
+    ),
+    StaffCommand(("merge",), merge, needs_args=True),
+    StaffCommand(("duty",), duty, needs_appeal=False, needs_args=True),
+    StaffCommand(
+        (
+            "help",
+            "start",
+        ),
+        help_,
+        needs_appeal=False,
+    ),
+    StaffCommand(
+        (
+            "queue",
+            "feed",
+        ),
+        queue,
+        needs_appeal=False,
+    ),
+)
