@@ -17,9 +17,9 @@ from bots.feed import FeedBoard
 from bots.managers import managers_router
 from bots.staff import staff_router
 from bots.staff_posts import StaffPoster
-from bots.staff_sync import STAFF_CHANNEL, StaffSync
+from bots.staff_sync import StaffSync
 from bots.task_board import TaskBoard
-from channels.base import ChannelKind, wait_or_stop
+from channels.base import STAFF_CHANNEL, ChannelKind, wait_or_stop
 from channels.telegram.send import TelegramLimiter, TelegramSender
 from channels.telegram.updates import ALLOWED_UPDATES, Poller, make_bot, webhook_view
 from desk.appeals.event_types import TaskCreated

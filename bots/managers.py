@@ -21,7 +21,7 @@ from bots.staff import may_refuse
 from bots.staff_commands import parse_command
 from channels.base import DeliveryError, RateLimited
 from desk.appeals.agents import active_agent
-from desk.config.settings import Settings, categories_of
+from desk.config.settings import categories_of
 from desk.reports.appeal_report import appeal_report
 from desk.reports.charts import rating_chart, volume_chart
 from desk.reports.periods import MAX_DAYS, BadPeriod, Period, describe, parse_period, today_in
@@ -47,16 +47,6 @@ TOP_LINES = 5  # lines per breakdown: the rest is «… и ещё N»
 RETRY_WITHIN_S = 5.0  # a flood wait this short is waited out; a longer one drops the answer
 
 
-def reports_chat(settings: Settings) -> int | None:
-    """Where report commands are taken: the managers' chat, else the staff group."""
-    telegram = settings.telegram
-    return (
-        telegram.managers_chat_id
-        if telegram.managers_chat_id is not None
-        else telegram.staff_chat_id
-    )
-
-
 class ReportCommand(Filter):
     """Passes one of ``names`` typed in the reports chat; hands the handler its ``args``."""
 
@@ -64,7 +54,7 @@ class ReportCommand(Filter):
         self.names = frozenset(names)
 
     async def __call__(self, message: Message, deps: BotDeps) -> bool | dict[str, Any]:
-        chat = reports_chat(deps.ctx.settings)
+        chat = deps.ctx.settings.telegram.reports_chat_id
         if chat is None or message.chat.id != chat:
             return False
         command, args = parse_command(message.text or message.caption or "")

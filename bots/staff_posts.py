@@ -8,8 +8,15 @@ from zoneinfo import ZoneInfo
 
 from bots.cards import CardMaker
 from bots.feed import FeedBoard
-from bots.staff_sync import STAFF_CHANNEL, appeal_queue
-from channels.base import Attachment, ChannelKind, DeliveryFailed, OutboundMessage, Rejected
+from bots.staff_sync import appeal_queue
+from channels.base import (
+    STAFF_CHANNEL,
+    Attachment,
+    ChannelKind,
+    DeliveryFailed,
+    OutboundMessage,
+    Rejected,
+)
 from channels.telegram.send import (
     TEXT_LIMIT,
     Markup,

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bots.callbacks import AppealButton, CallButton, CategoryButton
+from channels.base import STAFF_CHANNEL
 from desk.appeals import outbox
 from desk.appeals.event_types import (
     AppealAssigned,
@@ -40,7 +41,6 @@ from desk.config.settings import Settings, categories_of
 from desk.config.texts import Texts
 from models import Agent, Appeal, Customer, Message, OutboxItem, OutboxStatus
 
-STAFF_CHANNEL = "staff"
 FEED_QUEUE = "staff:feed"
 # What redraws an appeal's card in its topic; with its first message, what changes the feed.
 CARD_EVENTS = (

@@ -26,6 +26,8 @@ class ChannelKind(enum.StrEnum):
 # A phone number is a contact point too (given in a form, shared in a chat), though nobody
 # writes from it: it is called, and it links a customer's chats into one customer.
 PHONE_CHANNEL = "phone"
+# Posts in the staff group: an outbox channel of their own (the Telegram desk delivers them).
+STAFF_CHANNEL = "staff"
 
 
 @dataclass(frozen=True, slots=True)

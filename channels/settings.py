@@ -86,6 +86,12 @@ class TelegramSettings(BaseModel):
             return "webhook mode needs DESK_TELEGRAM__WEBHOOK_SECRET"
         return None
 
+    @property
+    def reports_chat_id(self) -> int | None:
+        """Where reports go and report commands are taken: the managers' chat, else the staff
+        group."""
+        return self.managers_chat_id if self.managers_chat_id is not None else self.staff_chat_id
+
 
 class VkSettings(BaseModel):
     """``DESK_VK__*``: the community token and id, API server, and Callback API secrets."""

@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from desk.appeals.event_types import EVENT_TYPES
+from desk.config.notice_templates import rule_problems
 from desk.config.settings import default_rules
 from desk.config.texts import Texts
-from desk.outbound.notice_templates import rule_problems
 from desk.outbound.notify import next_allowed
 from router.automation import EVENTS, MAX_CHAIN, QuietHours, Rule, firing
 

@@ -29,6 +29,8 @@ from channels.email.mail import EmailSettings
 from channels.secret_strength import SIGNING_KEY_CHARS, TOKEN_CHARS, strong_secret
 from channels.settings import TelegramSettings, VkSettings
 from desk.config.config_errors import load_yaml
+from desk.config.notice_templates import notice_problems, rule_problems
+from desk.config.texts import Texts
 from models.enums import AgentRole, Priority
 from router.assign import ShiftHours, Strategy
 from router.automation import Choice, CreateTask, NotifyCustomer, QuietHours, RequestRating, Rule
@@ -260,8 +262,6 @@ class OrderSettings(Section):
 
     @model_validator(mode="after")
     def _templates_exist(self) -> OrderSettings:
-        from desk.config.texts import Texts
-        from desk.outbound.notice_templates import notice_problems
 
         texts = Texts()
         problems = [
@@ -354,8 +354,6 @@ class AutomationSettings(Section):
 
     @model_validator(mode="after")
     def _rules_make_sense(self) -> AutomationSettings:
-        from desk.config.texts import Texts
-        from desk.outbound.notice_templates import rule_problems
 
         shipped = {r.name for r in default_rules()}
         problems = [f"off: no shipped rule '{n}'" for n in self.off if n not in shipped]

@@ -21,12 +21,13 @@ from desk.appeals.outbox import Outbox
 from desk.appeals.tasks import call_owner, create_task
 from desk.appeals.triage import Triage, find_agent
 from desk.config.errors import DeskError
+from desk.config.notice_templates import STAFF, TASK
 from desk.config.settings import Settings, rules_of, stages_of
 from desk.config.texts import Texts, language_of
 from desk.features.orders import CHOICE_PREFIX
 from desk.features.ratings import Ratings, Skipped
-from desk.outbound.notice_templates import STAFF, TASK
 from desk.outbound.notify import Button, Notifier
+from desk.outbound.staff_group import StaffGroup
 from models import Agent, AgentRole, Appeal, Customer, Order, Priority, Warmth
 from router.automation import (
     AddTag,
@@ -44,7 +45,6 @@ from router.automation import (
 )
 
 if TYPE_CHECKING:
-    from bots.staff_sync import StaffSync
     from desk.decide.routing import Routing
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class Automation:
         texts: Texts,
         clock: Callable[[], datetime],
         *,
-        staff: StaffSync | None = None,
+        staff: StaffGroup | None = None,
         routing: Routing | None = None,
         ratings: Ratings | None = None,
     ) -> None:

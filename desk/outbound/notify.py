@@ -1,5 +1,5 @@
 """Automatic messages to customers: through which channel, from which template, and when
-(templates: see ``desk/outbound/notice_templates.py``)."""
+(templates: see ``desk/config/notice_templates.py``)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from desk.appeals.events import CONTACTS, EventBus, batch_held
 from desk.appeals.lifecycle import Lifecycle
 from desk.appeals.outbox import Outbox, queue_key
 from desk.appeals.tasks import CALL_DUE, call_owner, contacts_of, create_task, phones_of
+from desk.config.notice_templates import EMAIL_SUBJECT, GENERIC, VARIANTS
 from desk.config.settings import Settings
 from desk.config.texts import Texts, language_of
-from desk.outbound.notice_templates import EMAIL_SUBJECT, GENERIC, VARIANTS
 from models import Appeal, ContactPoint, Customer
 from router.automation import QuietHours
 

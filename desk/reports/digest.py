@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from tortoise.transactions import in_transaction
 
-from channels.base import Attachment
+from channels.base import STAFF_CHANNEL, Attachment
 from desk.context import AppContext
 from desk.ops.scheduler import Daily
 from desk.reports.appeal_report import appeal_report, buckets
@@ -116,11 +116,8 @@ class Digest:
 
     async def post(self) -> str:
         """Queue the text and the chart for the managers' chat; returns what was queued."""
-        from bots.managers import reports_chat
-        from bots.staff_sync import STAFF_CHANNEL
-
         settings = self.ctx.settings
-        chat = reports_chat(settings)
+        chat = settings.telegram.reports_chat_id
         staff = settings.telegram.staff_chat_id
         if chat is None or staff is None:
             return "no chat"

@@ -30,6 +30,7 @@ from desk.appeals.tasks import raise_due
 from desk.appeals.triage import Triage
 from desk.config.errors import DeskError
 from desk.config.keys import TokenBook, bootstrap_token, signing_key
+from desk.config.notice_templates import VARIANTS
 from desk.config.settings import Settings
 from desk.config.signing import Signer
 from desk.context import AppContext, utc_now
@@ -46,7 +47,6 @@ from desk.ops.outage import OutageWatch
 from desk.ops.scheduler import Daily
 from desk.outbound.delivery import DeliveryWorker
 from desk.outbound.fallback import Fallback
-from desk.outbound.notice_templates import VARIANTS
 from desk.outbound.notify import Notifier
 from desk.reports.digest import report_jobs
 from desk.reports.report_facts import ReportFacts
