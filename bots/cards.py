@@ -10,10 +10,12 @@ from zoneinfo import ZoneInfo
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bots.callbacks import AppealAction, AppealButton
+from desk.appeals.agents import agent_by_id
+from desk.appeals.customers import customer_profile
 from desk.appeals.triage import IMPORTANT_TAG
 from desk.config.settings import Settings, categories_of
 from desk.config.texts import Texts
-from models import Agent, Appeal, AppealStatus, ContactPoint, Customer
+from models import Appeal, AppealStatus, Customer
 
 TOPIC_NAME_LIMIT = 128
 STATUS_MARKS = {
@@ -53,10 +55,9 @@ class CardMaker:
 
     async def card(self, appeal: Appeal) -> Card:
         """The card of ``appeal`` as it is now."""
-        customer = await Customer.get(id=appeal.customer_id)
-        contacts = await ContactPoint.filter(customer_id=customer.id).order_by("id")
-        appeals = await Appeal.filter(customer_id=customer.id).count()
-        assignee = await Agent.get_or_none(id=appeal.assignee_id) if appeal.assignee_id else None
+        profile = await customer_profile(appeal.customer_id)
+        customer, contacts, appeals = profile.customer, profile.contacts, profile.appeals_total
+        assignee = await agent_by_id(appeal.assignee_id)
         s = self._texts.string
         lang = self._lang
         text = self._texts.render(

@@ -12,16 +12,14 @@ from tortoise.transactions import in_transaction
 
 from bots.callbacks import AppealButton
 from bots.feed import FeedBoard
-from desk.appeals.customers import merge_customers, set_state
+from desk.appeals.agents import agent_by_id
+from desk.appeals.customers import customer_of, customer_profile, merge_customers, set_state
 from desk.appeals.timeline import timeline
 from desk.config.errors import AgentNotFound, AppealNotFound, InvalidInput, InvalidTransition
 from models import (
-    OPEN_STATUSES,
     Agent,
     Appeal,
     AppealStatus,
-    ContactPoint,
-    Customer,
     Priority,
     Warmth,
 )
@@ -122,7 +120,7 @@ async def take(c: CommandContext) -> None:
 
 async def assign(c: CommandContext) -> None:
     appeal = await c.desk.ctx.triage.assign(c.number, c.args, actor=c.agent.name)
-    agent = await Agent.get(id=appeal.assignee_id) if appeal.assignee_id else None
+    agent = await agent_by_id(appeal.assignee_id)
     await c.say(c.s("staff.assigned", agent=agent.name if agent else c.args))
 
 
@@ -162,7 +160,7 @@ async def warmth(c: CommandContext) -> None:
     if to is None or c.appeal is None:
         await c.usage("warmth")
         return
-    customer = await Customer.get(id=c.appeal.customer_id)
+    customer = await customer_of(c.appeal)
     life = c.desk.ctx.lifecycle
 
     async def run() -> None:
@@ -228,7 +226,7 @@ async def template(c: CommandContext) -> None:
         text = ctx.texts.render("telegram/answers.html.j2", c.desk.lang, answers=book.names())
         await c.say(text)
         return
-    customer = await Customer.get(id=c.appeal.customer_id)
+    customer = await customer_of(c.appeal)
     try:
         text = book.render(
             c.args,
@@ -255,10 +253,9 @@ async def customer_history(c: CommandContext) -> None:
     """Who the topic's customer is: contacts, appeals, and their life cycle in order."""
     assert c.appeal is not None
     ctx = c.desk.ctx
-    customer = await Customer.get(id=c.appeal.customer_id)
-    contacts = await ContactPoint.filter(customer_id=customer.id).order_by("id")
-    total = await Appeal.filter(customer_id=customer.id).count()
-    appeals = await Appeal.filter(customer_id=customer.id).order_by("-id").limit(HISTORY_LIMIT)
+    profile = await customer_profile(c.appeal.customer_id, recent=HISTORY_LIMIT)
+    customer, contacts = profile.customer, profile.contacts
+    total, appeals = profile.appeals_total, profile.recent
     steps = await timeline(customer.id, TIMELINE_LIMIT + 1)
     zone = ZoneInfo(ctx.settings.company.timezone)
     orders = ctx.orders
@@ -321,20 +318,11 @@ async def duty(c: CommandContext) -> None:
         await c.usage("duty")
         return
     on = wanted in ("on", "вкл")
-    await Agent.filter(id=c.agent.id).update(on_duty=on)
+    mine = await c.desk.ctx.triage.set_on_duty(c.agent, on)
     if on:
         await c.say(c.s("staff.duty_on", agent=c.agent.name))
         return
-    mine = await Appeal.filter(assignee_id=c.agent.id, status__in=list(OPEN_STATUSES)).order_by(
-        "id"
-    )
     numbers = offered_back(c.agent.id, [a.number or "" for a in mine])
-    async with in_transaction():
-        for appeal in mine:
-            await c.desk.ctx.triage.assign_in_place(
-                appeal, None, actor=c.agent.name, reason="off duty"
-            )
-    c.desk.ctx.outbox.wake()
     if not numbers:
         await c.say(c.s("staff.duty_off", agent=c.agent.name))
         return

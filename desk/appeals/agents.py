@@ -40,3 +40,8 @@ async def sync_agents(configured: list[AgentConfig]) -> int:
 async def active_agent(telegram_id: int) -> Agent | None:
     """The registered, active agent with this Telegram id."""
     return await Agent.filter(telegram_id=telegram_id, active=True).first()
+
+
+async def agent_by_id(agent_id: int | None) -> Agent | None:
+    """The agent with this database id (None for None, or when there is none)."""
+    return await Agent.get_or_none(id=agent_id) if agent_id is not None else None

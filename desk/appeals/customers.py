@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -35,6 +36,33 @@ EMAIL_PATTERN = rf"[^{_NO}]{{1,64}}@[^{_NO}]{{1,255}}\.[^{_NO}.]{{2,}}"
 # A phone number: 10 to 15 digits among any other characters (spaces, +, brackets, dashes).
 PHONE_PATTERN = "[^0-9]*(?:[0-9][^0-9]*){10,15}"
 _EMAIL = re.compile(EMAIL_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerProfile:
+    """Who a customer is, as a card or /customer shows them."""
+
+    customer: Customer
+    contacts: list[ContactPoint]  # oldest first
+    appeals_total: int
+    recent: list[Appeal]  # newest first, as many as asked for
+
+
+async def customer_profile(customer_id: int, *, recent: int = 0) -> CustomerProfile:
+    """The customer with their contact points, how many appeals they made and the latest
+    ``recent`` of them."""
+    customer = await Customer.get(id=customer_id)
+    contacts = await ContactPoint.filter(customer_id=customer_id).order_by("id")
+    total = await Appeal.filter(customer_id=customer_id).count()
+    latest = (
+        await Appeal.filter(customer_id=customer_id).order_by("-id").limit(recent) if recent else []
+    )
+    return CustomerProfile(customer, list(contacts), total, list(latest))
+
+
+async def customer_of(appeal: Appeal) -> Customer:
+    """The appeal's customer."""
+    return await Customer.get(id=appeal.customer_id)
 
 
 async def customer_id_at(channel: str, address: str) -> int | None:

@@ -14,7 +14,7 @@ from desk.appeals.event_types import (
 from desk.appeals.lifecycle import Lifecycle
 from desk.config.errors import AgentNotFound, InvalidInput
 from desk.config.settings import Settings, categories_of
-from models import Agent, Appeal, AppealStatus, Priority, fits, parse_id
+from models import OPEN_STATUSES, Agent, Appeal, AppealStatus, Priority, fits, parse_id
 
 IMPORTANT_TAG = "Важно"
 MAX_TAGS = 20
@@ -179,6 +179,26 @@ class Triage:
                 actor=actor, appeal=appeal, before=before.value, after=priority.value, reason=reason
             )
         )
+
+    async def set_on_duty(self, agent: Agent, on: bool) -> list[Appeal]:
+        """On or off duty; going off hands the agent's open appeals back to the team (they
+        are returned, oldest first, for the team to take)."""
+        await Agent.filter(id=agent.id).update(on_duty=on)
+        agent.on_duty = on
+        if on:
+            return []
+        mine = await Appeal.filter(assignee_id=agent.id, status__in=list(OPEN_STATUSES)).order_by(
+            "id"
+        )
+
+        async def run() -> None:
+            async with in_transaction():
+                for appeal in mine:
+                    await self.assign_in_place(appeal, None, actor=agent.name, reason="off duty")
+
+        await self._lifecycle.atomic(run)
+        self._lifecycle.wake()
+        return list(mine)
 
     async def _done(self, appeal: Appeal) -> Appeal:
         self._lifecycle.wake()
