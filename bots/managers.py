@@ -17,10 +17,9 @@ from aiogram.filters import Filter
 from aiogram.types import Message
 
 from bots.deps import BotDeps
-from bots.staff import may_refuse
 from bots.staff_commands import parse_command
 from channels.base import DeliveryError, RateLimited
-from desk.appeals.agents import active_agent
+from desk.appeals.agents import active_agent, may_refuse
 from desk.config.settings import categories_of
 from desk.reports.appeal_report import appeal_report
 from desk.reports.charts import rating_chart, volume_chart

@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
 from typing import Any
 
 from aiogram import F, Router
@@ -31,7 +30,20 @@ from bots.staff_commands import STAFF_COMMANDS, CommandContext, StaffCommand
 from bots.staff_sync import user_mention
 from channels.base import Attachment, ChannelKind, DeliveryError
 from channels.telegram.updates import attachments_of
-from desk.appeals.agents import active_agent
+from desk.appeals.agents import (
+    active_agent,
+    answer_join,
+    ask_to_join,
+    colleagues_on_duty,
+    may_refuse,
+)
+from desk.appeals.customers import (
+    appeal_by_id,
+    customer_by_id,
+    customer_of,
+    latest_channel,
+)
+from desk.appeals.staff_refs import appeal_in_staff_group
 from desk.appeals.tasks import CALL_DUE, create_task, phones_of
 from desk.appeals.triage import IMPORTANT_TAG
 from desk.config.errors import AgentNotFound, DeskError, InvalidInput, InvalidTransition
@@ -40,19 +52,13 @@ from models import (
     AgentRole,
     Appeal,
     AppealStatus,
-    Customer,
-    Direction,
-    KeyValue,
-    OutboxItem,
     StoredFile,
 )
-from models import Message as StoredMessage
 
 log = logging.getLogger(__name__)
 
 SUPERVISORS = (AgentRole.SUPERVISOR, AgentRole.MANAGER)
 PICKER_LIMIT = 12
-REFUSAL_PAUSE = timedelta(minutes=10)
 
 
 COMMAND_LIKE = r"^/[^/]"  # a command, not a //note
@@ -351,7 +357,7 @@ class StaffDesk:
         files = attachments_of(message)
         if not text.strip() and not files:
             return
-        if files and await _answer_channel(appeal) != ChannelKind.TELEGRAM.value:
+        if files and await latest_channel(appeal) != ChannelKind.TELEGRAM.value:
             files = await self._stored(files)
         signature = ""
         if self.ctx.settings.telegram.sign_replies:
@@ -381,22 +387,13 @@ class StaffDesk:
 
     async def appeal_of(self, message: Message) -> Appeal | None:
         """The appeal a staff message belongs to: by topic, or by what it replies to."""
-        if message.is_topic_message and message.message_thread_id:
-            return await Appeal.filter(staff_thread=str(message.message_thread_id)).first()
+        topic = message.message_thread_id if message.is_topic_message else None
         reply = message.reply_to_message
-        if reply is None:
-            return None
-        ref = str(reply.message_id)
-        appeal = await Appeal.filter(staff_card_ref=ref).first()
-        if appeal is not None:
-            return appeal
-        row = await OutboxItem.filter(
-            channel="staff", address=str(message.chat.id), external_id=ref
-        ).first()
-        if row is not None and row.appeal_id is not None:
-            return await Appeal.get_or_none(id=row.appeal_id)
-        stored = await StoredMessage.filter(source_ref=f"tg:{message.chat.id}:{ref}").first()
-        return await Appeal.get_or_none(id=stored.appeal_id) if stored is not None else None
+        return await appeal_in_staff_group(
+            message.chat.id,
+            thread_id=topic,
+            reply_to=reply.message_id if reply is not None else None,
+        )
 
     # -- joining ------------------------------------------------------------------------------
 
@@ -408,9 +405,7 @@ class StaffDesk:
         if agent is not None:
             await self.say(None, self.s("staff.join_exists"), reply_to=message.message_id)
             return
-        await KeyValue.update_or_create(
-            key=f"telegram.join.{user.id}", defaults={"value": user.full_name[:200]}
-        )
+        await ask_to_join(user.id, user.full_name)
         buttons = InlineKeyboardMarkup(
             inline_keyboard=[
                 [
@@ -438,23 +433,14 @@ class StaffDesk:
                 query.id, self.ctx.texts.string("staff.join_not_supervisor", self.lang), True
             )
             return
-        request = await KeyValue.get_or_none(key=f"telegram.join.{user_id}")
-        if request is None:
+        name = await answer_join(user_id, approve=verdict == "ok")
+        if name is None:
             await self.deps.sender.answer_callback(
                 query.id, self.ctx.texts.string("staff.join_gone", self.lang), True
             )
             return
-        name = request.value
-        if verdict == "ok":
-            existing = await Agent.filter(telegram_id=user_id).first()
-            if existing is None:
-                await Agent.create(telegram_id=user_id, name=name, role=AgentRole.AGENT)
-            else:
-                await Agent.filter(id=existing.id).update(active=True)
-            text = self.s("staff.join_approved", name=name, by=agent.name)
-        else:
-            text = self.s("staff.join_declined", name=name, by=agent.name)
-        await request.delete()
+        decided = "staff.join_approved" if verdict == "ok" else "staff.join_declined"
+        text = self.s(decided, name=name, by=agent.name)
         await self.say(None, text)
         await self.deps.sender.answer_callback(
             query.id, self.ctx.texts.string("staff.done", self.lang)
@@ -486,7 +472,7 @@ class StaffDesk:
             log.info("callback answer failed", extra={"query": query.id})
 
     async def _press(self, action: str, appeal_id: int, agent: Agent, give_to: str) -> str | None:
-        appeal = await Appeal.get_or_none(id=appeal_id)
+        appeal = await appeal_by_id(appeal_id)
         if appeal is None or appeal.number is None:
             return None
         number, actor = appeal.number, agent.name
@@ -521,10 +507,10 @@ class StaffDesk:
     async def call_back(self, button: CallButton, agent: Agent) -> str:
         """«Перезвонить» under an alert: a call task for whoever pressed it."""
         customer_id, appeal_id = button.customer_id, button.appeal_id
-        customer = await Customer.get_or_none(id=customer_id) if customer_id else None
+        customer = await customer_by_id(customer_id)
         if customer is None:
             return self.ctx.texts.string("staff.join_gone", self.lang)
-        appeal = await Appeal.get_or_none(id=appeal_id) if appeal_id else None
+        appeal = await appeal_by_id(appeal_id)
 
         async def run() -> None:
             async with in_transaction():
@@ -556,7 +542,7 @@ class StaffDesk:
     ) -> None:
         """One tap on the router's question: the category is set and remembered."""
         category = button.category
-        appeal = await Appeal.get_or_none(id=button.appeal_id)
+        appeal = await appeal_by_id(button.appeal_id)
         routing = self.ctx.routing
         notice = self.ctx.texts.string("staff.done", self.lang)
         alert = False
@@ -579,12 +565,7 @@ class StaffDesk:
 
     async def picker(self, appeal: Appeal, agent: Agent) -> None:
         """Post the colleagues on duty as buttons: one tap hands the appeal over."""
-        others = (
-            await Agent.filter(active=True, on_duty=True)
-            .exclude(id=agent.id)
-            .order_by("name")
-            .limit(PICKER_LIMIT)
-        )
+        others = await colleagues_on_duty(agent, PICKER_LIMIT)
         if not others:
             await self.say(appeal, self.s("staff.no_agents"))
             return
@@ -606,17 +587,6 @@ class StaffDesk:
         )
 
 
-async def may_refuse(user_id: int, now: datetime, scope: str = "refused") -> bool:
-    """One refusal per stranger per ``REFUSAL_PAUSE`` (and ``scope``): a chatty guest must not
-    spend the group's message budget."""
-    key = f"telegram.{scope}.{user_id}"
-    last = await KeyValue.get_or_none(key=key)
-    if last is not None and now - datetime.fromisoformat(last.value) < REFUSAL_PAUSE:
-        return False
-    await KeyValue.update_or_create(key=key, defaults={"value": now.isoformat()})
-    return True
-
-
 def _is_service(message: Message) -> bool:
     """Topic created/edited/closed notices, pins and joins: nothing for the desk to do."""
     return message.content_type not in (
@@ -633,16 +603,5 @@ def _is_service(message: Message) -> bool:
     )
 
 
-async def _answer_channel(appeal: Appeal) -> str:
-    """The channel an answer goes through: where the customer wrote last."""
-    last = (
-        await StoredMessage.filter(appeal_id=appeal.id, direction=Direction.IN)
-        .order_by("-id")
-        .first()
-    )
-    return last.channel if last is not None else appeal.channel
-
-
 async def _customer_language(appeal: Appeal) -> str:
-    customer = await Customer.get(id=appeal.customer_id)
-    return customer.language
+    return (await customer_of(appeal)).language

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 from desk.config.settings import AgentConfig
-from models import Agent
+from models import Agent, AgentRole, KeyValue
 
 log = logging.getLogger(__name__)
+
+REFUSAL_PAUSE = timedelta(minutes=10)  # one refusal per stranger in this time
 
 
 async def sync_agents(configured: list[AgentConfig]) -> int:
@@ -45,3 +48,49 @@ async def active_agent(telegram_id: int) -> Agent | None:
 async def agent_by_id(agent_id: int | None) -> Agent | None:
     """The agent with this database id (None for None, or when there is none)."""
     return await Agent.get_or_none(id=agent_id) if agent_id is not None else None
+
+
+def _join_key(telegram_id: int) -> str:
+    return f"telegram.join.{telegram_id}"
+
+
+async def ask_to_join(telegram_id: int, name: str) -> None:
+    """Someone asked for access (/join): kept until a supervisor answers."""
+    await KeyValue.update_or_create(key=_join_key(telegram_id), defaults={"value": name[:200]})
+
+
+async def answer_join(telegram_id: int, *, approve: bool) -> str | None:
+    """A supervisor's answer to a join request: approved, the person is an active agent (made,
+    or made active again). The name they asked under; None when no request waits."""
+    request = await KeyValue.get_or_none(key=_join_key(telegram_id))
+    if request is None:
+        return None
+    if approve:
+        existing = await Agent.filter(telegram_id=telegram_id).first()
+        if existing is None:
+            await Agent.create(telegram_id=telegram_id, name=request.value, role=AgentRole.AGENT)
+        else:
+            await Agent.filter(id=existing.id).update(active=True)
+    await request.delete()
+    return request.value
+
+
+async def colleagues_on_duty(agent: Agent, limit: int) -> list[Agent]:
+    """The other active agents on duty, by name (whom an appeal may be handed to)."""
+    return list(
+        await Agent.filter(active=True, on_duty=True)
+        .exclude(id=agent.id)
+        .order_by("name")
+        .limit(limit)
+    )
+
+
+async def may_refuse(user_id: int, now: datetime, scope: str = "refused") -> bool:
+    """One refusal per stranger per ``REFUSAL_PAUSE`` (and ``scope``): a chatty guest must not
+    spend the group's message budget."""
+    key = f"telegram.{scope}.{user_id}"
+    last = await KeyValue.get_or_none(key=key)
+    if last is not None and now - datetime.fromisoformat(last.value) < REFUSAL_PAUSE:
+        return False
+    await KeyValue.update_or_create(key=key, defaults={"value": now.isoformat()})
+    return True

@@ -16,8 +16,10 @@ from models import (
     Appeal,
     ContactPoint,
     Customer,
+    Direction,
     Event,
     Lifecycle,
+    Message,
     Order,
     Rating,
     RatingRequest,
@@ -63,6 +65,16 @@ async def customer_profile(customer_id: int, *, recent: int = 0) -> CustomerProf
 async def customer_of(appeal: Appeal) -> Customer:
     """The appeal's customer."""
     return await Customer.get(id=appeal.customer_id)
+
+
+async def customer_by_id(customer_id: int) -> Customer | None:
+    """The customer with this id (None when there is none)."""
+    return await Customer.get_or_none(id=customer_id) if customer_id else None
+
+
+async def appeal_by_id(appeal_id: int) -> Appeal | None:
+    """The appeal with this id (None when there is none)."""
+    return await Appeal.get_or_none(id=appeal_id) if appeal_id else None
 
 
 async def customer_id_at(channel: str, address: str) -> int | None:
@@ -301,3 +313,9 @@ async def set_state(
         )
     )
     return True
+
+
+async def latest_channel(appeal: Appeal) -> str:
+    """Where the customer wrote last in the appeal (its origin when nothing came in yet)."""
+    last = await Message.filter(appeal_id=appeal.id, direction=Direction.IN).order_by("-id").first()
+    return last.channel if last is not None else appeal.channel
