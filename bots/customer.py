@@ -23,7 +23,6 @@ from models import Appeal
 log = logging.getLogger(__name__)
 
 MY_APPEALS_LIMIT = 10
-MENU_KEYS = ("menu.new", "menu.list", "menu.orders")  # the buttons answered, not streamed
 
 
 def customer_router() -> Router:
@@ -160,8 +159,7 @@ def _answered(message: Message, deps: BotDeps) -> bool:
     button: the routers answer those."""
     if (message.text or message.caption or "").startswith("/"):
         return True
-    text = message.text
-    return text is not None and any(text in _labels(deps, key) for key in MENU_KEYS)
+    return message.text in deps.menu_labels
 
 
 async def to_stream(message: Message, deps: BotDeps) -> None:
