@@ -64,6 +64,7 @@ TEXTS = (
     "Пришлите, пожалуйста, закрывающие документы за март.",
     "Спасибо, всё получил, всё отлично!",
 )
+MAX_CONNECTIONS = 100  # Telegram's most (setWebhook's max_connections)
 READY_TIMEOUT_S = 120.0
 POLL_S = 0.25
 
@@ -179,7 +180,10 @@ async def drive(
     """POST ``count`` updates: ``concurrency`` at a time, or one every 1/``rate`` seconds."""
     sent = Sent()
     headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET}
-    connector = aiohttp.TCPConnector(limit=concurrency if rate is None else 1000)
+    # Open loop: as many connections as Telegram opens at most (setWebhook's max_connections
+    # is at most 100, the service's cap per address); a request due while all are busy waits
+    # for one, and its answer time counts from when it was due.
+    connector = aiohttp.TCPConnector(limit=concurrency if rate is None else MAX_CONNECTIONS)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
 
@@ -524,7 +528,7 @@ async def _with_service(plan: Plan, fake: FakeTelegram, tmp: Path, customers: Cu
     if plan.redis_url:
         base_env["DESK_REDIS_URL"] = plan.redis_url
     try:
-        if plan.config == "embedded":
+        if plan.config == "embedded" and not plan.workers:
             env = {**base_env, "DESK_WORKERS__INTAKE": str(plan.intake)}
             procs.append(await start_process("serve", tmp, config, env))
         else:
@@ -563,11 +567,9 @@ def report(plan: Plan, result: Result) -> str:
     wall = sent.finished - sent.started
     lines = []
     mode = f"open loop {plan.rate:g}/s" if plan.rate else f"closed loop x{plan.concurrency}"
-    backend = (
-        "SQLite + local stream"
-        if plan.config == "embedded"
-        else f"PostgreSQL + Redis, {plan.workers} worker process(es)"
-    )
+    backend = "SQLite + local stream" if plan.config == "embedded" else "PostgreSQL + Redis"
+    if plan.workers:
+        backend += f", {plan.workers} worker process(es)"
     lines.append(
         f"{backend} · {n:,} messages from {plan.customers:,} customers · {mode} · "
         f"intake x{plan.intake}/process · prefill {plan.prefill:,} appeals"
@@ -650,7 +652,12 @@ def parse(argv: list[str] | None = None) -> Plan:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", choices=["embedded", "pg-redis"], default="embedded")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (pg-redis)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes beside serve, which then only takes webhooks (pg-redis: 1; "
+        "embedded: 0, serve does everything)",
+    )
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--rate", type=float, help="open loop: updates per second")
     parser.add_argument("--concurrency", type=int, default=40, help="closed loop connections")
@@ -667,7 +674,7 @@ def parse(argv: list[str] | None = None) -> Plan:
     args = parser.parse_args(argv)
     plan = Plan(
         config=args.config,
-        workers=args.workers,
+        workers=args.workers if args.workers is not None else int(args.config == "pg-redis"),
         messages=args.messages,
         rate=args.rate,
         concurrency=args.concurrency,

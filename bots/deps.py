@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardMarkup
@@ -11,6 +12,7 @@ from tortoise.transactions import in_transaction
 from bots.staff_sync import StaffSync
 from channels.base import ChannelKind
 from channels.telegram.send import TelegramSender
+from desk.config.texts import LANGUAGES
 from desk.context import AppContext
 from desk.features.answers import AnswerBook
 
@@ -27,6 +29,13 @@ class BotDeps:
     staff: StaffSync | None
     answers: AnswerBook
     tasks: TaskBoard | None = None
+
+    @cached_property
+    def menu_labels(self) -> frozenset[str]:
+        """The customer menu's buttons the chat answers (new appeal, my appeals, my orders), in
+        every language: looked up once, the strings do not change while the service runs."""
+        keys = ("menu.new", "menu.list", "menu.orders")
+        return frozenset(self.ctx.texts.string(key, lang) for key in keys for lang in LANGUAGES)
 
     async def tell_customer(
         self,

@@ -11,7 +11,7 @@ from aiogram.types import Update
 from aiohttp import web
 from tortoise.transactions import in_transaction
 
-from bots.customer import customer_router
+from bots.customer import customer_router, streamed
 from bots.deps import BotDeps
 from bots.feed import FeedBoard
 from bots.managers import managers_router
@@ -76,6 +76,8 @@ class TelegramDesk:
 
     async def handle(self, update: Update) -> None:
         """Handle one update to the end (written durably) before it is acknowledged."""
+        if await streamed(update, self.deps):  # a customer's plain message: no routing needed
+            return
         with log_scope():  # a staff action's lines carry its appeal once it is known
             await self.dispatcher.feed_update(self.bot, update, deps=self.deps)
 
