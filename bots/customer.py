@@ -8,7 +8,7 @@ import logging
 from aiogram import F, Router
 from aiogram.enums import ChatType
 from aiogram.filters import CommandStart
-from aiogram.types import CallbackQuery, KeyboardButton, Message, ReplyKeyboardMarkup, Update
+from aiogram.types import CallbackQuery, KeyboardButton, Message, ReplyKeyboardMarkup
 
 from bots.deps import BotDeps
 from bots.filters import inline
@@ -126,37 +126,10 @@ async def edited_message(message: Message, deps: BotDeps) -> None:
     await to_stream(message, deps)
 
 
-async def streamed(update: Update, deps: BotDeps) -> bool:
-    """Write a customer's plain message (or an edit) to the stream without the dispatcher;
-    False for anything else, which the dispatcher handles.
-
-    The routers would do the same with it: a private message that is no command, shared
-    contact or menu button reaches ``to_stream`` through ``text_message`` or ``any_message``,
-    and a private edit through ``edited_message``. The dispatcher's middlewares, filters and
-    handler lookup cost about as much as checking and validating the update, once per
-    message in a webhook call or a fetch.
-    """
-    message = update.message
-    if message is None:
-        message = update.edited_message
-        if message is None or message.chat.type != ChatType.PRIVATE:
-            return False
-    elif (
-        message.chat.type != ChatType.PRIVATE
-        or message.contact is not None
-        or _answered(message, deps)
-    ):
-        return False
-    telegram = deps.ctx.settings.telegram
-    if message.chat.id in (telegram.staff_chat_id, telegram.managers_chat_id):
-        return False  # a misconfigured chat id: its routers decide, as they would
-    await to_stream(message, deps)
-    return True
-
-
-def _answered(message: Message, deps: BotDeps) -> bool:
+def answered(message: Message, deps: BotDeps) -> bool:
     """Whether a customer's message may be a command (aiogram reads captions too) or is a menu
-    button: the routers answer those."""
+    button: the routers answer those; the channel streams the rest itself
+    (``channels/telegram/updates.py`` ``CustomerMessages``)."""
     if (message.text or message.caption or "").startswith("/"):
         return True
     return message.text in deps.menu_labels

@@ -11,7 +11,7 @@ from aiogram.types import Update
 from aiohttp import web
 from tortoise.transactions import in_transaction
 
-from bots.customer import customer_router, streamed
+from bots.customer import answered, customer_router
 from bots.deps import BotDeps
 from bots.feed import FeedBoard
 from bots.managers import managers_router
@@ -21,7 +21,13 @@ from bots.staff_sync import StaffSync
 from bots.task_board import TaskBoard
 from channels.base import STAFF_CHANNEL, ChannelKind, wait_or_stop
 from channels.telegram.send import TelegramLimiter, TelegramSender
-from channels.telegram.updates import ALLOWED_UPDATES, Poller, make_bot, webhook_view
+from channels.telegram.updates import (
+    ALLOWED_UPDATES,
+    CustomerMessages,
+    Poller,
+    make_bot,
+    webhook_view,
+)
 from desk.appeals.event_types import TaskCreated
 from desk.appeals.events import Stage
 from desk.context import AppContext
@@ -62,6 +68,14 @@ class TelegramDesk:
         self.deps = BotDeps(ctx, self.sender, self.staff, answers, self.tasks)
         # No FSM: the desk keeps its state in the database, and aiogram's in-memory FSM would
         # keep a record (and an isolation lock) for every user ever seen.
+        # Customers' plain messages go to the stream from the channel; the rest to the bots.
+        self.updates = CustomerMessages(
+            ctx.stream,
+            self.handle,
+            conversation=lambda message: answered(message, self.deps),
+            max_chars=ctx.settings.lifecycle.max_text_chars,
+            staff_chats=(settings.staff_chat_id, settings.managers_chat_id),
+        )
         self.dispatcher = Dispatcher(disable_fsm=True)
         self.dispatcher.include_router(managers_router())  # /rating before staff commands
         self.dispatcher.include_router(staff_router())
@@ -76,21 +90,19 @@ class TelegramDesk:
 
     async def handle(self, update: Update) -> None:
         """Handle one update to the end (written durably) before it is acknowledged."""
-        if await streamed(update, self.deps):  # a customer's plain message: no routing needed
-            return
         with log_scope():  # a staff action's lines carry its appeal once it is known
             await self.dispatcher.feed_update(self.bot, update, deps=self.deps)
 
     def poller(self) -> Poller:
         """Long polling that confirms an update only after ``handle`` returned."""
-        return Poller(self.bot, self.handle, timeout_s=self.settings.poll_timeout_s)
+        return Poller(self.bot, self.updates, timeout_s=self.settings.poll_timeout_s)
 
     def add_webhook_route(self, app: web.Application) -> None:
         """Serve the webhook on the service's own HTTP server."""
         secret = self.settings.webhook_secret
         if secret is None:
             raise ValueError("webhook mode needs DESK_TELEGRAM__WEBHOOK_SECRET")
-        view = webhook_view(secret.get_secret_value(), self.bot, self.handle)
+        view = webhook_view(secret.get_secret_value(), self.bot, self.updates)
         app.router.add_post(self.settings.webhook_path, view)
 
     async def set_webhook(self, public_url: str) -> None:

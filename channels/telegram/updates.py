@@ -16,6 +16,7 @@ from aiogram import Bot
 from aiogram import methods as aiogram_methods
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
+from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError, TelegramConflictError
 from aiogram.methods.base import Response
 from aiogram.types import CallbackQuery, Message, Update
@@ -32,6 +33,7 @@ from channels.base import (
     wait_or_stop,
 )
 from channels.settings import TELEGRAM_API_URL, TelegramSettings
+from channels.stream import AppealStream
 from models import storable
 
 log = logging.getLogger(__name__)
@@ -159,6 +161,60 @@ def _attachments(message: Message) -> tuple[Attachment, ...]:
 
 
 # -- updates in -------------------------------------------------------------------------------
+
+
+class CustomerMessages:
+    """The channel's own way into the stream: a customer's plain private message (or an edit)
+    becomes an ``InboundMessage`` and is appended (durably, before the update counts as
+    handled); every other update goes to ``converse``, the bots' dispatcher.
+
+    ``conversation`` tells a message the bots answer themselves (a command, a menu button);
+    content the stream cannot keep, a text over ``max_chars`` and the bots' own chats go to
+    them too, so the customer hears why. aiogram's dispatcher (middlewares, filters, handler
+    lookup) cost about as much per message as validating the update.
+    """
+
+    def __init__(
+        self,
+        stream: AppealStream,
+        converse: UpdateHandler,
+        *,
+        conversation: Callable[[Message], bool],
+        max_chars: int,
+        staff_chats: tuple[int | None, ...] = (),
+    ) -> None:
+        self._stream = stream
+        self._converse = converse
+        self._conversation = conversation
+        self._max_chars = max_chars
+        self._staff_chats = staff_chats
+
+    async def __call__(self, update: Update) -> None:
+        inbound = self._plain(update)
+        if inbound is None:
+            await self._converse(update)
+        else:
+            await self._stream.publish(inbound)  # intake decides whether it opens an appeal
+
+    def _plain(self, update: Update) -> InboundMessage | None:
+        message = update.message
+        if message is None:
+            message = update.edited_message
+            if message is None or message.chat.type != ChatType.PRIVATE:
+                return None
+        elif (
+            message.chat.type != ChatType.PRIVATE
+            or message.contact is not None
+            or self._conversation(message)
+        ):
+            return None
+        if message.chat.id in self._staff_chats:
+            return None  # a misconfigured chat id: its routers decide, as they would
+        try:
+            inbound = customer_inbound(message)
+        except BadInbound:
+            return None
+        return inbound if len(inbound.text) <= self._max_chars else None
 
 
 def parse_update(raw: bytes, bot: Bot) -> Update:
