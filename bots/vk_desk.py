@@ -10,7 +10,7 @@ from aiohttp import web
 from tortoise.transactions import in_transaction
 
 from channels.base import BadInbound, ChannelKind
-from channels.vk.channel import VkChannel, VkPoller, callback_view, vk_id
+from channels.vk.channel import CommunityMessages, VkChannel, VkPoller, callback_view, vk_id
 from desk.appeals.customers import customer_id_at
 from desk.context import AppContext
 from desk.features.orders import CHOICE_PREFIX, UnknownChoice
@@ -29,6 +29,8 @@ class VkDesk:
         self.lang = ctx.settings.company.language  # VK does not tell a user's language
         self.channel = VkChannel(self.settings)
         ctx.adapters[ChannelKind.VK.value] = self.channel
+        # Customers' messages go to the stream from the channel; the rest to this bot.
+        self.updates = CommunityMessages(self.channel, ctx.stream, self.handle)
 
     async def handle(self, update: Any) -> None:
         """Store one update durably before VK hears "ok" (or before ts moves on). A malformed
@@ -158,11 +160,12 @@ class VkDesk:
 
     def poller(self) -> VkPoller:
         """Bots Long Poll into ``handle``."""
-        return VkPoller(self.channel, self.handle)
+        return VkPoller(self.channel, self.updates)
 
     def add_callback_route(self, app: web.Application) -> None:
         """Serve the Callback API endpoint on the service's HTTP server."""
-        app.router.add_post(self.settings.callback_path, callback_view(self.settings, self.handle))
+        view = callback_view(self.settings, self.updates)
+        app.router.add_post(self.settings.callback_path, view)
 
     async def close(self) -> None:
         """Close HTTP sessions."""

@@ -33,6 +33,7 @@ from channels.base import (
     wait_or_stop,
 )
 from channels.settings import VkSettings
+from channels.stream import AppealStream
 from channels.textsplit import split_text
 from channels.window import CallWindow
 from models import MAX_ID, KeyValue, StoredFile, storable
@@ -322,6 +323,37 @@ def _text(value: Any) -> str:
 
 def _area(width: Any, height: Any) -> int:
     return (vk_id(width) or 0) * (vk_id(height) or 0)
+
+
+class CommunityMessages:
+    """The channel's own way into the stream: a customer's message to the community (new or
+    edited, with no button payload) becomes an ``InboundMessage`` and is appended, durably,
+    before VK hears "ok"; other events (button presses, «Начать», what VK echoes of our own
+    messages) go to ``converse``, the VK bot."""
+
+    def __init__(self, channel: VkChannel, stream: AppealStream, converse: EventHandler) -> None:
+        self._channel = channel
+        self._stream = stream
+        self._converse = converse
+
+    async def __call__(self, update: dict[str, Any]) -> None:
+        kind = update.get("type") if isinstance(update, dict) else None
+        message = update.get("object") if kind in ("message_new", "message_edit") else None
+        if kind == "message_new" and isinstance(message, dict):
+            message = message.get("message", message)
+        if (
+            isinstance(message, dict)
+            and vk_id(message.get("out")) != 1
+            and not message.get("payload")
+        ):
+            try:
+                inbound = await self._channel.inbound(message, edited=kind == "message_edit")
+            except BadInbound:
+                pass  # the bot logs why it is not kept
+            else:
+                await self._stream.publish(inbound)  # intake decides whether it opens an appeal
+                return
+        await self._converse(update)
 
 
 class VkPoller:
