@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
@@ -27,6 +28,29 @@ from desk.runtime.service import Service
 from models import db
 from tests.telegram_world import staff_world
 
+
+def _per_worker_services() -> None:
+    """Under pytest-xdist each worker gets a database and a Redis database of its own (the
+    tests empty them between tests): ``desk_test`` becomes ``desk_test_gw1`` on the same server
+    (created by the session fixture ``_worker_database``), Redis db 0 becomes db 1. The
+    environment is rewritten, so test modules and the processes tests start see them too."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return
+    index = int(worker[2:])
+    pg = os.environ.get("DESK_TEST_DATABASE_URL")
+    if pg:
+        parts = urlsplit(pg)
+        name = f"{parts.path.lstrip('/')}_{worker}"
+        os.environ["DESK_TEST_DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{name}"))
+    redis_url = os.environ.get("DESK_TEST_REDIS_URL")
+    if redis_url:
+        parts = urlsplit(redis_url)
+        base = int(parts.path.lstrip("/") or 0)
+        os.environ["DESK_TEST_REDIS_URL"] = urlunsplit(parts._replace(path=f"/{base + index}"))
+
+
+_per_worker_services()
 PG_URL = os.environ.get("DESK_TEST_DATABASE_URL") or None
 REDIS_URL = os.environ.get("DESK_TEST_REDIS_URL") or None
 pytest_plugins = ["tests.mailserver", "tests.exit_watchdog", "tests.served_desk"]
@@ -59,15 +83,42 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture(scope="session", autouse=True)
 def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The tests' own cache directory (the router's seeds model), shared by the session and
-    the processes it starts: the developer's ~/.cache is neither read nor written."""
+    the processes it starts: the developer's ~/.cache is neither read nor written. Under
+    pytest-xdist the workers share one (beside their own temporary folders), so the model is
+    trained once per run, not once per worker (its files are written whole, then renamed)."""
     before = os.environ.get("XDG_CACHE_HOME")
-    path = tmp_path_factory.mktemp("cache")
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        path = tmp_path_factory.getbasetemp().parent / "cache"
+        path.mkdir(exist_ok=True)
+    else:
+        path = tmp_path_factory.mktemp("cache")
     os.environ["XDG_CACHE_HOME"] = str(path)
     yield path
     if before is None:
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _worker_database() -> None:
+    """This xdist worker's own PostgreSQL database, created on the test server when missing."""
+    if PG_URL is None or "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    import asyncpg
+
+    name = urlsplit(PG_URL).path.lstrip("/")
+    server = urlunsplit(urlsplit(PG_URL)._replace(path="/postgres"))
+
+    async def create() -> None:
+        conn = await asyncpg.connect(server, timeout=10)
+        try:
+            if not await conn.fetchval("select 1 from pg_database where datname = $1", name):
+                await conn.execute(f'create database "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
 
 
 @pytest.fixture(autouse=True)

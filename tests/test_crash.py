@@ -94,6 +94,9 @@ def telegram_env(fake_url: str, agent_id: int, staff_chat: int) -> dict[str, str
         "DESK_TELEGRAM__API_URL": fake_url,
         "DESK_TELEGRAM__STAFF_CHAT_ID": str(staff_chat),
         "DESK_TELEGRAM__POLL_TIMEOUT_S": "1",
+        # The staff feed's edit comes a second after the news, not 30: a test that waits for
+        # every outbox row sent does not wait out the production interval.
+        "DESK_TELEGRAM__FEED_INTERVAL_S": "1",
         "DESK_WORKERS__POLL_S": "0.05",
     }
 

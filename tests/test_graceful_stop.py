@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -30,7 +30,9 @@ USERS = [5101, 5102, 5103, 5104]
 
 
 @pytest.fixture
-def serve(tmp_path: Path, db_url: str, redis_url: str | None, fake: FakeTelegram) -> Iterator[Proc]:
+async def serve(
+    tmp_path: Path, db_url: str, redis_url: str | None, fake: FakeTelegram
+) -> AsyncIterator[Proc]:
     env = serve_env(
         db_url,
         redis_url,
@@ -40,7 +42,9 @@ def serve(tmp_path: Path, db_url: str, redis_url: str | None, fake: FakeTelegram
     )
     proc = Proc(env, tmp_path)
     yield proc
-    proc.stop()
+    # Stopped with the event loop running: the process's last calls to the fake Bot API (served
+    # by this loop) are answered, not waited out to the client's timeout (10 s).
+    await asyncio.to_thread(proc.stop)
 
 
 async def exited(proc: subprocess.Popen[str], timeout: float) -> int | None:

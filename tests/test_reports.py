@@ -665,7 +665,7 @@ async def answer_with(fake: FakeTelegram, marker: str) -> str:
 
 
 async def test_digest_is_posted_once_at_its_time_by_two_instances(
-    fake: FakeTelegram, start_desk: Callable[..., Any]
+    fake: FakeTelegram, start_desk: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = MovableClock(msk(MONDAY - timedelta(days=3), 9))
     settings = telegram_settings(
@@ -693,10 +693,21 @@ async def test_digest_is_posted_once_at_its_time_by_two_instances(
     )
     # Sunday, before the digest's time (time never runs back: rows made at NOW stay due)
     clock.now = msk(date(2026, 11, 15), 12, 10)
+    import desk.runtime.service
     from desk.runtime.service import Service
 
-    shared = first.service._settings
-    second = Service(shared, "worker", io.StringIO(), clock=clock)  # one database, two desks
+    async def already_open(*_: Any) -> None:
+        """The first desk opened the ORM on this database and migrated it."""
+
+    # One database, two desks, in one process: the ORM is the process's, and the first desk's
+    # workers keep using it. The second desk shares it as it is: its own start (checking the
+    # migrations, connecting) and stop would close the connections under a statement of the
+    # first desk's, which then opens its connection again for no one to close (a thread left
+    # running at exit).
+    monkeypatch.setattr(desk.runtime.service, "prepare_database", already_open)
+    monkeypatch.setattr(db, "connect", already_open)
+    monkeypatch.setattr(db, "disconnect", already_open)
+    second = Service(first.service._settings, "worker", io.StringIO(), clock=clock)
     await second.start()
     try:
         await asyncio.sleep(0.5)
@@ -725,8 +736,8 @@ async def test_digest_is_posted_once_at_its_time_by_two_instances(
         assert sum("Сводка" in str(p["text"]) for p in rows) == 1  # type: ignore[index]
         assert sum(bool(p["attachments"]) for p in rows) == 1  # type: ignore[index]
     finally:
-        await second.stop()  # closes the process's ORM connections: the first desk's are back
-        await db.connect(shared.database_url)
+        await second.stop()
+        monkeypatch.undo()  # the first desk closes the ORM when it stops
     from matplotlib.image import imread
 
     png = photos_in(fake, MANAGERS_CHAT)[0]

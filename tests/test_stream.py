@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import sys
 import textwrap
 import uuid
@@ -142,11 +143,12 @@ class Backend:
 
 
 @pytest.fixture
-async def local_db(tmp_path: Path) -> AsyncIterator[str]:
-    """A migrated SQLite file, connected through the ORM for the test."""
-    url = f"sqlite://{tmp_path / 'stream.db'}"
-    await db.migrate(url)
-    await db.disconnect()
+async def local_db(sqlite_template: Path, tmp_path: Path) -> AsyncIterator[str]:
+    """A migrated SQLite file (a copy of the session's template), connected through the ORM
+    for the test."""
+    path = tmp_path / "stream.db"
+    shutil.copy(sqlite_template, path)
+    url = f"sqlite://{path}"
     await db.connect(url)
     yield url
     await db.disconnect()

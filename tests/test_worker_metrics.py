@@ -4,11 +4,12 @@ neither."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -31,7 +32,9 @@ CUSTOMER = 5301
 
 
 @pytest.fixture
-def serve(tmp_path: Path, db_url: str, redis_url: str | None, fake: FakeTelegram) -> Iterator[Proc]:
+async def serve(
+    tmp_path: Path, db_url: str, redis_url: str | None, fake: FakeTelegram
+) -> AsyncIterator[Proc]:
     """``serve`` polling the fake Telegram, with no intake or delivery workers of its own."""
     env = serve_env(
         db_url,
@@ -43,7 +46,9 @@ def serve(tmp_path: Path, db_url: str, redis_url: str | None, fake: FakeTelegram
     )
     proc = Proc(env, tmp_path)
     yield proc
-    proc.stop()
+    # Stopped with the event loop running: the process's last calls to the fake Bot API (served
+    # by this loop) are answered, not waited out to the client's timeout (10 s).
+    await asyncio.to_thread(proc.stop)
 
 
 async def scrape(http: aiohttp.ClientSession, url: str) -> Samples:

@@ -124,7 +124,11 @@ class MailboxReader:
     async def _read_loop(self, imap: aioimaplib.IMAP4, stop: asyncio.Event) -> None:
         validity = await self._select(imap)
         while not stop.is_set():
-            await self.read_new(imap, validity)
+            if await self.read_new(imap, validity):
+                # A mail that arrived while these were read was announced then (an EXISTS the
+                # client drops outside IDLE), and IDLE does not announce it again: it would wait
+                # for the next mail or the IDLE renewal (``idle_s``). Look again first.
+                continue
             await self._wait_for_mail(imap, stop)
 
     async def _connect(self, lost: asyncio.Event) -> aioimaplib.IMAP4:
