@@ -53,7 +53,7 @@ def _per_worker_services() -> None:
 _per_worker_services()
 PG_URL = os.environ.get("DESK_TEST_DATABASE_URL") or None
 REDIS_URL = os.environ.get("DESK_TEST_REDIS_URL") or None
-pytest_plugins = ["tests.mailserver", "tests.exit_watchdog", "tests.served_desk"]
+pytest_plugins = ["tests.fakes.mailserver", "tests.exit_watchdog", "tests.served_desk"]
 
 # Secrets as strong as the settings want (they refuse short and guessable ones).
 API_TOKEN = "tests-l5cqaPqUl-ONQ2HGqMtcffHx5JSZ"

@@ -12,8 +12,8 @@ import pytest
 
 from bench.fakes.telegram import FakeTelegram
 from models import Appeal, ContactPoint, Customer, Message
+from tests.fakes.mailserver import MailAccount, SmtpCapture
 from tests.fakes.vk import FakeVk
-from tests.mailserver import MailAccount, SmtpCapture
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, telegram_settings, texts_in
 
 

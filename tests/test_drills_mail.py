@@ -11,7 +11,7 @@ import pytest
 
 from bench.drills.mail import mail_drill
 from bench.drills.proxy import CuttingProxy
-from tests.mailserver import MailAccount, SmtpCapture, email_settings
+from tests.fakes.mailserver import MailAccount, SmtpCapture, email_settings
 
 pytestmark = pytest.mark.backend_agnostic
 

@@ -14,7 +14,7 @@ import pytest
 from bench.fakes.telegram import FakeTelegram
 from models import Agent, Appeal, ContactPoint, Customer, Message, Task
 from tests.conftest import Desk
-from tests.mailserver import MailAccount, SmtpCapture, email_settings
+from tests.fakes.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, telegram_settings, texts_in
 
 

@@ -21,8 +21,8 @@ from desk.config.signing import Signer
 from desk.features.webdesk import FEEDBACK_PURPOSE
 from models import Appeal, AppealStatus, Customer, Event, Message, Rating, StoredFile, Task
 from tests.conftest import Desk, free_port
+from tests.fakes.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.fakes.vk import FakeVk
-from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,

@@ -11,7 +11,7 @@ import aiosmtplib
 import pytest
 from aioimaplib import IMAP4
 
-from tests.mailserver import Dovecot, MailAccount, SmtpCapture
+from tests.fakes.mailserver import Dovecot, MailAccount, SmtpCapture
 
 pytestmark = pytest.mark.second_pass
 

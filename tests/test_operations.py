@@ -23,8 +23,8 @@ from desk.ops.metrics import Metrics, failure_reason
 from desk.ops.scheduler import Daily
 from models import Appeal, KeyValue, OutboxItem, OutboxStatus
 from tests.conftest import Desk, free_port
+from tests.fakes.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.fakes.vk import FakeVk
-from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,

@@ -15,9 +15,9 @@ import pytest
 from bench.fakes.telegram import FakeTelegram
 from models import Agent, Customer, Event, Lifecycle, Order, OutboxItem, OutboxStatus, Task
 from tests.conftest import Desk
+from tests.fakes.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.fakes.vk import DEFAULT_TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk
-from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import (
     MANAGER_ID,
     MovableClock,

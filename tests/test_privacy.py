@@ -20,7 +20,7 @@ from bench.fakes.telegram import FakeTelegram
 from models import Appeal, ContactPoint, Customer, Event, Message, Rating, StoredFile, Task
 from tests.cli import run_cli
 from tests.conftest import API_TOKEN, PG_URL, Desk
-from tests.mailserver import MailAccount, SmtpCapture, email_settings
+from tests.fakes.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, open_appeal, texts_in
 from tests.test_email_channel import customer_mail
 from tests.test_ratings_flow import (

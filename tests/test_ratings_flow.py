@@ -33,9 +33,9 @@ from models import (
     Warmth,
 )
 from tests.conftest import Desk
+from tests.fakes.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.fakes.vk import DEFAULT_TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk
-from tests.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.telegram_world import (
     AGENT_ID,
     MANAGER_ID,

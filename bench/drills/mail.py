@@ -3,7 +3,7 @@ refuses (421/451) for a while; then the audit (every mail stored once by its Mes
 answer accepted by the SMTP server once).
 
 The drill needs Dovecot and an SMTP capture: it runs under pytest, whose fixtures start them
-(tests/mailserver.py). Short form (CI): ``.venv/bin/pytest tests/test_drills_mail.py``; full
+(tests/fakes/mailserver.py). Short form (CI): ``.venv/bin/pytest tests/test_drills_mail.py``; full
 form, refusing for a whole minute with more mail:
 ``DESK_DRILL_FULL=1 .venv/bin/pytest tests/test_drills_mail.py``.
 """

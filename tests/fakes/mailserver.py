@@ -1,6 +1,6 @@
 """Real mail servers for the email-channel tests: Dovecot (IMAP) and an aiosmtpd capture (SMTP).
 
-Fixtures (enable them with ``pytest_plugins = ["tests.mailserver"]`` in the root conftest):
+Fixtures (enable them with ``pytest_plugins = ["tests.fakes.mailserver"]`` in the root conftest):
 
 - ``dovecot`` (session): a private Dovecot instance on 127.0.0.1, plaintext login, no TLS,
   maildirs and users (a passwd-file per user) in a temp folder. Skips when Dovecot is missing.
@@ -122,7 +122,7 @@ class Dovecot:
 def _dovecot_config(root: Path, port: int, passwd_dir: Path, log_path: Path) -> str:
     internal_user, internal_group, login_user, uid, gid = _users()
     return f"""\
-# Written by tests/mailserver.py: a private, throwaway Dovecot for the tests.
+# Written by tests/fakes/mailserver.py: a private, throwaway Dovecot for the tests.
 protocols = imap
 listen = 127.0.0.1
 base_dir = {root}/run
