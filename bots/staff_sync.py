@@ -9,7 +9,8 @@ from typing import Any
 
 from bots.callbacks import AppealButton, CallButton, CategoryButton
 from channels.base import STAFF_CHANNEL
-from desk.appeals import outbox
+from desk.appeals.agents import agent_by_id
+from desk.appeals.customers import customer_of
 from desk.appeals.event_types import (
     AppealAssigned,
     AppealCategorised,
@@ -36,10 +37,11 @@ from desk.appeals.event_types import (
     Undelivered,
 )
 from desk.appeals.events import first_in_batch
-from desk.appeals.outbox import Outbox
+from desk.appeals.messages import first_message, message_by_id
+from desk.appeals.outbox import Outbox, waiting_in
 from desk.config.settings import Settings, categories_of
 from desk.config.texts import Texts
-from models import Agent, Appeal, Customer, Message, OutboxItem, OutboxStatus
+from models import Agent, Appeal
 
 FEED_QUEUE = "staff:feed"
 # What redraws an appeal's card in its topic; with its first message, what changes the feed.
@@ -169,7 +171,7 @@ class StaffSync:
         left = self._texts.duration(minutes, self._lang)
         line = string(event.KIND, self._lang, number=appeal.number, target=target, left=left)
         text = html.escape(line, quote=False)
-        agent = await Agent.get_or_none(id=appeal.assignee_id) if appeal.assignee_id else None
+        agent = await agent_by_id(appeal.assignee_id)
         if agent is not None and agent.telegram_id:
             text += " " + mention(agent)  # the assignee's Telegram rings even in a muted topic
         await self.enqueue(appeal, "post", text=text)
@@ -178,7 +180,7 @@ class StaffSync:
 
     async def _picker(self, appeal: Appeal) -> None:
         """The router is unsure: one tap in General picks the category (and teaches it)."""
-        message = await Message.filter(appeal_id=appeal.id).order_by("id").first()
+        message = await first_message(appeal)
         text = self._texts.render(
             "telegram/unsorted.html.j2",
             self._lang,
@@ -210,7 +212,7 @@ class StaffSync:
         if text is None:
             if appeal is None:
                 raise ValueError("an alert without an appeal needs its text")
-            customer = await Customer.get(id=appeal.customer_id)
+            customer = await customer_of(appeal)
             text = self._texts.render(
                 "telegram/alert.html.j2",
                 self._lang,
@@ -295,12 +297,9 @@ class StaffSync:
         ``feed_interval_s`` (edits, not new posts)."""
         if not first_in_batch("staff.feed"):
             return  # looked at (and queued if none waited) for this batch already
-        await outbox.flush()
         # A refresh that is due may be sent before this transaction commits, and so show the
         # feed without what it changes: only one still to come makes another needless.
-        if await OutboxItem.filter(
-            queue_key=FEED_QUEUE, status=OutboxStatus.PENDING, next_attempt_at__gt=self._clock()
-        ).exists():
+        if await waiting_in(FEED_QUEUE, after=self._clock()):
             return
         delay = self._settings.telegram.feed_interval_s if delay_s is None else delay_s
         await self._outbox.enqueue(
@@ -316,7 +315,7 @@ class StaffSync:
         """More parts of an album: the waiting relay shows them; after it went, post the rest."""
         if not added or await _pending(appeal.id, kind="relay", message_id=message_id):
             return
-        message = await Message.get(id=message_id)
+        message = await message_by_id(message_id)
         await self.enqueue(
             appeal, "relay", message_id=message_id, start=len(message.attachments) - added
         )
@@ -324,12 +323,4 @@ class StaffSync:
 
 async def _pending(appeal_id: int, **wanted: Any) -> bool:
     """Whether a row of the appeal's queue with these payload fields still waits."""
-    await outbox.flush()  # the rows of this batch wait too
-    rows = await OutboxItem.filter(
-        queue_key=appeal_queue(appeal_id), status=OutboxStatus.PENDING
-    ).values_list("payload", flat=True)
-    for payload in rows:
-        extra: dict[str, Any] = payload.get("extra", {}) if isinstance(payload, dict) else {}
-        if all(extra.get(k) == v for k, v in wanted.items()):
-            return True
-    return False
+    return await waiting_in(appeal_queue(appeal_id), **wanted)

@@ -69,6 +69,22 @@ def _payload(
     }
 
 
+async def waiting_in(queue: str, *, after: datetime | None = None, **extra: Any) -> bool:
+    """Whether a row of ``queue`` still waits (due later than ``after``, when given) whose
+    payload's ``extra`` has these fields; the batch's own rows count too."""
+    await flush()
+    rows = OutboxItem.filter(queue_key=queue, status=OutboxStatus.PENDING)
+    if after is not None:
+        rows = rows.filter(next_attempt_at__gt=after)
+    if not extra:
+        return await rows.exists()
+    for payload in await rows.values_list("payload", flat=True):
+        found: dict[str, Any] = payload.get("extra", {}) if isinstance(payload, dict) else {}
+        if all(found.get(k) == v for k, v in extra.items()):
+            return True
+    return False
+
+
 class Outbox:
     """Writes outbox rows and wakes the delivery workers of this process."""
 
