@@ -18,25 +18,31 @@ from tortoise.transactions import in_transaction
 
 from bots.callbacks import TaskReasonButton, TaskResultButton
 from bots.staff_sync import StaffSync
+from desk.appeals.agents import agent_by_id
+from desk.appeals.customers import customer_by_id
 from desk.appeals.event_types import TaskCreated
 from desk.appeals.tasks import phones_of
 from desk.config.errors import DeskError, TaskClosed, TaskNotFound
 from desk.context import AppContext
 from desk.features.orders import order_totals
-from desk.features.winback import WINBACK, complete_call, give_reason
-from models import Agent, Customer, KeyValue, Task, TaskStatus
-from models.lookup import parse_id
+from desk.features.winback import (
+    WINBACK,
+    await_reason,
+    awaited_reason,
+    complete_call,
+    earlier_calls,
+    forget_reason,
+    give_reason,
+    overdue_tasks,
+    task_by_id,
+)
+from models import Agent, Task
 
 log = logging.getLogger(__name__)
 
 RESULTS = {"r": "reached", "n": "no_answer", "b": "returned"}
 REMINDER_LINES = 15  # per assignee; the rest is «… и ещё N»
 EARLIER_CALLS = 3
-
-
-def _waiting_key(agent_id: int) -> str:
-    """Where the task whose reason an agent is asked to type is kept."""
-    return f"reason:{agent_id}"
 
 
 class TaskBoard:
@@ -68,19 +74,17 @@ class TaskBoard:
         """A new win-back task: its card in General (inside the event's transaction)."""
         if event.kind != WINBACK:
             return
-        task = await Task.get_or_none(id=event.task_id)
+        task = await task_by_id(event.task_id)
         if task is not None and task.customer_id is not None:
             await self._post_card(task)
 
     async def _post_card(self, task: Task) -> None:
-        customer = await Customer.get(id=task.customer_id)
+        customer = await customer_by_id(task.customer_id or 0)
+        if customer is None:
+            return
         orders, amount = await order_totals(customer.id)
-        assignee = await Agent.get_or_none(id=task.assignee_id) if task.assignee_id else None
-        earlier = await (
-            Task.filter(customer_id=customer.id, kind=WINBACK, status=TaskStatus.DONE)
-            .order_by("-completed_at")
-            .limit(EARLIER_CALLS)
-        )
+        assignee = await agent_by_id(task.assignee_id)
+        earlier = await earlier_calls(customer.id, EARLIER_CALLS)
         text = self._texts.render(
             "telegram/task_card.html.j2",
             self._lang,
@@ -177,7 +181,7 @@ class TaskBoard:
     async def _ask_reason(
         self, task: Task, agent: Agent, card: Message | None, now: datetime
     ) -> None:
-        customer = await Customer.get_or_none(id=task.customer_id) if task.customer_id else None
+        customer = await customer_by_id(task.customer_id or 0)
         minutes = self._settings.reason_minutes
         text = self._texts.render(
             "telegram/task_reason.html.j2",
@@ -202,9 +206,7 @@ class TaskBoard:
             reply_to=card.message_id if card is not None else None,
         )
         until = now + timedelta(minutes=minutes)
-        await KeyValue.update_or_create(
-            key=_waiting_key(agent.id), defaults={"value": f"{task.id} {until.isoformat()}"}
-        )
+        await await_reason(agent.id, task.id, until)
 
     async def _reason(
         self, agent: Agent, task_id: int, reason: str, post: Message | None = None
@@ -213,8 +215,7 @@ class TaskBoard:
         buttons."""
         async with in_transaction():
             task = await give_reason(self._ctx.lifecycle.events, task_id, reason, actor=agent.name)
-            waiting = KeyValue.filter(key=_waiting_key(agent.id), value__startswith=f"{task_id} ")
-            await waiting.delete()
+            await forget_reason(agent.id, task_id)
             if post is not None:
                 await self._edit(post, self._s("task.reason_line", reason=task.reason))
 
@@ -223,19 +224,14 @@ class TaskBoard:
         text = (message.text or "").strip()
         if not text:
             return False
-        waiting = await KeyValue.get_or_none(key=_waiting_key(agent.id))
-        if waiting is None:
-            return False
-        raw_id, _, until = waiting.value.partition(" ")
-        task_id = parse_id(raw_id)
-        if task_id is None or datetime.fromisoformat(until) < self._ctx.clock():
-            await KeyValue.filter(key=waiting.key).delete()
+        task_id = await awaited_reason(agent.id, self._ctx.clock())
+        if task_id is None:
             return False
         try:
             await self._reason(agent, task_id, text)
         except DeskError as exc:
-            log.info("typed reason not kept", extra={"task": raw_id, "why": str(exc)})
-            await KeyValue.filter(key=waiting.key).delete()
+            log.info("typed reason not kept", extra={"task": task_id, "why": str(exc)})
+            await forget_reason(agent.id)
             return False
         await self._staff.enqueue(
             None,
@@ -252,15 +248,13 @@ class TaskBoard:
         """One post in General listing open tasks past their time, by assignee (a daily job);
         returns how many tasks it named."""
         now = self._ctx.clock()
-        overdue = await Task.filter(status=TaskStatus.OPEN, due_at__lt=now).order_by("due_at")
-        if not overdue:
+        overdue = await overdue_tasks(now)
+        if not overdue.tasks:
             return 0
         by_agent: dict[int | None, list[Task]] = defaultdict(list)
-        for task in overdue:
+        for task in overdue.tasks:
             by_agent[task.assignee_id].append(task)
-        agents = {a.id: a for a in await Agent.filter(id__in=[k for k in by_agent if k])}
-        customer_ids = {t.customer_id for t in overdue if t.customer_id}
-        names = dict(await Customer.filter(id__in=customer_ids).values_list("id", "name"))
+        agents, names = overdue.agents, overdue.names
         groups = []
         for agent_id, tasks in sorted(by_agent.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
             agent = agents.get(agent_id) if agent_id is not None else None
@@ -282,14 +276,14 @@ class TaskBoard:
         text = self._texts.render(
             "telegram/tasks_overdue.html.j2",
             self._lang,
-            total=len(overdue),
+            total=len(overdue.tasks),
             groups=groups,
             nobody=self._texts.string("task.nobody", self._lang),
         )
         async with in_transaction():
             await self._staff.enqueue(None, "post", text=text)
         self._ctx.outbox.wake()
-        return len(overdue)
+        return len(overdue.tasks)
 
     def _what(self, kind: str) -> str:
         key = f"task.kind.{kind}" if kind in (WINBACK, "call") else "task.kind.other"

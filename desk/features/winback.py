@@ -23,7 +23,7 @@ from desk.appeals.tasks import closed_error, create_task, phones_of
 from desk.config.errors import InvalidInput, TaskNotFound
 from desk.config.settings import CustomerSettings, Settings
 from desk.config.texts import Texts
-from models import Agent, Appeal, Customer, Lifecycle, Order, Task, TaskStatus
+from models import Agent, Appeal, Customer, KeyValue, Lifecycle, Order, Task, TaskStatus, parse_id
 
 log = logging.getLogger(__name__)
 
@@ -304,3 +304,77 @@ async def give_reason(events: EventBus, task_id: int, reason: str, *, actor: str
     await events.emit(TaskReason(actor=actor, customer=customer, task_id=task.id, reason=reason))
     task.reason = reason
     return task
+
+
+# -- what the staff group's task board reads and keeps -----------------------------------------
+
+
+async def task_by_id(task_id: int) -> Task | None:
+    """A task by its id."""
+    return await Task.get_or_none(id=task_id)
+
+
+async def earlier_calls(customer_id: int, limit: int) -> list[Task]:
+    """The customer's win-back calls already made, the latest first."""
+    return list(
+        await Task.filter(customer_id=customer_id, kind=WINBACK, status=TaskStatus.DONE)
+        .order_by("-completed_at")
+        .limit(limit)
+    )
+
+
+def _reason_key(agent_id: int) -> str:
+    """Where the task whose reason an agent is asked to type is kept."""
+    return f"reason:{agent_id}"
+
+
+async def await_reason(agent_id: int, task_id: int, until: datetime) -> None:
+    """The agent's next words in General until ``until`` are the reason for ``task_id``."""
+    await KeyValue.update_or_create(
+        key=_reason_key(agent_id), defaults={"value": f"{task_id} {until.isoformat()}"}
+    )
+
+
+async def awaited_reason(agent_id: int, now: datetime) -> int | None:
+    """The task whose reason the agent is asked to type, while the question stands (one that
+    has run out is forgotten)."""
+    waiting = await KeyValue.get_or_none(key=_reason_key(agent_id))
+    if waiting is None:
+        return None
+    raw_id, _, until = waiting.value.partition(" ")
+    task_id = parse_id(raw_id)
+    if task_id is None or datetime.fromisoformat(until) < now:
+        await forget_reason(agent_id)
+        return None
+    return task_id
+
+
+async def forget_reason(agent_id: int, task_id: int | None = None) -> None:
+    """The agent is no longer asked for a reason (for ``task_id`` only, when given)."""
+    rows = KeyValue.filter(key=_reason_key(agent_id))
+    if task_id is not None:
+        rows = rows.filter(value__startswith=f"{task_id} ")
+    await rows.delete()
+
+
+@dataclass(frozen=True, slots=True)
+class Overdue:
+    """Open tasks past their time, with their assignees and customers' names."""
+
+    tasks: list[Task]  # by due time
+    agents: dict[int, Agent]
+    names: dict[int, str]  # customers' names by id
+
+
+async def overdue_tasks(now: datetime) -> Overdue:
+    """Every open task past its due time."""
+    tasks = list(await Task.filter(status=TaskStatus.OPEN, due_at__lt=now).order_by("due_at"))
+    agent_ids = {t.assignee_id for t in tasks if t.assignee_id}
+    agents = {a.id: a for a in await Agent.filter(id__in=agent_ids)} if agent_ids else {}
+    customer_ids = {t.customer_id for t in tasks if t.customer_id}
+    names = (
+        dict(await Customer.filter(id__in=customer_ids).values_list("id", "name"))
+        if customer_ids
+        else {}
+    )
+    return Overdue(tasks, agents, names)
