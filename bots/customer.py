@@ -14,11 +14,10 @@ from bots.deps import BotDeps
 from bots.filters import inline
 from channels.base import BadInbound, ChannelKind
 from channels.telegram.updates import customer_inbound
-from desk.appeals.customers import customer_id_at, link_phone
+from desk.appeals.customers import customer_id_at, link_phone, recent_appeals
 from desk.config.texts import LANGUAGES, language_of
 from desk.features.orders import CHOICE_PREFIX, UnknownChoice
 from desk.features.ratings import is_rating_action
-from models import Appeal
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +158,7 @@ async def _my_appeals(message: Message, deps: BotDeps, lang: str) -> None:
     customer_id = await _customer_id(message.chat.id)
     appeals = []
     if customer_id is not None:
-        rows = await Appeal.filter(customer_id=customer_id).order_by("-id").limit(MY_APPEALS_LIMIT)
+        rows = await recent_appeals(customer_id, MY_APPEALS_LIMIT)
         appeals = [
             {
                 "number": a.number,

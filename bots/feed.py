@@ -10,19 +10,12 @@ from typing import Any
 
 from bots.cards import CardMaker
 from channels.telegram.send import MessageGone, TelegramSender
+from desk.appeals.waiting import keep_value, kept_value, waiting_appeals
 from desk.config.settings import Settings
 from desk.config.texts import Texts
-from models import Appeal, AppealStatus, Customer, KeyValue
+from models import Appeal
 
 FEED_LIMIT = 30
-WAITING = (AppealStatus.NEW, AppealStatus.OPEN)
-
-
-async def waiting_appeals(limit: int = FEED_LIMIT) -> tuple[list[Appeal], int]:
-    """Appeals whose customer waits for an answer, oldest first, and how many there are."""
-    query = Appeal.filter(status__in=list(WAITING), waiting_since__isnull=False)
-    total = await query.count()
-    return await query.order_by("waiting_since", "id").limit(limit), total
 
 
 class FeedBoard:
@@ -46,14 +39,9 @@ class FeedBoard:
 
     async def render(self) -> tuple[str, int]:
         """The feed's text and how many appeals wait."""
-        appeals, total = await waiting_appeals()
+        waiting = await waiting_appeals(FEED_LIMIT)
+        appeals, total, names = waiting.appeals, waiting.total, waiting.names
         now = self._clock()
-        names = {
-            c.id: c.name
-            for c in await Customer.filter(id__in=[a.customer_id for a in appeals]).only(
-                "id", "name"
-            )
-        }
         step = timedelta(minutes=self._settings.sla.promise_minutes(None, "normal"))
         rows = []
         for appeal in appeals:
@@ -105,11 +93,11 @@ class FeedBoard:
         return f"https://t.me/c/{chat[4:]}/{appeal.staff_thread}"
 
     async def _state(self) -> dict[str, Any]:
-        row = await KeyValue.get_or_none(key=self._key)
-        if row is None:
+        value = await kept_value(self._key)
+        if value is None:
             return {}
-        loaded = json.loads(row.value)
+        loaded = json.loads(value)
         return loaded if isinstance(loaded, dict) else {}
 
     async def _save(self, state: dict[str, Any]) -> None:
-        await KeyValue.update_or_create(key=self._key, defaults={"value": json.dumps(state)})
+        await keep_value(self._key, json.dumps(state))

@@ -9,13 +9,13 @@ from typing import Any
 from aiohttp import web
 from tortoise.transactions import in_transaction
 
+from bots.customer import MY_APPEALS_LIMIT
 from channels.base import BadInbound, ChannelKind
 from channels.vk.channel import CommunityMessages, VkChannel, VkPoller, callback_view, vk_id
-from desk.appeals.customers import customer_id_at
+from desk.appeals.customers import customer_id_at, recent_appeals
 from desk.context import AppContext
 from desk.features.orders import CHOICE_PREFIX, UnknownChoice
 from desk.features.ratings import is_rating_action
-from models import Appeal
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class VkDesk:
         customer_id = await _customer_of(peer)
         rows = []
         if customer_id is not None:
-            for a in await Appeal.filter(customer_id=customer_id).order_by("-id").limit(10):
+            for a in await recent_appeals(customer_id, MY_APPEALS_LIMIT):
                 status = self.ctx.texts.string(f"status.{a.status.value}", self.lang)
                 rows.append({"number": a.number, "subject": a.subject, "status": status})
         return self.ctx.texts.render("vk/my_appeals.txt.j2", self.lang, appeals=rows)

@@ -62,6 +62,11 @@ async def customer_profile(customer_id: int, *, recent: int = 0) -> CustomerProf
     return CustomerProfile(customer, list(contacts), total, list(latest))
 
 
+async def recent_appeals(customer_id: int, limit: int) -> list[Appeal]:
+    """The customer's latest appeals, newest first."""
+    return list(await Appeal.filter(customer_id=customer_id).order_by("-id").limit(limit))
+
+
 async def customer_of(appeal: Appeal) -> Customer:
     """The appeal's customer."""
     return await Customer.get(id=appeal.customer_id)
