@@ -27,6 +27,9 @@ from channels.telegram.send import (
     markup_of,
 )
 from channels.textsplit import utf16_len
+from desk.appeals.messages import messages_by_id
+from desk.appeals.outbox import mark_merged, waiting_after
+from desk.appeals.staff_refs import save_staff_refs
 from desk.config.settings import Settings
 from desk.config.texts import Texts
 from desk.outbound.delivery import passed
@@ -36,8 +39,6 @@ from models import (
     Customer,
     Direction,
     Message,
-    OutboxItem,
-    OutboxStatus,
 )
 
 log = logging.getLogger(__name__)
@@ -276,9 +277,7 @@ class StaffPoster:
             raise
         if followers:
             # The queue's head is ours, so nobody else is delivering these rows.
-            await OutboxItem.filter(id__in=followers, status=OutboxStatus.PENDING).update(
-                status=OutboxStatus.SENT, external_id=posted, last_error="merged"
-            )
+            await mark_merged(followers, posted)
             log.info("customer messages merged", extra={"appeal": appeal.number, "n": len(batch)})
         return posted
 
@@ -289,21 +288,14 @@ class StaffPoster:
         the rows ``only``, when a failed post carried those)."""
         if only == []:
             return [first], []
-        waiting = OutboxItem.filter(
-            queue_key=appeal_queue(appeal.id), status=OutboxStatus.PENDING, id__gt=out.outbox_id
-        )
-        if only is not None:
-            waiting = waiting.filter(id__in=only)
-        rows = await waiting.order_by("id").limit(MERGE_LOOKAHEAD)
+        rows = await waiting_after(appeal_queue(appeal.id), out.outbox_id, MERGE_LOOKAHEAD, only)
         relays = []
         for row in rows:
             extra = row.payload.get("extra", {})
             if extra.get("kind") != "relay" or extra.get("start"):
                 break
             relays.append((row.id, int(extra.get("message_id", 0))))
-        found = {
-            m.id: m for m in await Message.filter(id__in=[mid for _, mid in relays])
-        }  # one query for the whole run, not one per row
+        found = await messages_by_id([mid for _, mid in relays])  # one query for the run
         batch, ids = [first], []
         size = utf16_len(first.text) + 200
         for row_id, message_id in relays:
@@ -350,12 +342,7 @@ class StaffPoster:
         return await self._post(appeal, text, key=out.outbox_id)
 
     async def _save(self, appeal: Appeal, state: dict[str, Any]) -> None:
-        appeal.staff_state = state
-        await Appeal.filter(id=appeal.id).update(
-            staff_thread=appeal.staff_thread,
-            staff_card_ref=appeal.staff_card_ref,
-            staff_state=state,
-        )
+        await save_staff_refs(appeal, state)
 
 
 def _first(ids: list[int]) -> str:

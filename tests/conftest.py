@@ -7,6 +7,7 @@ import asyncio
 import io
 import logging
 import os
+import random
 import shutil
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -148,11 +149,22 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 _pg_migrated = False
 
 
+# Ports for the desks tests start: below Linux's ephemeral range (32768–60999), where every
+# client connection of the run (to PostgreSQL, Redis, the fakes) takes its own port, so none
+# can take a port between its choice and the server's bind (CI saw "address already in use").
+TEST_PORTS = range(20_000, 32_000)
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now (status links need the real port)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    while True:
+        port = random.choice(TEST_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 async def _fresh_postgres(url: str) -> None:

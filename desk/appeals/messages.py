@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from models import Appeal, Message
 
 
@@ -13,3 +15,8 @@ async def first_message(appeal: Appeal) -> Message | None:
 async def message_by_id(message_id: int) -> Message:
     """A stored message by its id."""
     return await Message.get(id=message_id)
+
+
+async def messages_by_id(ids: Sequence[int]) -> dict[int, Message]:
+    """Stored messages by their ids (one query)."""
+    return {m.id: m for m in await Message.filter(id__in=list(ids))} if ids else {}

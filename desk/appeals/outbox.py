@@ -85,6 +85,24 @@ async def waiting_in(queue: str, *, after: datetime | None = None, **extra: Any)
     return False
 
 
+async def waiting_after(
+    queue: str, after_id: int, limit: int, only: list[int] | None = None
+) -> list[OutboxItem]:
+    """The rows of ``queue`` still waiting behind row ``after_id``, in order (of ``only``,
+    when given)."""
+    rows = OutboxItem.filter(queue_key=queue, status=OutboxStatus.PENDING, id__gt=after_id)
+    if only is not None:
+        rows = rows.filter(id__in=only)
+    return list(await rows.order_by("id").limit(limit))
+
+
+async def mark_merged(ids: Sequence[int], external_id: str) -> None:
+    """Rows whose content went out inside another row's post: sent, as that post."""
+    await OutboxItem.filter(id__in=list(ids), status=OutboxStatus.PENDING).update(
+        status=OutboxStatus.SENT, external_id=external_id, last_error="merged"
+    )
+
+
 class Outbox:
     """Writes outbox rows and wakes the delivery workers of this process."""
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from channels.base import STAFF_CHANNEL
 from models import Appeal, Message, OutboxItem
 
@@ -26,3 +28,13 @@ async def appeal_in_staff_group(
         return await Appeal.get_or_none(id=row.appeal_id)
     stored = await Message.filter(source_ref=f"tg:{chat_id}:{ref}").first()
     return await Appeal.get_or_none(id=stored.appeal_id) if stored is not None else None
+
+
+async def save_staff_refs(appeal: Appeal, state: dict[str, Any]) -> None:
+    """Where the appeal lives in the staff group: its topic, its card, what the card shows."""
+    appeal.staff_state = state
+    await Appeal.filter(id=appeal.id).update(
+        staff_thread=appeal.staff_thread,
+        staff_card_ref=appeal.staff_card_ref,
+        staff_state=state,
+    )
