@@ -38,11 +38,11 @@ from desk.appeals.agents import (
     may_refuse,
 )
 from desk.appeals.customers import (
-    appeal_by_id,
     customer_by_id,
     customer_of,
     latest_channel,
 )
+from desk.appeals.messages import appeal_by_id
 from desk.appeals.staff_refs import appeal_in_staff_group
 from desk.appeals.tasks import CALL_DUE, create_task, phones_of
 from desk.appeals.triage import IMPORTANT_TAG

@@ -77,11 +77,6 @@ async def customer_by_id(customer_id: int) -> Customer | None:
     return await Customer.get_or_none(id=customer_id) if customer_id else None
 
 
-async def appeal_by_id(appeal_id: int) -> Appeal | None:
-    """The appeal with this id (None when there is none)."""
-    return await Appeal.get_or_none(id=appeal_id) if appeal_id else None
-
-
 async def customer_id_at(channel: str, address: str) -> int | None:
     """The customer behind an address on a channel (a chat, a VK peer), if the desk knows it."""
     point = await ContactPoint.filter(channel=channel, address=address).first()

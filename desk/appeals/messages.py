@@ -1,10 +1,15 @@
-"""An appeal's stored messages, read for those who show them (the staff group's posts)."""
+"""Appeals and their stored messages read by id, for those who show them (the staff group)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from models import Appeal, Message
+
+
+async def appeal_by_id(appeal_id: int) -> Appeal | None:
+    """The appeal with this id (None when there is none)."""
+    return await Appeal.get_or_none(id=appeal_id) if appeal_id else None
 
 
 async def first_message(appeal: Appeal) -> Message | None:
