@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiogram import Dispatcher
 from aiogram.types import Update
@@ -33,20 +36,31 @@ from desk.appeals.events import Stage
 from desk.context import AppContext
 from desk.features.answers import AnswerBook
 from desk.ops.log_context import log_scope
+from desk.ops.scheduler import Daily
+from desk.outbound.chat_desk import ChatDesk
 
 log = logging.getLogger(__name__)
 
 FEED_TICK_S = 60.0
 
 
+def telegram_desk(ctx: AppContext) -> ChatDesk | None:
+    """The Telegram bots when a token is set (the service finds this in the entry points)."""
+    return TelegramDesk(ctx) if ctx.settings.telegram.disabled_reason() is None else None
+
+
 class TelegramDesk:
     """Everything Telegram: registered on the context as the ``telegram`` and ``staff``
-    adapters and as event subscribers, so every process (serve or worker) delivers the same."""
+    adapters and as event subscribers, so every process (serve or worker) delivers the same.
+    The runtime sees it as a ``desk.outbound.chat_desk.ChatDesk``."""
+
+    name = ChannelKind.TELEGRAM.value
 
     def __init__(self, ctx: AppContext) -> None:
         settings = ctx.settings.telegram
         self.ctx = ctx
         self.settings = settings
+        self.timeout_s = settings.timeout_s
         self.bot = make_bot(settings)
         limits = settings.limits
         limiter = TelegramLimiter(
@@ -97,16 +111,53 @@ class TelegramDesk:
         """Long polling that confirms an update only after ``handle`` returned."""
         return Poller(self.bot, self.updates, timeout_s=self.settings.poll_timeout_s)
 
-    def add_webhook_route(self, app: web.Application) -> None:
-        """Serve the webhook on the service's own HTTP server."""
+    async def whoami(self) -> str:
+        """Our bot's @username (getMe)."""
+        return await self.sender.whoami()
+
+    def add_routes(self, app: web.Application) -> None:
+        """Serve the webhook on the service's own HTTP server (in webhook mode)."""
+        if self.settings.mode != "webhook":
+            return
         secret = self.settings.webhook_secret
         if secret is None:
             raise ValueError("webhook mode needs DESK_TELEGRAM__WEBHOOK_SECRET")
         view = webhook_view(secret.get_secret_value(), self.bot, self.updates)
         app.router.add_post(self.settings.webhook_path, view)
 
-    async def set_webhook(self, public_url: str) -> None:
-        """Tell Telegram where to post updates (with the secret it must send back)."""
+    async def open(self, public_url: str) -> None:
+        """In webhook mode, tell Telegram where to post updates (with the secret it must send
+        back); then draw the staff feed as it is now."""
+        if self.settings.mode == "webhook":
+            await self._set_webhook(public_url)
+        if self.staff is not None:
+            async with in_transaction():
+                await self.staff.feed_soon(0)
+
+    def loops(self, stop: asyncio.Event) -> dict[str, Coroutine[Any, Any, None]]:
+        """Long polling (in polling mode) and the staff feed's ticker."""
+        loops: dict[str, Coroutine[Any, Any, None]] = {}
+        if self.settings.mode == "polling":
+            loops["tg-polling"] = self.poller().run(stop)
+        if self.staff is not None:
+            loops["tg-feed"] = self.feed_ticker(stop)
+        return loops
+
+    def daily_jobs(self) -> list[Daily]:
+        """The reminder of overdue tasks, in the task board's chat."""
+        if self.tasks is None:
+            return []
+        settings = self.ctx.settings
+        zone = ZoneInfo(settings.company.timezone)
+        return [
+            Daily("overdue-tasks", settings.customers.remind_at, zone, self.tasks.remind_overdue)
+        ]
+
+    async def download(self, ref: str) -> bytes:
+        """A customer's file by its Telegram file id."""
+        return await self.sender.download(ref)
+
+    async def _set_webhook(self, public_url: str) -> None:
         secret = self.settings.webhook_secret
         await self.bot.set_webhook(
             url=public_url.rstrip("/") + self.settings.webhook_path,

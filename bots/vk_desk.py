@@ -2,30 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import web
 from tortoise.transactions import in_transaction
 
 from bots.customer import MY_APPEALS_LIMIT
-from channels.base import BadInbound, ChannelKind
+from channels.base import BadInbound, ChannelKind, DeliveryError
 from channels.vk.channel import CommunityMessages, VkChannel, VkPoller, callback_view, vk_id
 from desk.appeals.customers import customer_id_at, recent_appeals
 from desk.context import AppContext
 from desk.features.orders import CHOICE_PREFIX, UnknownChoice
 from desk.features.ratings import is_rating_action
+from desk.ops.scheduler import Daily
+from desk.outbound.chat_desk import ChatDesk
 
 log = logging.getLogger(__name__)
 
 
+def vk_desk(ctx: AppContext) -> ChatDesk | None:
+    """The VK community's bot when a token is set (the service finds this in the entry points)."""
+    return VkDesk(ctx) if ctx.settings.vk.disabled_reason() is None else None
+
+
 class VkDesk:
-    """Registers the ``vk`` adapter; turns community updates into stream entries."""
+    """Registers the ``vk`` adapter; turns community updates into stream entries. The runtime
+    sees it as a ``desk.outbound.chat_desk.ChatDesk``."""
+
+    name = ChannelKind.VK.value
+    staff = None  # the staff group lives in Telegram
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.settings = ctx.settings.vk
+        self.timeout_s = self.settings.timeout_s
         self.lang = ctx.settings.company.language  # VK does not tell a user's language
         self.channel = VkChannel(self.settings)
         ctx.adapters[ChannelKind.VK.value] = self.channel
@@ -162,10 +176,31 @@ class VkDesk:
         """Bots Long Poll into ``handle``."""
         return VkPoller(self.channel, self.updates)
 
-    def add_callback_route(self, app: web.Application) -> None:
-        """Serve the Callback API endpoint on the service's HTTP server."""
+    async def whoami(self) -> str:
+        """The community's name and id (groups.getById)."""
+        return await self.channel.whoami()
+
+    def add_routes(self, app: web.Application) -> None:
+        """Serve the Callback API endpoint on the service's HTTP server (in callback mode)."""
+        if self.settings.mode != "callback":
+            return
         view = callback_view(self.settings, self.updates)
         app.router.add_post(self.settings.callback_path, view)
+
+    async def open(self, public_url: str) -> None:
+        """Nothing to register: VK is told the callback URL in the community's settings."""
+
+    def loops(self, stop: asyncio.Event) -> dict[str, Coroutine[Any, Any, None]]:
+        """Bots Long Poll, in longpoll mode."""
+        return {"vk-polling": self.poller().run(stop)} if self.settings.mode == "longpoll" else {}
+
+    def daily_jobs(self) -> list[Daily]:
+        """None: VK has no daily work of its own."""
+        return []
+
+    async def download(self, ref: str) -> bytes:
+        """VK files are kept by the desk when they arrive; nothing is fetched later."""
+        raise DeliveryError("VK files are not fetched later")
 
     async def close(self) -> None:
         """Close HTTP sessions."""

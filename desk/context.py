@@ -21,13 +21,12 @@ from desk.ops.metrics import Metrics
 from desk.ops.outage import OutageWatch
 
 if TYPE_CHECKING:
-    from bots.desk_bot import TelegramDesk
-    from bots.vk_desk import VkDesk
     from desk.decide.routing import Routing
     from desk.decide.sla import SlaClock
     from desk.features.orders import Orders
     from desk.features.ratings import Ratings
     from desk.features.winback import WinBack
+    from desk.outbound.chat_desk import ChatDesk
     from desk.outbound.notify import Notifier
 
 
@@ -53,8 +52,7 @@ class AppContext:
     clock: Callable[[], datetime] = utc_now
     metrics: Metrics = field(default_factory=Metrics)
     outage: OutageWatch = field(default_factory=OutageWatch)
-    telegram: TelegramDesk | None = None
-    vk: VkDesk | None = None
+    desks: dict[str, ChatDesk] = field(default_factory=dict)  # the bots, by platform
     routing: Routing | None = None
     sla: SlaClock | None = None
     notifier: Notifier | None = None

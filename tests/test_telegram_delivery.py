@@ -358,7 +358,7 @@ async def test_the_group_s_flood_limit_is_a_setting(
         tg.add_group(STAFF_CHAT, "Поддержка", forum=True, members=[1001])
         limits = {"limits": {"group_per_minute": per_minute}} if per_minute else {}
         desk = await start_desk(**telegram_settings(tg, telegram=limits))
-        sender = desk.service.ctx.telegram.sender
+        sender = desk.service.ctx.desks["telegram"].sender
         for key in range(50):
             with contextlib.suppress(RateLimited):
                 await sender.send(STAFF_CHAT, f"пост {key}", key=key)

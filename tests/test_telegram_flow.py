@@ -289,7 +289,7 @@ async def test_the_bot_keeps_nothing_in_memory_per_customer(
         fake.add_private_chat(user, f"Клиент {user}")
         fake.user_message(user, "Здравствуйте, где мой заказ?")
     await eventually(lambda: _count_in(60), timeout=60, what="every message stored")
-    bot = tdesk.service.ctx.telegram  # type: ignore[union-attr]
+    bot = tdesk.service.ctx.desks["telegram"]  # type: ignore[union-attr]
     assert len(bot.dispatcher.fsm.storage.storage) == 0
 
 

@@ -210,7 +210,7 @@ async def test_overdue_tasks_are_reminded_once_a_day(
     for n, name in enumerate(("Оля", "Петя")):
         await order(desk, name, f"c{n}@example.com", f"O{n}", day0)
     await scan(desk, clock, START)  # two calls due by the end of today
-    board = desk.service.ctx.telegram.tasks
+    board = desk.service.ctx.desks["telegram"].tasks
 
     def reminders() -> list[SentMessage]:
         return [m for m in general(fake) if "Просроченные задачи" in (m.text or "")]

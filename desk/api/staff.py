@@ -242,7 +242,7 @@ async def attachment(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "not_found", "no such attachment")
     file = files[index]
     stored = await StoredFile.by_ref(str(file.get("ref", "")))
-    telegram = ctx.telegram
+    telegram = ctx.desks.get("telegram")
     if stored is not None:
         data = stored.content
     elif message is None or message.channel != "telegram" or telegram is None:
@@ -251,7 +251,7 @@ async def attachment(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "not_found", "a location has no file")
     else:
         try:
-            data = await telegram.sender.download(str(file["ref"]))
+            data = await telegram.download(str(file["ref"]))
         except DeliveryError as exc:
             raise ApiError(502, "channel_error", f"Telegram did not give the file: {exc}") from exc
     name = str(file.get("name") or f"{file.get('kind', 'file')}-{raw_id}-{raw_index}")

@@ -54,7 +54,11 @@ def report_jobs(ctx: AppContext) -> list[Daily]:
         Daily("phrases", PHRASES_AT, zone, phrases),
     ]
     digest_at = settings.reports.digest_at
-    if digest_at is not None and settings.telegram.staff_chat_id is not None and ctx.telegram:
+    if (
+        digest_at is not None
+        and settings.telegram.staff_chat_id is not None
+        and "telegram" in ctx.desks
+    ):
         jobs.append(Daily("digest", digest_at, zone, Digest(ctx).post))
     return jobs
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Literal, TextIO
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from tortoise.transactions import in_transaction
 
 from channels.base import ChannelAdapter, ChannelKind, wait_or_stop
 from channels.stream import AppealStream, open_stream
@@ -45,6 +44,7 @@ from desk.ops.log_context import redact
 from desk.ops.metrics import Metrics
 from desk.ops.outage import OutageWatch
 from desk.ops.scheduler import Daily
+from desk.outbound.chat_desk import ChatDesk, chat_desk_factories
 from desk.outbound.delivery import DeliveryWorker
 from desk.outbound.fallback import Fallback
 from desk.outbound.notify import Notifier
@@ -81,11 +81,9 @@ class TokenCheck:
 async def check_tokens(ctx: AppContext) -> dict[str, TokenCheck]:
     """Ask each enabled chat platform who we are (Telegram getMe, VK groups.getById), side by
     side and each within its timeout, so a wrong token shows at start, not at the first send."""
-    who: dict[str, tuple[Callable[[], Awaitable[str]], float]] = {}
-    if ctx.telegram is not None:
-        who["telegram"] = (ctx.telegram.sender.whoami, ctx.settings.telegram.timeout_s)
-    if ctx.vk is not None:
-        who["vk"] = (ctx.vk.channel.whoami, ctx.settings.vk.timeout_s)
+    who: dict[str, tuple[Callable[[], Awaitable[str]], float]] = {
+        name: (desk.whoami, desk.timeout_s) for name, desk in ctx.desks.items()
+    }
 
     async def check(name: str, ask: Callable[[], Awaitable[str]], timeout_s: float) -> TokenCheck:
         try:
@@ -163,6 +161,24 @@ async def prepare_database(settings: Settings, role: Role, say: Callable[[str], 
         await asyncio.sleep(2.0)
 
 
+def chat_desks(ctx: AppContext) -> dict[str, ChatDesk]:
+    """The bots of each chat platform the settings turn on, built by the factories the package
+    installs (``bots/``, entry points ``appeal_desk.chat_desks``)."""
+    factories = chat_desk_factories()
+    for name, channel in (("telegram", ctx.settings.telegram), ("vk", ctx.settings.vk)):
+        if channel.disabled_reason() is None and name not in factories:
+            raise DeskError(
+                f"{name} is configured but its bots are not installed: "
+                "run 'pip install -e .' in the checkout (it registers them)"
+            )
+    desks: dict[str, ChatDesk] = {}
+    for name in sorted(factories):
+        desk = factories[name](ctx)
+        if desk is not None:
+            desks[name] = desk
+    return desks
+
+
 async def build_context(
     settings: Settings, stream: AppealStream, clock: Callable[[], datetime] = utc_now
 ) -> AppContext:
@@ -184,14 +200,7 @@ async def build_context(
         metrics=metrics,
         outage=OutageWatch(metrics),
     )
-    if settings.telegram.disabled_reason() is None:
-        from bots.desk_bot import TelegramDesk
-
-        ctx.telegram = TelegramDesk(ctx)
-    if settings.vk.disabled_reason() is None:
-        from bots.vk_desk import VkDesk
-
-        ctx.vk = VkDesk(ctx)
+    ctx.desks = chat_desks(ctx)
     if settings.email.disabled_reason() is None:
         from channels.email.mail import MailSender
 
@@ -238,7 +247,7 @@ async def build_context(
         lifecycle.events,
         ctx.texts,
         clock,
-        staff=ctx.telegram.staff if ctx.telegram is not None else None,
+        staff=next((d.staff for d in ctx.desks.values() if d.staff is not None), None),
         routing=routing,
         ratings=ctx.ratings,
     )
@@ -328,12 +337,9 @@ class Service:
             await self._serve_metrics(ctx, settings.workers.metrics_port)
         if self._role == "serve":
             await self._serve_http(ctx)
-            await self._start_telegram(ctx)
+            for desk in ctx.desks.values():
+                await self._start_desk(desk)
             self._start_mailbox(ctx)
-            if ctx.vk is not None and self._settings.vk.mode == "longpoll":
-                self._tasks.append(
-                    asyncio.create_task(ctx.vk.poller().run(self._stop_workers), name="vk-polling")
-                )
         self._banner(name, token)
 
     async def _sla_scan(self, sla: SlaClock) -> None:
@@ -360,9 +366,8 @@ class Service:
         zone = ZoneInfo(settings.company.timezone)
         if ctx.winback is not None:
             jobs.append(Daily("winback", settings.customers.scan_at, zone, ctx.winback.scan))
-        if ctx.telegram is not None and ctx.telegram.tasks is not None:
-            remind = ctx.telegram.tasks.remind_overdue
-            jobs.append(Daily("overdue-tasks", settings.customers.remind_at, zone, remind))
+        for desk in ctx.desks.values():
+            jobs += desk.daily_jobs()
         jobs += report_jobs(ctx)
         while not self._stop_workers.is_set():
             for job in jobs:
@@ -400,10 +405,8 @@ class Service:
 
         settings = self._settings
         app = make_app(ctx)
-        if ctx.telegram is not None and settings.telegram.mode == "webhook":
-            ctx.telegram.add_webhook_route(app)
-        if ctx.vk is not None and settings.vk.mode == "callback":
-            ctx.vk.add_callback_route(app)
+        for desk in ctx.desks.values():
+            desk.add_routes(app)
         self._runner = web.AppRunner(
             app,
             access_log=None,
@@ -431,29 +434,18 @@ class Service:
         await CappedSite(self._runner, self._settings.http, port).start()
         self.bound_port = int(self._runner.addresses[0][1])
 
-    async def _start_telegram(self, ctx: AppContext) -> None:
-        """Updates in (polling task or webhook registration) and the staff feed ticker."""
-        telegram = ctx.telegram
-        if telegram is None:
-            return
-        if self._settings.telegram.mode == "polling":
-            self._tasks.append(
-                asyncio.create_task(telegram.poller().run(self._stop_workers), name="tg-polling")
+    async def _start_desk(self, desk: ChatDesk) -> None:
+        """A platform's start-up calls and its loops (polling, tickers); a platform that does
+        not answer now is reported, and the rest of the service starts."""
+        try:
+            await desk.open(self._settings.effective_public_url())
+        except Exception as exc:  # the platform unreachable now: its updates wait on its side
+            log.error(
+                "chat platform start failed", extra={"channel": desk.name, "reason": str(exc)[:200]}
             )
-        else:
-            try:
-                await telegram.set_webhook(self._settings.effective_public_url())
-            except Exception as exc:  # Telegram unreachable now: updates wait on its side
-                log.error("setWebhook failed", extra={"reason": str(exc)[:200]})
-                self._say(
-                    f"  telegram  setWebhook failed: {redact(str(exc))} (check DESK_PUBLIC_URL)"
-                )
-        if telegram.staff is not None:
-            async with in_transaction():
-                await telegram.staff.feed_soon(0)
-            self._tasks.append(
-                asyncio.create_task(telegram.feed_ticker(self._stop_workers), name="tg-feed")
-            )
+            self._say(f"  {desk.name:<9} start failed: {redact(str(exc))} (check DESK_PUBLIC_URL)")
+        for name, loop in desk.loops(self._stop_workers).items():
+            self._tasks.append(asyncio.create_task(loop, name=name))
 
     def _start_mailbox(self, ctx: AppContext) -> None:
         """Read the support mailbox (serve only: one reader per mailbox)."""
@@ -552,10 +544,8 @@ class Service:
             await self._runner.cleanup()
         if self.ctx is not None:
             await self.ctx.stream.close()
-            if self.ctx.telegram is not None:
-                await self.ctx.telegram.close()
-            if self.ctx.vk is not None:
-                await self.ctx.vk.close()
+            for desk in self.ctx.desks.values():
+                await desk.close()
             webhooks = self.ctx.adapters.get(WEBHOOK_KIND)
             if isinstance(webhooks, WebhookSender):
                 await webhooks.close()
