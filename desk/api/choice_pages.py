@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from desk.api.pages import error_page, page_ctx, page_language, render_page
+from desk.api.operation import ctx_of
 from desk.api.rate_limit import PAGES, limited
+from desk.api.rendering import error_page, page_language, render_page
 from desk.config.signing import BadToken, ExpiredToken
 from desk.features.orders import UnknownChoice
 from desk.features.webdesk import CHOICE_PURPOSE
@@ -14,7 +15,7 @@ from models import Customer, Order, parse_id
 
 
 async def _action(request: web.Request) -> str | web.Response:
-    ctx = page_ctx(request)
+    ctx = ctx_of(request)
     try:
         return ctx.signer.verify(CHOICE_PURPOSE, request.match_info["token"], ctx.clock())
     except ExpiredToken:
@@ -24,7 +25,7 @@ async def _action(request: web.Request) -> str | web.Response:
 
 
 async def _page(request: web.Request, action: str, *, done: bool) -> web.Response:
-    ctx = page_ctx(request)
+    ctx = ctx_of(request)
     orders = ctx.orders
     _, order_id, choice = [*action.split(":"), "", ""][:3]
     number = parse_id(order_id)
@@ -60,7 +61,7 @@ async def confirm_choice(request: web.Request) -> web.Response:
     action = await _action(request)
     if isinstance(action, web.Response):
         return action
-    ctx = page_ctx(request)
+    ctx = ctx_of(request)
     if ctx.orders is None:
         return error_page(request, 404)
     try:

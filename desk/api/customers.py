@@ -12,8 +12,8 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from tortoise.transactions import in_transaction
 
-from desk.api.app import Operation, QueryParam, caller_of, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
+from desk.api.operation import Operation, QueryParam, caller_of, ctx_of
 from desk.api.query import int_param
 from desk.api.reports import PERIOD_PARAMS, PeriodOut, report_response
 from desk.api.schemas import Body

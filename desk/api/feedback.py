@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from desk.api.pages import error_page, form_text, page_ctx, page_language, render_page
+from desk.api.operation import ctx_of
 from desk.api.rate_limit import PAGES, limited
+from desk.api.rendering import error_page, form_text, page_language, render_page
 from desk.config.signing import BadToken, ExpiredToken
 from desk.features.forget import is_forgotten
 from desk.features.ratings import COMMENT_LIMIT, FACES, SCORES, RatingClosed, UnknownRequest
@@ -22,7 +23,7 @@ MAX_FORM_BYTES = 16 * 1024
 
 async def _request_of(request: web.Request) -> RatingRequest | web.Response:
     """The rating request a token names, or the page that says why not."""
-    ctx = page_ctx(request)
+    ctx = ctx_of(request)
     try:
         subject = ctx.signer.verify(FEEDBACK_PURPOSE, request.match_info["token"], ctx.clock())
     except ExpiredToken:
@@ -59,7 +60,7 @@ async def _page(
     error_key: str = "",
     status: int = 200,
 ) -> web.Response:
-    ctx = page_ctx(request)
+    ctx = ctx_of(request)
     customer = await Customer.get(id=rating_request.customer_id)
     lang = page_language(request, customer.language)
     what, subject = "", ""
@@ -94,7 +95,7 @@ async def feedback_page(request: web.Request) -> web.Response:
     found = await _request_of(request)
     if isinstance(found, web.Response):
         return found
-    ctx = page_ctx(request)
+    ctx = ctx_of(request)
     if ctx.ratings is None:
         return error_page(request, 404)
     day = ctx.ratings.day_of(ctx.clock())
@@ -114,7 +115,7 @@ async def confirm_feedback(request: web.Request) -> web.Response:
     if (request.content_length or 0) > MAX_FORM_BYTES:
         return error_page(request, 413)
     form = await request.post()
-    ctx = page_ctx(request)
+    ctx = ctx_of(request)
     if ctx.ratings is None:
         return error_page(request, 404)
     score = _score(str(form.get("score", "")))

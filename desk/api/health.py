@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
+from channels.email.mailbox import ping_mailbox
 from desk.context import AppContext
 from desk.ops.log_context import redact
 from models import db
@@ -36,8 +37,6 @@ def components(ctx: AppContext) -> dict[str, Check]:
         if isinstance(adapter, Pingable):
             found[NAMES.get(kind, kind)] = adapter.ping
     if ctx.settings.email.disabled_reason() is None:
-        from channels.email.mailbox import ping_mailbox
-
         found["email_imap"] = partial(ping_mailbox, ctx.settings.email)
     return found
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from desk.api.app import Operation
+from desk.api.operation import Operation
 from desk.api.schemas import ErrorOut, HealthOut
 from desk.appeals.customers import SPACE
 from desk.config.settings import Settings, stages_of

@@ -9,9 +9,10 @@ import hmac
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from desk.api.app import CTX, ctx_of, errors_middleware
 from desk.api.errors import ApiError, json_response
 from desk.api.health import readiness
+from desk.api.middlewares import errors_middleware
+from desk.api.operation import CTX, ctx_of
 from desk.context import AppContext
 
 

@@ -16,8 +16,8 @@ from pydantic import (
     field_validator,
 )
 
-from desk.api.app import Link, Operation, ctx_of, idempotency_header, idempotency_key
 from desk.api.errors import ApiError, json_response, read_json
+from desk.api.operation import Link, Operation, ctx_of, idempotency_header, idempotency_key
 from desk.api.schemas import (
     EMAIL_OR_BLANK,
     GIVEN_EMAIL,

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 from pydantic import ValidationError
 
+from desk.api.operation import ctx_of
 from desk.api.rate_limit import APPEALS, PAGES, limited, retry_after
+from desk.api.rendering import error_page, form_text, page_language, render_page
 from desk.api.schemas import MAX_TEXT, NewAppealIn
 from desk.config.signing import BadToken, ExpiredToken
-from desk.config.texts import language_of
 from desk.context import AppContext
 from desk.features.webdesk import (
     STATUS_PURPOSE,
@@ -31,85 +31,7 @@ FORM_FIELDS = ("name", "email", "phone", "subject", "text")
 # comes back with what was typed, the trap empty, and says why, so a person whose browser
 # filled it by mistake just sends again; robots do not read the answer.
 TRAP_FIELD = "homepage"
-_HTML = "text/html"
 log = logging.getLogger(__name__)
-
-
-def page_ctx(request: web.Request) -> AppContext:
-    """The service context of a page request."""
-    from desk.api.app import CTX
-
-    return request.app[CTX]
-
-
-def form_text(value: object) -> str:
-    """A posted form field as the browser counted it: browsers count a line break as one
-    character (``maxlength``) but send it as CRLF, so CRLF and a lone CR become LF."""
-    if not isinstance(value, str):
-        return ""
-    return value.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def page_language(request: web.Request, default: str = "") -> str:
-    """``?lang=``, else the customer's language, else the browser's, else the company's."""
-    chosen = request.query.get("lang") or default
-    if not chosen:
-        chosen = (
-            request.headers.get("Accept-Language", "")[:2]
-            or page_ctx(request).settings.company.language
-        )
-    return language_of(chosen)
-
-
-def render_page(
-    request: web.Request, name: str, lang: str, http_status: int = 200, **context: Any
-) -> web.Response:
-    """``templates/<lang>/web/<name>.html.j2`` as an uncached HTML page."""
-    ctx = page_ctx(request)
-    html = ctx.texts.render(
-        f"web/{name}.html.j2", lang, company=ctx.settings.company.name, **context
-    )
-    return web.Response(
-        text=html,
-        status=http_status,
-        content_type=_HTML,
-        headers={
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-            "form-action 'self'; frame-ancestors 'none'",
-        },
-    )
-
-
-def error_page(
-    request: web.Request, status: int, title_key: str = "", message_key: str = ""
-) -> web.Response:
-    """A friendly error page in the visitor's language."""
-    lang = page_language(request)
-    texts = page_ctx(request).texts
-    if not title_key:
-        if status == 404:
-            title_key, message_key = "error.not_found_title", "error.not_found"
-        elif status == 413:
-            title_key, message_key = "error.server_title", "error.too_large"
-        elif status == 429:
-            title_key, message_key = "error.busy_title", "error.busy"
-        elif status == 408:
-            title_key, message_key = "error.server_title", "error.timeout"
-        else:
-            title_key, message_key = "error.server_title", "error.server"
-    return render_page(
-        request,
-        "error",
-        lang,
-        http_status=status,
-        status=status,
-        title=texts.string(title_key, lang),
-        message=texts.string(message_key, lang),
-        home_url="/",
-    )
 
 
 async def new_appeal_form(request: web.Request) -> web.Response:
@@ -145,7 +67,7 @@ async def _form_refused(request: web.Request, seconds: int) -> web.Response:
     """Over the appeals' budget: the form again, as typed, with how long to wait."""
     posted = await request.post()
     values = {k: form_text(posted.get(k, "")) for k in FORM_FIELDS}
-    message = page_ctx(request).texts.string(
+    message = ctx_of(request).texts.string(
         "error.form.busy", page_language(request), seconds=seconds
     )
     response = await _form_again(request, values, [message], 429)
@@ -156,7 +78,7 @@ async def _form_refused(request: web.Request, seconds: int) -> web.Response:
 @limited(APPEALS, refuse=_form_refused)
 async def submit_appeal_form(request: web.Request) -> web.Response:
     """Take the form, write the appeal to the stream, and send the customer to its status page."""
-    ctx = page_ctx(request)
+    ctx = ctx_of(request)
     lang = page_language(request)
     posted = await request.post()
     values = {k: form_text(posted.get(k, "")) for k in FORM_FIELDS}
@@ -191,7 +113,7 @@ def _form_errors(ctx: AppContext, exc: ValidationError, lang: str) -> list[str]:
 
 
 async def _appeal_of_token(request: web.Request) -> tuple[str, Appeal | None]:
-    ctx = page_ctx(request)
+    ctx = ctx_of(request)
     try:
         receipt = ctx.signer.verify(STATUS_PURPOSE, request.match_info["token"], ctx.clock())
     except ExpiredToken:
@@ -232,7 +154,7 @@ async def _status_view(
 ) -> web.Response:
     """The status page; ``reply`` and ``error_key``: a reply that was refused, shown again in
     the form with the reason."""
-    ctx = page_ctx(request)
+    ctx = ctx_of(request)
     texts = ctx.texts
     if appeal is None:
         lang = page_language(request)
@@ -326,7 +248,7 @@ async def status_reply(request: web.Request) -> web.Response:
             request, receipt, appeal, reply=typed, error_key=key, http_status=422
         )
     customer = await Customer.get(id=appeal.customer_id)
-    await accept_reply(page_ctx(request), appeal, text, customer.language)
+    await accept_reply(ctx_of(request), appeal, text, customer.language)
     raise web.HTTPSeeOther(f"/s/{token}?replied=1")
 
 
@@ -347,7 +269,3 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/appeal", submit_appeal_form)
     app.router.add_get("/s/{token}", status_page)
     app.router.add_post("/s/{token}/reply", status_reply)
-    from desk.api import choice_pages, feedback  # they build on this module's page helpers
-
-    choice_pages.add_routes(app)
-    feedback.add_routes(app)

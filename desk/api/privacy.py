@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from desk.api.app import Operation, caller_of, ctx_of
 from desk.api.errors import ApiError, json_response
+from desk.api.operation import Operation, caller_of, ctx_of
 from desk.api.schemas import Body
 from desk.appeals.customers import customer_by_ref
 from desk.config.errors import NotAllowed

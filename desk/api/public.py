@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from desk.api.app import Operation, ctx_of, idempotency_header, idempotency_key
 from desk.api.errors import json_response, read_json
+from desk.api.operation import Operation, ctx_of, idempotency_header, idempotency_key
 from desk.api.rate_limit import APPEALS, limited
 from desk.api.schemas import NewAppealIn, NewAppealOut
 from desk.api.staff import appeal_links

@@ -19,8 +19,9 @@ from typing import Literal
 
 from aiohttp import web
 
-from desk.api.app import API_PREFIX, route_of
 from desk.api.errors import ApiError, error_response
+from desk.api.operation import API_PREFIX, route_of
+from desk.api.rendering import error_page
 from desk.config.settings import HttpSettings, RouteLimits
 
 log = logging.getLogger(__name__)
@@ -156,8 +157,6 @@ def retry_after(seconds: int) -> dict[str, str]:
 
 
 async def _refuse(request: web.Request, seconds: int) -> web.StreamResponse:
-    from desk.api.pages import error_page  # the pages use this module: imported here
-
     if request.path.startswith(API_PREFIX):
         response = error_response(
             ApiError(

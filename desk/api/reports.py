@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from desk.api.app import Operation, QueryParam, ctx_of
 from desk.api.errors import ApiError, json_response
+from desk.api.operation import Operation, QueryParam, ctx_of
 from desk.reports.charts import rating_chart
 from desk.reports.periods import (
     BadPeriod,

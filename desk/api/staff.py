@@ -11,8 +11,8 @@ from tortoise.expressions import Q, RawSQL, Subquery
 from tortoise.transactions import in_transaction
 
 from channels.base import DeliveryError
-from desk.api.app import Link, Operation, QueryParam, caller_of, ctx_of
 from desk.api.errors import ApiError, json_response, read_json
+from desk.api.operation import Link, Operation, QueryParam, caller_of, ctx_of
 from desk.api.query import enum_param, int_param, text_param
 from desk.api.schemas import (
     AppealCustomerOut,

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import BaseModel
 
-from desk.api.app import Operation, QueryParam, ctx_of
+from desk.api.operation import Operation, QueryParam, ctx_of
 from desk.api.reports import PERIOD_PARAMS, PeriodOut, report_response
 from desk.reports.appeal_report import AppealReport, appeal_report
 from desk.reports.periods import Period, today_in

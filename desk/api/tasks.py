@@ -9,8 +9,8 @@ from aiohttp import web
 from pydantic import Field
 from tortoise.transactions import in_transaction
 
-from desk.api.app import Link, Operation, QueryParam, caller_of, ctx_of
 from desk.api.errors import json_response, read_json
+from desk.api.operation import Link, Operation, QueryParam, caller_of, ctx_of
 from desk.api.query import enum_param, int_param, text_param
 from desk.api.schemas import Body
 from desk.api.staff import MAX_PAGE

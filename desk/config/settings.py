@@ -28,7 +28,7 @@ import router
 from channels.email.mail import EmailSettings
 from channels.secret_strength import SIGNING_KEY_CHARS, TOKEN_CHARS, strong_secret
 from channels.settings import TelegramSettings, VkSettings
-from desk.config.config_errors import load_yaml
+from desk.config.config_errors import ConfigError, load_yaml, read_yaml, validation_problems
 from desk.config.notice_templates import notice_problems, rule_problems
 from desk.config.texts import Texts
 from models.enums import AgentRole, Priority
@@ -639,8 +639,6 @@ def config_path(environ: dict[str, str] | None = None) -> Path | None:
 
 def load_settings(path: Path | None = None, *, use_default_path: bool = True) -> Settings:
     """Read and validate the settings; every problem raises one ``ConfigError`` listing them all."""
-    from desk.config.config_errors import ConfigError, read_yaml, validation_problems
-
     if path is None and use_default_path:
         path = config_path()
     data: dict[str, Any] = read_yaml(path) if path is not None else {}

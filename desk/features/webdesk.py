@@ -11,6 +11,8 @@ from channels.base import ChannelKind
 from channels.web import WebAppeal, appeal_inbound, new_receipt, reply_inbound
 from desk.appeals.idempotency import RequestKey, claim
 from desk.context import AppContext
+from desk.features.forget import FORGOTTEN_ID
+from desk.features.ratings import parse_action
 from models import Appeal, Message
 
 APPEAL_NUMBER = re.compile(r"A-\d{6,}")  # receipts are "w-<hex>": never a number
@@ -73,8 +75,6 @@ async def appeal_for_receipt(receipt: str) -> Appeal | None:
 
 async def receipt_forgotten(receipt: str) -> bool:
     """Whether the web message with this receipt belonged to a customer since forgotten."""
-    from desk.features.forget import FORGOTTEN_ID
-
     forgotten = FORGOTTEN_ID + receipt
     return await Message.filter(channel=ChannelKind.WEB.value, external_id=forgotten).exists()
 
@@ -119,8 +119,6 @@ def feedback_url(ctx: AppContext, request_id: int, score: int | None = None) -> 
 
 def action_url(ctx: AppContext, action: str) -> str:
     """The page a mail links to for a button's action: a score or an order's choice."""
-    from desk.features.ratings import parse_action
-
     rated = parse_action(action)
     if rated is not None:
         return feedback_url(ctx, *rated)

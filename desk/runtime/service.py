@@ -10,16 +10,22 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, TextIO
+from typing import Literal, TextIO
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from channels.base import ChannelAdapter, ChannelKind, wait_or_stop
+from channels.email.mail import MailSender
+from channels.email.mailbox import MailboxReader, store_mail
+from channels.email.parse import ParsedMail
 from channels.stream import AppealStream, open_stream
 from channels.web import WebAdapter
 from channels.webhook import KIND as WEBHOOK_KIND
 from channels.webhook import WebhookSender
+from desk.api.app import make_app
+from desk.api.connections import CappedSite, runner_options
+from desk.api.ops import worker_app
 from desk.appeals.agents import sync_agents
 from desk.appeals.events import Stage
 from desk.appeals.intake import IntakeWorker
@@ -51,9 +57,6 @@ from desk.outbound.notify import Notifier
 from desk.reports.digest import report_jobs
 from desk.reports.report_facts import ReportFacts
 from models import db
-
-if TYPE_CHECKING:
-    from channels.email.parse import ParsedMail
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +205,6 @@ async def build_context(
     )
     ctx.desks = chat_desks(ctx)
     if settings.email.disabled_reason() is None:
-        from channels.email.mail import MailSender
-
         adapters[ChannelKind.EMAIL.value] = MailSender(
             settings.email,
             ctx.texts.render,
@@ -400,9 +401,6 @@ class Service:
                 log.exception("router retrain failed")
 
     async def _serve_http(self, ctx: AppContext) -> None:
-        from desk.api.app import make_app
-        from desk.api.connections import CappedSite, runner_options
-
         settings = self._settings
         app = make_app(ctx)
         for desk in ctx.desks.values():
@@ -420,9 +418,6 @@ class Service:
 
     async def _serve_metrics(self, ctx: AppContext, port: int) -> None:
         """A worker's own small server for Prometheus: /healthz and /metrics."""
-        from desk.api.connections import CappedSite, runner_options
-        from desk.api.ops import worker_app
-
         self._runner = web.AppRunner(
             worker_app(ctx),
             access_log=None,
@@ -452,7 +447,6 @@ class Service:
         settings = self._settings
         if settings.email.disabled_reason() is not None:
             return
-        from channels.email.mailbox import MailboxReader, store_mail
 
         async def handle(parsed: ParsedMail, raw: bytes) -> None:
             await store_mail(
