@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
+from tortoise.queryset import QuerySet
 
 from channels.base import BadInbound, InboundMessage
 from channels.group_commit import GroupCommit
@@ -42,6 +43,16 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 5.0
 PENDING_SLACK = 100  # extra room in the XPENDING batch for older own entries within the id range
 APPEND_MAX = 500  # entries one group commit writes at most
+_COLUMNS = (
+    "id",
+    "payload",
+    "created_at",
+    "claimed_by",
+    "claimed_until",
+    "deliveries",
+    "dead",
+    "error",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +123,12 @@ class AppealStream(Protocol):
     async def close(self) -> None:
         """Release the stream's connections."""
         ...
+
+
+def local_entries() -> QuerySet[StreamEntry]:
+    """The local stream's rows, on the connection that holds them (its own SQLite file, or the
+    database)."""
+    return StreamEntry.all().using_db(sql.connection(sql.STREAM))
 
 
 def unreachable(exc: BaseException) -> bool:
@@ -186,7 +203,9 @@ class _StreamBase(abc.ABC):
 
 
 class LocalStream(_StreamBase):
-    """The stream in the service's own database (the ``StreamEntry`` table), via the ORM.
+    """The stream in the ``StreamEntry`` table: on SQLite in a file of its own beside the
+    database (``models/db.py`` ``stream_url``: its own connection, so an append never waits for
+    an intake transaction), on PostgreSQL in the database.
 
     Claims are conditional updates, so several processes on one database never share an entry.
     A publish wakes blocked reads of the same instance at once; other processes' entries are
@@ -210,15 +229,38 @@ class LocalStream(_StreamBase):
         self._published = asyncio.Event()
 
     async def start(self) -> None:
-        """Release the claims this consumer name held before a restart, so they are read again."""
-        released = await StreamEntry.filter(claimed_by=self.consumer, dead=False).update(
-            claimed_by=None, claimed_until=None
+        """Take over entries an older version left in the database's own table; release the
+        claims this consumer name held before a restart, so they are read again."""
+        await self._take_over()
+        released = (
+            await local_entries()
+            .filter(claimed_by=self.consumer, dead=False)
+            .update(claimed_by=None, claimed_until=None)
         )
         if released:
             log.info(
                 "stream entries taken back after restart",
                 extra={"consumer": self.consumer, "entries": released},
             )
+
+    async def _take_over(self) -> None:
+        """Entries an older version kept in the database's ``stream_entry`` move to the stream's
+        own file, ids and all (copied, then deleted: a crash in between copies them again, and
+        the copy ignores ids it has)."""
+        own, database = sql.connection(sql.STREAM), sql.connection()
+        if own is database:
+            return
+        rows = await StreamEntry.all().using_db(database).values_list(*_COLUMNS)
+        if not rows:
+            return
+        marks = ", ".join("?" for _ in _COLUMNS)
+        names = ", ".join(f'"{c}"' for c in _COLUMNS)
+        await own.execute_many(
+            f'INSERT OR IGNORE INTO "stream_entry" ({names}) VALUES ({marks})',  # noqa: S608
+            [[r[0], sql.json_value(r[1]), *r[2:]] for r in rows],
+        )
+        await StreamEntry.filter(id__in=[r[0] for r in rows]).using_db(database).delete()
+        log.info("stream entries moved to the stream's own file", extra={"entries": len(rows)})
 
     async def _append(self, messages: list[InboundMessage]) -> list[str]:
         """One multi-row INSERT (committed when this returns); returns the rows' ids."""
@@ -227,6 +269,7 @@ class LocalStream(_StreamBase):
             "stream_entry",
             ("payload", "created_at", "deliveries", "dead", "error"),
             [(sql.json_value(m.to_json()), now, 0, False, "") for m in messages],
+            using=sql.STREAM,
         )
         woken, self._published = self._published, asyncio.Event()
         woken.set()
@@ -260,7 +303,7 @@ class LocalStream(_StreamBase):
         """
         now = datetime.now(UTC)
         until = now + timedelta(seconds=self.claim_idle_s)
-        skip = " FOR UPDATE SKIP LOCKED" if sql.is_postgres(sql.connection()) else ""
+        skip = " FOR UPDATE SKIP LOCKED" if sql.is_postgres(sql.connection(sql.STREAM)) else ""
         text = (
             'UPDATE "stream_entry" SET "claimed_by" = {p1}, "claimed_until" = {p2}, '  # noqa: S608
             '"deliveries" = "deliveries" + 1 WHERE "id" IN (SELECT "id" FROM "stream_entry" '
@@ -270,7 +313,7 @@ class LocalStream(_StreamBase):
             'RETURNING "id", "deliveries", "payload"'
         )
         params = [self.consumer, until, False, now, max(count, 1), False, now]
-        rows = await sql.fetch(text, params)
+        rows = await sql.fetch(text, params, using=sql.STREAM)
         items = [
             parse_payload(str(row["id"]), sql.json_loaded(row["payload"]), int(row["deliveries"]))
             for row in sorted(rows, key=lambda r: int(r["id"]))
@@ -281,24 +324,26 @@ class LocalStream(_StreamBase):
         """Delete the entries' rows."""
         ids = [int(entry_id) for entry_id in entry_ids]
         if ids:
-            await StreamEntry.filter(id__in=ids).delete()
+            await local_entries().filter(id__in=ids).delete()
 
     async def dead_letter(self, item: StreamItem, reason: str) -> None:
         """Mark the row dead with the reason; it stays in the table for inspection."""
-        await StreamEntry.filter(id=int(item.entry_id)).update(
-            dead=True, error=reason[:ERROR_MAX_LEN], claimed_until=None
+        await (
+            local_entries()
+            .filter(id=int(item.entry_id))
+            .update(dead=True, error=reason[:ERROR_MAX_LEN], claimed_until=None)
         )
 
     async def pending_count(self) -> int:
         """Rows neither acked nor dead."""
-        return await StreamEntry.filter(dead=False).count()
+        return await local_entries().filter(dead=False).count()
 
     async def stats(self) -> StreamStats:
         """Counts by claim state; the (dead, id) index serves the live rows."""
-        live = StreamEntry.filter(dead=False)
+        live = local_entries().filter(dead=False)
         claimed = await live.filter(claimed_until__gte=datetime.now(UTC)).count()
         waiting = await live.count() - claimed
-        dead = await StreamEntry.filter(dead=True).count()
+        dead = await local_entries().filter(dead=True).count()
         return StreamStats(lag=waiting, pending=claimed, dead=dead)
 
     async def ping(self) -> None:
@@ -306,8 +351,10 @@ class LocalStream(_StreamBase):
 
     async def release(self) -> None:
         """Clear this consumer's claims on entries it did not ack."""
-        await StreamEntry.filter(claimed_by=self.consumer, dead=False).update(
-            claimed_by=None, claimed_until=None
+        await (
+            local_entries()
+            .filter(claimed_by=self.consumer, dead=False)
+            .update(claimed_by=None, claimed_until=None)
         )
 
     async def close(self) -> None:

@@ -14,13 +14,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from tortoise import Tortoise
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.connection import get_connection
 from tortoise.migrations.api import migrate as run_migrations
 from tortoise.migrations.executor import MigrationExecutor
 
-from models import postgres_asyncpg, sqlite_client
+from models import postgres_asyncpg, sql, sqlite_client
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,21 @@ _NOT_OUTAGES: tuple[type[BaseException], ...] = (asyncpg.ProtocolViolationError,
 # longest statements of a running desk (reports, at 1,000,000 appeals) take well under a second;
 # migrations run without it. A URL's ``?command_timeout=S`` overrides it.
 COMMAND_TIMEOUT_S = 60.0
+# The local stream's table in its own SQLite file (the ``StreamEntry`` model, as migration 0001
+# made it in the database); created when the process connects.
+STREAM_SCHEMA = """
+CREATE TABLE IF NOT EXISTS "stream_entry" (
+    "id" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    "payload" JSON NOT NULL,
+    "created_at" TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "claimed_by" VARCHAR(100),
+    "claimed_until" TIMESTAMP,
+    "deliveries" INT NOT NULL DEFAULT 0,
+    "dead" INT NOT NULL DEFAULT 0,
+    "error" VARCHAR(500) NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS "idx_stream_entr_dead_id" ON "stream_entry" ("dead", "id");
+"""
 _SQLITE_BUSY = re.compile(r"database (table )?is locked|database is busy")
 
 
@@ -88,6 +104,22 @@ def connection_config(
     return config
 
 
+def stream_url(url: str) -> str | None:
+    """Where the local stream keeps its entries when the database is SQLite: a file of its own
+    beside the database's (``desk.db`` → ``desk.stream.db``; in memory for an in-memory
+    database), with its own connection and write lock. None for PostgreSQL, whose stream table
+    is in the database (concurrent writers do not wait for each other there)."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        return None
+    path = parts.netloc + parts.path
+    if path in ("", ":memory:"):
+        return "sqlite://:memory:"
+    file = Path(path)
+    stream = file.with_name(f"{file.stem}.stream{file.suffix or '.db'}")
+    return f"sqlite://{stream}" + (f"?{parts.query}" if parts.query else "")
+
+
 def tortoise_config(url: str, command_timeout: float | None = COMMAND_TIMEOUT_S) -> dict[str, Any]:
     """The Tortoise config of Appeal Desk for one database URL."""
     return {
@@ -117,7 +149,21 @@ async def connect(url: str) -> None:
     # with their threads running; whoever used them opens the new ones on their next statement.
     if Tortoise.is_inited():
         await Tortoise.close_connections()
+    await _close_own()
     await Tortoise.init(config=tortoise_config(url), _enable_global_fallback=True)
+    stream = stream_url(url)
+    if stream is not None:
+        config = connection_config(stream)
+        assert isinstance(config, dict)
+        client = sqlite_client.SqliteClient(connection_name=sql.STREAM, **config["credentials"])
+        await client.execute_script(STREAM_SCHEMA)
+        sql.OWN[sql.STREAM] = client
+
+
+async def _close_own() -> None:
+    for name, client in list(sql.OWN.items()):
+        del sql.OWN[name]
+        await client.close()
 
 
 async def migrate(url: str) -> None:
@@ -129,7 +175,8 @@ async def migrate(url: str) -> None:
 
 
 async def disconnect() -> None:
-    """Close every ORM connection."""
+    """Close every ORM connection, and the stream's own."""
+    await _close_own()
     await Tortoise.close_connections()
 
 
@@ -172,19 +219,28 @@ async def ping() -> None:
 @contextlib.asynccontextmanager
 async def erasing() -> AsyncIterator[None]:
     """Around a transaction that erases personal data. On SQLite, what it deletes or overwrites
-    is zeroed in the database file (``secure_delete``), and once it is over the write-ahead log,
-    which still holds the old pages, is checkpointed and truncated (``wal_checkpoint(TRUNCATE)``):
-    the erased bytes stay in neither file. On PostgreSQL nothing is done (its dead rows are
-    VACUUM's business)."""
-    connection = Tortoise.get_connection("default")
-    if connection.capabilities.dialect != "sqlite":
+    is zeroed in the database file and the stream's (``secure_delete``), and once it is over the
+    write-ahead logs, which still hold the old pages, are checkpointed and truncated
+    (``wal_checkpoint(TRUNCATE)``): the erased bytes stay in no file. On PostgreSQL nothing is
+    done (its dead rows are VACUUM's business)."""
+    files = [Tortoise.get_connection("default")]
+    if files[0].capabilities.dialect != "sqlite":
         yield
         return
-    await connection.execute_script("PRAGMA secure_delete = ON")
+    if sql.STREAM in sql.OWN:
+        files.append(sql.OWN[sql.STREAM])
+    for connection in files:
+        await connection.execute_script("PRAGMA secure_delete = ON")
     try:
         yield
     finally:
-        await connection.execute_script("PRAGMA secure_delete = OFF")
+        for connection in files:
+            await connection.execute_script("PRAGMA secure_delete = OFF")
+    for connection in files:
+        await _truncate_log(connection)
+
+
+async def _truncate_log(connection: BaseDBAsyncClient) -> None:
     for attempt in range(CHECKPOINT_TRIES):
         _, rows = await connection.execute_query("PRAGMA wal_checkpoint(TRUNCATE)")
         busy = bool(rows and rows[0][0])

@@ -20,11 +20,25 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 # SQLite allows 32,766 parameters in one statement (since 3.32), asyncpg 32,767: big batches
 # are sent in chunks under this.
 MAX_PARAMS = 30_000
+DEFAULT = "default"
+# The local stream's own SQLite file beside the database's (``models/db.py``), so appends never
+# wait for intake's transactions on the database's one connection. Absent on PostgreSQL: there
+# the stream's table is in the database, and statements on this name go to the default.
+STREAM = "stream"
 
 
-def connection() -> BaseDBAsyncClient:
-    """The default connection, or the transaction the caller is inside."""
-    conn: BaseDBAsyncClient = connections.get("default")
+# Connections of our own beside the ORM's one (tortoise would ask every ``in_transaction()``
+# which of its connections it means): set by ``models/db.py`` when it connects.
+OWN: dict[str, BaseDBAsyncClient] = {}
+
+
+def connection(name: str = DEFAULT) -> BaseDBAsyncClient:
+    """The named connection: the stream's own when it has one, else the ORM's default (or the
+    transaction the caller is inside)."""
+    own = OWN.get(name)
+    if own is not None:
+        return own
+    conn: BaseDBAsyncClient = connections.get(DEFAULT)
     return conn
 
 
@@ -61,13 +75,14 @@ async def insert_many(
     rows: Sequence[Sequence[Any]],
     *,
     returning: str | None = "id",
+    using: str = DEFAULT,
 ) -> list[Any]:
     """Insert ``rows`` with one multi-row ``INSERT`` (per 30,000 parameters); returns the
     ``returning`` column of each row in the order given (both databases return the rows of a
     multi-row VALUES in order), or nothing when ``returning`` is None."""
     if not rows:
         return []
-    conn = connection()
+    conn = connection(using)
     width = len(columns)
     names = ", ".join(f'"{c}"' for c in columns)
     out: list[Any] = []
@@ -164,16 +179,18 @@ def _numbered(conn: BaseDBAsyncClient, text: str, count: int) -> str:
     return text.format(**{f"p{n + 1}": m for n, m in enumerate(markers(conn, count))})
 
 
-async def execute(text: str, params: Sequence[Any] = ()) -> int:
+async def execute(text: str, params: Sequence[Any] = (), *, using: str = DEFAULT) -> int:
     """Run one statement whose markers are written ``{p1}``, ``{p2}``, …; rows changed."""
-    conn = connection()
+    conn = connection(using)
     changed, _ = await conn.execute_query(_numbered(conn, text, len(params)), list(params))
     return int(changed)
 
 
-async def fetch(text: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+async def fetch(
+    text: str, params: Sequence[Any] = (), *, using: str = DEFAULT
+) -> list[dict[str, Any]]:
     """The rows of one statement (a SELECT, or a change with RETURNING), markers as above."""
-    conn = connection()
+    conn = connection(using)
     found = await conn.execute_query_dict(_numbered(conn, text, len(params)), list(params))
     return [dict(row) for row in found]
 

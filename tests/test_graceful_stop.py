@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 
 from bench.fakes.telegram import FakeTelegram, FaultPlan
-from models import Message, OutboxItem, OutboxStatus, StreamEntry, db
+from channels.stream import local_entries
+from models import Message, OutboxItem, OutboxStatus, db
 from tests.conftest import SECRET_KEY
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually
 from tests.test_crash import Proc, serve_env, telegram_env
@@ -129,7 +130,7 @@ async def test_sigterm_finishes_sends_in_flight_and_a_restart_delivers_the_rest_
     try:
         for user in USERS:
             assert await Message.filter(text=f"Вопрос клиента {user}").count() == 1
-        assert await StreamEntry.filter(dead=False).count() == 0
+        assert await local_entries().filter(dead=False).count() == 0
     finally:
         await db.disconnect()
     for user in USERS:

@@ -26,9 +26,10 @@ from channels.stream import (
     LocalStream,
     RedisStream,
     StreamItem,
+    local_entries,
     open_stream,
 )
-from models import db
+from models import db, sql
 from models.infra import StreamEntry
 
 REDIS_URL = os.environ.get("DESK_TEST_REDIS_URL") or None
@@ -115,7 +116,7 @@ class Backend:
     async def inject_junk(self) -> str:
         """Store an entry whose payload is not an InboundMessage; returns its id."""
         if self.name.startswith("local"):
-            row = await StreamEntry.create(payload={"junk": 1})
+            row = await StreamEntry.create(payload={"junk": 1}, using_db=sql.connection(sql.STREAM))
             return str(row.id)
         async with self._client() as client:
             entry_id: str = await client.xadd(self.key, {"junk": "1"})
@@ -124,7 +125,7 @@ class Backend:
     async def dead_letters(self) -> dict[str, str]:
         """Dead-lettered entries: entry id → reason."""
         if self.name.startswith("local"):
-            return {str(row.id): row.error for row in await StreamEntry.filter(dead=True)}
+            return {str(row.id): row.error for row in await local_entries().filter(dead=True)}
         async with self._client() as client:
             entries = await client.xrange(self.key + ":dead")
         return {fields["entry_id"]: fields["reason"] for _, fields in entries}
@@ -452,7 +453,7 @@ async def test_only_one_of_two_racing_local_consumers_claims_a_row(local_db: str
     # Both saw the row free; only one conditional update may win it.
     results = await asyncio.gather(first.read(block_ms=0), second.read(block_ms=0))
     assert sorted(len(items) for items in results) == [0, 1]
-    row = await StreamEntry.get()
+    row = await local_entries().get()
     assert row.deliveries == 1
 
 
@@ -463,7 +464,7 @@ async def test_a_burst_of_local_publishes_is_stored_once_each_in_publish_order(
     count = 250
     ids = await asyncio.gather(*(stream.publish(inbound(i)) for i in range(count)))
     assert len(set(ids)) == count
-    assert await StreamEntry.all().count() == count
+    assert await local_entries().count() == count
     items = await read_until(stream, count)
     assert [item.entry_id for item in items] == ids
     assert [item.message.external_id for item in items if item.message] == [
@@ -485,7 +486,7 @@ async def test_every_publisher_gets_the_error_when_the_database_is_gone(local_db
     finally:
         await db.connect(local_db)
     assert all(isinstance(r, Exception) for r in results), results
-    assert await StreamEntry.all().count() == 1  # none of them is half-stored
+    assert await local_entries().count() == 1  # none of them is half-stored
     assert await stream.publish(inbound(7))  # and the stream writes again afterwards
 
 

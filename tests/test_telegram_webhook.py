@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 
 from bench.fakes.telegram import FakeTelegram
+from channels.stream import local_entries
 from models import Appeal, Message
-from models.infra import StreamEntry
 from tests.conftest import Desk, free_port
 from tests.telegram_world import STAFF_CHAT, WEBHOOK_SECRET, eventually, telegram_settings, texts_in
 
@@ -64,7 +64,7 @@ async def post(desk: Desk, fake: FakeTelegram, kind: str = "message", **content:
 async def kept(external_id: str) -> bool:
     """Whether the message is in the stream or stored (the stream first: intake acks an entry
     only after storing it)."""
-    for entry in await StreamEntry.all():
+    for entry in await local_entries():
         if external_id in str(entry.payload):
             return True
     return await Message.filter(external_id=external_id).exists()
@@ -95,7 +95,7 @@ async def test_too_long_and_unsupported_messages_are_answered_and_not_stored(
     )
     assert any("не больше 100 символов" in t for t in answers)
     assert any("Такой тип сообщения мы пока не принимаем" in t for t in answers)
-    assert not await Message.exists() and not await StreamEntry.exists()
+    assert not await Message.exists() and not await local_entries().exists()
 
 
 async def test_commands_menu_buttons_and_contacts_still_reach_their_handlers(
@@ -110,7 +110,7 @@ async def test_commands_menu_buttons_and_contacts_still_reach_their_handlers(
     contact = {"phone_number": "+79990001122", "first_name": "Вера", "user_id": CUSTOMER}
     assert await post(hook, fake, contact=contact) == 200
     await eventually(lambda: len(texts_in(fake, CUSTOMER)) >= 4)
-    assert not await Message.exists() and not await StreamEntry.exists()
+    assert not await Message.exists() and not await local_entries().exists()
 
 
 async def test_an_edit_through_the_webhook_reaches_the_topic_as_an_edit_note(

@@ -26,6 +26,7 @@ from tortoise.expressions import Q, RawSQL
 from tortoise.transactions import in_transaction
 
 from channels.base import ChannelKind
+from channels.stream import local_entries
 from channels.web import RECEIPT_PREFIX
 from desk.appeals import history
 from desk.features.data_export import customer_scope, deliveries_of, file_refs
@@ -44,7 +45,6 @@ from models import (
     Rating,
     RatingRequest,
     StoredFile,
-    StreamEntry,
     Task,
     TaskStatus,
     db,
@@ -278,14 +278,15 @@ async def _clear_work(customer_id: int, appeal_ids: list[int], now: datetime) ->
 
 async def _clear_stream(addresses: set[tuple[str, str]]) -> None:
     """Entries of the local stream (dead ones, or not yet stored) sent from their addresses."""
-    for row in await StreamEntry.all().values("id", "payload"):
+    entries = local_entries()
+    for row in await entries.values("id", "payload"):
         payload = row["payload"] or {}
         sender = (str(payload.get("channel", "")), str(payload.get("address", "")))
         hints = {
             (str(c.get("channel")), str(c.get("address"))) for c in payload.get("contacts", [])
         }
         if sender in addresses or hints & addresses:
-            await StreamEntry.filter(id=row["id"]).delete()
+            await entries.filter(id=row["id"]).delete()
 
 
 async def _delete_unused_files(refs: set[str]) -> int:

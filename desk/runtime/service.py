@@ -459,11 +459,13 @@ class Service:
     def _banner(self, consumer: str, token: str | None) -> None:
         s = self._settings
         report = channel_report(s)
-        stream = (
-            "redis " + db.mask_url(s.redis_url)
-            if s.redis_url
-            else "local, in the database (DESK_REDIS_URL is not set)"
-        )
+        own_file = db.stream_url(s.database_url)
+        if s.redis_url:
+            stream = "redis " + db.mask_url(s.redis_url)
+        elif own_file is not None:
+            stream = f"local, {db.mask_url(own_file)} (DESK_REDIS_URL is not set)"
+        else:
+            stream = "local, in the database (DESK_REDIS_URL is not set)"
         self._say(f"Appeal Desk — {self._role} ({consumer})")
         self._say(f"  database  {db.mask_url(s.database_url)}")
         self._say(f"  stream    {stream}")
