@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from tortoise.transactions import in_transaction
 
-from channels.base import ChannelAdapter, ChannelKind, wait_or_stop
+from channels.base import STAFF_MAIL_CHANNEL, ChannelAdapter, ChannelKind, wait_or_stop
 from channels.stream import AppealStream, open_stream
 from channels.web import WebAdapter
 from channels.webhook import KIND as WEBHOOK_KIND
@@ -39,7 +39,7 @@ from desk.decide.routing import Routing
 from desk.decide.sla import RECOMPUTE_ON, SlaClock
 from desk.features.orders import Orders
 from desk.features.ratings import Ratings
-from desk.features.webdesk import action_url, status_url
+from desk.features.webdesk import action_url, staff_view_url, status_url
 from desk.features.winback import WinBack
 from desk.ops.log_context import redact
 from desk.ops.metrics import Metrics
@@ -47,6 +47,7 @@ from desk.ops.outage import OutageWatch
 from desk.ops.scheduler import Daily
 from desk.outbound.delivery import DeliveryWorker
 from desk.outbound.fallback import Fallback
+from desk.outbound.manager_mail import ManagerMail
 from desk.outbound.notify import Notifier
 from desk.reports.digest import report_jobs
 from desk.reports.report_facts import ReportFacts
@@ -203,6 +204,19 @@ async def build_context(
             clock=clock,
         )
         lifecycle.answer_by_mail = True
+    if settings.email.sending_disabled_reason() is None:
+        from channels.email.mail import PlainMailSender
+
+        adapters[STAFF_MAIL_CHANNEL] = PlainMailSender(settings.email, settings.company.name, clock)
+    manager_mail = ManagerMail(
+        settings,
+        outbox,
+        ctx.texts,
+        clock,
+        link=(lambda number: staff_view_url(ctx, number)) if settings.public_url else None,
+    )
+    if manager_mail.enabled:
+        lifecycle.events.subscribe(Stage.STAFF, manager_mail.on_event, *ManagerMail.KINDS)
     ctx.routing = routing = Routing(settings, lifecycle, ctx.triage, clock)
     await routing.retrain()
     lifecycle.events.subscribe(Stage.ROUTING, routing.on_event, *Routing.KINDS)
@@ -241,6 +255,7 @@ async def build_context(
         staff=ctx.telegram.staff if ctx.telegram is not None else None,
         routing=routing,
         ratings=ctx.ratings,
+        manager_mail=manager_mail,
     )
     lifecycle.events.subscribe_batch(Stage.AUTOMATION, automation.on_batch, *automation.kinds())
     return ctx
