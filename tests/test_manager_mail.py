@@ -18,6 +18,7 @@ import pytest
 from bench.fakes.telegram import FakeTelegram
 from desk.config.config_errors import ConfigError
 from desk.config.settings import load_settings
+from desk.features.forget import forget_customer
 from desk.features.webdesk import feedback_url
 from models import Appeal, Event, OutboxItem, OutboxStatus, RatingRequest
 from tests.conftest import Desk, free_port
@@ -171,6 +172,11 @@ async def test_low_rating_mails_each_manager_in_their_language_once_with_a_read_
     fired = await Event.filter(appeal_id=appeal.id, kind="automation.fired").order_by("id")
     low = next(e for e in fired if e.data["rule"] == "low rating")
     assert {"action": "alert_managers", "result": "mailed", "mailed": 2} in low.data["outcomes"]
+
+    # Forgetting the customer clears what the sent alerts quote of them.
+    await forget_customer(appeal.customer_id, actor="test", now=datetime.now(UTC))
+    for row in await staff_mail_rows():
+        assert "Анна" not in str(row.payload) and "anna@example.com" not in str(row.payload)
 
 
 async def test_sla_breach_mails_the_managers_which_deadline_and_by_how_much(

@@ -530,6 +530,11 @@ class Service:
             self._say(f"  telegram  {who.get('telegram', '')}{tg.mode} · {staff}")
         if "vk" in who:
             self._say(f"  vk        {who['vk']}{s.vk.mode}")
+        if s.managers.emails:
+            count = len(s.managers.emails)
+            self._say(
+                f"  managers  alerts by mail to {count} address(es) through {s.email.smtp_host}"
+            )
         if token:
             self._say(f"  api token {token}")
             self._say(
