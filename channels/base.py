@@ -28,6 +28,9 @@ class ChannelKind(enum.StrEnum):
 PHONE_CHANNEL = "phone"
 # Posts in the staff group: an outbox channel of their own (the Telegram desk delivers them).
 STAFF_CHANNEL = "staff"
+# Mail to the desk's own people (the managers' alerts): an outbox channel of its own, sent by
+# the email channel's SMTP as a plain mail, never threaded into a customer's conversation.
+STAFF_MAIL_CHANNEL = "staff_mail"
 
 
 @dataclass(frozen=True, slots=True)

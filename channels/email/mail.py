@@ -18,6 +18,7 @@ import aiosmtplib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from channels.base import (
+    STAFF_MAIL_CHANNEL,
     Attachment,
     ChannelKind,
     DeliveryFailed,
@@ -67,6 +68,12 @@ class EmailSettings(BaseModel):
             return "DESK_EMAIL__ADDRESS is not set"
         if not self.imap_host or not self.smtp_host:
             return "DESK_EMAIL__IMAP_HOST and DESK_EMAIL__SMTP_HOST are needed"
+        return None
+
+    def sending_disabled_reason(self) -> str | None:
+        """Why the desk cannot send mail (the managers' alerts need SMTP only), or None."""
+        if not self.address or not self.smtp_host:
+            return "DESK_EMAIL__ADDRESS and DESK_EMAIL__SMTP_HOST are needed"
         return None
 
     @property
@@ -163,29 +170,7 @@ class MailSender:
     async def deliver(self, out: OutboundMessage) -> str:
         """Send one mail; returns its Message-ID (our external id, used to thread replies)."""
         mail = await self.compose(out)
-        s = self._settings
-        try:
-            await aiosmtplib.send(
-                mail,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_user or None,
-                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-                use_tls=s.smtp_tls == "ssl",
-                start_tls=s.smtp_tls == "starttls",
-                timeout=s.timeout_s,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients]
-            if all(500 <= c < 600 for c in codes):
-                raise Unreachable(ChannelKind.EMAIL, f"recipient refused: {exc}") from exc
-            raise DeliveryFailed(ChannelKind.EMAIL, f"recipient deferred: {exc}") from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            if 500 <= exc.code < 600:
-                raise Rejected(ChannelKind.EMAIL, f"{exc.code} {exc.message}") from exc
-            raise DeliveryFailed(ChannelKind.EMAIL, f"{exc.code} {exc.message}") from exc
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise DeliveryFailed(ChannelKind.EMAIL, f"{type(exc).__name__}: {exc}") from exc
+        await send_mail(self._settings, mail)
         return str(mail["Message-ID"])
 
     async def compose(self, out: OutboundMessage) -> EmailMessage:
@@ -234,6 +219,75 @@ class MailSender:
         return mail
 
 
+class PlainMailSender:
+    """Delivers mails that belong to no conversation (the managers' alerts) through the desk's
+    SMTP: the row's subject, its text and, when given, ``extra["html"]`` as the HTML part."""
+
+    kind: str = STAFF_MAIL_CHANNEL
+
+    def __init__(
+        self, settings: EmailSettings, company: str, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self._settings = settings
+        self._company = company
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    async def deliver(self, out: OutboundMessage) -> str:
+        """Send one mail; returns its Message-ID."""
+        mail = self.compose(out)
+        await send_mail(self._settings, mail, channel=self.kind)
+        return str(mail["Message-ID"])
+
+    def compose(self, out: OutboundMessage) -> EmailMessage:
+        """From the desk to ``out.address``; the Message-ID is the outbox row's own, so a mail
+        sent again (a process died between the send and its record) is the same mail, which
+        mail systems show once."""
+        s = self._settings
+        mail = EmailMessage()
+        mail["From"] = formataddr((s.name or self._company, s.address))
+        mail["To"] = _address(out.address, self.kind)
+        set_subject(mail, out.subject or self._company)
+        mail["Date"] = format_datetime(self._clock().astimezone(UTC))
+        row = hashlib.sha256(f"{out.outbox_id}|{out.address}|{out.subject}".encode()).hexdigest()
+        mail["Message-ID"] = f"<desk-{out.outbox_id}.{row[:16]}@{s.domain}>"
+        mail["Auto-Submitted"] = "auto-generated"
+        mail.set_content(out.text)
+        page = out.extra.get("html")
+        if isinstance(page, str) and page:
+            mail.add_alternative(page, subtype="html")
+        return mail
+
+
+async def send_mail(
+    settings: EmailSettings, mail: EmailMessage, *, channel: str = ChannelKind.EMAIL
+) -> None:
+    """Hand one mail to the SMTP server; its refusals become the delivery errors (a 5xx is
+    for good, a 4xx or a connection failure is retried)."""
+    s = settings
+    try:
+        await aiosmtplib.send(
+            mail,
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_user or None,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            use_tls=s.smtp_tls == "ssl",
+            start_tls=s.smtp_tls == "starttls",
+            timeout=s.timeout_s,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        codes = [r.code for r in exc.recipients]
+        if all(500 <= c < 600 for c in codes):
+            raise Unreachable(channel, f"recipient refused: {exc}") from exc
+        raise DeliveryFailed(channel, f"recipient deferred: {exc}") from exc
+    except aiosmtplib.SMTPResponseException as exc:
+        if 500 <= exc.code < 600:
+            raise Rejected(channel, f"{exc.code} {exc.message}") from exc
+        raise DeliveryFailed(channel, f"{exc.code} {exc.message}") from exc
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        raise DeliveryFailed(channel, f"{type(exc).__name__}: {exc}") from exc
+
+
 def set_subject(mail: EmailMessage, subject: str) -> None:
     """Set the Subject so that every reader decodes it with its spaces: the standard library's
     folder puts the space between two words outside the encoded-words it folds into, where
@@ -247,8 +301,8 @@ def set_subject(mail: EmailMessage, subject: str) -> None:
     mail.set_raw("Subject", folded)
 
 
-def _address(value: str) -> str:
+def _address(value: str, channel: str = ChannelKind.EMAIL) -> str:
     try:
         return str(Address(addr_spec=value))
     except (ValueError, IndexError):  # IndexError: the stdlib's parser on some broken input
-        raise Rejected(ChannelKind.EMAIL, f"not an email address: {value!r}") from None
+        raise Rejected(channel, f"not an email address: {value!r}") from None

@@ -16,6 +16,7 @@ from desk.api.schemas import MAX_TEXT, NewAppealIn
 from desk.config.signing import BadToken, ExpiredToken
 from desk.context import AppContext
 from desk.features.webdesk import (
+    STAFF_VIEW_PURPOSE,
     STATUS_PURPOSE,
     accept_appeal,
     accept_reply,
@@ -112,10 +113,12 @@ def _form_errors(ctx: AppContext, exc: ValidationError, lang: str) -> list[str]:
     ]
 
 
-async def _appeal_of_token(request: web.Request) -> tuple[str, Appeal | None]:
+async def _appeal_of_token(
+    request: web.Request, purpose: str = STATUS_PURPOSE
+) -> tuple[str, Appeal | None]:
     ctx = ctx_of(request)
     try:
-        receipt = ctx.signer.verify(STATUS_PURPOSE, request.match_info["token"], ctx.clock())
+        receipt = ctx.signer.verify(purpose, request.match_info["token"], ctx.clock())
     except ExpiredToken:
         raise _LinkError("error.link_expired", 410) from None
     except BadToken:
@@ -143,11 +146,24 @@ async def status_page(request: web.Request) -> web.Response:
     return await _status_view(request, receipt, appeal)
 
 
+async def staff_view_page(request: web.Request) -> web.Response:
+    """The appeal's status and conversation for the managers (the link of their alert mails):
+    the same page, without the customer's reply form."""
+    try:
+        receipt, appeal = await _appeal_of_token(request, STAFF_VIEW_PURPOSE)
+    except _LinkError as exc:
+        return error_page(request, exc.status, exc.title, exc.key)
+    if appeal is None:
+        return error_page(request, 404)
+    return await _status_view(request, receipt, appeal, read_only=True)
+
+
 async def _status_view(
     request: web.Request,
     receipt: str,
     appeal: Appeal | None,
     *,
+    read_only: bool = False,
     reply: str = "",
     error_key: str = "",
     http_status: int = 200,
@@ -206,8 +222,8 @@ async def _status_view(
             for m in messages
         ],
         orders=await _orders_of(ctx, customer.id, lang),
-        reply_url=f"/s/{request.match_info['token']}/reply",
-        can_reply=appeal.status is not AppealStatus.CLOSED,
+        reply_url="" if read_only else f"/s/{request.match_info['token']}/reply",
+        can_reply=not read_only and appeal.status is not AppealStatus.CLOSED,
         new_url="/",
         flash=flash,
         title=texts.string("page.status_title", lang, number=appeal.number),
@@ -269,3 +285,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/appeal", submit_appeal_form)
     app.router.add_get("/s/{token}", status_page)
     app.router.add_post("/s/{token}/reply", status_reply)
+    app.router.add_get("/v/{token}", staff_view_page)

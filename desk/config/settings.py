@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 from datetime import time
+from email.headerregistry import Address
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     IPvAnyNetwork,
@@ -22,7 +25,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 import router
 from channels.email.mail import EmailSettings
@@ -332,6 +340,69 @@ class CustomerSettings(Section):
         return days
 
 
+def _mail_address(value: str) -> str:
+    """A bare mail address (``name@example.com``), lower-cased domain; a clear error else."""
+    value = value.strip()
+    try:
+        parsed = Address(addr_spec=value)
+    except (ValueError, IndexError):  # IndexError: the stdlib's parser on some broken input
+        raise ValueError(f"not a mail address: {value!r}") from None
+    if not parsed.username or "." not in parsed.domain or parsed.domain.startswith("."):
+        raise ValueError(f"not a mail address: {value!r}")
+    return f"{parsed.username}@{parsed.domain.lower()}"
+
+
+MailAddress = Annotated[str, AfterValidator(_mail_address)]
+
+
+class ManagerEmail(Section):
+    """One manager who hears the desk's alerts by mail."""
+
+    address: MailAddress
+    language: Literal["ru", "en"] | None = Field(
+        default=None, description="of the mails; unset: company.language"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_address(cls, value: Any) -> Any:
+        return {"address": value} if isinstance(value, str) else value
+
+
+def _address_list(value: Any) -> Any:
+    """``DESK_MANAGERS__EMAILS`` as a JSON list or as addresses separated by commas."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part for part in (p.strip() for p in text.split(",")) if part]
+    return value
+
+
+class ManagerSettings(Section):
+    """``DESK_MANAGERS__*``: who hears low ratings, «Важно» and SLA breaches by mail (beside
+    the managers' chat, or instead of it on a desk without Telegram)."""
+
+    emails: Annotated[list[ManagerEmail], NoDecode, BeforeValidator(_address_list)] = Field(
+        default_factory=list,
+        max_length=50,
+        description=(
+            "managers' addresses (or {address, language}); the alerts go through the desk's "
+            "SMTP (email.address and email.smtp_host)"
+        ),
+    )
+
+    @field_validator("emails")
+    @classmethod
+    def _each_once(cls, emails: list[ManagerEmail]) -> list[ManagerEmail]:
+        seen: set[str] = set()
+        for manager in emails:
+            if manager.address in seen:
+                raise ValueError(f"duplicate address '{manager.address}'")
+            seen.add(manager.address)
+        return emails
+
+
 class ReportSettings(Section):
     digest_at: time | None = Field(
         default=None,
@@ -406,6 +477,7 @@ class Settings(BaseSettings):
     ratings: RatingSettings = RatingSettings()
     customers: CustomerSettings = CustomerSettings()
     reports: ReportSettings = ReportSettings()
+    managers: ManagerSettings = ManagerSettings()
 
     @field_validator("database_url")
     @classmethod
@@ -427,6 +499,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
         problems = reference_problems(self.model_dump(mode="json"))
+        if self.managers.emails and self.email.sending_disabled_reason() is not None:
+            problems.append(
+                "managers.emails: mail to managers needs the desk's SMTP: "
+                f"{self.email.sending_disabled_reason()}"
+            )
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -26,6 +26,7 @@ from desk.config.settings import Settings, rules_of, stages_of
 from desk.config.texts import Texts, language_of
 from desk.features.orders import CHOICE_PREFIX
 from desk.features.ratings import Ratings, Skipped
+from desk.outbound.manager_mail import ManagerMail
 from desk.outbound.notify import Button, Notifier
 from desk.outbound.staff_group import StaffGroup
 from models import Agent, AgentRole, Appeal, Customer, Order, Priority, Warmth
@@ -112,6 +113,7 @@ class Automation:
         staff: StaffGroup | None = None,
         routing: Routing | None = None,
         ratings: Ratings | None = None,
+        manager_mail: ManagerMail | None = None,
     ) -> None:
         self._rules: list[Rule] = rules_of(settings)
         self._stages = stages_of(settings)
@@ -124,6 +126,7 @@ class Automation:
         self._staff = staff
         self._routing = routing
         self._ratings = ratings
+        self._mail = manager_mail
         self._lang = settings.company.language
         self._settings = settings
 
@@ -211,16 +214,7 @@ class Automation:
             )
             return {"result": "done", "warmth": action.warmth}
         if isinstance(action, AlertManagers):
-            if self._staff is None:
-                raise ActionSkipped("no staff group is configured")
-            text = self._staff_text(action.template, target)
-            await self._staff.alert(
-                appeal,
-                text=text,
-                buttons=action.buttons,
-                customer_id=target.customer.id if target.customer is not None else None,
-            )
-            return {"result": "posted"}
+            return await self._alert(action, target)
         if appeal is None:
             raise ActionSkipped("the event has no appeal")
         if isinstance(action, NotifyStaff):
@@ -241,6 +235,32 @@ class Automation:
         if isinstance(action, Assign):
             return await self._assign(action, appeal)
         raise ActionSkipped(f"unknown action {action.action}")
+
+    async def _alert(self, action: AlertManagers, target: Target) -> dict[str, Any]:
+        """The managers' chat (with the appeal's card) and the managers' mail, either or both."""
+        mail = self._mail if self._mail is not None and self._mail.enabled else None
+        if self._staff is None and mail is None:
+            raise ActionSkipped("no staff group and no managers' mail is configured")
+        text = self._staff_text(action.template, target)
+        done: dict[str, Any] = {}
+        if self._staff is not None:
+            await self._staff.alert(
+                target.appeal,
+                text=text,
+                buttons=action.buttons,
+                customer_id=target.customer.id if target.customer is not None else None,
+            )
+            done["result"] = "posted"
+        if mail is not None:
+            done["mailed"] = await mail.alert(
+                action.template,
+                target.appeal,
+                customer=target.customer,
+                note_html=text,
+                **self._values(target),
+            )
+            done.setdefault("result", "mailed")
+        return done
 
     def _values(self, target: Target) -> dict[str, Any]:
         values: dict[str, Any] = {"event": target.event.data(), "rule": target.rule}

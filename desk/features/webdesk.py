@@ -17,6 +17,7 @@ from models import Appeal, Message
 
 APPEAL_NUMBER = re.compile(r"A-\d{6,}")  # receipts are "w-<hex>": never a number
 STATUS_PURPOSE = "status"
+STAFF_VIEW_PURPOSE = "staff-view"  # the managers' read-only page of an appeal (their alerts)
 CHOICE_PURPOSE = "choice"
 CHOICE_TTL = timedelta(days=14)
 FEEDBACK_PURPOSE = "feedback"
@@ -100,6 +101,14 @@ def status_url(ctx: AppContext, receipt: str) -> str:
     """The customer's link to the status page of the appeal of ``receipt`` (a web message's
     receipt, or an appeal's number: the link in every mail to a customer)."""
     return f"{ctx.settings.effective_public_url()}/s/{status_token(ctx, receipt)}"
+
+
+def staff_view_url(ctx: AppContext, number: str) -> str:
+    """The link in a managers' alert mail: the appeal's status page to read, without the
+    customer's reply form (a status link would let whoever has it write as the customer)."""
+    days = ctx.settings.lifecycle.status_link_days
+    token = ctx.signer.sign(STAFF_VIEW_PURPOSE, number, ctx.clock(), timedelta(days=days))
+    return f"{ctx.settings.effective_public_url()}/v/{token}"
 
 
 def choice_url(ctx: AppContext, action: str) -> str:

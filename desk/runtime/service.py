@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from channels.base import ChannelAdapter, ChannelKind, wait_or_stop
-from channels.email.mail import MailSender
+from channels.base import STAFF_MAIL_CHANNEL, ChannelAdapter, ChannelKind, wait_or_stop
+from channels.email.mail import MailSender, PlainMailSender
 from channels.email.mailbox import MailboxReader, store_mail
 from channels.email.parse import ParsedMail
 from channels.stream import AppealStream, open_stream
@@ -44,7 +44,7 @@ from desk.decide.routing import Routing
 from desk.decide.sla import RECOMPUTE_ON, SlaClock
 from desk.features.orders import Orders
 from desk.features.ratings import Ratings
-from desk.features.webdesk import action_url, status_url
+from desk.features.webdesk import action_url, staff_view_url, status_url
 from desk.features.winback import WinBack
 from desk.ops.log_context import redact
 from desk.ops.metrics import Metrics
@@ -53,6 +53,7 @@ from desk.ops.scheduler import Daily
 from desk.outbound.chat_desk import ChatDesk, chat_desk_factories
 from desk.outbound.delivery import DeliveryWorker
 from desk.outbound.fallback import Fallback
+from desk.outbound.manager_mail import ManagerMail
 from desk.outbound.notify import Notifier
 from desk.reports.digest import report_jobs
 from desk.reports.report_facts import ReportFacts
@@ -213,6 +214,17 @@ async def build_context(
             clock=clock,
         )
         lifecycle.answer_by_mail = True
+    if settings.email.sending_disabled_reason() is None:
+        adapters[STAFF_MAIL_CHANNEL] = PlainMailSender(settings.email, settings.company.name, clock)
+    manager_mail = ManagerMail(
+        settings,
+        outbox,
+        ctx.texts,
+        clock,
+        link=(lambda number: staff_view_url(ctx, number)) if settings.public_url else None,
+    )
+    if manager_mail.enabled:
+        lifecycle.events.subscribe(Stage.STAFF, manager_mail.on_event, *ManagerMail.KINDS)
     ctx.routing = routing = Routing(settings, lifecycle, ctx.triage, clock)
     await routing.retrain()
     lifecycle.events.subscribe(Stage.ROUTING, routing.on_event, *Routing.KINDS)
@@ -251,6 +263,7 @@ async def build_context(
         staff=next((d.staff for d in ctx.desks.values() if d.staff is not None), None),
         routing=routing,
         ratings=ctx.ratings,
+        manager_mail=manager_mail,
     )
     lifecycle.events.subscribe_batch(Stage.AUTOMATION, automation.on_batch, *automation.kinds())
     return ctx
@@ -503,6 +516,11 @@ class Service:
             self._say(f"  telegram  {who.get('telegram', '')}{tg.mode} · {staff}")
         if "vk" in who:
             self._say(f"  vk        {who['vk']}{s.vk.mode}")
+        if s.managers.emails:
+            count = len(s.managers.emails)
+            self._say(
+                f"  managers  alerts by mail to {count} address(es) through {s.email.smtp_host}"
+            )
         if token:
             self._say(f"  api token {token}")
             self._say(
