@@ -28,6 +28,8 @@ class ChannelKind(enum.StrEnum):
 PHONE_CHANNEL = "phone"
 # Posts in the staff group: an outbox channel of their own (the Telegram desk delivers them).
 STAFF_CHANNEL = "staff"
+# Text messages to a phone contact point, through a gateway (channels/sms/): outbound only.
+SMS_CHANNEL = "sms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +190,17 @@ class Unreachable(DeliveryError):
 
 class Rejected(DeliveryError):
     """The platform refused this message for good (malformed, too big): do not retry it."""
+
+    def __init__(self, channel: ChannelKind | str, reason: str) -> None:
+        super().__init__(f"{channel}: {reason}")
+        self.channel = channel
+        self.reason = reason
+
+
+class Unavailable(DeliveryError):
+    """The channel can send nothing now, whatever the address (its account is out of money,
+    its credentials were refused, its daily cap is spent): this message goes another way at
+    once instead of waiting for retries."""
 
     def __init__(self, channel: ChannelKind | str, reason: str) -> None:
         super().__init__(f"{channel}: {reason}")

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from desk.features.ratings import Ratings
     from desk.features.winback import WinBack
     from desk.outbound.notify import Notifier
+    from desk.outbound.sms import SmsGate
 
 
 def utc_now() -> datetime:
@@ -61,4 +62,5 @@ class AppContext:
     orders: Orders | None = None
     ratings: Ratings | None = None
     winback: WinBack | None = None
+    sms: SmsGate | None = None
     gate: WorkGate = field(default_factory=WorkGate)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ from channels.base import ChannelKind
 from channels.web import WebAppeal, appeal_inbound, new_receipt, reply_inbound
 from desk.appeals.idempotency import RequestKey, claim
 from desk.context import AppContext
+from desk.features.ratings import parse_action
 from models import Appeal, Message
 
 APPEAL_NUMBER = re.compile(r"A-\d{6,}")  # receipts are "w-<hex>": never a number
@@ -117,10 +119,18 @@ def feedback_url(ctx: AppContext, request_id: int, score: int | None = None) -> 
     return f"{ctx.settings.effective_public_url()}/feedback/{token}{query}"
 
 
+def choices_page(ctx: AppContext, actions: Sequence[str]) -> str | None:
+    """One page that offers all of ``actions`` (an SMS carries one link, not five): the rating
+    page of their request, with no score chosen; None for other choices."""
+    rated = [parse_action(a) for a in actions]
+    requests = {r[0] for r in rated if r is not None}
+    if not actions or None in rated or len(requests) != 1:
+        return None
+    return feedback_url(ctx, requests.pop())
+
+
 def action_url(ctx: AppContext, action: str) -> str:
     """The page a mail links to for a button's action: a score or an order's choice."""
-    from desk.features.ratings import parse_action
-
     rated = parse_action(action)
     if rated is not None:
         return feedback_url(ctx, *rated)
