@@ -53,7 +53,7 @@ class SmsAero:
     name = "smsaero"
 
     def __init__(self, login: str, api_key: str, base_url: str, timeout_s: float) -> None:
-        self._auth = aiohttp.BasicAuth(login, api_key)
+        self._headers = {"Authorization": aiohttp.encode_basic_auth(login, api_key)}
         self._base = base_url.rstrip("/") + "/"
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
@@ -98,7 +98,9 @@ class SmsAero:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:
-            async with self._session.post(self._base + method, json=body, auth=self._auth) as r:
+            async with self._session.post(
+                self._base + method, json=body, headers=self._headers
+            ) as r:
                 status = r.status
                 retry_after = r.headers.get("Retry-After", "")
                 try:
