@@ -198,8 +198,10 @@ class SmsSettings(BaseModel):
 
     def disabled_reason(self) -> str | None:
         """Why the channel cannot run with these settings, or None when it can."""
-        if not self.login or self.api_key is None:
+        if not self.login and self.api_key is None:
             return "DESK_SMS__LOGIN and DESK_SMS__API_KEY are not set"
+        if not self.login or self.api_key is None:
+            return f"DESK_SMS__{'API_KEY' if self.login else 'LOGIN'} is not set"
         if not self.sender:
             return "DESK_SMS__SENDER is not set (the sender name the gateway approved)"
         return None

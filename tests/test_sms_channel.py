@@ -191,16 +191,28 @@ async def test_no_money_on_the_account_makes_a_call_task_and_rests_sms(
     assert await Event.filter(kind="channel.stopped").count() == 1
 
 
-async def test_refused_credentials_make_a_call_task(
-    gateway: FakeSmsAero, start_desk: Callable[..., Any]
+@pytest.mark.parametrize(
+    ("overrides", "status", "reason"),
+    [
+        ({"api_key": "Wrong-key-0123456789abcdef"}, 401, "credentials"),
+        ({"sender": "Unapproved"}, 400, "sender"),
+    ],
+)
+async def test_refused_credentials_or_sender_make_a_call_task(
+    gateway: FakeSmsAero,
+    start_desk: Callable[..., Any],
+    overrides: dict[str, str],
+    status: int,
+    reason: str,
 ) -> None:
-    settings = gateway.settings(api_key="Wrong-key-0123456789abcdef")
-    desk: Desk = await start_desk(clock=MovableClock(NOON), sms=settings)
+    desk: Desk = await start_desk(clock=MovableClock(NOON), sms=gateway.settings(**overrides))
     appeal = await web_appeal(desk)
-    await eventually(lambda: Task.filter(appeal_id=appeal.id, kind="call").first())
-    assert [status for _, status in gateway.calls] == [401]
+    task = await eventually(lambda: Task.filter(appeal_id=appeal.id, kind="call").first())
+    assert "принято" in task.text
+    assert [answer for _, answer in gateway.calls] == [status]
     stopped = await Event.filter(kind="channel.stopped").first()
-    assert stopped is not None and stopped.data["reason"] == "credentials"
+    assert stopped is not None and stopped.data["reason"] == reason
+    assert not gateway.sent
 
 
 async def test_a_number_the_gateway_refuses_becomes_a_call_task(
@@ -285,6 +297,7 @@ def test_sms_settings_are_checked_and_the_channel_is_off_without_them(
     report = channel_report(Settings())
     assert report.disabled["sms"] == "DESK_SMS__LOGIN and DESK_SMS__API_KEY are not set"
     monkeypatch.setenv("DESK_SMS__LOGIN", "shop@example.com")
+    assert channel_report(Settings()).disabled["sms"] == "DESK_SMS__API_KEY is not set"
     monkeypatch.setenv("DESK_SMS__API_KEY", "Aero-test-key-0123456789abcdef")
     assert "DESK_SMS__SENDER" in channel_report(Settings()).disabled["sms"]
     monkeypatch.setenv("DESK_SMS__SENDER", "Shop")

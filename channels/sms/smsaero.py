@@ -124,6 +124,8 @@ class SmsAero:
         fields = answer.get("data")
         if isinstance(fields, dict) and NUMBER_FIELDS & set(fields):
             raise Unreachable(SMS_CHANNEL, f"number refused ({message or status})")
+        if isinstance(fields, dict) and "sign" in fields:  # not approved: no SMS can go
+            raise Unavailable(SMS_CHANNEL, f"sender name refused ({message or status})")
         if 400 <= status < 500 or answer.get("success") is False:
             problems = ", ".join(sorted(fields)) if isinstance(fields, dict) else ""
             what = f"{message or status}" + (f": {problems}" if problems else "")

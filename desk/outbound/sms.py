@@ -20,7 +20,14 @@ from zoneinfo import ZoneInfo
 
 from tortoise.transactions import in_transaction
 
-from channels.base import SMS_CHANNEL, DeliveryError, OutboundMessage, Unavailable
+from channels.base import (
+    SMS_CHANNEL,
+    DeliveryError,
+    OutboundMessage,
+    Rejected,
+    Unavailable,
+    Unreachable,
+)
 from channels.settings import SmsSettings
 from channels.sms.provider import Receipt
 from channels.sms.segments import count
@@ -35,13 +42,15 @@ from models import Appeal, Event, OutboxItem, OutboxStatus
 log = logging.getLogger(__name__)
 
 STOPPED_TEMPLATE = "telegram/sms_stopped.html.j2"
-DAILY_CAP, NO_MONEY, CREDENTIALS = "daily_cap", "no_money", "credentials"
+DAILY_CAP, NO_MONEY, CREDENTIALS, SENDER = "daily_cap", "no_money", "credentials", "sender"
 REPORTS_PER_PASS = 100
 UndeliveredHook = Callable[[OutboxItem, str], Any]
 
 
 def _stop_reason(exc: Unavailable) -> str:
-    return CREDENTIALS if "credentials" in exc.reason else NO_MONEY
+    if "credentials" in exc.reason:
+        return CREDENTIALS
+    return SENDER if "sender" in exc.reason else NO_MONEY
 
 
 class SmsGate:
@@ -151,6 +160,8 @@ class SmsGate:
                     raise Unavailable(SMS_CHANNEL, f"the day's cap of {cap} parts is spent")
             try:
                 sent = await self.sender.send(out)
+            except Rejected as exc:  # this text will never go by SMS: the customer is called
+                raise Unreachable(SMS_CHANNEL, exc.reason) from exc
             except Unavailable as exc:
                 reason = _stop_reason(exc)
                 await self._stop(
