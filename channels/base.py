@@ -31,6 +31,8 @@ STAFF_CHANNEL = "staff"
 # Mail to the desk's own people (the managers' alerts): an outbox channel of its own, sent by
 # the email channel's SMTP as a plain mail, never threaded into a customer's conversation.
 STAFF_MAIL_CHANNEL = "staff_mail"
+# Text messages to a phone contact point, through a gateway (channels/sms/): outbound only.
+SMS_CHANNEL = "sms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +193,17 @@ class Unreachable(DeliveryError):
 
 class Rejected(DeliveryError):
     """The platform refused this message for good (malformed, too big): do not retry it."""
+
+    def __init__(self, channel: ChannelKind | str, reason: str) -> None:
+        super().__init__(f"{channel}: {reason}")
+        self.channel = channel
+        self.reason = reason
+
+
+class Unavailable(DeliveryError):
+    """The channel can send nothing now, whatever the address (its account is out of money,
+    its credentials were refused, its daily cap is spent): this message goes another way at
+    once instead of waiting for retries."""
 
     def __init__(self, channel: ChannelKind | str, reason: str) -> None:
         super().__init__(f"{channel}: {reason}")

@@ -4,6 +4,7 @@ imports take seconds, so a command that needs neither starts at once."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -120,4 +121,87 @@ class VkSettings(BaseModel):
             return "DESK_VK__GROUP_ID is not set"
         if self.mode == "callback" and (self.secret is None or not self.confirmation):
             return "callback mode needs DESK_VK__SECRET and DESK_VK__CONFIRMATION"
+        return None
+
+
+SMSAERO_URL = "https://gate.smsaero.ru/v2"
+_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ._-]{2,11}$|^\d{3,15}$")
+
+
+class SmsSettings(BaseModel):
+    """``DESK_SMS__*``: the SMS gateway's account, the sender name, the parts and day caps."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: Literal["smsaero"] = "smsaero"
+    login: str = Field(default="", description="the gateway account's login (SMS Aero: email)")
+    api_key: SecretStr | None = None
+    sender: str = Field(
+        default="", description="the sender name approved by the gateway (SMS Aero: «подпись»)"
+    )
+    base_url: str = SMSAERO_URL
+    max_parts: int = Field(default=3, ge=1, le=10, description="longer texts are shortened")
+    daily_parts: int | None = Field(
+        default=500,
+        ge=1,
+        description="parts sent a day (company time) at most; then call tasks. null: no cap",
+    )
+    pause_minutes: int = Field(
+        default=30,
+        ge=1,
+        le=24 * 60,
+        description="after 'no money' or refused credentials, SMS rest this long",
+    )
+    status_poll_s: float = Field(
+        default=60.0, ge=1, description="how often delivery reports are asked for"
+    )
+    receipt_hours: int = Field(
+        default=24, ge=1, le=168, description="a report is waited for this long"
+    )
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("login")
+    @classmethod
+    def _login_shape(cls, value: str) -> str:
+        value = value.strip()
+        if value and "@" not in value:
+            raise ValueError("SMS Aero's login is the account's email address")
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        key = value.get_secret_value().strip()
+        if not 16 <= len(key) <= 64 or not all(c.isalnum() or c in "_-" for c in key):
+            raise ValueError("an API key is 16-64 letters, digits, '_' or '-' (cabinet → API)")
+        return SecretStr(key)
+
+    @field_validator("sender")
+    @classmethod
+    def _sender_shape(cls, value: str) -> str:
+        value = value.strip()
+        if value and not _SENDER.match(value):
+            raise ValueError(
+                "a sender name is 2-11 Latin letters, digits, spaces, '.', '_' or '-' "
+                "(with a letter), or a number of 3-15 digits"
+            )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url_shape(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for a local test gateway)")
+        return value.rstrip("/")
+
+    def disabled_reason(self) -> str | None:
+        """Why the channel cannot run with these settings, or None when it can."""
+        if not self.login and self.api_key is None:
+            return "DESK_SMS__LOGIN and DESK_SMS__API_KEY are not set"
+        if not self.login or self.api_key is None:
+            return f"DESK_SMS__{'API_KEY' if self.login else 'LOGIN'} is not set"
+        if not self.sender:
+            return "DESK_SMS__SENDER is not set (the sender name the gateway approved)"
         return None

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from desk.features.winback import WinBack
     from desk.outbound.chat_desk import ChatDesk
     from desk.outbound.notify import Notifier
+    from desk.outbound.sms import SmsGate
 
 
 def utc_now() -> datetime:
@@ -59,4 +60,5 @@ class AppContext:
     orders: Orders | None = None
     ratings: Ratings | None = None
     winback: WinBack | None = None
+    sms: SmsGate | None = None
     gate: WorkGate = field(default_factory=WorkGate)

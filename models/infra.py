@@ -35,6 +35,9 @@ class OutboxItem(Model):
     external_id = fields.CharField(max_length=200, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     sent_at = fields.DatetimeField(null=True)
+    # What the platform reported after the send, for channels that report (SMS): delivered,
+    # failed, unknown (no final report in time); null while one is awaited or none comes.
+    receipt = fields.CharField(max_length=16, null=True)
 
     class Meta:
         table = "outbox"

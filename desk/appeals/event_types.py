@@ -224,6 +224,30 @@ class Rerouted(DomainEvent):
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryReceipt(DomainEvent):
+    """The platform's final word on a sent message (an SMS delivered or not)."""
+
+    KIND = "delivery.receipt"
+    outbox_id: int
+    channel: str
+    receipt: str  # delivered | failed
+    external_id: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelStopped(DomainEvent):
+    """A channel stops sending for a while (the day's SMS cap, no money, refused
+    credentials): its messages go another way until ``until``; the staff are told once."""
+
+    KIND = "channel.stopped"
+    channel: str
+    reason: str  # daily_cap | no_money | credentials
+    until: str
+    detail: str = ""
+
+
 # -- customers --------------------------------------------------------------------------------
 
 

@@ -25,6 +25,9 @@ VARIANTS: dict[str, tuple[str, str]] = {
     ChannelKind.VK.value: ("vk/{}.txt.j2", "plain"),
     ChannelKind.EMAIL.value: ("email/{}.txt.j2", "plain"),
 }
+# An SMS's own short variant (``sms/ack.txt.j2``), else the generic text, shortened to the parts
+# cap. Not among VARIANTS: no notification needs one, and SMS is chosen apart (notify.py).
+SMS_VARIANT = ("sms/{}.txt.j2", "plain")
 GENERIC = "notify/{}.txt.j2"
 EMAIL_SUBJECT = "email/{}_subject.txt.j2"
 STAFF = "telegram/{}.html.j2"

@@ -35,7 +35,7 @@ from pydantic_settings import (
 import router
 from channels.email.mail import EmailSettings
 from channels.secret_strength import SIGNING_KEY_CHARS, TOKEN_CHARS, strong_secret
-from channels.settings import TelegramSettings, VkSettings
+from channels.settings import SmsSettings, TelegramSettings, VkSettings
 from desk.config.config_errors import ConfigError, load_yaml, read_yaml, validation_problems
 from desk.config.notice_templates import notice_problems, rule_problems
 from desk.config.texts import Texts
@@ -464,6 +464,7 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = TelegramSettings()
     vk: VkSettings = VkSettings()
     email: EmailSettings = EmailSettings()
+    sms: SmsSettings = SmsSettings()
     company: CompanySettings = CompanySettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
     sla: SlaSettings = SlaSettings()

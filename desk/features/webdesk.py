@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
@@ -124,6 +125,16 @@ def feedback_url(ctx: AppContext, request_id: int, score: int | None = None) -> 
     token = ctx.signer.sign(FEEDBACK_PURPOSE, str(request_id), ctx.clock(), ttl)
     query = f"?score={score}" if score is not None else ""
     return f"{ctx.settings.effective_public_url()}/feedback/{token}{query}"
+
+
+def choices_page(ctx: AppContext, actions: Sequence[str]) -> str | None:
+    """One page that offers all of ``actions`` (an SMS carries one link, not five): the rating
+    page of their request, with no score chosen; None for other choices."""
+    rated = [parse_action(a) for a in actions]
+    requests = {r[0] for r in rated if r is not None}
+    if not actions or None in rated or len(requests) != 1:
+        return None
+    return feedback_url(ctx, requests.pop())
 
 
 def action_url(ctx: AppContext, action: str) -> str:

@@ -26,6 +26,7 @@ from channels.base import (
     OutboundMessage,
     RateLimited,
     Rejected,
+    Unavailable,
     Unreachable,
 )
 from channels.group_commit import GroupCommit
@@ -432,6 +433,8 @@ class DeliveryWorker:
             self._hold(item, exc.retry_after)
             return partial(self._retry_later, item, str(exc), exc.retry_after, count_attempt=False)
         except Unreachable as exc:
+            return partial(self._fail, item, str(exc), unreachable=True)
+        except Unavailable as exc:  # the channel is out for now: rerouted like a dead address
             return partial(self._fail, item, str(exc), unreachable=True)
         except Rejected as exc:
             return partial(self._fail, item, str(exc))

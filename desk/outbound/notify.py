@@ -12,20 +12,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from channels.base import ChannelKind
+from channels.base import PHONE_CHANNEL, SMS_CHANNEL, ChannelKind
+from channels.sms.segments import count
 from desk.appeals.events import CONTACTS, EventBus, batch_held
 from desk.appeals.lifecycle import Lifecycle
 from desk.appeals.outbox import Outbox, queue_key
 from desk.appeals.tasks import CALL_DUE, call_owner, contacts_of, create_task, phones_of
-from desk.config.notice_templates import EMAIL_SUBJECT, GENERIC, VARIANTS
+from desk.config.notice_templates import EMAIL_SUBJECT, GENERIC, SMS_VARIANT, VARIANTS
 from desk.config.settings import Settings
 from desk.config.texts import Texts, language_of
+from desk.outbound.sms import SmsGate
 from models import Appeal, ContactPoint, Customer
 from router.automation import QuietHours
 
 log = logging.getLogger(__name__)
 
 Policy = Literal["preferred", "conversation", "any"]
+Pages = Callable[[Sequence[str]], str | None]  # one page offering all these choices, if any
 
 CALL_SCRIPT = "tasks/call_script.txt.j2"
 NO_CHANNEL = "no_channel"  # the cause of the one open call task an appeal keeps for it
@@ -105,9 +108,14 @@ class Notifier:
         channels: Collection[str],
         clock: Callable[[], datetime],
         links: Callable[[str], str],
+        *,
+        sms: SmsGate | None = None,
+        pages: Pages | None = None,
     ) -> None:
         self._outbox = outbox
         self._links = links  # the confirming page of a choice for mail
+        self._pages = pages  # a page of all of a message's choices (the rating page), for SMS
+        self._sms = sms  # SMS to a phone: the last channel before a call task
         self._events = events
         self._lifecycle = lifecycle
         self._settings = settings
@@ -160,6 +168,9 @@ class Notifier:
         extra: dict[str, Any] = {"automatic": True}  # an automatic message: Auto-Submitted
         if buttons:
             text = self._buttons(channel, buttons, columns, lang, text, extra)
+        if channel == SMS_CHANNEL and self._sms is not None:
+            text = self._sms.prepare(text)  # shortened to the parts cap, links kept
+            extra["parts"] = count(text).parts
         item = await self._outbox.enqueue(
             channel=channel,
             address=address,
@@ -212,6 +223,10 @@ class Notifier:
                     for row in rows
                 ],
             }
+        elif channel == SMS_CHANNEL:
+            page = self._pages([b.action for b in buttons]) if self._pages else None
+            lines = [page] if page else [f"{label}: {self._links(b.action)}" for label, b in labels]
+            text = "\n".join([text, *lines])
         else:
             urls = [(label, self._links(b.action)) for label, b in labels]
             body = html.escape(text).replace("\n", "<br>\n")
@@ -227,7 +242,8 @@ class Notifier:
         self, template: str, channel: str, lang: str, context: dict[str, Any]
     ) -> tuple[str, str]:
         """(text, format) of a notification for one channel."""
-        pattern, fmt = VARIANTS.get(channel, (GENERIC, "plain"))
+        default = SMS_VARIANT if channel == SMS_CHANNEL else (GENERIC, "plain")
+        pattern, fmt = VARIANTS.get(channel, default)
         path = pattern.format(template)
         if not self._texts.exists(path, lang):
             path, fmt = GENERIC.format(template), "plain"
@@ -266,21 +282,32 @@ class Notifier:
     async def route(
         self, customer: Customer, appeal: Appeal | None, policy: Policy
     ) -> tuple[str, str] | None:
-        """The channel and address for a notification, or None when nothing is reachable."""
-        if not self._channels:
+        """The channel and address for a notification, or None when nothing is reachable: a
+        chat or a mail by the policy; an SMS to the customer's phone when they prefer SMS or
+        nothing else reaches them (and SMS may go now)."""
+        wanted = [*self._channels, PHONE_CHANNEL] if self._sms is not None else self._channels
+        if not wanted:
             return None  # no channel to send by is enabled
         made: list[ContactPoint] | None = batch_held(CONTACTS, customer.id)
         if made is not None:  # a customer new in this batch: never seen, newest first
-            points = sorted(
-                (p for p in made if p.reachable and p.channel in self._channels),
+            found = sorted(
+                (p for p in made if p.reachable and p.channel in wanted),
                 key=lambda p: -p.id,
             )
         else:
-            points = await ContactPoint.filter(
-                customer_id=customer.id, reachable=True, channel__in=list(self._channels)
-            ).order_by("-last_seen_at", "-id")
+            found = list(
+                await ContactPoint.filter(
+                    customer_id=customer.id, reachable=True, channel__in=list(wanted)
+                ).order_by("-last_seen_at", "-id")
+            )
+        phones = [p for p in found if p.channel == PHONE_CHANNEL]
+        points = [p for p in found if p.channel != PHONE_CHANNEL]
+        sms = (SMS_CHANNEL, phones[0].address) if phones else None
+        preferred_sms = customer.preferred_channel == SMS_CHANNEL
+        if sms is not None and preferred_sms and await self._sms_usable():
+            return sms
         if not points:
-            return None
+            return sms if sms is not None and await self._sms_usable() else None
         conversation: tuple[str, str] | None = None
         if appeal is not None:
             channel, address = await self._lifecycle.reply_route(appeal)
@@ -301,6 +328,10 @@ class Notifier:
             "any": (latest,),
         }[policy]
         return next((r for r in order if r is not None), None)
+
+    async def _sms_usable(self) -> bool:
+        """Whether an SMS may be chosen now (enabled, not stopped, the day's cap not spent)."""
+        return self._sms is not None and await self._sms.usable()
 
     async def _call_task(
         self, customer: Customer, appeal: Appeal | None, script: str, lang: str, actor: str

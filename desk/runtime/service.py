@@ -15,10 +15,11 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from channels.base import STAFF_MAIL_CHANNEL, ChannelAdapter, ChannelKind, wait_or_stop
+from channels.base import SMS_CHANNEL, STAFF_MAIL_CHANNEL, ChannelAdapter, ChannelKind, wait_or_stop
 from channels.email.mail import MailSender, PlainMailSender
 from channels.email.mailbox import MailboxReader, store_mail
 from channels.email.parse import ParsedMail
+from channels.sms.sender import SmsSender, make_provider
 from channels.stream import AppealStream, open_stream
 from channels.web import WebAdapter
 from channels.webhook import KIND as WEBHOOK_KIND
@@ -44,7 +45,7 @@ from desk.decide.routing import Routing
 from desk.decide.sla import RECOMPUTE_ON, SlaClock
 from desk.features.orders import Orders
 from desk.features.ratings import Ratings
-from desk.features.webdesk import action_url, staff_view_url, status_url
+from desk.features.webdesk import action_url, choices_page, staff_view_url, status_url
 from desk.features.winback import WinBack
 from desk.ops.log_context import redact
 from desk.ops.metrics import Metrics
@@ -55,6 +56,7 @@ from desk.outbound.delivery import DeliveryWorker
 from desk.outbound.fallback import Fallback
 from desk.outbound.manager_mail import ManagerMail
 from desk.outbound.notify import Notifier
+from desk.outbound.sms import SmsGate, SmsReports
 from desk.reports.digest import report_jobs
 from desk.reports.report_facts import ReportFacts
 from models import db
@@ -119,6 +121,7 @@ def channel_report(settings: Settings) -> ChannelReport:
         ("telegram", settings.telegram),
         ("vk", settings.vk),
         ("email", settings.email),
+        ("sms", settings.sms),
     ):
         reason = section.disabled_reason()
         if reason is None:
@@ -205,6 +208,7 @@ async def build_context(
         outage=OutageWatch(metrics),
     )
     ctx.desks = chat_desks(ctx)
+    staff_group = next((d.staff for d in ctx.desks.values() if d.staff is not None), None)
     if settings.email.disabled_reason() is None:
         adapters[ChannelKind.EMAIL.value] = MailSender(
             settings.email,
@@ -225,6 +229,19 @@ async def build_context(
     )
     if manager_mail.enabled:
         lifecycle.events.subscribe(Stage.STAFF, manager_mail.on_event, *ManagerMail.KINDS)
+    if settings.sms.disabled_reason() is None:
+        ctx.sms = SmsGate(
+            settings.sms,
+            SmsSender(settings.sms, make_provider(settings.sms)),
+            zone=ZoneInfo(settings.company.timezone),
+            clock=clock,
+            events=lifecycle.events,
+            outbox=outbox,
+            texts=ctx.texts,
+            language=settings.company.language,
+            staff=staff_group,
+        )
+        adapters[SMS_CHANNEL] = ctx.sms
     ctx.routing = routing = Routing(settings, lifecycle, ctx.triage, clock)
     await routing.retrain()
     lifecycle.events.subscribe(Stage.ROUTING, routing.on_event, *Routing.KINDS)
@@ -243,6 +260,8 @@ async def build_context(
         customer_channels,
         clock,
         links=lambda action: action_url(ctx, action),
+        sms=ctx.sms,
+        pages=lambda actions: choices_page(ctx, actions),
     )
     ctx.orders = Orders(settings, lifecycle.events, clock)
     ctx.ratings = Ratings(settings, ctx.notifier, lifecycle.events, ctx.texts, clock)
@@ -260,7 +279,7 @@ async def build_context(
         lifecycle.events,
         ctx.texts,
         clock,
-        staff=next((d.staff for d in ctx.desks.values() if d.staff is not None), None),
+        staff=staff_group,
         routing=routing,
         ratings=ctx.ratings,
         manager_mail=manager_mail,
@@ -318,6 +337,7 @@ class Service:
             [c for c in ctx.adapters if c in VARIANTS],
             ctx.clock,
             settings,
+            sms=ctx.sms,
         )
         ctx.lifecycle.undeliverable = fallback.elsewhere
         token = await bootstrap_token(settings) if self._role == "serve" else None
@@ -346,6 +366,11 @@ class Service:
         self._tasks.append(asyncio.create_task(self._retrain(ctx.routing), name="router-retrain"))
         if self._role == "serve" and ctx.sla is not None:
             self._tasks.append(asyncio.create_task(self._sla_scan(ctx.sla), name="sla-scan"))
+        if self._role == "serve" and ctx.sms is not None:
+            reports = SmsReports(
+                settings.sms, ctx.sms, ctx.lifecycle.events, ctx.clock, fallback.reroute
+            )
+            self._tasks.append(asyncio.create_task(self._sms_reports(reports), name="sms-reports"))
         self._tasks.append(asyncio.create_task(self._daily(ctx), name="daily-jobs"))
         if self._role == "worker" and settings.workers.metrics_port is not None:
             await self._serve_metrics(ctx, settings.workers.metrics_port)
@@ -371,6 +396,17 @@ class Service:
                 if not await self._outage(exc):
                     log.exception("SLA scan failed")
             await wait_or_stop(self._stop_workers, self._settings.workers.sla_scan_s)
+
+    async def _sms_reports(self, reports: SmsReports) -> None:
+        """Ask the SMS gateway for delivery reports every ``sms.status_poll_s`` (serve only)."""
+        while not self._stop_workers.is_set():
+            try:
+                if await reports.poll() and self.ctx is not None:
+                    self.ctx.outbox.wake()  # an undelivered SMS may have become a call task
+            except Exception as exc:  # a task root: the next pass tries again
+                if not await self._outage(exc):
+                    log.exception("SMS reports failed")
+            await wait_or_stop(self._stop_workers, self._settings.sms.status_poll_s)
 
     async def _daily(self, ctx: AppContext) -> None:
         """Daily jobs (the lost-customer scan, the overdue-task reminder, reports), run by
@@ -563,6 +599,8 @@ class Service:
             webhooks = self.ctx.adapters.get(WEBHOOK_KIND)
             if isinstance(webhooks, WebhookSender):
                 await webhooks.close()
+            if self.ctx.sms is not None:
+                await self.ctx.sms.sender.provider.close()
         await db.disconnect()
         log.info("stopped", extra={"released_outbox_rows": released, "cut_short": unfinished})
         self._say("stopped")
