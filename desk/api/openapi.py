@@ -156,7 +156,10 @@ def _known_categories(components: dict[str, Any], settings: Settings) -> None:
             field = components.get(model, {}).get("properties", {}).get(name)
             for schema in field.get("anyOf", [field]) if field else []:
                 if schema.get("type") == "string":
-                    schema["enum"] = values
+                    if values:
+                        schema["enum"] = values
+                    else:  # none configured: no value is valid
+                        schema["not"] = {}
 
 
 def _param(p: Any, where: str) -> dict[str, Any]:
