@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tortoise.transactions import in_transaction
 
 from bench.fakes.telegram import FakeTelegram
+from desk.appeals.tasks import create_task
 from models import (
     Appeal,
     AppealStatus,
@@ -343,3 +345,51 @@ async def test_the_flag_cancels_open_win_back_calls_and_the_chat_sets_it(
         desk, "PUT", "/api/v1/customers/999999/contact", {"do_not_contact": True}
     )
     assert status == 404
+
+
+async def test_reports_and_tasks_name_categories_teams_agents_and_appeals(
+    start_desk: Callable[..., Any],
+) -> None:
+    teams = [{"id": "support", "title": "Первая линия"}, *TEAMS]
+    desk: Desk = await start_desk(teams=teams)
+    text = "Хочу вернуть заказ 123, пришёл не тот размер"
+    number = (await send_appeal(desk, {"name": "Ольга", "email": "o@example.com", "text": text}))[
+        "number"
+    ]
+    await desk.post(f"/api/v1/appeals/{number}/assign", {"agent": "Ирина"})
+    await desk.post(f"/api/v1/appeals/{number}/messages", {"text": "Оформим возврат"})
+    status, report = await desk.get("/api/v1/reports/appeals?period=today")
+    assert status == 200, report
+    assert [(x["key"], x["name"]) for x in report["by_category"]] == [
+        ("returns", "Возврат и обмен")
+    ]
+    assert [(x["key"], x["name"]) for x in report["by_team"]] == [("support", "Первая линия")]
+    assert [x["name"] for x in report["by_agent"]] == ["Ирина"]
+    status, sla = await desk.get("/api/v1/reports/sla?period=today")
+    assert status == 200 and [(t["key"], t["name"]) for t in sla["by_team"]] == [
+        ("support", "Первая линия")
+    ]
+    status, top = await desk.get("/api/v1/reports/top?period=today")
+    assert status == 200 and [(c["key"], c["shown"]) for c in top["categories"]] == [
+        ("returns", "Возврат и обмен")
+    ]
+
+    ctx = desk.service.ctx
+    assert ctx is not None
+    appeal = await Appeal.get(number=number)
+    async with in_transaction():
+        await create_task(
+            ctx.lifecycle.events,
+            kind="call",
+            text="Перезвонить",
+            due_at=ctx.clock() + timedelta(hours=2),
+            actor="tests",
+            appeal=appeal,
+            customer=await Customer.get(id=appeal.customer_id),
+        )
+    status, tasks = await desk.get("/api/v1/tasks")
+    assert status == 200, tasks
+    task = tasks["items"][0]
+    assert (task["appeal_id"], task["appeal_number"]) == (appeal.id, number)
+    assert (task["customer_id"], task["customer_name"]) == (appeal.customer_id, "Ольга")
+    assert task["assignee_id"] == appeal.assignee_id and task["assignee"] == "Ирина"
