@@ -67,7 +67,10 @@ class TransferIn(Body):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "oneOf": [{"required": ["category"]}, {"required": ["team"]}],
+            "oneOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("category", "team")
+            ],
         }
     )
 
@@ -113,7 +116,7 @@ async def postpone(request: web.Request) -> web.Response:
     """Postpone the appeal (pending) with a reason, until a moment or for a span."""
     ctx = ctx_of(request)
     body = PostponeIn.model_validate(await read_json(request))
-    if body.until is not None and body.duration is not None:
+    if {"until", "duration"} <= body.model_fields_set:  # as the document says: not both keys
         message = "give either until or duration, not both"
         raise ApiError(422, "invalid", message, [{"field": "duration", "message": message}])
     now = ctx.clock()
