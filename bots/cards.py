@@ -81,6 +81,7 @@ class CardMaker:
             due=self.local(appeal.first_response_due if appeal.first_response_at is None else None)
             or self.local(appeal.resolution_due),
             answered=appeal.first_response_at is not None,
+            postponed=self.local(appeal.pending_until),
         )
         return Card(
             text=text,

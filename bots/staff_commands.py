@@ -14,8 +14,10 @@ from bots.callbacks import AppealButton
 from bots.feed import FeedBoard
 from desk.appeals.agents import agent_by_id
 from desk.appeals.customers import customer_of, customer_profile, merge_customers, set_state
+from desk.appeals.postpone import postponed_until
 from desk.appeals.timeline import timeline
 from desk.config.errors import AgentNotFound, AppealNotFound, InvalidInput, InvalidTransition
+from desk.features.consent import set_do_not_contact
 from models import (
     Agent,
     Appeal,
@@ -172,12 +174,37 @@ async def warmth(c: CommandContext) -> None:
     await c.say(c.s("staff.warmth", warmth=c.s(f"warmth.{to.value}")))
 
 
-async def postpone(c: CommandContext) -> None:
-    await c.desk.ctx.lifecycle.transition(
-        c.number, AppealStatus.PENDING, actor=c.agent.name, reason=c.args
+CONTACT_WORDS = {"off": True, "выкл": True, "on": False, "вкл": False}
+
+
+async def contact(c: CommandContext) -> None:
+    """«Do not contact» for the topic's customer (``off``), or lifted (``on``)."""
+    flag = CONTACT_WORDS.get(c.args.strip().lower())
+    if flag is None or c.appeal is None:
+        await c.usage("contact")
+        return
+    ctx = c.desk.ctx
+    customer = await customer_of(c.appeal)
+    await set_do_not_contact(
+        ctx.lifecycle, customer, flag, actor=c.agent.name, reason="agent", now=ctx.clock()
     )
-    reason = f": {c.args}" if c.args else ""
-    await c.say(c.s("staff.postponed", agent=c.agent.name, reason=reason))
+    await c.say(c.s("staff.contact_off" if flag else "staff.contact_on"))
+
+
+async def postpone(c: CommandContext) -> None:
+    """Postponed, with a reason, and until a time when one leads (``/postpone 2h reason``)."""
+    ctx = c.desk.ctx
+    zone = ZoneInfo(ctx.settings.company.timezone)
+    until, why = postponed_until(c.args, ctx.clock(), zone)
+    await ctx.lifecycle.transition(
+        c.number, AppealStatus.PENDING, actor=c.agent.name, reason=why, until=until
+    )
+    reason = f": {why}" if why else ""
+    if until is None:
+        await c.say(c.s("staff.postponed", agent=c.agent.name, reason=reason))
+        return
+    when = until.astimezone(zone).strftime("%H:%M %d.%m")
+    await c.say(c.s("staff.postponed_until", agent=c.agent.name, until=when, reason=reason))
 
 
 async def reopen(c: CommandContext) -> None:
@@ -365,6 +392,7 @@ STAFF_COMMANDS = (
     ),
     StaffCommand(("spam",), spam),
     StaffCommand(("warmth",), warmth, needs_args=True),
+    StaffCommand(("contact",), contact, needs_args=True),
     StaffCommand(
         (
             "postpone",

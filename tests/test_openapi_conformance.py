@@ -25,11 +25,14 @@ pytestmark = pytest.mark.backend_agnostic
 #  - an agent named in a body or a filter must exist (a row, not a shape): 422 unknown_agent;
 #  - an Idempotency-Key used again with another body is refused (state, not shape): 422;
 #  - a report's period: a known word, a date or a range of at most 366 days, and either
-#    ``period`` or ``from``/``to`` (OpenAPI has no rule across parameters): 400 on period/from/to.
+#    ``period`` or ``from``/``to`` (OpenAPI has no rule across parameters): 400 on period/from/to;
+#  - an appeal is postponed to a moment ahead and within a year (the clock, not a shape): 422
+#    bad_time on until/duration.
 BEYOND_SCHEMA = {
     (422, "unknown_agent"): None,
     (422, "idempotency_key_reused"): None,
     (400, "bad_request"): {"period", "from", "to"},
+    (422, "bad_time"): {"until", "duration"},
 }
 # Few examples per operation: each is an HTTP request, and three callers run them all. The
 # coverage phase still sends every parameter's edge values and every undeclared method.

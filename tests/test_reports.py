@@ -20,6 +20,7 @@ import pytest
 
 from bench.fakes.telegram import FakeTelegram
 from channels.base import ChannelKind, InboundMessage
+from desk.api.reports import named
 from desk.reports.appeal_report import Spread, appeal_report
 from desk.reports.durations import EXACT_BELOW, RELATIVE_ERROR, bucket_of, value_of
 from desk.reports.periods import parse_period, period_of_days
@@ -478,7 +479,9 @@ async def test_a_month_of_traffic_matches_a_replay_of_the_history(
     status, body = await desk.get("/api/v1/reports/appeals?period=month")
     assert status == 200, body
     same = await appeal_report(parse_period("month", MONTH_NOW, MOSCOW), MONTH_NOW, MOSCOW)
-    assert body == same.to_json()
+    assert desk.service.ctx is not None
+    assert body == named(same.to_json(), desk.service.ctx.settings)  # titles beside the ids
+    assert {c["key"]: c["name"] for c in body["by_category"]}["returns"] == "Возврат и обмен"
     assert body["period"]["from"] == "2026-10-22" and body["period"]["to"] == "2026-11-20"
     raw = await fetch_csv(desk, "/api/v1/reports/appeals?period=month&format=csv")
     table = {(r["section"], r["key"]): r["value"] for r in raw}
@@ -494,7 +497,7 @@ async def test_a_month_of_traffic_matches_a_replay_of_the_history(
     assert status == 200
     month = period_of_days(date(2026, 10, 22), date(2026, 11, 20), MOSCOW)
     sla = await sla_report(month, MOSCOW, date(2026, 11, 20))
-    assert body == sla.to_json()
+    assert body == named(sla.to_json(), desk.service.ctx.settings)
     raw = await fetch_csv(desk, "/api/v1/reports/sla?period=month&format=csv")
     assert raw[0]["team"] == "all"
     assert int(raw[0]["first_response_met"]) == sla.first_response.met
@@ -503,7 +506,7 @@ async def test_a_month_of_traffic_matches_a_replay_of_the_history(
     status, body = await desk.get("/api/v1/reports/top?period=month")
     assert status == 200
     top = await top_report(parse_period("month", MONTH_NOW, MOSCOW), MOSCOW, date(2026, 11, 20))
-    assert body == top.to_json()
+    assert body == named(top.to_json(), desk.service.ctx.settings)
     raw = await fetch_csv(desk, "/api/v1/reports/top?period=month&format=csv")
     first = top.categories[0]
     assert raw[0]["category"] == first.category.key and raw[0]["phrase"] == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from desk.api import (
+    appeal_actions,
     choice_pages,
     customers,
     feedback,
@@ -33,6 +34,7 @@ def operations() -> list[Operation]:
     return [
         *public.OPERATIONS,
         *staff.OPERATIONS,
+        *appeal_actions.OPERATIONS,
         *orders.OPERATIONS,
         *tasks.OPERATIONS,
         *reports.OPERATIONS,

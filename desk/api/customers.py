@@ -13,16 +13,19 @@ from pydantic import BaseModel, Field
 from tortoise.transactions import in_transaction
 
 from desk.api.errors import ApiError, json_response, read_json
-from desk.api.operation import Operation, QueryParam, caller_of, ctx_of
-from desk.api.query import int_param
+from desk.api.operation import Link, Operation, QueryParam, caller_of, ctx_of
+from desk.api.query import enum_param, int_param
 from desk.api.reports import PERIOD_PARAMS, PeriodOut, report_response
 from desk.api.schemas import Body
+from desk.api.staff import MAX_PAGE, MAX_PER_PAGE
 from desk.appeals.customers import set_state
 from desk.appeals.timeline import MAX_ENTRIES, timeline
+from desk.features.consent import set_do_not_contact
+from desk.features.customer_list import customer_page
 from desk.features.orders import order_totals
 from desk.reports.customer_report import CustomerReport, customer_report
 from desk.reports.periods import Period
-from models import Customer, Warmth
+from models import Customer, Lifecycle, Warmth
 from models.lookup import parse_id
 
 
@@ -131,6 +134,111 @@ class CustomerReportOut(BaseModel):
     daily: list[CustomerDayOut]
 
 
+class LastOrderOut(BaseModel):
+    """A customer's latest order."""
+
+    external_id: str
+    stage: str
+    placed_at: datetime | None
+    amount: str | None
+
+
+class CustomerLineOut(BaseModel):
+    """A customer in the list: their state, why, and their last purchase."""
+
+    id: int
+    name: str
+    lifecycle: str
+    warmth: str
+    vip: bool
+    do_not_contact: bool
+    state_since: datetime | None = Field(description="when the life-cycle state last changed")
+    state_reason: str = Field(
+        description="why, as the history recorded it (for a lost customer: how long without "
+        "an order)"
+    )
+    left_because: str = Field(
+        description="what the customer said on the latest win-back call that reached them"
+    )
+    last_order_at: datetime | None
+    last_order: LastOrderOut | None
+
+
+class CustomerPage(BaseModel):
+    """One page of customers."""
+
+    items: list[CustomerLineOut]
+    page: int
+    per_page: int
+    total: int
+
+
+class ContactIn(Body):
+    """Whether the desk may contact the customer by itself (notices, rating requests,
+    win-back calls); answers agents write still go."""
+
+    do_not_contact: bool
+    reason: str = Field(default="", max_length=500)
+
+
+async def list_customers(request: web.Request) -> web.Response:
+    """Customers by life-cycle state (``state=lost``: the lost ones), most recently changed
+    first, with warmth, the reason and the last purchase; paginated as the appeals list."""
+    page = int_param(request, "page", 1, 1, MAX_PAGE)
+    per_page = int_param(request, "per_page", 50, 1, MAX_PER_PAGE)
+    state = enum_param(request, "state", [s.value for s in Lifecycle])
+    warmth = enum_param(request, "warmth", [w.value for w in Warmth])
+    flag = enum_param(request, "do_not_contact", ["true", "false"])
+    total, lines = await customer_page(
+        state=Lifecycle(state) if state else None,
+        warmth=Warmth(warmth) if warmth else None,
+        do_not_contact=None if flag is None else flag == "true",
+        page=page,
+        per_page=per_page,
+    )
+    items = [
+        CustomerLineOut(
+            id=line.customer.id,
+            name=line.customer.name,
+            lifecycle=line.customer.lifecycle.value,
+            warmth=line.customer.warmth.value,
+            vip=line.customer.vip,
+            do_not_contact=line.customer.do_not_contact,
+            state_since=line.state.at if line.state else None,
+            state_reason=line.state.reason if line.state else "",
+            left_because=line.left_because,
+            last_order_at=line.customer.last_order_at,
+            last_order=LastOrderOut(
+                external_id=line.last_order.external_id,
+                stage=line.last_order.stage,
+                placed_at=line.last_order.placed_at,
+                amount=str(line.last_order.amount) if line.last_order.amount is not None else None,
+            )
+            if line.last_order is not None
+            else None,
+        )
+        for line in lines
+    ]
+    out = CustomerPage(items=items, page=page, per_page=per_page, total=total)
+    return json_response(out.model_dump(mode="json"))
+
+
+async def set_contact(request: web.Request) -> web.Response:
+    """Flag a customer not to be contacted automatically, or lift the flag."""
+    ctx = ctx_of(request)
+    body = ContactIn.model_validate(await read_json(request))
+    customer = await _customer(request)
+    await set_do_not_contact(
+        ctx.lifecycle,
+        customer,
+        body.do_not_contact,
+        actor=caller_of(request).actor,
+        reason=body.reason or "api",
+        now=ctx.clock(),
+    )
+    return json_response(await customer_out(customer))
+
+
 async def _customer(request: web.Request) -> Customer:
     raw = request.match_info["customer_id"]
     customer_id = parse_id(raw)
@@ -211,6 +319,39 @@ async def customers_report(request: web.Request) -> web.Response:
 
 _CUSTOMER_ERRORS = (400, 401, 404, 422)
 OPERATIONS = [
+    Operation(
+        "GET",
+        "/api/v1/customers",
+        list_customers,
+        "Customers by life-cycle state (state=lost: the lost ones) with warmth, the reason "
+        "and the last purchase",
+        response=CustomerPage,
+        errors=(400, 401),
+        query=(
+            QueryParam("state", {"type": "string", "enum": [s.value for s in Lifecycle]}),
+            QueryParam("warmth", {"type": "string", "enum": [w.value for w in Warmth]}),
+            QueryParam(
+                "do_not_contact",
+                {"type": "string", "enum": ["true", "false"]},
+                "only the customers with (true) or without (false) the flag",
+            ),
+            QueryParam("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+            QueryParam("per_page", {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE}),
+        ),
+        links={
+            "Timeline": Link("customer_timeline", {"customer_id": "$response.body#/items/0/id"})
+        },
+    ),
+    Operation(
+        "PUT",
+        "/api/v1/customers/{customer_id}/contact",
+        set_contact,
+        "Whether the desk contacts a customer by itself (notices, rating requests, win-back "
+        "calls); answers agents write still go",
+        body=ContactIn,
+        response=CustomerStandingOut,
+        errors=_CUSTOMER_ERRORS,
+    ),
     Operation(
         "GET",
         "/api/v1/customers/{customer_id}/timeline",

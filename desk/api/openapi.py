@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from desk.api.operation import Operation
 from desk.api.schemas import ErrorOut, HealthOut
 from desk.appeals.customers import SPACE
-from desk.config.settings import Settings, stages_of
+from desk.config.settings import Settings, categories_of, stages_of
 
 REF = "#/components/schemas/{model}"
 _REASONS = {
@@ -116,6 +116,7 @@ def openapi_document(ops: list[Operation], settings: Settings) -> dict[str, Any]
         }
     }
     _known_stages(components, settings)
+    _known_categories(components, settings)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -141,6 +142,24 @@ def _known_stages(components: dict[str, Any], settings: Settings) -> None:
         for schema in field.get("anyOf", [field]) if field else []:
             if schema.get("type") == "string":
                 schema["pattern"] = rf"^[{SPACE}]*(?:{names})[{SPACE}]*$"
+
+
+def _known_categories(components: dict[str, Any], settings: Settings) -> None:
+    """A category or team named in a body must be a configured one (else 422 naming them):
+    the document lists them."""
+    known = {
+        "category": [c.id for c in categories_of(settings)],
+        "team": [t.id for t in settings.teams],
+    }
+    for model in ("AppealChangeIn", "TransferIn"):
+        for name, values in known.items():
+            field = components.get(model, {}).get("properties", {}).get(name)
+            for schema in field.get("anyOf", [field]) if field else []:
+                if schema.get("type") == "string":
+                    if values:
+                        schema["enum"] = values
+                    else:  # none configured: no value is valid
+                        schema["not"] = {}
 
 
 def _param(p: Any, where: str) -> dict[str, Any]:

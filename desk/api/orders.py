@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Annotated, Any, Literal
 
@@ -30,7 +31,7 @@ from desk.api.schemas import (
 )
 from desk.context import AppContext
 from desk.features.orders import Contacts, OrderChange, Orders
-from models import Order
+from models import Customer, Order
 
 AMOUNT_LIMIT = Decimal("1000000000000")  # the column holds 12 digits before the point
 KOPECK = Decimal("0.01")
@@ -127,6 +128,32 @@ class OrderOut(Body):
     history: list[dict[str, Any]]
 
 
+class OrderCustomerOut(Body):
+    """Whose order it is, and where they stand."""
+
+    id: int
+    name: str
+    language: str
+    lifecycle: str
+    warmth: str
+    do_not_contact: bool
+
+
+class OrderDetailOut(Body):
+    """An order: its stage (with its title), amount, customer and the stages it went
+    through, oldest first (``kind`` ``stage``, or ``answer``: the customer's choice)."""
+
+    external_id: str
+    stage: str
+    stage_title: str
+    placed_at: datetime | None
+    amount: str | None
+    customer: OrderCustomerOut
+    history: list[dict[str, Any]]
+    created_at: datetime
+    updated_at: datetime
+
+
 def _orders(ctx: AppContext) -> Orders:
     if ctx.orders is None:
         raise ApiError(503, "unavailable", "orders are not available in this process")
@@ -179,6 +206,33 @@ async def change_stage(request: web.Request) -> web.Response:
     return json_response(_out(order))
 
 
+async def get_order(request: web.Request) -> web.Response:
+    """One order with its stage, customer and history of stages."""
+    ctx = ctx_of(request)
+    orders = _orders(ctx)
+    order = await orders.get(request.match_info["external_id"])
+    customer = await Customer.get(id=order.customer_id)
+    out = OrderDetailOut(
+        external_id=order.external_id,
+        stage=order.stage,
+        stage_title=orders.stage_title(order.stage, ctx.settings.company.language),
+        placed_at=order.placed_at,
+        amount=str(order.amount) if order.amount is not None else None,
+        customer=OrderCustomerOut(
+            id=customer.id,
+            name=customer.name,
+            language=customer.language,
+            lifecycle=customer.lifecycle.value,
+            warmth=customer.warmth.value,
+            do_not_contact=customer.do_not_contact,
+        ),
+        history=list(order.stage_history),
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+    )
+    return json_response(out.model_dump(mode="json"))
+
+
 OPERATIONS = [
     Operation(
         "POST",
@@ -191,7 +245,18 @@ OPERATIONS = [
         errors=(400, 401, 422),
         headers=(_KEY_HEADER,),
         extra_responses={200: OrderOut},
-        links={"ChangeStage": Link("change_stage", {"external_id": "$response.body#/external_id"})},
+        links={
+            "ChangeStage": Link("change_stage", {"external_id": "$response.body#/external_id"}),
+            "GetOrder": Link("get_order", {"external_id": "$response.body#/external_id"}),
+        },
+    ),
+    Operation(
+        "GET",
+        "/api/v1/orders/{external_id}",
+        get_order,
+        "One order with its stage, customer and history of stages",
+        response=OrderDetailOut,
+        errors=(401, 404),
     ),
     Operation(
         "POST",

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from desk.api.errors import ApiError, json_response
 from desk.api.operation import Operation, QueryParam, ctx_of
+from desk.config.settings import Settings, categories_of
 from desk.reports.charts import rating_chart
 from desk.reports.periods import (
     BadPeriod,
@@ -178,9 +179,28 @@ async def report_response(
     report = await build(period)
     if kind == "csv":
         return csv_response(csv_of(report), name, period)
-    body = report.to_json()
+    body = named(report.to_json(), ctx_of(request).settings)
     shape.model_validate(body)  # the document promises this shape
     return json_response(body, headers=NO_STORE)
+
+
+def named(body: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """A report's category and team lines with their titles (in the company's language)
+    beside their ids: ``name`` of the ``by_category`` and ``by_team`` lines, ``shown`` of
+    the top categories."""
+    lang = settings.company.language
+    titles = {
+        "by_category": {
+            c.id: c.title.get(lang) or c.title.get("ru") or c.id for c in categories_of(settings)
+        },
+        "by_team": {t.id: t.title or t.id for t in settings.teams},
+    }
+    for section, names in titles.items():
+        for line in body.get(section, []):
+            line["name"] = names.get(line["key"], line.get("name", line["key"]))
+    for line in body.get("categories", []):
+        line["shown"] = titles["by_category"].get(line["key"], line["shown"])
+    return body
 
 
 async def ratings_report(request: web.Request) -> web.Response:

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from desk.api.operation import Operation, QueryParam, ctx_of
 from desk.api.reports import PERIOD_PARAMS, PeriodOut, report_response
@@ -110,6 +110,7 @@ class TeamSlaOut(BaseModel):
     """How often a team kept its due times."""
 
     key: str
+    name: str = Field(description="the team's title")
     first_response: TeamTargetOut
     resolution: TeamTargetOut
 

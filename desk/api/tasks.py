@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -17,7 +18,7 @@ from desk.api.staff import MAX_PAGE
 from desk.appeals.triage import find_agent
 from desk.config.errors import TaskNotFound
 from desk.features.winback import complete_call
-from models import MAX_ID, Task, TaskStatus, fits, parse_id
+from models import MAX_ID, Agent, Appeal, Customer, Task, TaskStatus, fits, parse_id
 
 MAX_PER_PAGE = 200
 
@@ -30,8 +31,11 @@ class TaskOut(Body):
     status: str
     text: str
     customer_id: int | None
+    customer_name: str | None = Field(default=None, description="the customer's name")
     appeal_id: int | None
+    appeal_number: str | None = Field(default=None, description="the appeal's number")
     assignee_id: int | None
+    assignee: str | None = Field(default=None, description="the assignee's name")
     due_at: datetime | None
     created_at: datetime
     completed_at: datetime | None
@@ -55,16 +59,51 @@ class CompleteIn(Body):
     reason: str = Field(default="", max_length=500, description="why the customer left")
 
 
-def task_out(task: Task) -> dict[str, Any]:
-    """The API form of a task."""
+@dataclass(frozen=True, slots=True)
+class TaskNames:
+    """The names of what tasks refer to, by id."""
+
+    customers: dict[int, str]
+    numbers: dict[int, str]
+    agents: dict[int, str]
+
+    @classmethod
+    async def of(cls, tasks: list[Task]) -> TaskNames:
+        """Read with one query per kind, whatever the number of tasks."""
+        customers = {t.customer_id for t in tasks if t.customer_id is not None}
+        appeals = {t.appeal_id for t in tasks if t.appeal_id is not None}
+        agents = {t.assignee_id for t in tasks if t.assignee_id is not None}
+        return cls(
+            dict(await Customer.filter(id__in=customers).values_list("id", "name"))
+            if customers
+            else {},
+            dict(await Appeal.filter(id__in=appeals).values_list("id", "number"))
+            if appeals
+            else {},
+            dict(await Agent.filter(id__in=agents).values_list("id", "name")) if agents else {},
+        )
+
+
+def task_out(task: Task, names: TaskNames | None = None) -> dict[str, Any]:
+    """The API form of a task (with the names of its customer, appeal and assignee when
+    ``names`` are given)."""
     return TaskOut(
         id=task.id,
         kind=task.kind,
         status=task.status.value,
         text=task.text,
         customer_id=task.customer_id,
+        customer_name=names.customers.get(task.customer_id)
+        if names is not None and task.customer_id is not None
+        else None,
         appeal_id=task.appeal_id,
+        appeal_number=names.numbers.get(task.appeal_id)
+        if names is not None and task.appeal_id is not None
+        else None,
         assignee_id=task.assignee_id,
+        assignee=names.agents.get(task.assignee_id)
+        if names is not None and task.assignee_id is not None
+        else None,
         due_at=task.due_at,
         created_at=task.created_at,
         completed_at=task.completed_at,
@@ -91,8 +130,9 @@ async def list_tasks(request: web.Request) -> web.Response:
             query = query.filter(assignee_id=(await find_agent(assignee)).id)
     total = await query.count()
     rows = await query.order_by("due_at", "id").offset((page - 1) * per_page).limit(per_page)
+    names = await TaskNames.of(list(rows))
     out = TaskPage(
-        items=[TaskOut.model_validate(task_out(t)) for t in rows],
+        items=[TaskOut.model_validate(task_out(t, names)) for t in rows],
         page=page,
         per_page=per_page,
         total=total,
@@ -119,7 +159,7 @@ async def complete_task(request: web.Request) -> web.Response:
             now=ctx.clock(),
         )
     ctx.outbox.wake()
-    return json_response(task_out(task))
+    return json_response(task_out(task, await TaskNames.of([task])))
 
 
 OPERATIONS = [

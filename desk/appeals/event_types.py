@@ -87,6 +87,16 @@ class AppealReopened(StatusMove):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AppealPostponed(DomainEvent):
+    """Postponed until a moment (after its ``appeal.status_changed`` to pending): back in
+    work when it comes."""
+
+    KIND = "appeal.postponed"
+    until: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AppealAssigned(DomainEvent):
     KIND = "appeal.assigned"
     before: int | None

@@ -18,6 +18,7 @@ from desk.appeals import appeal_changes
 from desk.appeals.customers import resolve_customer
 from desk.appeals.event_types import (
     AppealCreated,
+    AppealPostponed,
     AppealReopened,
     CustomerCreated,
     MessageEdited,
@@ -32,6 +33,7 @@ from desk.appeals.event_types import (
 from desk.appeals.events import CUSTOMERS, MESSAGES, ROUTES, EventBus, batch_held, hold_in_batch
 from desk.appeals.intake_batch import FollowUp, IntakeBatch, new_appeal_key, stored_id
 from desk.appeals.outbox import Outbox
+from desk.appeals.postpone import checked
 from desk.config.errors import AppealNotFound, InvalidInput, InvalidTransition
 from desk.config.settings import Settings
 from desk.ops.log_context import log_scope
@@ -497,27 +499,49 @@ class Lifecycle:
         return appeal
 
     async def transition(
-        self, number: str, to: AppealStatus, *, actor: str, reason: str = ""
+        self,
+        number: str,
+        to: AppealStatus,
+        *,
+        actor: str,
+        reason: str = "",
+        until: datetime | None = None,
     ) -> Appeal:
-        """Move an appeal to another status; an impossible move raises ``InvalidTransition``."""
+        """Move an appeal to another status; an impossible move raises ``InvalidTransition``.
+        ``until`` (with ``pending``): postponed until then, back in work when it comes."""
+        if until is not None and to is not AppealStatus.PENDING:
+            raise InvalidInput("only a postponed (pending) appeal waits until a time")
+        if until is not None:
+            checked(until, self._clock())
 
         async def run() -> Appeal:
             async with in_transaction():
                 appeal = await self.get(number)
-                await self.move(appeal, to, actor=actor, reason=reason)
+                await self.move(appeal, to, actor=actor, reason=reason, until=until)
                 return appeal
 
         appeal = await self.atomic(run)
         self._outbox.wake()
         return appeal
 
-    async def move(self, appeal: Appeal, to: AppealStatus, *, actor: str, reason: str) -> None:
-        """Change the status of an appeal already loaded; call inside a transaction."""
+    async def move(
+        self,
+        appeal: Appeal,
+        to: AppealStatus,
+        *,
+        actor: str,
+        reason: str,
+        until: datetime | None = None,
+    ) -> None:
+        """Change the status of an appeal already loaded; call inside a transaction.
+        ``until``: a postponed appeal's time to come back (see ``transition``)."""
         current = appeal.status
         if to not in TRANSITIONS[current]:
             raise InvalidTransition(appeal.number or "", current.value, to.value)
         now = self._clock()
         changes: dict[str, object] = {"status": to, "updated_at": now}
+        if until is not None or appeal.pending_until is not None:
+            changes["pending_until"] = until
         if to is AppealStatus.RESOLVED:
             changes["resolved_at"] = now
         elif to is AppealStatus.CLOSED:
@@ -544,6 +568,37 @@ class Lifecycle:
         await self.events.emit(
             moved(actor=actor, appeal=appeal, before=current.value, after=to.value, reason=reason)
         )
+        if until is not None:
+            await self.events.emit(
+                AppealPostponed(actor=actor, appeal=appeal, until=until.isoformat(), reason=reason)
+            )
+
+    async def wake_postponed(self, now: datetime) -> int:
+        """Appeals postponed until a time now past are back in work (``open``); how many."""
+        due = await Appeal.filter(status=AppealStatus.PENDING, pending_until__lte=now).order_by(
+            "id"
+        )
+        woken = 0
+        for appeal in due:
+            moment = appeal.pending_until.isoformat() if appeal.pending_until else ""
+
+            async def run(appeal: Appeal = appeal, moment: str = moment) -> None:
+                async with in_transaction():
+                    await self.move(
+                        appeal,
+                        AppealStatus.OPEN,
+                        actor="scheduler",
+                        reason=f"postponed until {moment}",
+                    )
+
+            try:
+                await self.atomic(run)
+                woken += 1
+            except InvalidTransition:  # moved meanwhile by someone else
+                continue
+        if woken:
+            self._outbox.wake()
+        return woken
 
     async def reply(
         self,

@@ -124,9 +124,25 @@ class Triage:
         category = self._find(target, [(c.id, c.title) for c in categories])
         team = self._find(target, [(t.id, {"": t.title}) for t in self._settings.teams])
         if category is None and team is None:
-            raise InvalidInput(f"no category or team '{target}'")
+            known = ", ".join([c.id for c in categories] + [t.id for t in self._settings.teams])
+            raise InvalidInput(f"no category or team '{target[:64]}' (known: {known})")
+        return await self.transfer_to(number, category=category, team=team, actor=actor)
+
+    async def transfer_to(
+        self, number: str, *, category: str | None = None, team: str | None = None, actor: str
+    ) -> Appeal:
+        """Hand the appeal to a category (and its team) or a team, by their ids; the assignee
+        is freed. An unknown id is InvalidInput naming the known ones."""
+        categories = categories_of(self._settings)
         if category is not None:
-            team = next(c.team for c in categories if c.id == category)
+            found = next((c for c in categories if c.id == category), None)
+            if found is None:
+                known = ", ".join(c.id for c in categories)
+                raise InvalidInput(f"no category '{category[:64]}' (known: {known})")
+            team = found.team
+        elif team is None or all(t.id != team for t in self._settings.teams):
+            known = ", ".join(t.id for t in self._settings.teams)
+            raise InvalidInput(f"no team '{(team or '')[:64]}' (known: {known})")
         life = self._lifecycle
 
         async def run() -> Appeal:

@@ -153,18 +153,31 @@ class Routing:
 
     async def choose(self, number: str, category_id: str, *, actor: str) -> Appeal:
         """A person picked the category (the one-tap buttons): applied and remembered."""
-        category = self.categories.get(category_id)
-        if category is None:
-            raise InvalidInput(f"no category '{category_id}'")
+        self.category_of(category_id)
         async with in_transaction():
             appeal = await self._lifecycle.get(number)
-            verdict = Classification(category.id, 1.0, {}, (f"chosen by {actor}",))
-            await self._categorise(appeal, category, verdict, actor=actor)
-            await self._triage.raise_priority(appeal, category.priority, actor=actor)
-            await self._remember(appeal, category.id)
-            if appeal.assignee_id is None:
-                await self.assign(appeal)
+            await self.choose_in_place(appeal, category_id, actor=actor)
         return appeal
+
+    def category_of(self, category_id: str) -> CategoryConfig:
+        """The configured category; ``InvalidInput`` naming the known ones otherwise."""
+        category = self.categories.get(category_id)
+        if category is None:
+            known = ", ".join(self.categories)
+            raise InvalidInput(f"no category '{category_id[:64]}' (known: {known})")
+        return category
+
+    async def choose_in_place(self, appeal: Appeal, category_id: str, *, actor: str) -> None:
+        """A person's category for a loaded appeal: set, its priority floor applied, kept as
+        an example to learn from, and the appeal given to its team when nobody has it; call
+        inside a transaction."""
+        category = self.category_of(category_id)
+        verdict = Classification(category.id, 1.0, {}, (f"chosen by {actor}",))
+        await self._categorise(appeal, category, verdict, actor=actor)
+        await self._triage.raise_priority(appeal, category.priority, actor=actor)
+        await self._remember(appeal, category.id)
+        if appeal.assignee_id is None:
+            await self.assign(appeal)
 
     async def assign(self, appeal: Appeal, *, fresh: bool = False) -> int | None:
         """Give the appeal to someone of its team by the team's strategy (inside a transaction);

@@ -382,14 +382,16 @@ class Service:
         self._banner(name, token)
 
     async def _sla_scan(self, sla: SlaClock) -> None:
-        """Warnings, breaches and tasks come due, checked every ``workers.sla_scan_s`` (serve
-        only: one scanner)."""
+        """Warnings, breaches and tasks come due, and postponed appeals come back, checked
+        every ``workers.sla_scan_s`` (serve only: one scanner)."""
         while not self._stop_workers.is_set():
             try:
                 raised = await sla.scan()
                 raised += (
                     await raise_due(self.ctx.lifecycle.events, self._clock()) if self.ctx else 0
                 )
+                if self.ctx is not None:  # postponed appeals whose time came are in work again
+                    raised += await self.ctx.lifecycle.wake_postponed(self._clock())
                 if raised and self.ctx is not None:
                     self.ctx.outbox.wake()
             except Exception as exc:  # a task root: the next pass tries again
