@@ -653,3 +653,28 @@ async def test_a_publisher_that_gives_up_does_not_stop_the_write_of_the_others(
     # external id in intake); the other publisher got its id.
     assert entry_id in [item.entry_id for item in items]
     assert [item.message for item in items] == [inbound(1), inbound(2)]
+
+
+async def test_on_sqlite_the_local_stream_is_a_file_of_its_own_and_takes_over_older_entries(
+    local_db: str,
+) -> None:
+    # Entries an older version left in the database's own table (two waiting, one dead).
+    database = sql.connection()
+    for i in (1, 2):
+        await StreamEntry.create(payload=inbound(i).to_json(), using_db=database)
+    await StreamEntry.create(payload={"junk": 1}, dead=True, error="bad", using_db=database)
+    stream = LocalStream(consumer="a")
+    await stream.start()
+    await stream.start()  # a second start (a crash between copy and delete) copies nothing twice
+
+    assert sql.connection(sql.STREAM) is not database
+    assert await StreamEntry.all().using_db(database).count() == 0
+    assert (await stream.stats()).dead == 1
+    new = await stream.publish(inbound(3))
+    items = await read_until(stream, 3)
+    assert [item.message.external_id for item in items if item.message] == ["tg-1", "tg-2", "tg-3"]
+    assert items[-1].entry_id == new
+    assert db.stream_url(local_db) == local_db.replace("/stream.db", "/stream.stream.db")
+    assert (await sql.connection(sql.STREAM).execute_query_dict("PRAGMA database_list"))[0][
+        "file"
+    ].endswith("stream.stream.db")
