@@ -200,10 +200,11 @@ def _authenticated(handler: Handler) -> Handler:
 
 def operations() -> list[Operation]:
     """Every documented endpoint."""
-    from desk.api import customers, orders, privacy, public, reports, staff, stats, tasks
+    from desk.api import customers, orders, privacy, public, reports, staff, stats, taken, tasks
 
     return [
         *public.OPERATIONS,
+        *taken.OPERATIONS,
         *staff.OPERATIONS,
         *orders.OPERATIONS,
         *tasks.OPERATIONS,
