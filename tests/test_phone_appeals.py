@@ -26,7 +26,7 @@ from tests.telegram_world import (
     texts_in,
 )
 
-TAKEN = "/api/v1/appeals/taken"
+TAKEN = "/api/v1/taken-appeals"
 IVAN = "ivan@example.com"
 
 

@@ -15,7 +15,7 @@ from desk.features.taken import take_appeal
 from desk.features.webdesk import status_url
 
 
-async def take(request: web.Request) -> web.Response:
+async def register_taken(request: web.Request) -> web.Response:
     """Register an appeal for a customer who phoned or came in: 201 with its number, or 202
     while it is still being registered."""
     ctx = ctx_of(request)
@@ -47,8 +47,8 @@ async def take(request: web.Request) -> web.Response:
 OPERATIONS = [
     Operation(
         "POST",
-        "/api/v1/appeals/taken",
-        take,
+        "/api/v1/taken-appeals",
+        register_taken,
         summary="Register an appeal taken by phone or at the office",
         body=TakenAppealIn,
         response=TakenAppealOut,
