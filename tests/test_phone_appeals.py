@@ -120,6 +120,12 @@ async def test_api_phone_appeal_is_routed_topiced_acknowledged_by_mail_and_names
     assert detail["channel"] == "phone"
     assert any(h["kind"] == "appeal.taken" and h["actor"] == "Ирина" for h in detail["history"])
 
+    # The customer's status page names the channel as people say it.
+    async with desk.http.get(out["status_url"]) as page:
+        html = await page.text()
+    assert page.status == 200 and appeal.number in html
+    assert "<dt>Канал</dt>" in html and "<dd>телефон</dd>" in html
+
     # An answer goes by mail (the customer gave one), not to a phone nobody can send to.
     status, _ = await desk.post(
         f"/api/v1/appeals/{appeal.number}/messages", {"text": "Оформили возврат."}
