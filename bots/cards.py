@@ -72,7 +72,7 @@ class CardMaker:
                 for c in contacts
             ],
             appeals=appeals,
-            channel=appeal.channel,
+            channel=self._texts.channel(appeal.channel, lang),
             category=self.category_title(appeal.category),
             team=appeal.team,
             priority=s(f"priority.{appeal.priority.value}", lang),

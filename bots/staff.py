@@ -27,6 +27,7 @@ from bots.callbacks import (
 from bots.deps import BotDeps
 from bots.filters import inline
 from bots.staff_commands import STAFF_COMMANDS, CommandContext, StaffCommand
+from bots.staff_new import continue_draft
 from bots.staff_sync import user_mention
 from channels.base import Attachment, ChannelKind, DeliveryError
 from channels.telegram.updates import attachments_of
@@ -280,10 +281,12 @@ class StaffDesk:
 
     async def on_message(self, message: Message, agent: Agent) -> None:
         """An agent's message that is no command: an answer to the customer, a ``//`` note,
-        or in General a win-back reason."""
+        or in General the /new dialogue's next answer or a win-back reason."""
         text = message.text or message.caption or ""
         appeal = await self.appeal_of(message)
         if appeal is None:
+            if await continue_draft(self, message, agent):
+                return
             if self.deps.tasks is not None:
                 await self.deps.tasks.take_reason(message, agent)
             return  # other talk in General stays between colleagues

@@ -1,4 +1,5 @@
-"""Commands agents type in the staff group: /take, /assign, /transfer, /close, /postpone, …"""
+"""Commands agents type in the staff group: /take, /assign, /transfer, /close, /postpone, …
+(/new and /cancel, taking down an appeal for a customer, live in ``bots/staff_new.py``)"""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tortoise.transactions import in_transaction
 
 from bots.callbacks import AppealButton
 from bots.feed import FeedBoard
+from bots.staff_new import cancel, new_appeal
 from desk.appeals.agents import agent_by_id
 from desk.appeals.customers import customer_of, customer_profile, merge_customers, set_state
 from desk.appeals.postpone import postponed_until
@@ -298,7 +300,7 @@ async def customer_history(c: CommandContext) -> None:
         appeals=[
             {
                 "number": a.number,
-                "channel": a.channel,
+                "channel": ctx.texts.channel(a.channel, c.desk.lang),
                 "subject": a.subject,
                 "status": ctx.texts.string(f"status.{a.status.value}", c.desk.lang),
                 "created": a.created_at.strftime("%d.%m.%Y"),
@@ -420,6 +422,8 @@ STAFF_COMMANDS = (
     ),
     StaffCommand(("merge",), merge, needs_args=True),
     StaffCommand(("duty",), duty, needs_appeal=False, needs_args=True),
+    StaffCommand(("new",), new_appeal, needs_appeal=False),
+    StaffCommand(("cancel",), cancel, needs_appeal=False),
     StaffCommand(
         (
             "help",

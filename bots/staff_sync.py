@@ -17,6 +17,7 @@ from desk.appeals.event_types import (
     AppealCreated,
     AppealImportant,
     AppealTagged,
+    AppealTaken,
     AppealTransferred,
     AppealUnsorted,
     DomainEvent,
@@ -100,6 +101,7 @@ class StaffSync:
         AppealImportant,
         RatingReceived,
         RatingCommented,
+        AppealTaken,
     )
 
     async def on_event(self, event: DomainEvent) -> None:
@@ -146,6 +148,16 @@ class StaffSync:
                     self._lang,
                     score=score,
                     comment=comment,
+                )
+                await self.enqueue(appeal, "post", text=text)
+            case AppealTaken(channel=channel, via=via):
+                text = self._texts.render(
+                    "telegram/appeal_taken.html.j2",
+                    self._lang,
+                    actor=event.actor,
+                    channel=self._texts.channel(channel, self._lang),
+                    channel_value=channel,
+                    via=via,
                 )
                 await self.enqueue(appeal, "post", text=text)
             case AppealImportant(reasons=reasons):

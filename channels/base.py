@@ -15,17 +15,27 @@ MAX_FILE_NAME = 255
 
 
 class ChannelKind(enum.StrEnum):
-    """The channels a customer can write from."""
+    """The channels an appeal comes from: those a customer writes from, and the two where the
+    staff take it down for them (a call, a visit to the office)."""
 
     WEB = "web"
     TELEGRAM = "telegram"
     VK = "vk"
     EMAIL = "email"
+    PHONE = "phone"
+    VISIT = "visit"
 
 
-# A phone number is a contact point too (given in a form, shared in a chat), though nobody
-# writes from it: it is called, and it links a customer's chats into one customer.
-PHONE_CHANNEL = "phone"
+# A phone number is a contact point too (given in a form, shared in a chat, said on a call):
+# it is called, and it links a customer's chats into one customer.
+PHONE_CHANNEL = ChannelKind.PHONE.value
+# Appeals an agent registers for a customer who phoned or came in: nothing is written from an
+# address of these channels, so answers go to the customer's contact points (or the status
+# page), as for the web form.
+TAKEN_CHANNELS = frozenset({ChannelKind.PHONE, ChannelKind.VISIT})
+# Where a message comes from no address a reply could go back to: the web form (its address is
+# a receipt) and what the staff took down. The customer is found by the contacts it carries.
+NO_REPLY_ADDRESS = frozenset({ChannelKind.WEB, *TAKEN_CHANNELS})
 # Posts in the staff group: an outbox channel of their own (the Telegram desk delivers them).
 STAFF_CHANNEL = "staff"
 # Mail to the desk's own people (the managers' alerts): an outbox channel of its own, sent by
@@ -96,6 +106,10 @@ class InboundMessage:
     # External ids of the messages it answers, newest first (a mail's In-Reply-To, then its
     # References): intake threads it into the appeal of the first one the desk knows.
     replies_to: tuple[str, ...] = ()
+    # Who took the appeal down for the customer (a ``TAKEN_CHANNELS`` message): the agent or
+    # API caller as the history names them, and where they did it (``telegram``, ``api``).
+    taken_by: str = ""
+    taken_via: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; ``from_json`` reads it back."""
@@ -131,6 +145,8 @@ class InboundMessage:
                 group_id=str(data.get("group_id", "")),
                 edit_of=str(data.get("edit_of", "")),
                 replies_to=tuple(str(r) for r in data.get("replies_to", ())),
+                taken_by=str(data.get("taken_by", "")),
+                taken_via=str(data.get("taken_via", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInbound(f"malformed stream entry: {exc}") from exc

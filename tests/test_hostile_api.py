@@ -30,6 +30,7 @@ EXAMPLES = max(5, hypothesis_settings().max_examples // 4)
 # get the documented 400/422 (with the error body) for these reasons, and only these.
 BEYOND_SCHEMA = {
     "create_appeal": "an Idempotency-Key used again with another body is refused",
+    "register_taken": "agent must name an agent; an Idempotency-Key is used with one body",
     "list_appeals": "assignee must name an agent",
     "list_tasks": "assignee must name an agent",
     "reply": "agent must name an agent",

@@ -640,7 +640,7 @@ async def test_stats_sla_and_top_in_the_managers_chat(
         "Переоткрыты: 1 из 5 (20%)",
         "Очередь сейчас: 2 (новые 0, в работе 2, отложены 0), просрочено: 1",
         "самое старое ждёт 9 д 2 ч",
-        "email — 6",
+        "эл. почта — 6",
     ]:
         assert expected in text, (expected, text)
     await eventually(lambda: photos_in(fake, MANAGERS_CHAT), what="the stats chart")
@@ -728,7 +728,7 @@ async def test_digest_is_posted_once_at_its_time_by_two_instances(
         assert len(digests) == 1 and len(photos_in(fake, MANAGERS_CHAT)) == 1
         for expected in [
             "Сводка за 14.11.2026",
-            "Новых обращений: 1 (email 1), решено: 2",
+            "Новых обращений: 1 (эл. почта 1), решено: 2",
             "Низкие оценки: 1",
             f"{n['a3']} — 1★: «Долго <ждал>»",
             "Очередь сейчас: 2",

@@ -17,6 +17,7 @@ from desk.api import (
     reports,
     staff,
     stats,
+    taken,
     tasks,
 )
 from desk.api.connections import body_deadline
@@ -33,6 +34,7 @@ def operations() -> list[Operation]:
     """Every documented endpoint."""
     return [
         *public.OPERATIONS,
+        *taken.OPERATIONS,
         *staff.OPERATIONS,
         *appeal_actions.OPERATIONS,
         *orders.OPERATIONS,

@@ -178,7 +178,7 @@ async def _status_view(
             request,
             "status",
             lang,
-            appeal={"number": "", "status": "new", "subject": "", "created_at": ""},
+            appeal={"number": "", "status": "new", "subject": "", "created_at": "", "channel": ""},
             registered=False,
             messages=[],
             orders=[],
@@ -209,6 +209,7 @@ async def _status_view(
             "status": appeal.status.value,
             "subject": appeal.subject,
             "created_at": _when(appeal.created_at, zone),
+            "channel": texts.channel(appeal.channel, lang),
         },
         registered=True,
         messages=[

@@ -133,6 +133,63 @@ class NewAppealOut(BaseModel):
     receipt: str
 
 
+class TakenAppealIn(Body):
+    """An appeal an agent took down for a customer who phoned (``phone``) or came to the
+    office (``visit``); a phone or an email (or both) is required, to find the customer and
+    acknowledge the appeal."""
+
+    model_config = ConfigDict(json_schema_extra=one_of_contacts(GIVEN_EMAIL, GIVEN_PHONE))
+
+    channel: Literal["phone", "visit"] = Field(
+        default="phone", description="how the customer came: a call or a visit"
+    )
+    name: str = Field(
+        default="",
+        max_length=200,
+        description="the customer's name; may be left out for one the desk knows by the contacts",
+    )
+    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_OR_BLANK)
+    phone: str | None = Field(default=None, max_length=40, pattern=PHONE_OR_BLANK)
+    subject: str = Field(default="", max_length=300)
+    text: str = Field(min_length=1, max_length=MAX_TEXT, pattern=NOT_BLANK)
+    language: Literal["ru", "en"] | None = Field(
+        default=None, description="the customer's language; default: the company's"
+    )
+    agent: str | None = Field(
+        default=None,
+        max_length=200,
+        description="the agent who took it (id, Telegram id or name); default: the caller",
+    )
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return normalise_email(value) if value else None  # the pattern held: never None
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return normalise_phone(value) if value else None  # the pattern held: never None
+
+    @model_validator(mode="after")
+    def _reachable(self) -> TakenAppealIn:
+        if not self.email and not self.phone:
+            raise ValueError("give the customer's phone or email (or both)")
+        return self
+
+
+class TakenAppealOut(BaseModel):
+    """A taken appeal: its number once registered (then ``GET /api/v1/appeals/{number}`` shows
+    it), the customer it went to, and the customer's status page."""
+
+    number: str | None = Field(description="null while the appeal is still being registered")
+    status: str
+    channel: Literal["phone", "visit"]
+    customer_id: int | None = Field(description="the customer found or created; null as number")
+    receipt: str = Field(description="the appeal's message id: the same for a repeated request")
+    status_url: str | None = Field(description="the customer's status page; null as number")
+
+
 class TextIn(Body):
     """A staff answer or note."""
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from channels.base import NO_REPLY_ADDRESS, ChannelKind, InboundMessage
 from channels.base import PHONE_CHANNEL as PHONE
-from channels.base import ChannelKind, InboundMessage
 from desk.appeals.event_types import CustomerLinked, CustomerMerged, CustomerStateChanged
 from desk.appeals.events import CONTACTS, EventBus, hold_in_batch
 from models import (
@@ -122,7 +122,7 @@ def normalise_phone(value: str) -> str | None:
 def contact_keys(msg: InboundMessage) -> list[tuple[str, str]]:
     """(channel, address) pairs that identify the sender, strongest first."""
     keys: list[tuple[str, str]] = []
-    if msg.channel is not ChannelKind.WEB and msg.address:
+    if msg.channel not in NO_REPLY_ADDRESS and msg.address:
         keys.append((msg.channel.value, msg.address))
     for hint in msg.contacts:
         address = hint.address
@@ -151,8 +151,9 @@ async def resolve_customer(
         contact_keys(msg),
         name=msg.sender_name,
         language=msg.language,
-        # Where they first wrote is where notifications go until they say otherwise.
-        preferred=None if msg.channel is ChannelKind.WEB else msg.channel.value,
+        # Where they first wrote is where notifications go until they say otherwise (a form,
+        # a call or a visit is no channel to write back by: the contacts they gave are).
+        preferred=None if msg.channel in NO_REPLY_ADDRESS else msg.channel.value,
         points=points,
         customers=customers,
     )

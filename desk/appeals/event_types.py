@@ -66,6 +66,16 @@ class AppealCreated(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AppealTaken(DomainEvent):
+    """An agent (``actor``, or the staff API's caller) took the appeal down for a customer who
+    phoned or came in (``channel``: phone | visit), through ``via`` (telegram | api)."""
+
+    KIND = "appeal.taken"
+    channel: str
+    via: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StatusMove(DomainEvent):
     """An appeal moved from one status to another."""
 

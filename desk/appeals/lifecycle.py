@@ -13,13 +13,20 @@ from tortoise.exceptions import IntegrityError, TransactionManagementError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from channels.base import Attachment, ChannelKind, InboundMessage
+from channels.base import (
+    NO_REPLY_ADDRESS,
+    TAKEN_CHANNELS,
+    Attachment,
+    ChannelKind,
+    InboundMessage,
+)
 from desk.appeals import appeal_changes
 from desk.appeals.customers import resolve_customer
 from desk.appeals.event_types import (
     AppealCreated,
     AppealPostponed,
     AppealReopened,
+    AppealTaken,
     CustomerCreated,
     MessageEdited,
     MessageExtended,
@@ -475,13 +482,22 @@ class Lifecycle:
         appeal_changes.created(appeal)
         await self.events.emit(
             AppealCreated(
-                actor="customer",
+                actor=msg.taken_by or "customer",
                 appeal=appeal,
                 channel=msg.channel.value,
                 address=msg.address,
                 number=appeal.number,
             )
         )
+        if msg.channel in TAKEN_CHANNELS:  # the history says who took it down, and where
+            await self.events.emit(
+                AppealTaken(
+                    actor=msg.taken_by or "staff",
+                    appeal=appeal,
+                    channel=msg.channel.value,
+                    via=msg.taken_via,
+                )
+            )
         return appeal
 
     # -- staff actions ------------------------------------------------------------------------
@@ -809,7 +825,8 @@ class Lifecycle:
             if last_in is None:
                 return ChannelKind.WEB.value, appeal.number or ""
             channel, address = last_in.channel, last_in.address
-        if channel == ChannelKind.WEB.value or not address:
+        # A web form's or a taken appeal's: by mail or to the status page (``_web_route``).
+        if channel in NO_REPLY_ADDRESS or not address:
             return ChannelKind.WEB.value, appeal.number or ""
         return channel, address
 
@@ -854,7 +871,7 @@ async def _reachable_again(msgs: Sequence[InboundMessage]) -> None:
     again (one statement for the batch, touching only such addresses)."""
     by_channel: dict[str, set[str]] = {}
     for msg in msgs:
-        if msg.address and msg.channel is not ChannelKind.WEB:
+        if msg.address and msg.channel not in NO_REPLY_ADDRESS:
             by_channel.setdefault(msg.channel.value, set()).add(msg.address)
     if not by_channel:
         return

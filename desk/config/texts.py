@@ -50,6 +50,12 @@ class Texts:
         text = _strings(self._root, lang)[key]
         return text.format(**values) if values else text
 
+    def channel(self, value: str, lang: str) -> str:
+        """A channel's name for people (``channel.<value>``: «телефон», «визит в офис»), or the
+        value itself for a channel without one."""
+        lang = lang if lang in LANGUAGES else LANGUAGES[0]
+        return _strings(self._root, lang).get(f"channel.{value}", value)
+
     def duration(self, minutes: int, lang: str) -> str:
         """A span for people, in the accusative where Russian needs it: «2 часа», «30 минут»."""
         for unit, size in (("day", 1440), ("hour", 60), ("minute", 1)):

@@ -64,12 +64,13 @@ async def accept_reply(ctx: AppContext, appeal: Appeal, text: str, language: str
     return receipt
 
 
-async def appeal_for_receipt(receipt: str) -> Appeal | None:
-    """The appeal that the web message with this receipt was stored in, if it was yet; a
-    status link sent by mail names the appeal's number instead (``A-000123``)."""
+async def appeal_for_receipt(receipt: str, channel: ChannelKind = ChannelKind.WEB) -> Appeal | None:
+    """The appeal that the web message with this receipt (or the ``channel`` message with this
+    external id) was stored in, if it was yet; a status link sent by mail names the appeal's
+    number instead (``A-000123``)."""
     if APPEAL_NUMBER.fullmatch(receipt):
         return await Appeal.get_or_none(number=receipt)
-    message = await Message.filter(channel=ChannelKind.WEB.value, external_id=receipt).first()
+    message = await Message.filter(channel=channel.value, external_id=receipt).first()
     if message is None:
         return None
     return await Appeal.get(id=message.appeal_id)
@@ -81,12 +82,14 @@ async def receipt_forgotten(receipt: str) -> bool:
     return await Message.filter(channel=ChannelKind.WEB.value, external_id=forgotten).exists()
 
 
-async def wait_for_receipt(receipt: str, timeout: float) -> Appeal | None:
+async def wait_for_receipt(
+    receipt: str, timeout: float, channel: ChannelKind = ChannelKind.WEB
+) -> Appeal | None:
     """Poll briefly until the intake worker (in this process or another) stored the message."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        appeal = await appeal_for_receipt(receipt)
+        appeal = await appeal_for_receipt(receipt, channel)
         if appeal is not None or loop.time() >= deadline:
             return appeal
         await asyncio.sleep(POLL_S)

@@ -83,7 +83,9 @@ class Digest:
             .limit(LOW_LISTED)
             .values("appeal__number", "order__external_id", "score", "comment")
         )
-        channels = ", ".join(f"{line.key} {line.count}" for line in report.by_channel)
+        channels = ", ".join(
+            f"{words.name(line, 'channel')} {line.count}" for line in report.by_channel
+        )
         top = ", ".join(
             f"{words.name(line, 'category')} {line.count}"
             for line in report.by_category[:TOP_CATEGORIES]

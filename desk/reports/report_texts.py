@@ -67,7 +67,7 @@ class ReportTexts:
         return " ".join(parts)
 
     def name(self, line: Line | Trend, kind: str) -> str:
-        """A category's or team's title, an agent's name, «не указано» for none."""
+        """A category's, team's or channel's title, an agent's name, «не указано» for none."""
         if line.key == UNASSIGNED:
             return self.s("report.unassigned")
         if line.key == NONE:
@@ -76,6 +76,8 @@ class ReportTexts:
             return self.categories.get(line.key, line.key)
         if kind == "team":
             return self.teams.get(line.key, line.key)
+        if kind == "channel":
+            return self.texts.channel(line.key, self.lang)
         return line.name if isinstance(line, Line) else line.shown
 
     def target(self, target: Target) -> dict[str, Any]:
