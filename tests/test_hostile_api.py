@@ -36,6 +36,7 @@ BEYOND_SCHEMA = {
     "reply": "agent must name an agent",
     "note": "agent must name an agent",
     "assign": "agent must name an agent",
+    "postpone": "the time to postpone until lies ahead, within a year (the clock decides)",
     "upsert_order": "a customer needs a contact; the stage must be configured",
     "change_stage": "the stage must be configured",
     "ratings_report": "a period is a known word, a date or a range of at most 366 days",
