@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from aiogram.types import InlineKeyboardMarkup, Message
 from tortoise.transactions import in_transaction
 
+from bots import answers
 from bots.callbacks import AppealButton
 from bots.feed import FeedBoard
 from desk.appeals.agents import agent_by_id
@@ -216,37 +217,18 @@ async def note(c: CommandContext) -> None:
 
 
 async def template(c: CommandContext) -> None:
+    """``/t``: the templates as buttons; ``/t NAME``: that one to the customer."""
     assert c.appeal is not None
-    book = c.desk.deps.answers
-    ctx = c.desk.ctx
-    if not book.names():
-        await c.say(c.s("staff.no_templates", path=str(book.path)))
-        return
     if not c.args:
-        text = ctx.texts.render("telegram/answers.html.j2", c.desk.lang, answers=book.names())
-        await c.say(text)
+        await answers.offer(c.desk, c.appeal, c.message.message_id)
         return
-    customer = await customer_of(c.appeal)
+    name = c.args.split()[0]
+    source_ref = f"tg:{c.message.chat.id}:{c.message.message_id}"
     try:
-        text = book.render(
-            c.args,
-            customer.language,
-            customer=customer.name,
-            number=c.number,
-            agent=c.agent.name,
-            company=ctx.settings.company.name,
-        )
+        await answers.send(c.desk, c.appeal, c.agent, name, source_ref)
     except KeyError:
-        names = ", ".join(name for name, _ in book.names())
-        await c.say(c.s("staff.no_template", name=c.args, names=names))
-        return
-    await c.desk.answer(
-        c.appeal,
-        c.agent,
-        text,
-        c.message,
-        source_ref=f"tg:{c.message.chat.id}:{c.message.message_id}",
-    )
+        notice = c.s("staff.no_template", name=name)
+        await answers.offer(c.desk, c.appeal, c.message.message_id, notice)
 
 
 async def customer_history(c: CommandContext) -> None:

@@ -200,11 +200,12 @@ def _authenticated(handler: Handler) -> Handler:
 
 def operations() -> list[Operation]:
     """Every documented endpoint."""
-    from desk.api import customers, orders, privacy, public, reports, staff, stats, tasks
+    from desk.api import answers, customers, orders, privacy, public, reports, staff, stats, tasks
 
     return [
         *public.OPERATIONS,
         *staff.OPERATIONS,
+        *answers.OPERATIONS,
         *orders.OPERATIONS,
         *tasks.OPERATIONS,
         *reports.OPERATIONS,

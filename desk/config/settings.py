@@ -386,7 +386,11 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
-    answers_file: str = Field(default="answers.yaml", description="answer templates for /t")
+    answers_file: str | None = Field(
+        default=None,
+        description="answer templates for /t; unset: answers.yaml where the desk runs, else the "
+        "starter set shipped in templates/answers.yaml",
+    )
     http: HttpSettings = HttpSettings()
     workers: WorkerSettings = WorkerSettings()
     monitoring: MonitoringSettings = MonitoringSettings()

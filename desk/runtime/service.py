@@ -37,6 +37,7 @@ from desk.context import AppContext, utc_now
 from desk.decide.automation import Automation
 from desk.decide.routing import Routing
 from desk.decide.sla import RECOMPUTE_ON, SlaClock
+from desk.features.answers import AnswerBook
 from desk.features.orders import Orders
 from desk.features.ratings import Ratings
 from desk.features.webdesk import action_url, status_url
@@ -164,7 +165,10 @@ async def prepare_database(settings: Settings, role: Role, say: Callable[[str], 
 
 
 async def build_context(
-    settings: Settings, stream: AppealStream, clock: Callable[[], datetime] = utc_now
+    settings: Settings,
+    stream: AppealStream,
+    clock: Callable[[], datetime] = utc_now,
+    answers: AnswerBook | None = None,
 ) -> AppContext:
     """Every part of the service wired together (the ORM must be connected already)."""
     outbox = Outbox(clock)
@@ -183,6 +187,7 @@ async def build_context(
         clock=clock,
         metrics=metrics,
         outage=OutageWatch(metrics),
+        answers=answers if answers is not None else AnswerBook.of(settings),
     )
     if settings.telegram.disabled_reason() is None:
         from bots.desk_bot import TelegramDesk
@@ -275,6 +280,7 @@ class Service:
     async def start(self) -> None:
         """Prepare the database, connect, start workers and (for ``serve``) the HTTP server."""
         settings = self._settings
+        answers = AnswerBook.of(settings)  # a broken file stops the start before anything runs
         await prepare_database(settings, self._role, self._say)
         await db.connect(settings.database_url)
         await sync_agents(settings.agents)
@@ -286,7 +292,7 @@ class Service:
             max_deliveries=settings.workers.max_deliveries,
         )
         await stream.start()
-        self.ctx = ctx = await build_context(settings, stream, self._clock)
+        self.ctx = ctx = await build_context(settings, stream, self._clock, answers)
         ctx.metrics.started(self._role, name)
         fallback = Fallback(
             ctx.outbox,
