@@ -26,6 +26,7 @@ from bots.callbacks import (
     TaskReasonButton,
     TaskResultButton,
 )
+from bots.cards import CardMaker
 from bots.deps import BotDeps
 from bots.filters import inline
 from bots.staff_commands import STAFF_COMMANDS, CommandContext, StaffCommand
@@ -505,7 +506,9 @@ class StaffDesk:
         elif action == "done":
             await self.ctx.lifecycle.transition(number, AppealStatus.RESOLVED, actor=actor)
         elif action == "later":
-            await self.ctx.lifecycle.transition(number, AppealStatus.PENDING, actor=actor)
+            appeal = await self.ctx.lifecycle.transition(number, AppealStatus.PENDING, actor=actor)
+            back = CardMaker(self.ctx.settings, self.ctx.texts).local(appeal.postponed_until)
+            return self.ctx.texts.string("staff.postponed_till", self.lang, until=back)
         elif action == "reopen":
             await self.ctx.lifecycle.transition(number, AppealStatus.OPEN, actor=actor)
         elif action == "imp":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -12,11 +14,13 @@ from tortoise.transactions import in_transaction
 
 from bots import answers
 from bots.callbacks import AppealButton
+from bots.cards import CardMaker
 from bots.feed import FeedBoard
 from desk.appeals.agents import agent_by_id
 from desk.appeals.customers import customer_of, customer_profile, merge_customers, set_state
 from desk.appeals.timeline import timeline
 from desk.config.errors import AgentNotFound, AppealNotFound, InvalidInput, InvalidTransition
+from desk.config.keys import parse_period
 from models import (
     Agent,
     Appeal,
@@ -30,6 +34,10 @@ if TYPE_CHECKING:
     from bots.staff import StaffDesk
 
 HISTORY_LIMIT = 15
+# /postpone's first word when it says for how long: 2h, 3d, 1w (or 2ч, 3д, 1н).
+PERIOD_LIKE = re.compile(r"^\d{1,5}[a-zа-яё]$", re.IGNORECASE)
+RUSSIAN_UNITS = {"ч": "h", "д": "d", "н": "w"}
+MAX_POSTPONE = timedelta(days=366)
 TIMELINE_LIMIT = 20  # life-cycle steps shown by /customer; the API gives more
 SPAM_TAG = "spam"
 PICKER_LIMIT = 10
@@ -173,12 +181,36 @@ async def warmth(c: CommandContext) -> None:
     await c.say(c.s("staff.warmth", warmth=c.s(f"warmth.{to.value}")))
 
 
+def postpone_args(args: str, now: datetime) -> tuple[datetime | None, str] | None:
+    """``/postpone 2h ждём бухгалтерию``: when the appeal comes back (None: the default time)
+    and why; None when the first word looks like a period and is not one (``2x``, ``0h``)."""
+    first, _, rest = args.partition(" ")
+    if not PERIOD_LIKE.match(first):
+        return None, args
+    unit = RUSSIAN_UNITS.get(first[-1].lower(), first[-1].lower())
+    try:
+        period = parse_period(first[:-1] + unit)
+    except ValueError:
+        return None
+    if period > MAX_POSTPONE:
+        return None
+    return now + period, rest.strip()
+
+
 async def postpone(c: CommandContext) -> None:
-    await c.desk.ctx.lifecycle.transition(
-        c.number, AppealStatus.PENDING, actor=c.agent.name, reason=c.args
+    """Put the appeal off until a time (``/postpone 2h``), or for ``lifecycle.postpone_hours``;
+    it stays in the feed's postponed part meanwhile."""
+    parsed = postpone_args(c.args, c.desk.ctx.clock())
+    if parsed is None:
+        await c.usage("postpone")
+        return
+    until, reason = parsed
+    appeal = await c.desk.ctx.lifecycle.transition(
+        c.number, AppealStatus.PENDING, actor=c.agent.name, reason=reason, until=until
     )
-    reason = f": {c.args}" if c.args else ""
-    await c.say(c.s("staff.postponed", agent=c.agent.name, reason=reason))
+    back = CardMaker(c.desk.ctx.settings, c.desk.ctx.texts).local(appeal.postponed_until)
+    why = f": {reason}" if reason else ""
+    await c.say(c.s("staff.postponed", agent=c.agent.name, reason=why, until=back))
 
 
 async def reopen(c: CommandContext) -> None:

@@ -40,6 +40,8 @@ class Appeal(Model):
     staff_state: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
     sla_state: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
     waiting_since = fields.DatetimeField(null=True)
+    # While pending (put off with /postpone or «Отложить»): when it comes back to work.
+    postponed_until = fields.DatetimeField(null=True)
     rating_state = fields.CharEnumField(RatingState, max_length=16, default=RatingState.NONE)
     last_message_at = fields.DatetimeField(null=True)
     # Report figures, written when they happen (business seconds by the SLA calendar):
@@ -64,6 +66,7 @@ class Appeal(Model):
             ("category", "status"),
             ("channel", "created_at"),
             ("status", "waiting_since"),
+            ("status", "postponed_until"),
             # Covering the reports' columns: PostgreSQL reads a period from the index alone.
             ("created_at", "channel", "category", "team", "assignee_id"),
             (

@@ -77,6 +77,7 @@ class StatusMove(DomainEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StatusChanged(StatusMove):
     KIND = "appeal.status_changed"
+    until: str = ""  # put off (``pending``): when it comes back to work (ISO time)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -497,27 +497,53 @@ class Lifecycle:
         return appeal
 
     async def transition(
-        self, number: str, to: AppealStatus, *, actor: str, reason: str = ""
+        self,
+        number: str,
+        to: AppealStatus,
+        *,
+        actor: str,
+        reason: str = "",
+        until: datetime | None = None,
     ) -> Appeal:
-        """Move an appeal to another status; an impossible move raises ``InvalidTransition``."""
+        """Move an appeal to another status; an impossible move raises ``InvalidTransition``.
+        A postponed appeal (``pending``) comes back to work at ``until`` (see ``move``)."""
 
         async def run() -> Appeal:
             async with in_transaction():
                 appeal = await self.get(number)
-                await self.move(appeal, to, actor=actor, reason=reason)
+                await self.move(appeal, to, actor=actor, reason=reason, until=until)
                 return appeal
 
         appeal = await self.atomic(run)
         self._outbox.wake()
         return appeal
 
-    async def move(self, appeal: Appeal, to: AppealStatus, *, actor: str, reason: str) -> None:
-        """Change the status of an appeal already loaded; call inside a transaction."""
+    async def move(
+        self,
+        appeal: Appeal,
+        to: AppealStatus,
+        *,
+        actor: str,
+        reason: str,
+        until: datetime | None = None,
+    ) -> None:
+        """Change the status of an appeal already loaded; call inside a transaction.
+
+        Put off (``pending``), an appeal is not done: it comes back to work at ``until``, by
+        default ``lifecycle.postpone_hours`` from now (``bring_back``); leaving ``pending``
+        any other way forgets that time."""
         current = appeal.status
         if to not in TRANSITIONS[current]:
             raise InvalidTransition(appeal.number or "", current.value, to.value)
         now = self._clock()
         changes: dict[str, object] = {"status": to, "updated_at": now}
+        if to is AppealStatus.PENDING:
+            if until is not None and until <= now:
+                raise InvalidInput("the time to come back must be in the future")
+            hours = self._settings.lifecycle.postpone_hours
+            changes["postponed_until"] = until or now + timedelta(hours=hours)
+        elif current is AppealStatus.PENDING:
+            changes["postponed_until"] = None
         if to is AppealStatus.RESOLVED:
             changes["resolved_at"] = now
         elif to is AppealStatus.CLOSED:
@@ -536,14 +562,62 @@ class Lifecycle:
                 raise InvalidTransition(appeal.number or "", fresh.status.value, to.value)
             for key, value in changes.items():
                 setattr(appeal, key, value)
-        moved = (
-            AppealReopened
-            if current is AppealStatus.RESOLVED and to is AppealStatus.OPEN
-            else StatusChanged
-        )
+        before, after = current.value, to.value
+        if current is AppealStatus.RESOLVED and to is AppealStatus.OPEN:
+            await self.events.emit(
+                AppealReopened(
+                    actor=actor, appeal=appeal, before=before, after=after, reason=reason
+                )
+            )
+            return
+        back_at = appeal.postponed_until if to is AppealStatus.PENDING else None
         await self.events.emit(
-            moved(actor=actor, appeal=appeal, before=current.value, after=to.value, reason=reason)
+            StatusChanged(
+                actor=actor,
+                appeal=appeal,
+                before=before,
+                after=after,
+                reason=reason,
+                until=back_at.isoformat() if back_at is not None else "",
+            )
         )
+
+    async def bring_back(self, limit: int = 200) -> int:
+        """Postponed appeals whose time has come go back to work: ``open`` again, and waiting
+        for an answer since then (the feed lists them among the waiting); returns how many.
+        Safe with several processes: the status moves by a conditional update."""
+        now = self._clock()
+        due = (
+            await Appeal.filter(status=AppealStatus.PENDING, postponed_until__lte=now)
+            .order_by("postponed_until", "id")
+            .limit(limit)
+        )
+        back = 0
+        for appeal in due:
+
+            async def run(appeal: Appeal = appeal) -> bool:
+                async with in_transaction():
+                    came = appeal.postponed_until or now
+                    waiting = appeal.waiting_since or came  # the customer may have written since
+                    updated = await Appeal.filter(
+                        id=appeal.id, status=AppealStatus.PENDING, postponed_until__lte=now
+                    ).update(waiting_since=waiting)
+                    if not updated:
+                        return False  # moved meanwhile (an agent, another process)
+                    appeal.waiting_since = waiting
+                    await self.move(
+                        appeal, AppealStatus.OPEN, actor="scheduler", reason="postponement over"
+                    )
+                    return True
+
+            try:
+                with log_scope(appeal=appeal.number, channel=appeal.channel):
+                    back += await self.atomic(run)
+            except InvalidTransition:
+                continue  # another process moved it first
+        if back:
+            self._outbox.wake()
+        return back
 
     async def reply(
         self,

@@ -190,6 +190,12 @@ class LifecycleSettings(Section):
     reopen_window_hours: float = Field(default=72, ge=0)
     status_link_days: int = Field(default=90, ge=1)
     max_text_chars: int = Field(default=20_000, ge=100)
+    postpone_hours: float = Field(
+        default=24,
+        gt=0,
+        le=24 * 366,
+        description="a postponed appeal comes back to work after this long, unless told when",
+    )
 
 
 class TeamConfig(Section):

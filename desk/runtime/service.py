@@ -343,14 +343,14 @@ class Service:
         self._banner(name, token)
 
     async def _sla_scan(self, sla: SlaClock) -> None:
-        """Warnings, breaches and tasks come due, checked every ``workers.sla_scan_s`` (serve
-        only: one scanner)."""
+        """Warnings, breaches, tasks come due and postponed appeals back to work, checked every
+        ``workers.sla_scan_s`` (serve only: one scanner)."""
         while not self._stop_workers.is_set():
             try:
                 raised = await sla.scan()
-                raised += (
-                    await raise_due(self.ctx.lifecycle.events, self._clock()) if self.ctx else 0
-                )
+                if self.ctx is not None:
+                    raised += await raise_due(self.ctx.lifecycle.events, self._clock())
+                    raised += await self.ctx.lifecycle.bring_back()
                 if raised and self.ctx is not None:
                     self.ctx.outbox.wake()
             except Exception as exc:  # a task root: the next pass tries again
