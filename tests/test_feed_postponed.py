@@ -9,8 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from bench.fakes.telegram import FakeTelegram
 from bots.feed import FeedBoard, visible_length
+from bots.staff_commands import postpone_args
 from channels.telegram.send import TEXT_LIMIT
 from desk.context import utc_now
 from models import Appeal, AppealStatus, Event
@@ -161,3 +164,26 @@ async def test_the_feed_stays_one_message_with_many_long_rows(
     assert shown_waiting == numbers[13 : 13 + len(shown_waiting)]  # oldest first, none skipped
     assert len(shown_later) < 10  # the postponed part gave way first …
     assert f"… и ещё {13 - len(shown_later)}" in parts(text)[1]  # … and says how many more
+
+
+NOW = datetime(2026, 12, 7, 9, 0, tzinfo=ZoneInfo("UTC"))
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ("", (None, "")),
+        ("ждём бухгалтерию", (None, "ждём бухгалтерию")),
+        ("2h ждём склад", (NOW + timedelta(hours=2), "ждём склад")),
+        ("3д", (NOW + timedelta(days=3), "")),
+        ("1н после праздников", (NOW + timedelta(weeks=1), "после праздников")),
+        ("2 документа не пришли", (None, "2 документа не пришли")),
+        ("0h", None),  # no time at all: the usage is shown
+        ("5x", None),
+        ("60w", None),  # over a year
+    ],
+)
+def test_postpone_reads_a_period_in_front_of_the_reason(
+    args: str, expected: tuple[datetime | None, str] | None
+) -> None:
+    assert postpone_args(args, NOW) == expected
