@@ -37,6 +37,7 @@ BEYOND_SCHEMA = {
     "assign": "agent must name an agent",
     "upsert_order": "a customer needs a contact; the stage must be configured",
     "change_stage": "the stage must be configured",
+    "postpone": "the time to postpone until must be ahead and within a year (422 bad_time)",
     "ratings_report": "a period is a known word, a date or a range of at most 366 days",
     "ratings_chart": "a period is a known word, a date or a range of at most 366 days",
     "customers_report": "a period is a known word, a date or a range of at most 366 days",
