@@ -75,6 +75,13 @@ class JoinButton(CallbackData, prefix="join"):
     user_id: RowId
 
 
+class AnswerButton(CallbackData, prefix="ans"):
+    """An answer template under ``/t``: pressed, it goes to the customer of the appeal."""
+
+    appeal_id: RowId
+    name: Annotated[str, Field(min_length=1, max_length=32)]  # the template's name
+
+
 class AgentOfUpdate(BaseMiddleware):
     """Finds the active agent who wrote or pressed a button in the staff group or the
     managers' chat (``agent``, None for anyone else) before the filters run: one read an

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -78,7 +77,7 @@ class TelegramDesk:
         if settings.staff_chat_id is not None:
             self.staff = StaffSync(ctx.outbox, ctx.settings, ctx.texts, ctx.clock)
             self.tasks = TaskBoard(self.staff, ctx)
-        answers = AnswerBook(Path(ctx.settings.answers_file))
+        answers = ctx.answers if ctx.answers is not None else AnswerBook.of(ctx.settings)
         self.deps = BotDeps(ctx, self.sender, self.staff, answers, self.tasks)
         # No FSM: the desk keeps its state in the database, and aiogram's in-memory FSM would
         # keep a record (and an isolation lock) for every user ever seen.

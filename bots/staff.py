@@ -13,8 +13,10 @@ from aiogram.filters import Command, CommandObject, Filter
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from tortoise.transactions import in_transaction
 
+from bots import answers
 from bots.callbacks import (
     AgentOfUpdate,
+    AnswerButton,
     AppealButton,
     CallButton,
     CategoryButton,
@@ -24,6 +26,7 @@ from bots.callbacks import (
     TaskReasonButton,
     TaskResultButton,
 )
+from bots.cards import CardMaker
 from bots.deps import BotDeps
 from bots.filters import inline
 from bots.staff_commands import STAFF_COMMANDS, CommandContext, StaffCommand
@@ -116,6 +119,7 @@ def staff_router() -> Router:
     buttons.register(give_pressed, GiveButton.filter())
     buttons.register(category_pressed, CategoryButton.filter())
     buttons.register(call_pressed, CallButton.filter())
+    buttons.register(answer_pressed, AnswerButton.filter())
     buttons.register(task_pressed, TaskResultButton.filter())
     buttons.register(task_pressed, TaskReasonButton.filter())
     buttons.register(stale_pressed)
@@ -205,6 +209,13 @@ async def call_pressed(
     """«Перезвонить» under an alert."""
     notice = await StaffDesk(deps).call_back(callback_data, agent)
     await deps.sender.answer_callback(query.id, notice, False)
+
+
+async def answer_pressed(
+    query: CallbackQuery, callback_data: AnswerButton, deps: BotDeps, agent: Agent
+) -> None:
+    """An answer template picked under ``/t``: it goes to the customer."""
+    await answers.press(StaffDesk(deps), query, agent, callback_data)
 
 
 async def task_pressed(
@@ -362,10 +373,7 @@ class StaffDesk:
             return
         if files and await latest_channel(appeal) != ChannelKind.TELEGRAM.value:
             files = await self._stored(files)
-        signature = ""
-        if self.ctx.settings.telegram.sign_replies:
-            customer_lang = await _customer_language(appeal)
-            signature = self.ctx.texts.string("reply.signature", customer_lang, name=agent.name)
+        signature = await self.signature(appeal, agent)
         await self.ctx.lifecycle.reply(
             appeal.number or "",
             text,
@@ -376,6 +384,14 @@ class StaffDesk:
             source="telegram",
             source_ref=source_ref,
         )
+
+    async def signature(self, appeal: Appeal, agent: Agent) -> str:
+        """How an agent's answer is signed for the appeal's customer (``— Ирина``), or not
+        at all (``telegram.sign_replies``)."""
+        if not self.ctx.settings.telegram.sign_replies:
+            return ""
+        lang = await _customer_language(appeal)
+        return self.ctx.texts.string("reply.signature", lang, name=agent.name)
 
     async def _stored(self, files: tuple[Attachment, ...]) -> tuple[Attachment, ...]:
         """Telegram files copied into the desk's store, for a customer on VK or email."""
@@ -493,7 +509,9 @@ class StaffDesk:
         elif action == "done":
             await self.ctx.lifecycle.transition(number, AppealStatus.RESOLVED, actor=actor)
         elif action == "later":
-            await self.ctx.lifecycle.transition(number, AppealStatus.PENDING, actor=actor)
+            appeal = await self.ctx.lifecycle.transition(number, AppealStatus.PENDING, actor=actor)
+            back = CardMaker(self.ctx.settings, self.ctx.texts).local(appeal.pending_until)
+            return self.ctx.texts.string("staff.postponed_till", self.lang, until=back)
         elif action == "reopen":
             await self.ctx.lifecycle.transition(number, AppealStatus.OPEN, actor=actor)
         elif action == "imp":

@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 from aiogram.types import InlineKeyboardMarkup, Message
 from tortoise.transactions import in_transaction
 
+from bots import answers
 from bots.callbacks import AppealButton
+from bots.cards import CardMaker
 from bots.feed import FeedBoard
 from bots.staff_new import cancel, new_appeal
 from desk.appeals.agents import agent_by_id
@@ -194,19 +196,17 @@ async def contact(c: CommandContext) -> None:
 
 
 async def postpone(c: CommandContext) -> None:
-    """Postponed, with a reason, and until a time when one leads (``/postpone 2h reason``)."""
+    """Postponed, with a reason, until a time when one leads (``/postpone 2h reason``, ``15:00``,
+    ``05.11 10:00``), else for ``lifecycle.postpone_hours``; it stays in the feed's postponed
+    part meanwhile and comes back to work by itself."""
     ctx = c.desk.ctx
-    zone = ZoneInfo(ctx.settings.company.timezone)
-    until, why = postponed_until(c.args, ctx.clock(), zone)
-    await ctx.lifecycle.transition(
+    until, why = postponed_until(c.args, ctx.clock(), ZoneInfo(ctx.settings.company.timezone))
+    appeal = await ctx.lifecycle.transition(
         c.number, AppealStatus.PENDING, actor=c.agent.name, reason=why, until=until
     )
+    back = CardMaker(ctx.settings, ctx.texts).local(appeal.pending_until)
     reason = f": {why}" if why else ""
-    if until is None:
-        await c.say(c.s("staff.postponed", agent=c.agent.name, reason=reason))
-        return
-    when = until.astimezone(zone).strftime("%H:%M %d.%m")
-    await c.say(c.s("staff.postponed_until", agent=c.agent.name, until=when, reason=reason))
+    await c.say(c.s("staff.postponed", agent=c.agent.name, until=back, reason=reason))
 
 
 async def reopen(c: CommandContext) -> None:
@@ -245,37 +245,18 @@ async def note(c: CommandContext) -> None:
 
 
 async def template(c: CommandContext) -> None:
+    """``/t``: the templates as buttons; ``/t NAME``: that one to the customer."""
     assert c.appeal is not None
-    book = c.desk.deps.answers
-    ctx = c.desk.ctx
-    if not book.names():
-        await c.say(c.s("staff.no_templates", path=str(book.path)))
-        return
     if not c.args:
-        text = ctx.texts.render("telegram/answers.html.j2", c.desk.lang, answers=book.names())
-        await c.say(text)
+        await answers.offer(c.desk, c.appeal, c.message.message_id)
         return
-    customer = await customer_of(c.appeal)
+    name = c.args.split()[0]
+    source_ref = f"tg:{c.message.chat.id}:{c.message.message_id}"
     try:
-        text = book.render(
-            c.args,
-            customer.language,
-            customer=customer.name,
-            number=c.number,
-            agent=c.agent.name,
-            company=ctx.settings.company.name,
-        )
+        await answers.send(c.desk, c.appeal, c.agent, name, source_ref)
     except KeyError:
-        names = ", ".join(name for name, _ in book.names())
-        await c.say(c.s("staff.no_template", name=c.args, names=names))
-        return
-    await c.desk.answer(
-        c.appeal,
-        c.agent,
-        text,
-        c.message,
-        source_ref=f"tg:{c.message.chat.id}:{c.message.message_id}",
-    )
+        notice = c.s("staff.no_template", name=name)
+        await answers.offer(c.desk, c.appeal, c.message.message_id, notice)
 
 
 async def customer_history(c: CommandContext) -> None:

@@ -23,6 +23,7 @@ from desk.ops.outage import OutageWatch
 if TYPE_CHECKING:
     from desk.decide.routing import Routing
     from desk.decide.sla import SlaClock
+    from desk.features.answers import AnswerBook
     from desk.features.orders import Orders
     from desk.features.ratings import Ratings
     from desk.features.winback import WinBack
@@ -39,7 +40,7 @@ def utc_now() -> datetime:
 @dataclass
 class AppContext:
     """Settings, stream, lifecycle and triage, outbox, adapters, texts, signer, tokens, clock,
-    metrics, the database outage watch."""
+    metrics, the database outage watch, the answer templates."""
 
     settings: Settings
     stream: AppealStream
@@ -61,4 +62,5 @@ class AppContext:
     ratings: Ratings | None = None
     winback: WinBack | None = None
     sms: SmsGate | None = None
+    answers: AnswerBook | None = None  # the answer templates agents send (``/t``, the API)
     gate: WorkGate = field(default_factory=WorkGate)

@@ -263,9 +263,9 @@ async def test_lost_customers_are_listed_with_warmth_reason_and_last_purchase(
 async def test_do_not_contact_stops_notices_ratings_and_win_back_but_not_answers(
     fake: FakeTelegram, start_desk: Callable[..., Any]
 ) -> None:
-    # Midday in Moscow: stage notices keep quiet hours, and the test must not depend on the hour.
-    now = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
-    desk: Desk = await start_desk(clock=MovableClock(now), **telegram_settings(fake))
+    # Midday in Moscow: a stage notice is held in the night (the stages' quiet hours).
+    midday = MovableClock(datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0))
+    desk: Desk = await start_desk(clock=midday, **telegram_settings(fake))
     quiet = await open_appeal(fake, 611, "Где мой заказ 11?", name="Тихон")
     other = await open_appeal(fake, 612, "Где мой заказ 12?", name="Глеб")
     customer_id = quiet.customer_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from desk.api import (
+    answers,
     appeal_actions,
     choice_pages,
     customers,
@@ -37,6 +38,7 @@ def operations() -> list[Operation]:
         *taken.OPERATIONS,
         *staff.OPERATIONS,
         *appeal_actions.OPERATIONS,
+        *answers.OPERATIONS,
         *orders.OPERATIONS,
         *tasks.OPERATIONS,
         *reports.OPERATIONS,

@@ -43,8 +43,8 @@ class AppealChangeIn(Body):
 
 
 class PostponeIn(Body):
-    """Postponed with a reason, until a moment or for a span (or neither: until someone
-    reopens it, as ``/postpone`` without a time)."""
+    """Postponed with a reason, until a moment or for a span (or neither: for
+    ``lifecycle.postpone_hours``, as ``/postpone`` without a time)."""
 
     model_config = ConfigDict(
         json_schema_extra={"not": {"required": ["until", "duration"]}},

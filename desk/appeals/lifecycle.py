@@ -524,7 +524,8 @@ class Lifecycle:
         until: datetime | None = None,
     ) -> Appeal:
         """Move an appeal to another status; an impossible move raises ``InvalidTransition``.
-        ``until`` (with ``pending``): postponed until then, back in work when it comes."""
+        ``until`` (with ``pending``): postponed until then, back in work when it comes; left
+        out, ``lifecycle.postpone_hours`` from now (see ``move``)."""
         if until is not None and to is not AppealStatus.PENDING:
             raise InvalidInput("only a postponed (pending) appeal waits until a time")
         if until is not None:
@@ -550,14 +551,22 @@ class Lifecycle:
         until: datetime | None = None,
     ) -> None:
         """Change the status of an appeal already loaded; call inside a transaction.
-        ``until``: a postponed appeal's time to come back (see ``transition``)."""
+
+        Postponed (``pending``), an appeal is not done (seed 001): it comes back to work at
+        ``until``, by default ``lifecycle.postpone_hours`` from now (``wake_postponed``), the
+        one place the staff group's /postpone and «Отложить» and the API's postpone all pass;
+        leaving ``pending`` any other way forgets that time."""
         current = appeal.status
         if to not in TRANSITIONS[current]:
             raise InvalidTransition(appeal.number or "", current.value, to.value)
         now = self._clock()
         changes: dict[str, object] = {"status": to, "updated_at": now}
-        if until is not None or appeal.pending_until is not None:
+        if to is AppealStatus.PENDING:
+            hours = self._settings.lifecycle.postpone_hours
+            until = until or now + timedelta(hours=hours)
             changes["pending_until"] = until
+        elif appeal.pending_until is not None:
+            changes["pending_until"] = None
         if to is AppealStatus.RESOLVED:
             changes["resolved_at"] = now
         elif to is AppealStatus.CLOSED:
@@ -584,32 +593,46 @@ class Lifecycle:
         await self.events.emit(
             moved(actor=actor, appeal=appeal, before=current.value, after=to.value, reason=reason)
         )
-        if until is not None:
+        if to is AppealStatus.PENDING and until is not None:
             await self.events.emit(
                 AppealPostponed(actor=actor, appeal=appeal, until=until.isoformat(), reason=reason)
             )
 
-    async def wake_postponed(self, now: datetime) -> int:
-        """Appeals postponed until a time now past are back in work (``open``); how many."""
-        due = await Appeal.filter(status=AppealStatus.PENDING, pending_until__lte=now).order_by(
-            "id"
+    async def wake_postponed(self, now: datetime, limit: int = 200) -> int:
+        """Postponed appeals whose time has come (``pending_until`` past) go back to work:
+        ``open`` again and waiting for an answer (since the customer wrote, or since now they
+        are back), so the feed lists them among the waiting; soonest first, at most ``limit``
+        a pass; returns how many. Safe with several processes and with an agent meanwhile: the
+        appeal moves only while it is still pending with a time that has come."""
+        due = (
+            await Appeal.filter(status=AppealStatus.PENDING, pending_until__lte=now)
+            .order_by("pending_until", "id")
+            .limit(limit)
         )
         woken = 0
         for appeal in due:
-            moment = appeal.pending_until.isoformat() if appeal.pending_until else ""
 
-            async def run(appeal: Appeal = appeal, moment: str = moment) -> None:
+            async def run(appeal: Appeal = appeal) -> bool:
                 async with in_transaction():
+                    came = appeal.pending_until or now
+                    waiting = appeal.waiting_since or came  # the customer may have written since
+                    updated = await Appeal.filter(
+                        id=appeal.id, status=AppealStatus.PENDING, pending_until__lte=now
+                    ).update(waiting_since=waiting)
+                    if not updated:
+                        return False  # moved or postponed again meanwhile
+                    appeal.waiting_since = waiting
                     await self.move(
                         appeal,
                         AppealStatus.OPEN,
                         actor="scheduler",
-                        reason=f"postponed until {moment}",
+                        reason=f"postponed until {came.isoformat()}",
                     )
+                    return True
 
             try:
-                await self.atomic(run)
-                woken += 1
+                with log_scope(appeal=appeal.number, channel=appeal.channel):
+                    woken += await self.atomic(run)
             except InvalidTransition:  # moved meanwhile by someone else
                 continue
         if woken:

@@ -198,6 +198,12 @@ class LifecycleSettings(Section):
     reopen_window_hours: float = Field(default=72, ge=0)
     status_link_days: int = Field(default=90, ge=1)
     max_text_chars: int = Field(default=20_000, ge=100)
+    postpone_hours: float = Field(
+        default=24,
+        gt=0,
+        le=24 * 366,
+        description="a postponed appeal comes back to work after this long, unless told when",
+    )
 
 
 class TeamConfig(Section):
@@ -457,7 +463,11 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
-    answers_file: str = Field(default="answers.yaml", description="answer templates for /t")
+    answers_file: str | None = Field(
+        default=None,
+        description="answer templates for /t; unset: answers.yaml where the desk runs, else the "
+        "starter set shipped in templates/answers.yaml",
+    )
     http: HttpSettings = HttpSettings()
     workers: WorkerSettings = WorkerSettings()
     monitoring: MonitoringSettings = MonitoringSettings()

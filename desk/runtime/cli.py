@@ -16,6 +16,7 @@ from pathlib import Path
 from desk.config.config_errors import ConfigError
 from desk.config.errors import DeskError
 from desk.config.settings import Settings, config_path, load_settings
+from desk.features.answers import AnswerBook
 from desk.ops.logs import setup_logging
 from models import db
 
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.config or getattr(args, "file", None) or config_path()
     try:
         settings = load_settings(path, use_default_path=False)
+        AnswerBook.of(settings)  # the answer templates are configuration too
     except ConfigError as exc:
         print("appeal-desk: the configuration has problems:", file=sys.stderr)
         for line in exc.problems:

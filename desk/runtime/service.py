@@ -43,6 +43,7 @@ from desk.context import AppContext, utc_now
 from desk.decide.automation import Automation
 from desk.decide.routing import Routing
 from desk.decide.sla import RECOMPUTE_ON, SlaClock
+from desk.features.answers import AnswerBook
 from desk.features.orders import Orders
 from desk.features.ratings import Ratings
 from desk.features.webdesk import action_url, choices_page, staff_view_url, status_url
@@ -187,7 +188,10 @@ def chat_desks(ctx: AppContext) -> dict[str, ChatDesk]:
 
 
 async def build_context(
-    settings: Settings, stream: AppealStream, clock: Callable[[], datetime] = utc_now
+    settings: Settings,
+    stream: AppealStream,
+    clock: Callable[[], datetime] = utc_now,
+    answers: AnswerBook | None = None,
 ) -> AppContext:
     """Every part of the service wired together (the ORM must be connected already)."""
     outbox = Outbox(clock)
@@ -206,6 +210,7 @@ async def build_context(
         clock=clock,
         metrics=metrics,
         outage=OutageWatch(metrics),
+        answers=answers if answers is not None else AnswerBook.of(settings),
     )
     ctx.desks = chat_desks(ctx)
     staff_group = next((d.staff for d in ctx.desks.values() if d.staff is not None), None)
@@ -317,6 +322,7 @@ class Service:
     async def start(self) -> None:
         """Prepare the database, connect, start workers and (for ``serve``) the HTTP server."""
         settings = self._settings
+        answers = AnswerBook.of(settings)  # a broken file stops the start before anything runs
         await prepare_database(settings, self._role, self._say)
         await db.connect(settings.database_url)
         await sync_agents(settings.agents)
@@ -328,7 +334,7 @@ class Service:
             max_deliveries=settings.workers.max_deliveries,
         )
         await stream.start()
-        self.ctx = ctx = await build_context(settings, stream, self._clock)
+        self.ctx = ctx = await build_context(settings, stream, self._clock, answers)
         ctx.metrics.started(self._role, name)
         fallback = Fallback(
             ctx.outbox,
