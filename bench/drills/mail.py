@@ -3,9 +3,10 @@ refuses (421/451) for a while; then the audit (every mail stored once by its Mes
 answer accepted by the SMTP server once).
 
 The drill needs Dovecot and an SMTP capture: it runs under pytest, whose fixtures start them
-(tests/fakes/mailserver.py). Short form (CI): ``.venv/bin/pytest tests/test_drills_mail.py``; full
-form, refusing for a whole minute with more mail:
-``DESK_DRILL_FULL=1 .venv/bin/pytest tests/test_drills_mail.py``.
+(tests/fakes/mailserver.py). Short form (CI):
+``.venv/bin/pytest tests/desk/runtime/test_drills_mail.py``; full form, refusing for a whole
+minute with more mail:
+``DESK_DRILL_FULL=1 .venv/bin/pytest tests/desk/runtime/test_drills_mail.py``.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from models import (
     TaskStatus,
 )
 from tests.conftest import Desk
+from tests.desk.api.test_api import send_appeal
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,
@@ -37,7 +38,6 @@ from tests.telegram_world import (
     telegram_settings,
     texts_in,
 )
-from tests.test_api import send_appeal
 
 TEAMS = [{"id": "accounting", "title": "Бухгалтерия"}, {"id": "logistics", "title": "Доставка"}]
 

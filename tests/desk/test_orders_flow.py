@@ -112,7 +112,7 @@ async def test_my_orders_in_the_bot_show_each_current_stage(
 async def test_a_notice_held_for_the_night_does_not_hold_up_the_conversation(
     fake: FakeTelegram, start_desk: Callable[..., Any]
 ) -> None:
-    from tests.test_ratings_flow import RunningClock
+    from tests.desk.test_ratings_flow import RunningClock
 
     # 22:00 in Yekaterinburg, where the customer lives: the stage notice waits for 09:00.
     clock = RunningClock(datetime(2026, 11, 23, 17, 0, tzinfo=UTC))

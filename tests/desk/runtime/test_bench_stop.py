@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests import ROOT
+
 pytestmark = pytest.mark.backend_agnostic
 
-ROOT = Path(__file__).resolve().parents[1]
 
 # A run that starts a child process and stops it in its clean-up, as bench.load stops the
 # service's processes and the drills their servers.

@@ -19,10 +19,9 @@ from bench.fakes.telegram import FakeTelegram, FaultPlan
 from channels.stream import local_entries
 from models import Message, OutboxItem, OutboxStatus, db
 from tests.conftest import SECRET_KEY
+from tests.desk.runtime.test_crash import Proc, serve_env, telegram_env
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually
-from tests.test_crash import Proc, serve_env, telegram_env
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.second_pass]
 
 GRACE_S = 20

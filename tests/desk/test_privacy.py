@@ -18,12 +18,11 @@ from tortoise import Tortoise
 
 from bench.fakes.telegram import FakeTelegram
 from models import Appeal, ContactPoint, Customer, Event, Message, Rating, StoredFile, Task
+from tests import ROOT
+from tests.channels.test_email_channel import customer_mail
 from tests.cli import run_cli
 from tests.conftest import API_TOKEN, PG_URL, Desk
-from tests.fakes.mailserver import MailAccount, SmtpCapture, email_settings
-from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, open_appeal, texts_in
-from tests.test_email_channel import customer_mail
-from tests.test_ratings_flow import (
+from tests.desk.test_ratings_flow import (
     NOON,
     RunningClock,
     buttons_of,
@@ -31,8 +30,9 @@ from tests.test_ratings_flow import (
     rating_request_in,
     resolve,
 )
+from tests.fakes.mailserver import MailAccount, SmtpCapture, email_settings
+from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, open_appeal, texts_in
 
-ROOT = Path(__file__).resolve().parent.parent
 CHAT = 770011223
 NAME = "Павел Сидоров"
 EMAIL = "pavel.sidorov@example.com"

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from desk.runtime.cli import main
+from tests import ROOT
 from tests.cli import run_cli
 
 pytestmark = pytest.mark.second_pass
 
-ROOT = Path(__file__).resolve().parent.parent
 
 BROKEN = """\
 company:

@@ -8,7 +8,6 @@ import email.policy
 import random
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +15,11 @@ import yaml
 
 from channels.email.parse import MailParseError, ParsedMail, parse_mail
 from channels.email.text import html_to_text, new_text, unflow
+from tests import DATA
 
 pytestmark = pytest.mark.backend_agnostic
 
-CORPUS = Path(__file__).parent / "data" / "mail"
+CORPUS = DATA / "mail"
 EXPECTED: dict[str, dict[str, Any]] = yaml.safe_load((CORPUS / "expected.yaml").read_text("utf-8"))
 CAP = 1024 * 1024
 OWN = ("support@desk.example",)

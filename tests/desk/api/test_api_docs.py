@@ -3,12 +3,11 @@ records the OpenAPI document is built from), the operators' endpoints and the pa
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from desk.api.app import make_app, operations
+from tests import ROOT
 from tests.conftest import Desk
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+DOCS = ROOT / "docs" / "api.md"
 
 
 def listed() -> str:

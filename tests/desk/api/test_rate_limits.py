@@ -18,8 +18,8 @@ from desk.api.rate_limit import APPEALS, PAGES, RateLimiter, TokenBuckets
 from desk.config.settings import HttpSettings
 from models import Appeal, Message
 from tests.conftest import Desk, free_port
+from tests.desk.api.test_api import APPEAL
 from tests.telegram_world import eventually, telegram_settings
-from tests.test_api import APPEAL
 
 pytestmark = pytest.mark.backend_agnostic
 

@@ -18,8 +18,7 @@ from desk.reports.report_days import catch_up
 from desk.reports.sla_report import sla_report
 from models import Appeal, Priority, ReportDay, ReportStale
 from tests.conftest import Desk
-from tests.telegram_world import MovableClock
-from tests.test_reports import (
+from tests.desk.test_reports import (
     MONDAY,
     MOSCOW,
     NOW,
@@ -29,6 +28,7 @@ from tests.test_reports import (
     hand_week,
     msk,
 )
+from tests.telegram_world import MovableClock
 
 TODAY = date(2026, 11, 15)
 AGENTS = [{"name": "Ирина", "telegram_id": 1001}, {"name": "Олег", "telegram_id": 1002}]

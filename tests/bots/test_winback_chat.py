@@ -18,6 +18,7 @@ from desk.features.winback import WINBACK
 from desk.ops.scheduler import Daily
 from models import Agent, Customer, Event, Lifecycle, Task, TaskStatus, Warmth
 from tests.conftest import Desk
+from tests.desk.test_ratings_flow import RunningClock, buttons_of, toasts
 from tests.telegram_world import (
     AGENT_ID,
     STAFF_CHAT,
@@ -26,7 +27,6 @@ from tests.telegram_world import (
     open_appeal,
     telegram_settings,
 )
-from tests.test_ratings_flow import RunningClock, buttons_of, toasts
 
 MSK = ZoneInfo("Europe/Moscow")
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # 12:00 in Moscow

@@ -18,7 +18,8 @@ from tests.conftest import Desk, free_port
 from tests.telegram_world import STAFF_CHAT, WEBHOOK_SECRET, eventually, telegram_settings, texts_in
 
 # The webhook path is the same on every backend, and ``kept`` reads the local stream's table:
-# on CI it runs in the SQLite pass (the Redis stream's own durability: tests/test_stream.py).
+# on CI it runs in the SQLite pass (the Redis stream's own durability:
+# tests/channels/test_stream.py).
 pytestmark = pytest.mark.backend_agnostic
 
 CUSTOMER = 760

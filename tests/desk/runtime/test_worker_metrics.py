@@ -20,11 +20,10 @@ from desk.config.settings import Settings
 from desk.runtime.service import Service
 from models import OutboxItem, OutboxStatus, db
 from tests.conftest import SECRET_KEY, free_port
+from tests.desk.runtime.test_crash import Proc, serve_env, telegram_env
+from tests.desk.runtime.test_operations import Samples, by_labels, scrape_url
 from tests.telegram_world import AGENT_ID, STAFF_CHAT, eventually, texts_in
-from tests.test_crash import Proc, serve_env, telegram_env
-from tests.test_operations import Samples, by_labels, scrape_url
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 SCRAPE_TOKEN = "scrape-arVzjCKzggrsxOojNPjZn8"

@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 
 from bench.fakes.telegram import DEFAULT_TOKEN
+from tests import ROOT
 from tests.conftest import API_TOKEN, SECRET_KEY, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 

@@ -31,9 +31,9 @@ from channels.stream import (
 )
 from models import db, sql
 from models.infra import StreamEntry
+from tests import ROOT
 
 REDIS_URL = os.environ.get("DESK_TEST_REDIS_URL") or None
-ROOT = Path(__file__).resolve().parent.parent
 GENEROUS_S = 10.0  # an upper bound for "returns", never a speed claim
 
 needs_redis = [

@@ -32,6 +32,7 @@ from models import (
     Task,
     Warmth,
 )
+from tests.channels.test_email_channel import customer_mail
 from tests.conftest import Desk
 from tests.fakes.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.fakes.vk import DEFAULT_TOKEN as VK_TOKEN
@@ -47,7 +48,6 @@ from tests.telegram_world import (
     telegram_settings,
     texts_in,
 )
-from tests.test_email_channel import customer_mail
 
 NOON = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 12:00 in Moscow: no quiet hours in the way
 

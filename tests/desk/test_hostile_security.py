@@ -20,7 +20,18 @@ from bench.fakes.telegram import FakeTelegram
 from desk.config.signing import Signer
 from desk.features.webdesk import FEEDBACK_PURPOSE
 from models import Appeal, AppealStatus, Customer, Event, Message, Rating, StoredFile, Task
+from tests.channels.test_email_channel import customer_mail
+from tests.channels.test_vk_channel import CALLBACK_SECRET, vk_settings
 from tests.conftest import Desk, free_port
+from tests.desk.api.test_api import APPEAL, send_appeal
+from tests.desk.test_ratings_flow import (
+    NOON,
+    RunningClock,
+    buttons_of,
+    rating_request_in,
+    resolve,
+    toasts,
+)
 from tests.fakes.mailserver import MailAccount, SmtpCapture, email_settings
 from tests.fakes.vk import FakeVk
 from tests.telegram_world import (
@@ -34,17 +45,6 @@ from tests.telegram_world import (
     telegram_settings,
     texts_in,
 )
-from tests.test_api import APPEAL, send_appeal
-from tests.test_email_channel import customer_mail
-from tests.test_ratings_flow import (
-    NOON,
-    RunningClock,
-    buttons_of,
-    rating_request_in,
-    resolve,
-    toasts,
-)
-from tests.test_vk_channel import CALLBACK_SECRET, vk_settings
 
 SECRET = WEBHOOK_SECRET
 OTHER_GROUP = -1005550001
