@@ -82,6 +82,11 @@ class ContactHint:
     address: str
 
 
+def contact_hints(*given: tuple[str, str | None]) -> tuple[ContactHint, ...]:
+    """The ``(channel, address)`` pairs a form gave, in the order given, without the empty ones."""
+    return tuple(ContactHint(channel, address) for channel, address in given if address)
+
+
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One customer message, normalised by its channel adapter; the unit of the appeal stream.

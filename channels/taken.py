@@ -11,8 +11,8 @@ from channels.base import (
     PHONE_CHANNEL,
     TAKEN_CHANNELS,
     ChannelKind,
-    ContactHint,
     InboundMessage,
+    contact_hints,
 )
 
 TAKEN_PREFIX = "t-"  # the external id of an appeal taken through the API: random
@@ -46,11 +46,7 @@ def new_taken_id() -> str:
 def taken_inbound(form: TakenAppeal, external_id: str) -> InboundMessage:
     """The stream entry of an appeal taken by phone or at the office: always a new appeal,
     the customer found by the phone and email given."""
-    contacts: list[ContactHint] = []
-    if form.phone:
-        contacts.append(ContactHint(PHONE_CHANNEL, form.phone))
-    if form.email:
-        contacts.append(ContactHint(ChannelKind.EMAIL.value, form.email))
+    contacts = contact_hints((PHONE_CHANNEL, form.phone), (ChannelKind.EMAIL.value, form.email))
     return InboundMessage(
         channel=form.channel,
         external_id=external_id,
@@ -59,7 +55,7 @@ def taken_inbound(form: TakenAppeal, external_id: str) -> InboundMessage:
         sender_name=form.name,
         language=form.language,
         subject=form.subject,
-        contacts=tuple(contacts),
+        contacts=contacts,
         new_appeal=True,
         taken_by=form.taken_by,
         taken_via=form.taken_via,

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from channels.base import (
     PHONE_CHANNEL,
     ChannelKind,
-    ContactHint,
     InboundMessage,
     OutboundMessage,
+    contact_hints,
 )
 
 
@@ -36,11 +36,7 @@ def new_receipt() -> str:
 
 def appeal_inbound(form: WebAppeal, receipt: str) -> InboundMessage:
     """The stream entry of a web form submission: always a new appeal."""
-    contacts: list[ContactHint] = []
-    if form.email:
-        contacts.append(ContactHint(ChannelKind.EMAIL.value, form.email))
-    if form.phone:
-        contacts.append(ContactHint(PHONE_CHANNEL, form.phone))
+    contacts = contact_hints((ChannelKind.EMAIL.value, form.email), (PHONE_CHANNEL, form.phone))
     return InboundMessage(
         channel=ChannelKind.WEB,
         external_id=receipt,
@@ -49,7 +45,7 @@ def appeal_inbound(form: WebAppeal, receipt: str) -> InboundMessage:
         sender_name=form.name,
         language=form.language,
         subject=form.subject,
-        contacts=tuple(contacts),
+        contacts=contacts,
         new_appeal=True,
     )
 

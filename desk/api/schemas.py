@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -83,18 +83,14 @@ GIVEN_EMAIL = ("email", {"type": "string", "pattern": f"[^{SPACE}]"})
 GIVEN_PHONE = ("phone", {"type": "string", "pattern": "[0-9]"})
 
 
-class NewAppealIn(Body):
-    """A customer's appeal from the web form or an integration; an email or a phone (or both)
-    is required, so the customer can be answered."""
+class ContactsIn(Body):
+    """A customer's email and/or phone, normalised; one of them is required, so the customer
+    can be answered and found again."""
 
     model_config = ConfigDict(json_schema_extra=one_of_contacts(GIVEN_EMAIL, GIVEN_PHONE))
 
-    name: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
     email: str | None = Field(default=None, max_length=320, pattern=EMAIL_OR_BLANK)
     phone: str | None = Field(default=None, max_length=40, pattern=PHONE_OR_BLANK)
-    subject: str = Field(default="", max_length=300)
-    text: str = Field(min_length=1, max_length=MAX_TEXT, pattern=NOT_BLANK)
-    language: Literal["ru", "en"] | None = None
 
     @field_validator("email")
     @classmethod
@@ -107,10 +103,20 @@ class NewAppealIn(Body):
         return normalise_phone(value) if value else None  # the pattern held: never None
 
     @model_validator(mode="after")
-    def _reachable(self) -> NewAppealIn:
+    def _reachable(self) -> Self:
         if not self.email and not self.phone:
             raise ValueError("give an email or a phone so the customer can be answered")
         return self
+
+
+class NewAppealIn(ContactsIn):
+    """A customer's appeal from the web form or an integration; an email or a phone (or both)
+    is required, so the customer can be answered."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
+    subject: str = Field(default="", max_length=300)
+    text: str = Field(min_length=1, max_length=MAX_TEXT, pattern=NOT_BLANK)
+    language: Literal["ru", "en"] | None = None
 
     def web_appeal(self, language: str) -> WebAppeal:
         """The web channel's form of this appeal."""
@@ -133,12 +139,10 @@ class NewAppealOut(BaseModel):
     receipt: str
 
 
-class TakenAppealIn(Body):
+class TakenAppealIn(ContactsIn):
     """An appeal an agent took down for a customer who phoned (``phone``) or came to the
     office (``visit``); a phone or an email (or both) is required, to find the customer and
     acknowledge the appeal."""
-
-    model_config = ConfigDict(json_schema_extra=one_of_contacts(GIVEN_EMAIL, GIVEN_PHONE))
 
     channel: Literal["phone", "visit"] = Field(
         default="phone", description="how the customer came: a call or a visit"
@@ -148,8 +152,6 @@ class TakenAppealIn(Body):
         max_length=200,
         description="the customer's name; may be left out for one the desk knows by the contacts",
     )
-    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_OR_BLANK)
-    phone: str | None = Field(default=None, max_length=40, pattern=PHONE_OR_BLANK)
     subject: str = Field(default="", max_length=300)
     text: str = Field(min_length=1, max_length=MAX_TEXT, pattern=NOT_BLANK)
     language: Literal["ru", "en"] | None = Field(
@@ -160,22 +162,6 @@ class TakenAppealIn(Body):
         max_length=200,
         description="the agent who took it (id, Telegram id or name); default: the caller",
     )
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        return normalise_email(value) if value else None  # the pattern held: never None
-
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        return normalise_phone(value) if value else None  # the pattern held: never None
-
-    @model_validator(mode="after")
-    def _reachable(self) -> TakenAppealIn:
-        if not self.email and not self.phone:
-            raise ValueError("give the customer's phone or email (or both)")
-        return self
 
 
 class TakenAppealOut(BaseModel):

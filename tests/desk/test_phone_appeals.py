@@ -175,7 +175,7 @@ async def test_api_visit_of_a_known_customer_joins_them_and_repeats_are_one_appe
     [
         ({"phone": "12-34", "text": "Не работает"}, "phone", "not a phone number"),
         ({"email": "anna@", "text": "Не работает"}, "email", "not an email address"),
-        ({"name": "Анна", "text": "Не работает"}, None, "phone or email"),
+        ({"name": "Анна", "text": "Не работает"}, None, "an email or a phone"),
         ({"phone": "+79160001122", "text": "   "}, "text", "must not be blank"),
         ({"phone": "+79160001122", "text": "x", "channel": "fax"}, "channel", "phone"),
         ({"phone": "+79160001122", "text": "x", "agent": "Никто"}, None, "Никто"),
