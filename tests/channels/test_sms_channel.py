@@ -305,3 +305,22 @@ def test_sms_settings_are_checked_and_the_channel_is_off_without_them(
     settings = Settings()
     assert "sms" in channel_report(settings).enabled and settings.sms.daily_parts == 100
     assert "Aero-test-key" not in repr(settings.sms)
+
+
+async def test_an_appeal_taken_by_phone_for_a_phone_only_customer_is_acknowledged_by_sms(
+    gateway: FakeSmsAero, start_desk: Callable[..., Any]
+) -> None:
+    # Seed 000 with seed 003: a customer phones, the agent takes the appeal down, the customer
+    # (no chat, no mail) hears by SMS that it is registered.
+    desk: Desk = await start_desk(clock=MovableClock(NOON), sms=gateway.settings())
+    status, body = await desk.post(
+        "/api/v1/taken-appeals",
+        {"channel": "phone", "name": "Пётр", "phone": PHONE, "text": "Не пришёл заказ 77"},
+    )
+    assert status in (201, 202), body
+    ack = (await eventually(lambda: gateway.to(DIGITS), what="the acknowledgement"))[0]
+    appeal = await Appeal.get(channel="phone")
+    assert ack.text.startswith(f"Обращение {appeal.number} принято")
+    row = await OutboxItem.get(appeal_id=appeal.id, channel="sms")
+    assert row.status == OutboxStatus.SENT
+    assert not await Task.filter(appeal_id=appeal.id).exists()  # no call task for it
