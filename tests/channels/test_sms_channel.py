@@ -16,10 +16,17 @@ from bench.fakes.telegram import FakeTelegram
 from channels.sms.segments import count
 from desk.config.settings import Settings
 from desk.runtime.service import channel_report
-from models import Appeal, Event, OutboxItem, OutboxStatus, Task
+from models import Appeal, ContactPoint, Event, OutboxItem, OutboxStatus, Task
 from tests.conftest import Desk
 from tests.fakes.smsaero import FakeSms, FakeSmsAero
-from tests.telegram_world import STAFF_CHAT, MovableClock, eventually, telegram_settings, texts_in
+from tests.telegram_world import (
+    STAFF_CHAT,
+    MovableClock,
+    eventually,
+    open_appeal,
+    telegram_settings,
+    texts_in,
+)
 
 NOON = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # 12:00 in Moscow
 LATE = datetime(2026, 11, 24, 20, 10, tzinfo=UTC)  # 23:10 in Moscow
@@ -335,3 +342,32 @@ async def test_an_appeal_taken_by_phone_for_a_phone_only_customer_is_acknowledge
     assert ack.text.startswith(f"Обращение {appeal.number} принято")
     await sent_row(appeal)
     assert not await Task.filter(appeal_id=appeal.id).exists()  # no call task for it
+
+
+async def test_an_answer_to_a_customer_who_blocked_the_bot_goes_to_their_phone_by_sms(
+    gateway: FakeSmsAero, fake: FakeTelegram, start_desk: Callable[..., Any]
+) -> None:
+    # The customer wrote in Telegram and shared their phone with the bot's contact button, then
+    # blocked the bot: the agent's answer reaches them by SMS, and nobody has to call.
+    desk: Desk = await start_desk(
+        clock=MovableClock(NOON), sms=gateway.settings(), **telegram_settings(fake)
+    )
+    appeal = await open_appeal(fake, 931, "Где заказ 31?", name="Нина")
+    fake.user_contact(931, PHONE)
+    await eventually(
+        lambda: ContactPoint.filter(customer_id=appeal.customer_id, channel="phone").exists(),
+        what="the shared phone",
+    )
+    fake.block_user(931)
+    status, body = await desk.post(
+        f"/api/v1/appeals/{appeal.number}/messages", {"text": "Заказ 31 у курьера"}
+    )
+    assert status == 201, body
+    sms = (await eventually(lambda: gateway.to(DIGITS), what="the answer by SMS"))[-1]
+    assert "Заказ 31 у курьера" in sms.text
+    rerouted = await eventually(
+        lambda: Event.filter(appeal_id=appeal.id, kind="delivery.rerouted").first(),
+        what="the reroute in the history",
+    )
+    assert (rerouted.data["before"], rerouted.data["after"]) == ("telegram", "sms")
+    assert not await Task.filter(appeal_id=appeal.id, kind="call").exists()
