@@ -14,7 +14,6 @@ from desk.config.errors import InvalidInput
 
 MAX_POSTPONE = timedelta(days=366)
 DAY_START = time(9, 0)  # a date without a time: the morning of that day
-DURATION_PATTERN = r"^[0-9]{1,4}(?:m|min|h|d|w|мин|м|ч|д|н)$"
 _UNITS = {
     "m": timedelta(minutes=1),
     "min": timedelta(minutes=1),
@@ -27,7 +26,9 @@ _UNITS = {
     "w": timedelta(weeks=1),
     "н": timedelta(weeks=1),
 }
-_DURATION = re.compile(r"([0-9]{1,4})(min|мин|m|м|h|ч|d|д|w|н)", re.IGNORECASE)
+_UNIT_WORDS = "|".join(sorted(_UNITS, key=len, reverse=True))  # "min" before "m"
+DURATION_PATTERN = rf"^[0-9]{{1,4}}(?:{_UNIT_WORDS})$"  # the API's schema of a span
+_DURATION = re.compile(rf"([0-9]{{1,4}})({_UNIT_WORDS})", re.IGNORECASE)
 _CLOCK = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")
 _DATE = re.compile(r"([0-3]?[0-9])\.([01]?[0-9])(?:\.([0-9]{4}))?")
 
