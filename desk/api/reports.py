@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from desk.api.errors import ApiError, json_response
 from desk.api.operation import Operation, QueryParam, ctx_of
-from desk.config.settings import Settings, categories_of
+from desk.config.settings import Settings, category_titles
 from desk.reports.charts import rating_chart
 from desk.reports.periods import (
     BadPeriod,
@@ -190,9 +190,7 @@ def named(body: dict[str, Any], settings: Settings) -> dict[str, Any]:
     the top categories."""
     lang = settings.company.language
     titles = {
-        "by_category": {
-            c.id: c.title.get(lang) or c.title.get("ru") or c.id for c in categories_of(settings)
-        },
+        "by_category": category_titles(settings, lang),
         "by_team": {t.id: t.title or t.id for t in settings.teams},
     }
     for section, names in titles.items():

@@ -647,6 +647,11 @@ def categories_of(settings: Settings) -> list[CategoryConfig]:
     return list(settings.categories) or default_categories()
 
 
+def category_titles(settings: Settings, lang: str) -> dict[str, str]:
+    """Each category's title in ``lang`` (else the Russian one, else its id), by id."""
+    return {c.id: c.title.get(lang) or c.title.get("ru") or c.id for c in categories_of(settings)}
+
+
 def seed_examples_of(settings: Settings) -> list[tuple[str, str]]:
     """The shipped labelled appeals (text, category) of the categories in force, which a new
     desk's model starts from; none when ``router.seed_examples`` is off."""

@@ -21,7 +21,7 @@ from desk.appeals.event_types import AppealImportant, AppealTagged, DomainEvent,
 from desk.appeals.outbox import Outbox
 from desk.appeals.tasks import contacts_of, phones_of
 from desk.appeals.triage import IMPORTANT_TAG
-from desk.config.settings import ManagerEmail, Settings, categories_of
+from desk.config.settings import ManagerEmail, Settings, category_titles
 from desk.config.texts import Texts
 from models import Appeal, Customer
 
@@ -162,7 +162,7 @@ class ManagerMail:
         self, kind: str, lang: str, facts: dict[str, Any], note: str, values: dict[str, Any]
     ) -> tuple[str, str, str]:
         """(subject, text, HTML) of one alert in ``lang``."""
-        titles = {c.id: c.title.get(lang) or c.id for c in categories_of(self._settings)}
+        titles = category_titles(self._settings, lang)
         category = facts["category"]
         context: dict[str, Any] = {
             **facts,
