@@ -11,11 +11,14 @@ are (the sqlite3 adapters tortoise registers store datetimes as it does).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.models import Model
+
+M = TypeVar("M", bound=Model)
 
 # SQLite allows 32,766 parameters in one statement (since 3.32), asyncpg 32,767: big batches
 # are sent in chunks under this.
@@ -193,6 +196,19 @@ async def fetch(
     conn = connection(using)
     found = await conn.execute_query_dict(_numbered(conn, text, len(params)), list(params))
     return [dict(row) for row in found]
+
+
+def listed(first: int, count: int) -> str:
+    """``({p<first>}, …)``: the numbered markers of an ``IN`` list of ``count`` values, for the
+    text of ``fetch`` or ``execute`` (keep the numbers rising through the text: SQLite's
+    markers are positional)."""
+    return "(" + ", ".join(f"{{p{n}}}" for n in range(first, first + count)) + ")"
+
+
+def models_of(model: type[M], rows: Iterable[dict[str, Any]]) -> list[M]:
+    """Model objects of rows read without the ORM (every column selected), made as the ORM
+    makes them: each column converted by its field."""
+    return [model._init_from_db(**row) for row in rows]
 
 
 def json_loaded(value: Any) -> Any:

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
 from tortoise.exceptions import IntegrityError, TransactionManagementError
-from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from channels.base import (
@@ -198,7 +197,6 @@ class Lifecycle:
                         with log_scope(channel=msg.channel.value):  # the appeal joins later
                             batch.results.append(await self._ingest_one(index, msg, batch))
                     await self._store_follow_ups(batch)
-                await _reachable_again(msgs)
                 await batch.finish()
                 return [r for r in batch.results if r is not None]
 
@@ -887,22 +885,6 @@ class Lifecycle:
                     raise
                 log.info("transaction conflict, retrying", extra={"attempt": attempt + 1})
         raise AssertionError("unreachable")
-
-
-async def _reachable_again(msgs: Sequence[InboundMessage]) -> None:
-    """A customer who writes from an address found unreachable before makes it reachable
-    again (one statement for the batch, touching only such addresses)."""
-    by_channel: dict[str, set[str]] = {}
-    for msg in msgs:
-        if msg.address and msg.channel not in NO_REPLY_ADDRESS:
-            by_channel.setdefault(msg.channel.value, set()).add(msg.address)
-    if not by_channel:
-        return
-    sent_from = Q(
-        *(Q(channel=c, address__in=sorted(a)) for c, a in sorted(by_channel.items())),
-        join_type="OR",
-    )
-    await ContactPoint.filter(sent_from, reachable=False).update(reachable=True)
 
 
 async def _appeal(appeal_id: int) -> Appeal:
