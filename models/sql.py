@@ -10,8 +10,12 @@ are (the sqlite3 adapters tortoise registers store datetimes as it does).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from tortoise import connections
@@ -28,6 +32,38 @@ DEFAULT = "default"
 # wait for intake's transactions on the database's one connection. Absent on PostgreSQL: there
 # the stream's table is in the database, and statements on this name go to the default.
 STREAM = "stream"
+
+
+# Set inside ``inline()``: short statements on SQLite run in the event loop's thread.
+INLINE: ContextVar[bool] = ContextVar("sqlite_inline", default=False)
+
+
+@contextlib.contextmanager
+def inline() -> Iterator[None]:
+    """Inside, short statements on SQLite run in the event loop's thread instead of going to
+    the connection's thread and back (``models/sqlite_client.py`` says which); for the hot
+    path's batches, whose statements are indexed reads and rows written in a transaction. No
+    effect on PostgreSQL."""
+    token = INLINE.set(True)
+    try:
+        yield
+    finally:
+        INLINE.reset(token)
+
+
+# Work that keeps the event loop (a batch's statements run inline, its Python between them)
+# gives it a turn at least this often, so a webhook's answer waits for no long stretch.
+TURN_S = 0.0005
+_turned = [0.0]  # when a caller of ``give_turn`` last gave the loop a turn
+
+
+async def give_turn() -> None:
+    """Give the event loop a turn when the work calling this has kept it ``TURN_S`` since the
+    last turn given here (cheap otherwise: call it in long loops of a batch)."""
+    now = time.perf_counter()
+    if now - _turned[0] > TURN_S:
+        await asyncio.sleep(0)
+        _turned[0] = time.perf_counter()
 
 
 # Connections of our own beside the ORM's one (tortoise would ask every ``in_transaction()``

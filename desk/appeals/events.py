@@ -14,6 +14,7 @@ from typing import Any, cast
 from desk.appeals import appeal_changes, history, outbox
 from desk.appeals.event_types import DomainEvent
 from desk.ops.log_context import about
+from models import sql
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class EventBus:
     async def emit(self, event: DomainEvent) -> DomainEvent:
         """Write the event's history row and hand it to its subscribers in their stages' order
         (per-batch ones at the batch's end); call inside the change's transaction."""
+        await sql.give_turn()  # a batch emits many: the loop's other work has its turns
         appeal = event.appeal
         if event.customer is None and appeal is not None:
             held = batch_held(CUSTOMERS, appeal.customer_id)  # as the batch has it

@@ -194,13 +194,15 @@ class Lifecycle:
                 batch = await IntakeBatch.load(msgs, now, reopen_since=now - window, lock=True)
                 async with self.events.batch():
                     for index, msg in enumerate(msgs):
+                        await sql.give_turn()
                         with log_scope(channel=msg.channel.value):  # the appeal joins later
                             batch.results.append(await self._ingest_one(index, msg, batch))
                     await self._store_follow_ups(batch)
                 await batch.finish()
                 return [r for r in batch.results if r is not None]
 
-        results = await self.atomic(run)
+        with sql.inline():  # a batch's statements are short: no thread hop each
+            results = await self.atomic(run)
         self._outbox.wake()
         share = (time.perf_counter() - started) / max(len(msgs), 1)
         for msg, result in zip(msgs, results, strict=True):

@@ -199,7 +199,8 @@ class DeliveryWorker:
             while not stop.is_set():
                 started = loop.time()
                 try:
-                    handled = await self.deliver_due(stop, slow_beside=True)
+                    with sql.inline():  # a pass's statements are short: no thread hop each
+                        handled = await self.deliver_due(stop, slow_beside=True)
                 except Exception as exc:  # a task root: log and keep the worker alive
                     handled = 0
                     if db.is_outage(exc) and await self._outage.wait(exc, stop):

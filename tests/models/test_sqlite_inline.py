@@ -1,0 +1,157 @@
+"""SQLite statements of the hot path run in the event loop's thread (``sql.inline()``), and
+nothing that may wait does: a transaction's first write waits for another process's lock in
+the connection's thread while the loop goes on, COMMIT syncs there, and the loop gets turns
+through a long batch."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiosqlite
+import pytest
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from models import KeyValue, db, sql
+
+GENEROUS_S = 10.0  # an upper bound for "returns", never a speed claim
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Path]:
+    path = tmp_path / "inline.db"
+    url = f"sqlite://{path}"
+    await db.migrate(url)
+    await db.connect(url)
+    yield path
+    await db.disconnect()
+
+
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL (first words) of every call that went to the connection's thread."""
+    sent: list[str] = []
+    original = aiosqlite.Connection._execute
+
+    async def counted(
+        self: aiosqlite.Connection, fn: object, *args: object, **kw: object
+    ) -> object:
+        sent.append(str(args[0])[:30] if args else getattr(fn, "__name__", "?"))
+        return await original(self, fn, *args, **kw)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return sent
+
+
+async def _batch(rows: int, *, read_first: bool = True) -> None:
+    async with in_transaction():
+        if read_first:
+            await KeyValue.filter(key__in=["a", "b"]).values_list("key")
+        await sql.insert_many("key_value", ["key", "value"], [("k0", "0")], returning=None)
+        for n in range(1, rows):
+            await sql.insert_many("key_value", ["key", "value"], [(f"k{n}", "x")], returning=None)
+        await KeyValue.filter(key="k0").update(value="changed")
+
+
+async def test_inside_inline_only_the_first_write_and_the_commit_leave_the_loop(
+    sqlite_db: Path, hops: list[str]
+) -> None:
+    await KeyValue.all().count()  # the connection is open
+    hops.clear()
+    with sql.inline():
+        await _batch(20)
+    assert [h.split()[0].upper() for h in hops] == ["INSERT", "COMMIT"]
+    assert await KeyValue.filter(key__startswith="k").count() == 20
+    assert (await KeyValue.get(key="k0")).value == "changed"
+
+
+async def test_outside_inline_every_statement_goes_to_the_thread(
+    sqlite_db: Path, hops: list[str]
+) -> None:
+    await KeyValue.all().count()  # the connection is open
+    hops.clear()
+    await _batch(5)
+    assert len(hops) >= 8  # BEGIN, the reads, each write, COMMIT
+
+
+async def test_a_write_waiting_for_another_process_lock_does_not_stop_the_loop(
+    sqlite_db: Path,
+) -> None:
+    # Another process (a second desk on the same file) holds the write lock for a while.
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        other = sqlite3.connect(sqlite_db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(GENEROUS_S)
+        other.execute("COMMIT")
+        other.close()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert await asyncio.to_thread(locked.wait, GENEROUS_S)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        with sql.inline():
+            # (A transaction that read first would be refused at once, by SQLite's rule for
+            # a reader turning writer; one that writes first waits for the lock.)
+            batch = asyncio.create_task(_batch(3, read_first=False))
+            await asyncio.sleep(0.3)
+            assert not batch.done()  # waiting for the lock…
+            assert ticks >= 10  # …while the loop went on
+            release.set()
+            await asyncio.wait_for(batch, GENEROUS_S)
+    finally:
+        release.set()
+        ticker.cancel()
+        await asyncio.to_thread(holder.join, GENEROUS_S)
+    assert await KeyValue.filter(key__startswith="k").count() == 3
+
+
+async def test_a_failing_statement_inline_rolls_the_transaction_back(sqlite_db: Path) -> None:
+    await KeyValue.create(key="taken", value="1")
+
+    async def clashing() -> None:
+        async with in_transaction():
+            await sql.insert_many("key_value", ["key", "value"], [("new", "1")], returning=None)
+            await sql.insert_many("key_value", ["key", "value"], [("taken", "2")], returning=None)
+
+    with sql.inline(), pytest.raises(IntegrityError):
+        await clashing()
+    assert await KeyValue.filter(key="new").count() == 0
+    with sql.inline():  # and the connection goes on
+        await _batch(2)
+    assert await KeyValue.filter(key__startswith="k").count() == 2
+
+
+async def test_a_long_inline_batch_gives_the_loop_turns(sqlite_db: Path) -> None:
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_turns())
+    await asyncio.sleep(0)
+    before = turns
+    try:
+        with sql.inline():
+            await _batch(400)
+    finally:
+        counter.cancel()
+    assert turns - before > 10
