@@ -53,7 +53,7 @@ def inline() -> Iterator[None]:
 
 # Work that keeps the event loop (a batch's statements run inline, its Python between them)
 # gives it a turn at least this often, so a webhook's answer waits for no long stretch.
-TURN_S = 0.0005
+TURN_S = 0.0002
 _turned = [0.0]  # when a caller of ``give_turn`` last gave the loop a turn
 
 
