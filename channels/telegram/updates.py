@@ -360,6 +360,9 @@ def _unreadable(exc: ValueError | ValidationError) -> str:
     return "not JSON"
 
 
+HANDLED = b'{"ok": true}'  # the webhook's answer to every handled update, encoded once
+
+
 def webhook_view(
     secret: str, bot: Bot, handle: UpdateHandler
 ) -> Callable[..., Awaitable[web.Response]]:
@@ -382,6 +385,6 @@ def webhook_view(
         except Exception:
             log.exception("telegram update not handled", extra={"update": update.update_id})
             return web.json_response({"ok": False, "error": "try again"}, status=500)
-        return web.json_response({"ok": True})
+        return web.Response(body=HANDLED, content_type="application/json")
 
     return view
