@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -369,13 +370,23 @@ class TextModel:
         return {name: v / norm for name, v in vector.items()}
 
     def _scores(self, vector: dict[str, float]) -> list[float]:
-        """Each category's score (log-odds up to a constant) for a feature vector."""
-        scores = self.bias[:]
+        """Each category's score (log-odds up to a constant) for a feature vector: its bias
+        plus the known features' weights, added in the vector's order (a category at a time,
+        the products in C: several times faster than a list of scores per feature)."""
+        weights = self.weights
+        rows: list[list[float]] = []
+        values: list[float] = []
         for name, value in vector.items():
-            row = self.weights.get(name)
+            row = weights.get(name)
             if row is not None:
-                scores = [s + value * w for s, w in zip(scores, row, strict=True)]
-        return scores
+                rows.append(row)
+                values.append(value)
+        if not rows:
+            return self.bias[:]
+        return [
+            sum(map(operator.mul, values, column), start=bias)
+            for bias, column in zip(self.bias, zip(*rows, strict=True), strict=True)
+        ]
 
     def _update(self, vector: dict[str, float], target: int, weight: float = 1.0) -> None:
         """One step of stochastic gradient descent on the cross-entropy of one example that
