@@ -47,6 +47,13 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return sent
 
 
+async def _count_turns(turns: list[int], *, every_s: float) -> None:
+    """Note each turn the event loop gives this task (a sleep of ``every_s`` between)."""
+    while True:
+        turns.append(1)
+        await asyncio.sleep(every_s)
+
+
 async def _batch(rows: int, *, read_first: bool = True) -> None:
     async with in_transaction():
         if read_first:
@@ -95,15 +102,8 @@ async def test_a_write_waiting_for_another_process_lock_does_not_stop_the_loop(
     holder = threading.Thread(target=hold_the_lock)
     holder.start()
     assert await asyncio.to_thread(locked.wait, GENEROUS_S)
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.01)
-
-    ticker = asyncio.create_task(tick())
+    turns: list[int] = []
+    ticker = asyncio.create_task(_count_turns(turns, every_s=0.01))
     try:
         with sql.inline():
             # (A transaction that read first would be refused at once, by SQLite's rule for
@@ -111,7 +111,7 @@ async def test_a_write_waiting_for_another_process_lock_does_not_stop_the_loop(
             batch = asyncio.create_task(_batch(3, read_first=False))
             await asyncio.sleep(0.3)
             assert not batch.done()  # waiting for the lock…
-            assert ticks >= 10  # …while the loop went on
+            assert len(turns) >= 10  # …while the loop went on
             release.set()
             await asyncio.wait_for(batch, GENEROUS_S)
     finally:
@@ -138,20 +138,13 @@ async def test_a_failing_statement_inline_rolls_the_transaction_back(sqlite_db: 
 
 
 async def test_a_long_inline_batch_gives_the_loop_turns(sqlite_db: Path) -> None:
-    turns = 0
-
-    async def count_turns() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    counter = asyncio.create_task(count_turns())
+    turns: list[int] = []
+    counter = asyncio.create_task(_count_turns(turns, every_s=0))
     await asyncio.sleep(0)
-    before = turns
+    before = len(turns)
     try:
         with sql.inline():
             await _batch(400)
     finally:
         counter.cancel()
-    assert turns - before > 10
+    assert len(turns) - before > 10
