@@ -8,7 +8,6 @@ import gc
 import logging
 import os
 import socket
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,7 +64,6 @@ from desk.reports.report_facts import ReportFacts
 from models import db
 
 log = logging.getLogger(__name__)
-SWITCH_INTERVAL_S = 0.001
 
 Role = Literal["serve", "worker"]
 MIGRATION_WAIT_S = 120.0
@@ -643,11 +641,6 @@ async def run_until_stopped(
         # tests that start many services in one process leave it alone.)
         gc.collect()
         gc.freeze()
-        # The threads beside the loop (the stream's SQLite connection above all, whose commit
-        # a webhook's answer waits for) take the GIL back after each call into SQLite; a busy
-        # loop lets them have it only every switch interval, 5 ms by default. At 1 ms the
-        # webhook's p99 at 1,000 updates a second went from 29-50 ms to 23-34 ms.
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
         await stop.wait()
     finally:
         await service.stop()
