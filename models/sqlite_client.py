@@ -90,7 +90,8 @@ class _Connection(aiosqlite.Connection):
             finally:
                 self._queued -= 1
         if statement is not None and conn is not None and conn.in_transaction:
-            self._holding = self._holding or not statement.startswith(_ALWAYS)
+            # A write took the lock (ending a savepoint, say, took none).
+            self._holding = self._holding or not statement.startswith(_ALWAYS + _NEVER)
         return result
 
     def _may_inline(self, statement: str, conn: sqlite3.Connection) -> bool:
@@ -108,11 +109,9 @@ def _statement(
         return None
     owner = getattr(fn, "__self__", None)
     name = getattr(fn, "__name__", "")
-    if owner is connection and name in ("_execute_insert", "_execute_fetchall"):
-        pass
-    elif owner is not connection._connection or name not in ("execute", "executemany"):
-        return None
-    return " ".join(args[0][:40].split()).upper()
+    aiosqlites = owner is connection and name in ("_execute_insert", "_execute_fetchall")
+    sqlite3s = owner is connection._connection and name in ("execute", "executemany")
+    return " ".join(args[0][:40].split()).upper() if aiosqlites or sqlite3s else None
 
 
 class _Transaction(SqliteTransactionContext):

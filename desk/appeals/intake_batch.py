@@ -87,8 +87,8 @@ class IntakeBatch:
         batch's transaction; ``lock`` takes the customers' rows FOR UPDATE, in id order;
         appeals resolved before ``reopen_since`` cannot be reopened and are not loaded).
 
-        The statements are written out (``models/sql.py``), not built by the ORM: building
-        them was a third of intake's time."""
+        The statements are written out (``models/sql.py``), not built by the ORM in Python
+        for every batch."""
         batch = cls()
         await batch._load_messages(msgs)
         await batch._load_points(msgs)

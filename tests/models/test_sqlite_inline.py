@@ -76,6 +76,21 @@ async def test_inside_inline_only_the_first_write_and_the_commit_leave_the_loop(
     assert (await KeyValue.get(key="k0")).value == "changed"
 
 
+async def test_a_savepoint_ended_is_no_write_the_first_write_still_waits_in_the_thread(
+    sqlite_db: Path, hops: list[str]
+) -> None:
+    await KeyValue.all().count()  # the connection is open
+    hops.clear()
+    with sql.inline():
+        async with in_transaction():
+            await KeyValue.filter(key="a").count()
+            async with in_transaction():  # a savepoint, read and released
+                await KeyValue.filter(key="b").count()
+            await KeyValue.create(key="k", value="v")
+    assert [h.split()[0].upper() for h in hops][-2:] == ["INSERT", "COMMIT"]
+    assert await KeyValue.filter(key="k").count() == 1
+
+
 async def test_outside_inline_every_statement_goes_to_the_thread(
     sqlite_db: Path, hops: list[str]
 ) -> None:
