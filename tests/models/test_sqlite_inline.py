@@ -32,8 +32,10 @@ async def sqlite_db(tmp_path: Path) -> AsyncIterator[Path]:
 
 
 @pytest.fixture
-def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The SQL (first words) of every call that went to the connection's thread."""
+async def hops(sqlite_db: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL (first words) of every call that went to the connection's thread, counted from
+    when the connection is open."""
+    await KeyValue.all().count()
     sent: list[str] = []
     original = aiosqlite.Connection._execute
 
@@ -65,10 +67,8 @@ async def _batch(rows: int, *, read_first: bool = True) -> None:
 
 
 async def test_inside_inline_only_the_first_write_and_the_commit_leave_the_loop(
-    sqlite_db: Path, hops: list[str]
+    hops: list[str],
 ) -> None:
-    await KeyValue.all().count()  # the connection is open
-    hops.clear()
     with sql.inline():
         await _batch(20)
     assert [h.split()[0].upper() for h in hops] == ["INSERT", "COMMIT"]
@@ -77,10 +77,8 @@ async def test_inside_inline_only_the_first_write_and_the_commit_leave_the_loop(
 
 
 async def test_a_savepoint_ended_is_no_write_the_first_write_still_waits_in_the_thread(
-    sqlite_db: Path, hops: list[str]
+    hops: list[str],
 ) -> None:
-    await KeyValue.all().count()  # the connection is open
-    hops.clear()
     with sql.inline():
         async with in_transaction():
             await KeyValue.filter(key="a").count()
@@ -92,10 +90,8 @@ async def test_a_savepoint_ended_is_no_write_the_first_write_still_waits_in_the_
 
 
 async def test_outside_inline_every_statement_goes_to_the_thread(
-    sqlite_db: Path, hops: list[str]
+    hops: list[str],
 ) -> None:
-    await KeyValue.all().count()  # the connection is open
-    hops.clear()
     await _batch(5)
     assert len(hops) >= 8  # BEGIN, the reads, each write, COMMIT
 
