@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextvars import ContextVar
+from datetime import datetime
 from typing import Any, TypeVar
 
 from tortoise import connections
@@ -245,6 +246,12 @@ def models_of(model: type[M], rows: Iterable[dict[str, Any]]) -> list[M]:
     """Model objects of rows read without the ORM (every column selected), made as the ORM
     makes them: each column converted by its field."""
     return [model._init_from_db(**row) for row in rows]
+
+
+def datetime_loaded(value: datetime | str) -> datetime:
+    """A datetime column's value as read without the ORM: text on SQLite, a datetime on
+    PostgreSQL."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def json_loaded(value: Any) -> Any:

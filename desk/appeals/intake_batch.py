@@ -181,7 +181,7 @@ class IntakeBatch:
             if row["status"] in statuses:
                 newest_open.setdefault(customer_id, appeal_id)
             elif row["resolved_at"] is not None:
-                resolved_at = _datetime(row["resolved_at"])
+                resolved_at = sql.datetime_loaded(row["resolved_at"])
                 last = last_resolved.get(customer_id)
                 if last is None or resolved_at > last[0]:
                     last_resolved[customer_id] = (resolved_at, appeal_id)
@@ -247,11 +247,6 @@ class IntakeBatch:
                 sorted(set(self.unreachable)),
                 before=[True],
             )
-
-
-def _datetime(value: datetime | str) -> datetime:
-    """A datetime column read without the ORM: text on SQLite, a datetime on PostgreSQL."""
-    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def _pressed_at(value: str) -> datetime | None:
