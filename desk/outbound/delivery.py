@@ -136,6 +136,17 @@ def backoff(attempts: int) -> float:
     return base * random.uniform(0.8, 1.2)
 
 
+def _free(now: datetime) -> Q:
+    """The rows a claim may take by their own columns: waiting, and not under a live lease.
+
+    The status is part of it, not only of the claim's subquery: PostgreSQL checks a row that
+    another worker changed during the claim's scan again by the row's own conditions alone
+    (READ COMMITTED), and a row that worker had just sent, its lease cleared, passed as free
+    and went a second time."""
+    unleased = Q(locked_until__isnull=True) | Q(locked_until__lte=now)
+    return Q(status=OutboxStatus.PENDING) | Q(Q(status=OutboxStatus.SENDING), unleased)
+
+
 class DeliveryWorker:
     """Claims due outbox rows (one per conversation at a time) and delivers them."""
 
@@ -361,9 +372,7 @@ class DeliveryWorker:
             .annotate(first=Min("id"))
             .values("first")
         )
-        free = (
-            Q(status=OutboxStatus.PENDING) | Q(locked_until__isnull=True) | Q(locked_until__lte=now)
-        )
+        free = _free(now)
         until = now + self._lease
         due = OutboxItem.filter(free, id__in=Subquery(oldest), next_attempt_at__lte=now)
         # Held destinations are left out here, one condition per channel; past HELD_IN_CLAIM the

@@ -18,7 +18,7 @@ from channels.base import (
     Unreachable,
 )
 from desk.appeals.outbox import Outbox
-from desk.outbound.delivery import DeliveryWorker
+from desk.outbound.delivery import DeliveryWorker, _free
 from models import (
     Appeal,
     Customer,
@@ -360,6 +360,29 @@ async def test_two_workers_never_deliver_one_row_twice(setup: tuple) -> None:
     texts = [t for _, t in channel.delivered]
     assert sorted(texts) == sorted(f"m{i}" for i in range(60))
     assert len(texts) == len(set(texts))
+
+
+async def test_a_claim_never_takes_a_row_sent_or_failed_by_its_own_columns(setup: tuple) -> None:
+    # PostgreSQL checks a row another worker changed during a claim's scan again by the row's
+    # own conditions only (the subquery of conversation heads is not run again). A row that
+    # worker had just sent has its lease cleared: it must still not count as free. CI once
+    # met it: two workers delivered the last six rows of a pass twice.
+    outbox, _, clock, appeal = setup
+    now = clock.now
+    rows = {}
+    for text, status, until in (
+        ("ждёт", OutboxStatus.PENDING, None),
+        ("отправлено", OutboxStatus.SENT, None),
+        ("не удалось", OutboxStatus.FAILED, None),
+        ("аренда истекла", OutboxStatus.SENDING, now - timedelta(seconds=1)),
+        ("возвращено", OutboxStatus.SENDING, None),
+        ("в аренде", OutboxStatus.SENDING, now + timedelta(seconds=60)),
+    ):
+        item = await queue(outbox, appeal, text, address=text)
+        await OutboxItem.filter(id=item.id).update(status=status, locked_until=until)
+        rows[item.id] = text
+    free = await OutboxItem.filter(_free(now)).order_by("id").values_list("id", flat=True)
+    assert [rows[i] for i in free] == ["ждёт", "аренда истекла", "возвращено"]
 
 
 async def test_channel_not_enabled_keeps_the_row_for_later(setup: tuple) -> None:
