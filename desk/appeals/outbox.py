@@ -71,16 +71,23 @@ def _payload(
 
 async def waiting_in(queue: str, *, after: datetime | None = None, **extra: Any) -> bool:
     """Whether a row of ``queue`` still waits (due later than ``after``, when given) whose
-    payload's ``extra`` has these fields; the batch's own rows count too."""
+    payload's ``extra`` has these fields; the batch's own rows count too.
+
+    The caller counts on that row to show what its transaction changes, so the row is locked
+    until the commit (PostgreSQL): a delivery worker that claimed it meanwhile would read the
+    state from before the commit and send that, and a resolved appeal's card stayed «waiting»
+    with its topic open (CI met it). A row a claim has taken first is not waiting any more.
+    On SQLite the one writer orders the claim and the transaction already."""
     await flush()
     rows = OutboxItem.filter(queue_key=queue, status=OutboxStatus.PENDING)
     if after is not None:
         rows = rows.filter(next_attempt_at__gt=after)
-    if not extra:
-        return await rows.exists()
-    for payload in await rows.values_list("payload", flat=True):
+    for row_id, payload in await rows.order_by("id").values_list("id", "payload"):
         found: dict[str, Any] = payload.get("extra", {}) if isinstance(payload, dict) else {}
-        if all(found.get(k) == v for k, v in extra.items()):
+        if not all(found.get(k) == v for k, v in extra.items()):
+            continue
+        still = OutboxItem.filter(id=row_id, status=OutboxStatus.PENDING)
+        if await still.select_for_update().only("id"):
             return True
     return False
 

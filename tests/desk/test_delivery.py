@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tortoise.transactions import in_transaction
 
 from channels.base import (
     ChannelKind,
@@ -17,7 +18,7 @@ from channels.base import (
     RateLimited,
     Unreachable,
 )
-from desk.appeals.outbox import Outbox
+from desk.appeals.outbox import Outbox, waiting_in
 from desk.outbound.delivery import DeliveryWorker, _free
 from models import (
     Appeal,
@@ -383,6 +384,35 @@ async def test_a_claim_never_takes_a_row_sent_or_failed_by_its_own_columns(setup
         rows[item.id] = text
     free = await OutboxItem.filter(_free(now)).order_by("id").values_list("id", flat=True)
     assert [rows[i] for i in free] == ["ждёт", "аренда истекла", "возвращено"]
+
+
+async def test_a_row_counted_on_to_show_a_change_is_not_claimed_before_its_commit(
+    setup: tuple, db_url: str
+) -> None:
+    # A staff action finds the appeal's card update still waiting and queues no other: that
+    # row must show the action. Claimed and rendered before the action's commit, it showed
+    # the appeal as it was, and a resolved appeal's topic stayed open (CI met it).
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite's one writer orders the claim after the transaction")
+    outbox, channel, clock, _ = setup
+    await outbox.enqueue(
+        channel="telegram", address="-100", text="карточка", extra={"kind": "card"}, queue="q"
+    )
+    counted, committed = asyncio.Event(), asyncio.Event()
+
+    async def staff_action() -> None:
+        async with in_transaction():
+            assert await waiting_in("q", kind="card")
+            counted.set()
+            await committed.wait()
+
+    action = asyncio.create_task(staff_action())
+    await counted.wait()
+    w = worker(outbox, channel, clock)
+    assert await w.deliver_due() == 0 and channel.delivered == []
+    committed.set()
+    await action
+    assert await w.deliver_due() == 1 and channel.delivered == [("-100", "карточка")]
 
 
 async def test_channel_not_enabled_keeps_the_row_for_later(setup: tuple) -> None:
