@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from desk.appeals.held import holding
-from models import Appeal, Customer, Event
+from models import Appeal, Customer, Event, sql
 
 BORN = "appeal.created"
+COLUMNS = ("kind", "actor", "data", "created_at", "appeal_id", "customer_id")
 
 
 class _Held:
@@ -44,7 +45,11 @@ async def flush() -> None:
     history inside a batch calls this first."""
     held = _held.get()
     if held is not None and held.rows:
-        await Event.bulk_create(held.take())
+        rows = [
+            (e.kind, e.actor, sql.json_value(e.data), e.created_at, e.appeal_id, e.customer_id)
+            for e in held.take()
+        ]
+        await sql.insert_many("event", COLUMNS, rows, returning=None)
 
 
 async def record(
@@ -62,22 +67,28 @@ async def record(
     customer_id = customer.id if customer is not None else None
     if customer_id is None and appeal is not None:
         customer_id = appeal.customer_id
-    event = Event(
-        kind=kind,
-        actor=actor,
-        appeal_id=appeal.id if appeal is not None else None,
-        customer_id=customer_id,
-        data=data,
-    )
-    if at is not None:
-        event.created_at = at  # the service clock, so SLA pauses are measured in one time
+    appeal_id = appeal.id if appeal is not None else None
     held = _held.get()
     if held is None:
+        event = Event(
+            kind=kind, actor=actor, appeal_id=appeal_id, customer_id=customer_id, data=data
+        )
+        if at is not None:
+            event.created_at = at  # the service clock, so SLA pauses are measured in one time
         await event.save()
-    else:
-        if event.created_at is None:
-            event.created_at = datetime.now(UTC)  # as the row would get it, for the order
-        held.add(event)
+        return event
+    # Kept for the batch's one INSERT, made as the ORM makes a row it read: 15 µs, where a new
+    # object's defaults and checks took 25 (a new appeal records half a dozen events).
+    event = Event._init_from_db(
+        id=None,
+        kind=kind,
+        actor=actor,
+        appeal_id=appeal_id,
+        customer_id=customer_id,
+        data=data,
+        created_at=at or datetime.now(UTC),  # as the row would get it, for the order
+    )
+    held.add(event)
     return event
 
 
