@@ -1,10 +1,11 @@
 """Changes to the appeals a batch creates, written once when the batch ends.
 
-A new appeal is changed several times while its first message is handled: the SLA clock sets
-its due times, the router its category, status and assignee, intake its last message. Nobody
-outside the batch's transaction can see the appeal yet, so these changes are kept on the
-object and written with one UPDATE when the batch ends, not one each. Inside the batch, read
-such an appeal with ``loaded(id)`` (the object holds what the row will).
+A new appeal is changed several times while its first message is handled: intake gives it its
+number and last message, the SLA clock its due times, the router its category, status and
+assignee. Nobody outside the batch's transaction can see the appeal yet, so these changes are
+kept on the object and written with one UPDATE when the batch ends, not one each. Inside the
+batch, read such an appeal with ``loaded(id)`` or ``by_number`` (the object holds what the row
+will).
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def loaded(appeal_id: int) -> Appeal | None:
     fresh = _fresh.get()
     found = fresh.get(appeal_id) if fresh is not None else None
     return found[0] if found is not None else None
+
+
+def by_number(number: str) -> Appeal | None:
+    """The batch's own object of an appeal it created with this number (its row has none yet:
+    the number is written with the batch's other changes)."""
+    fresh = _fresh.get() or {}
+    return next((a for a, _ in fresh.values() if a.number == number), None)
 
 
 async def save(appeal: Appeal, fields: Iterable[str]) -> None:

@@ -434,11 +434,12 @@ class Lifecycle:
         candidate: Appeal | None = None
         answered = batch.answered_appeal(msg)  # a mail threaded by our Message-IDs
         if answered is not None or msg.appeal_number:
-            named = await (
-                Appeal.filter(id=answered)
+            named = (
+                await Appeal.filter(id=answered).first()
                 if answered is not None
-                else Appeal.filter(number=msg.appeal_number)
-            ).first()
+                else appeal_changes.by_number(msg.appeal_number)
+                or await Appeal.filter(number=msg.appeal_number).first()
+            )
             # A web reply carries a number proven by a signed link; others must own the appeal.
             if named is not None and (
                 msg.channel is ChannelKind.WEB or named.customer_id == customer.id
@@ -477,9 +478,11 @@ class Lifecycle:
             last_message_at=now,
             created_at=now,
         )
-        appeal.number = appeal_number(appeal.id)
-        await appeal.save(update_fields=["number"])  # now: the number finds the appeal
         appeal_changes.created(appeal)
+        appeal.number = appeal_number(appeal.id)
+        # Written with the batch's other changes to it: nobody outside the transaction can
+        # know the number before the commit, and inside it ``_thread`` finds it (``by_number``).
+        await appeal_changes.save(appeal, ["number"])
         await self.events.emit(
             AppealCreated(
                 actor=msg.taken_by or "customer",
