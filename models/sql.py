@@ -141,6 +141,27 @@ async def insert_many(
     return out
 
 
+async def insert_models(objects: Sequence[Model]) -> None:
+    """Insert objects made in Python (``Model(...)``, not saved yet), all of one model, with one
+    multi-row INSERT; each gets its id and counts as saved, as ``Model.create`` leaves it. The
+    values are the ORM's own (``to_db_value``: defaults, ``auto_now``, JSON, enums)."""
+    if not objects:
+        return
+    meta = type(objects[0])._meta
+    names = [
+        name
+        for name in meta.fields_db_projection
+        if not (meta.fields_map[name].pk and meta.fields_map[name].generated)
+    ]
+    fields = [(name, meta.fields_map[name]) for name in names]
+    rows = [[f.to_db_value(getattr(o, n), o) for n, f in fields] for o in objects]
+    columns = [meta.fields_db_projection[name] for name in names]
+    ids = await insert_many(meta.db_table, columns, rows, returning=meta.db_pk_column)
+    for obj, pk in zip(objects, ids, strict=True):
+        obj.pk = pk
+        obj._saved_in_db = True
+
+
 async def execute_in(text: str, values: Sequence[Any], *, before: Sequence[Any] = ()) -> int:
     """Run ``text``, whose one ``{in}`` stands for the list ``values`` (chunked when long) and
     ``{p1}``, ``{p2}``, … for ``before``; returns the rows changed."""

@@ -140,23 +140,40 @@ async def resolve_customer(
     msg: InboundMessage,
     points: dict[tuple[str, str], int | None] | None = None,
     customers: dict[int, Customer] | None = None,
+    fresh: dict[int, list[ContactPoint]] | None = None,
 ) -> tuple[Customer, bool]:
     """The customer who wrote ``msg``, created if unknown; new contact points are linked to them.
 
     Call inside a transaction: a concurrent writer can make the inserts fail on the
     (channel, address) unique key, and the caller retries the whole ingest. ``points`` and
-    ``customers`` are what a batch loaded already (kept current here).
+    ``customers`` are what a batch loaded already (kept current here), ``fresh`` the customers
+    it made for its new senders (``new_customer``), taken from it as new by their first message.
     """
     return await customer_by_contacts(
         contact_keys(msg),
         name=msg.sender_name,
         language=msg.language,
-        # Where they first wrote is where notifications go until they say otherwise (a form,
-        # a call or a visit is no channel to write back by: the contacts they gave are).
-        preferred=None if msg.channel in NO_REPLY_ADDRESS else msg.channel.value,
+        preferred=_preferred(msg),
         points=points,
         customers=customers,
+        fresh=fresh,
     )
+
+
+def new_customer(msg: InboundMessage) -> Customer:
+    """The customer ``msg``'s sender becomes when none of its contact points is known (not
+    saved: a batch inserts its new senders together)."""
+    return Customer(
+        name=msg.sender_name[:200],
+        language=_language(msg.language),
+        preferred_channel=_preferred(msg),
+    )
+
+
+def _preferred(msg: InboundMessage) -> str | None:
+    # Where they first wrote is where notifications go until they say otherwise (a form, a
+    # call or a visit is no channel to write back by: the contacts they gave are).
+    return None if msg.channel in NO_REPLY_ADDRESS else msg.channel.value
 
 
 async def customer_by_contacts(
@@ -167,13 +184,15 @@ async def customer_by_contacts(
     preferred: str | None,
     points: dict[tuple[str, str], int | None] | None = None,
     customers: dict[int, Customer] | None = None,
+    fresh: dict[int, list[ContactPoint]] | None = None,
 ) -> tuple[Customer, bool]:
     """The customer owning the first known of ``keys`` (strongest first), created if none is
     known; the other keys become their contact points. Call inside a transaction: the customer
     row stays locked until it ends (PostgreSQL; SQLite has one writer), so decisions about one
     customer are taken one at a time. ``points`` (contact point → its customer's id, None:
     "looked up, not there") and ``customers`` spare the queries for what they hold, and learn
-    what is created."""
+    what is created; a customer of ``fresh`` (made for this batch, with their contact points)
+    counts as created the first time it is found."""
     known = points if points is not None else {}
     owners: dict[tuple[str, str], int] = {}
     for key in keys:
@@ -183,11 +202,14 @@ async def customer_by_contacts(
             owner = await customer_id_at(*key)
         if owner is not None:
             owners[key] = owner
-    created = False
+    made: list[ContactPoint] = []
     if owners:
         owner_id = next(owners[k] for k in keys if k in owners)
         held = customers.get(owner_id) if customers is not None else None
         customer = held or await Customer.filter(id=owner_id).select_for_update().get()
+        points_made = fresh.pop(owner_id, None) if fresh is not None else None
+        created = points_made is not None
+        made = points_made or []
     else:
         customer = await Customer.create(
             name=name[:200], language=_language(language), preferred_channel=preferred
@@ -195,7 +217,6 @@ async def customer_by_contacts(
         created = True
     if customers is not None:
         customers[customer.id] = customer
-    made = []
     for channel, address in keys:
         if (channel, address) not in owners:
             made.append(

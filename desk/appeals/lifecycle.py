@@ -193,6 +193,7 @@ class Lifecycle:
                 window = timedelta(hours=self._settings.lifecycle.reopen_window_hours)
                 batch = await IntakeBatch.load(msgs, now, reopen_since=now - window, lock=True)
                 async with self.events.batch():
+                    await batch.create_new_senders(msgs)
                     for index, msg in enumerate(msgs):
                         await sql.give_turn()
                         with log_scope(channel=msg.channel.value):  # the appeal joins later
@@ -317,7 +318,9 @@ class Lifecycle:
         if batch.wants_new_appeal(msg):
             msg = replace(msg, new_appeal=True)
         # The customer stays locked: one threading decision per customer at a time.
-        customer, new_customer = await resolve_customer(msg, batch.points, batch.customers)
+        customer, new_customer = await resolve_customer(
+            msg, batch.points, batch.customers, batch.fresh
+        )
         hold_in_batch(CUSTOMERS, customer.id, customer)
         if new_customer:
             await self.events.emit(

@@ -13,8 +13,8 @@ from channels.base import ChannelKind, InboundMessage
 from desk.appeals.event_types import MessageReceived
 from desk.appeals.events import Stage
 from desk.appeals.intake import BatchSize, IntakeWorker
-from desk.appeals.lifecycle import Lifecycle
-from models import Appeal, AppealStatus, Event, Message
+from desk.appeals.lifecycle import Lifecycle, appeal_number
+from models import Appeal, AppealStatus, ContactPoint, Customer, Event, Message
 from tests.conftest import Desk
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -72,6 +72,56 @@ async def test_a_batch_from_many_customers_is_stored_in_order_and_new_customers_
     # Every change has its history row, written with the batch.
     assert await Event.filter(kind="message.received").count() == 12
     assert await Event.filter(kind="appeal.created").count() == 3
+
+
+async def test_a_batch_s_new_senders_become_customers_once_each_with_their_contact_points(
+    quiet_desk: Desk,
+) -> None:
+    # New senders are made together before the batch is handled; each is still announced
+    # once, by its first message, and a sender known from an earlier batch stays who they were.
+    lifecycle, _ = parts(quiet_desk)
+    await lifecycle.ingest_batch([tg(713, 0)])
+    known = await Customer.get(contact_points__address="713")
+    english = replace(tg(712, 0), language="en")
+    results = await lifecycle.ingest_batch(
+        [tg(711, 1), english, tg(713, 1), tg(711, 2), tg(712, 1)]
+    )
+
+    assert [r.created for r in results] == [True, True, False, False, False]
+    customers = {
+        user: await Customer.get(contact_points__channel="telegram", contact_points__address=user)
+        for user in ("711", "712", "713")
+    }
+    assert customers["713"].id == known.id
+    assert len({c.id for c in customers.values()}) == 3
+    assert (customers["711"].name, customers["711"].language) == ("Клиент 711", "ru")
+    assert (customers["712"].language, customers["712"].preferred_channel) == ("en", "telegram")
+    assert customers["711"].created_at is not None
+    assert await ContactPoint.filter(customer_id=customers["711"].id).count() == 1
+    born = await Event.filter(kind="customer.created").values_list("customer_id", flat=True)
+    assert sorted(born) == sorted([known.id, customers["711"].id, customers["712"].id])
+    assert results[3].appeal_id == results[0].appeal_id  # 711's second message: their appeal
+
+
+async def test_a_message_naming_an_appeal_its_batch_created_joins_it(quiet_desk: Desk) -> None:
+    # A new appeal's number is written with the batch's other changes to it; a message of the
+    # same batch that names it (a web reply by its link) still finds it.
+    lifecycle, _ = parts(quiet_desk)
+    await lifecycle.ingest_batch([tg(721, 0)])
+    number = appeal_number(await Appeal.all().count() + 1)
+    reply = InboundMessage(
+        channel=ChannelKind.WEB,
+        external_id="web:1",
+        address="",
+        text="Дополнение по обращению",
+        sender_name="Клиент 722",
+        appeal_number=number,
+    )
+    first, joined = await lifecycle.ingest_batch([tg(722, 0), reply])
+
+    assert first.created and first.number == number
+    assert (joined.appeal_id, joined.created) == (first.appeal_id, False)
+    assert (await Appeal.get(id=first.appeal_id)).number == number
 
 
 async def test_a_repeated_batch_stores_nothing_twice(quiet_desk: Desk) -> None:
