@@ -52,6 +52,12 @@ def inline() -> Iterator[None]:
         INLINE.reset(token)
 
 
+# Rows a multi-row INSERT writes at most when it runs in the event loop's thread: a batch's
+# history (a thousand events of 300 messages) in one statement kept the loop 50-100 ms, and
+# every webhook answer waiting behind it. Fifty rows take a few ms.
+INLINE_ROWS = 50
+
+
 # Work that keeps the event loop (a batch's statements run inline, its Python between them)
 # gives it a turn at least this often, so a webhook's answer waits for no long stretch.
 TURN_S = 0.0002
@@ -104,8 +110,12 @@ def in_list(conn: BaseDBAsyncClient, count: int, start: int = 1) -> str:
     return "(" + ", ".join(markers(conn, count, start)) + ")"
 
 
-def _chunks(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Sequence[Any]]]:
+def _chunks(
+    conn: BaseDBAsyncClient, rows: Sequence[Sequence[Any]], width: int
+) -> list[Sequence[Sequence[Any]]]:
     size = max(1, MAX_PARAMS // max(width, 1))
+    if INLINE.get() and not is_postgres(conn):  # the loop waits for each: keep them short
+        size = min(size, INLINE_ROWS)
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
@@ -126,7 +136,7 @@ async def insert_many(
     width = len(columns)
     names = ", ".join(f'"{c}"' for c in columns)
     out: list[Any] = []
-    for chunk in _chunks(rows, width):
+    for chunk in _chunks(conn, rows, width):
         marks = markers(conn, width * len(chunk))
         groups = ", ".join(
             "(" + ", ".join(marks[i * width : (i + 1) * width]) + ")" for i in range(len(chunk))

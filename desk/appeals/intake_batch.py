@@ -113,6 +113,7 @@ class IntakeBatch:
         taken: set[Key] = set()
         made: list[tuple[Customer, list[Key]]] = []
         for msg in msgs:
+            await sql.give_turn()
             channel = msg.channel.value
             if self.messages.get((channel, stored_id(msg))) is not None:
                 continue

@@ -29,7 +29,7 @@ from desk.features.ratings import Ratings, Skipped
 from desk.outbound.manager_mail import ManagerMail
 from desk.outbound.notify import Button, Notifier
 from desk.outbound.staff_group import StaffGroup
-from models import Agent, AgentRole, Appeal, Customer, Order, Priority, Warmth
+from models import Agent, AgentRole, Appeal, Customer, Order, Priority, Warmth, sql
 from router.automation import (
     AddTag,
     AlertManagers,
@@ -138,6 +138,7 @@ class Automation:
         """Run the rules that fire for each event, in their order (inside their transaction,
         once the batch's appeals are routed and timed)."""
         for event in events:
+            await sql.give_turn()
             await self._fire(event)
 
     async def _fire(self, event: DomainEvent) -> None:

@@ -29,7 +29,7 @@ from desk.config.settings import Settings
 from desk.ops.log_context import log_scope
 from desk.ops.metrics import Metrics
 from desk.reports.report_days import due_flags, mark_stale
-from models import OPEN_STATUSES, Appeal, AppealStatus, Priority
+from models import OPEN_STATUSES, Appeal, AppealStatus, Priority, sql
 from router.risk import PRIORITIES
 from router.sla import Pause, SlaPolicy, SlaState, SlaTarget, evaluate
 
@@ -70,6 +70,7 @@ class SlaClock:
         has four: created, categorised, opened, a priority)."""
         appeals = {e.appeal.id: e.appeal for e in events if e.appeal is not None}
         for appeal in appeals.values():
+            await sql.give_turn()  # hundreds of appeals in a big batch: the webhook goes on
             await self.recompute(appeal)
 
     async def states(self, appeal: Appeal, now: datetime | None = None) -> dict[str, SlaState]:

@@ -159,3 +159,26 @@ async def test_a_long_inline_batch_gives_the_loop_turns(sqlite_db: Path) -> None
     finally:
         counter.cancel()
     assert len(turns) - before > 10
+
+
+async def test_many_rows_written_inline_go_in_short_statements(sqlite_db: Path) -> None:
+    # A batch's history in one INSERT kept the loop 50-100 ms (a thousand events): inline, a
+    # multi-row INSERT goes in statements of at most INLINE_ROWS rows, a turn after each.
+    statements: list[str] = []
+    client = sql.connection()
+    await KeyValue.all().count()  # the connection is open
+    raw = client._connection._connection  # type: ignore[attr-defined]
+    raw.set_trace_callback(lambda text: statements.append(text[:20]))
+    rows = [(f"k{n}", "x") for n in range(2 * sql.INLINE_ROWS + 1)]
+    with sql.inline():
+        async with in_transaction():
+            await KeyValue.create(key="first", value="takes the write lock")
+            await sql.insert_many("key_value", ["key", "value"], rows, returning=None)
+    inserts = [s for s in statements if s.startswith('INSERT INTO "key_val')]
+    assert len(inserts) == 1 + 3
+    assert await KeyValue.filter(key__startswith="k").count() == len(rows)
+    statements.clear()
+    elsewhere = [(f"e{n}", "x") for n in range(2 * sql.INLINE_ROWS + 1)]
+    await sql.insert_many("key_value", ["key", "value"], elsewhere, returning=None)
+    raw.set_trace_callback(None)
+    assert len([s for s in statements if s.startswith("INSERT")]) == 1  # in the thread: one
