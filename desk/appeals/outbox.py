@@ -86,6 +86,8 @@ async def waiting_in(queue: str, *, after: datetime | None = None, **extra: Any)
         found: dict[str, Any] = payload.get("extra", {}) if isinstance(payload, dict) else {}
         if not all(found.get(k) == v for k, v in extra.items()):
             continue
+        if not sql.is_postgres(sql.connection()):
+            return True
         still = OutboxItem.filter(id=row_id, status=OutboxStatus.PENDING)
         if await still.select_for_update().only("id"):
             return True
