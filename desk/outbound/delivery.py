@@ -136,7 +136,7 @@ def backoff(attempts: int) -> float:
     return base * random.uniform(0.8, 1.2)
 
 
-def _free(now: datetime) -> Q:
+def claimable(now: datetime) -> Q:
     """The rows a claim may take by their own columns: waiting, and not under a live lease.
 
     The status is part of it, not only of the claim's subquery: PostgreSQL checks a row that
@@ -372,7 +372,7 @@ class DeliveryWorker:
             .annotate(first=Min("id"))
             .values("first")
         )
-        free = _free(now)
+        free = claimable(now)
         until = now + self._lease
         due = OutboxItem.filter(free, id__in=Subquery(oldest), next_attempt_at__lte=now)
         # Held destinations are left out here, one condition per channel; past HELD_IN_CLAIM the

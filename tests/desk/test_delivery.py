@@ -19,7 +19,7 @@ from channels.base import (
     Unreachable,
 )
 from desk.appeals.outbox import Outbox, waiting_in
-from desk.outbound.delivery import DeliveryWorker, _free
+from desk.outbound.delivery import DeliveryWorker, claimable
 from models import (
     Appeal,
     Customer,
@@ -382,7 +382,7 @@ async def test_a_claim_never_takes_a_row_sent_or_failed_by_its_own_columns(setup
         item = await queue(outbox, appeal, text, address=text)
         await OutboxItem.filter(id=item.id).update(status=status, locked_until=until)
         rows[item.id] = text
-    free = await OutboxItem.filter(_free(now)).order_by("id").values_list("id", flat=True)
+    free = await OutboxItem.filter(claimable(now)).order_by("id").values_list("id", flat=True)
     assert [rows[i] for i in free] == ["ждёт", "аренда истекла", "возвращено"]
 
 
