@@ -48,7 +48,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bench import terminable
+from bench import terminable, wrk
 from bench.fakes.telegram import DEFAULT_TOKEN, FakeChat, FakeTelegram
 from bench.prefill import prefill
 from models import Direction, Message, OutboxItem, db
@@ -64,6 +64,8 @@ TEXTS = (
     "Пришлите, пожалуйста, закрывающие документы за март.",
     "Спасибо, всё получил, всё отлично!",
 )
+WRK_MOST_PER_S = 16_000  # updates made for each second of a wrk run
+WRK_THREADS = 2
 MAX_CONNECTIONS = 100  # Telegram's most (setWebhook's max_connections)
 READY_TIMEOUT_S = 120.0
 POLL_S = 0.25
@@ -86,6 +88,7 @@ class Plan:
     ceiling: bool
     timeout_s: float
     sqlite_pragmas: str = ""
+    wrk_seconds: float = 0.0  # > 0: the closed loop through wrk for this long
     database_url: str = ""
     redis_url: str | None = None
 
@@ -138,6 +141,14 @@ class Sent:
     started: float = 0.0
     finished: float = 0.0
     keys: dict[str, float] = field(default_factory=dict)  # "chat:message_id" → POST time
+    count: int = 0  # requests answered, when the run was for a time (wrk), not a count
+    quantiles: dict[float, float] = field(default_factory=dict)  # answer times by wrk
+
+    def answer_ms(self, share: float) -> str:
+        """The ``share`` quantile of the answer times."""
+        if not self.answer_s and share in self.quantiles:
+            return f"{self.quantiles[share] * 1000:.1f} ms"
+        return _ms(self.answer_s, share)
 
 
 # -- the customers ----------------------------------------------------------------------------
@@ -222,6 +233,34 @@ async def drive(
             while tasks:
                 await asyncio.gather(*list(tasks))
         sent.finished = time.perf_counter()
+    return sent
+
+
+async def drive_wrk(
+    url: str, make: Callable[[int], tuple[str, bytes]], plan: Plan, workdir: Path
+) -> Sent:
+    """The closed loop through wrk for ``plan.wrk_seconds`` (bench/wrk.py)."""
+    # Enough different updates for a rate well above the ceiling's.
+    bodies = int(plan.wrk_seconds * WRK_MOST_PER_S)
+    made = [make(i)[1] for i in range(bodies)]
+    sent = Sent()
+    sent.started = time.perf_counter()
+    run = await wrk.run(
+        url,
+        SECRET,
+        made.__getitem__,
+        bodies=bodies,
+        seconds=plan.wrk_seconds,
+        connections=plan.concurrency,
+        threads=WRK_THREADS,
+        workdir=workdir,
+    )
+    if run.repeats:
+        print(f"wrk ran out of updates and sent some again ({run.repeats} times)", file=sys.stderr)
+    sent.finished = sent.started + run.seconds
+    sent.count = run.requests
+    sent.failed = run.not_ok + run.errors
+    sent.quantiles = run.latency_s
     return sent
 
 
@@ -392,7 +431,9 @@ class Result:
     ceiling: Sent | None = None
 
 
-async def measure(plan: Plan, url: str, procs: list[Proc], customers: Customers) -> Result:
+async def measure(
+    plan: Plan, url: str, procs: list[Proc], customers: Customers, workdir: Path
+) -> Result:
     """Send the load, wait until all is stored, collect the figures."""
     base_id = await last_id(Message)
     base_outbox = await last_id(OutboxItem)
@@ -403,7 +444,9 @@ async def measure(plan: Plan, url: str, procs: list[Proc], customers: Customers)
     ]
     t0 = time.perf_counter()
     load = asyncio.create_task(
-        drive(
+        drive_wrk(url, customers.update, plan, workdir)
+        if plan.wrk_seconds
+        else drive(
             url,
             plan.messages,
             customers.update,
@@ -429,6 +472,9 @@ async def measure(plan: Plan, url: str, procs: list[Proc], customers: Customers)
                 print(f"{time.perf_counter() - t0:7.0f} s  {stored:>9,} stored  {line}", flush=True)
             while next_sample <= stored:
                 next_sample += plan.sample_every
+        if load.done() and plan.wrk_seconds:
+            # As many as wrk had answered 200 (a request cut at its end may be stored too).
+            plan.messages = load.result().count - load.result().failed
         if stored >= plan.messages and load.done():
             done_at = now
             break
@@ -477,6 +523,8 @@ async def against_ceiling(plan: Plan, fake: FakeTelegram, tmp: Path) -> Sent:
                 break
             await asyncio.sleep(0.1)
         others = Customers(fake, plan.customers, base=CUSTOMER_BASE + 1_000_000)
+        if plan.wrk_seconds:
+            return await drive_wrk(url, others.update, plan, tmp)
         return await drive(
             url, plan.messages, others.update, concurrency=plan.concurrency, rate=plan.rate
         )
@@ -546,7 +594,7 @@ async def _with_service(plan: Plan, fake: FakeTelegram, tmp: Path, customers: Cu
         await wait_ready(f"http://127.0.0.1:{port}", procs)
         url = f"http://127.0.0.1:{port}/telegram/webhook"
         await warm_up(url, fake, plan)
-        return await measure(plan, url, procs, customers)
+        return await measure(plan, url, procs, customers, tmp)
     finally:
         if os.environ.get("BENCH_QUERY_TIMES"):
             for proc in procs:
@@ -567,6 +615,8 @@ def report(plan: Plan, result: Result) -> str:
     wall = sent.finished - sent.started
     lines = []
     mode = f"open loop {plan.rate:g}/s" if plan.rate else f"closed loop x{plan.concurrency}"
+    if plan.wrk_seconds:
+        mode += f" through wrk for {plan.wrk_seconds:g} s"
     backend = "SQLite + local stream" if plan.config == "embedded" else "PostgreSQL + Redis"
     if plan.workers:
         backend += f", {plan.workers} worker process(es)"
@@ -575,11 +625,9 @@ def report(plan: Plan, result: Result) -> str:
         f"intake x{plan.intake}/process · prefill {plan.prefill:,} appeals"
     )
     row = "  {:<34} {:>12}"
-    lines.append(row.format("webhook answered", f"{n / wall:,.0f} msg/s"))
+    lines.append(row.format("webhook answered", f"{(sent.count or n) / wall:,.0f} msg/s"))
     lines.append(
-        row.format(
-            "webhook answer p50 / p99", f"{_ms(sent.answer_s, 0.5)} / {_ms(sent.answer_s, 0.99)}"
-        )
+        row.format("webhook answer p50 / p99", f"{sent.answer_ms(0.5)} / {sent.answer_ms(0.99)}")
     )
     lines.append(row.format("webhook failures (not 200)", f"{sent.failed}"))
     ingest = result.stored / result.ingest_s if result.ingest_s else 0.0
@@ -629,12 +677,12 @@ def report(plan: Plan, result: Result) -> str:
         )
     if result.ceiling is not None:
         top_run = result.ceiling
-        top = n / (top_run.finished - top_run.started)
+        top = (top_run.count or n) / (top_run.finished - top_run.started)
         lines.append(row.format("ceiling (parse + 200)", f"{top:,.0f} msg/s"))
         lines.append(
             row.format(
                 "ceiling answer p50 / p99",
-                f"{_ms(top_run.answer_s, 0.5)} / {_ms(top_run.answer_s, 0.99)}",
+                f"{top_run.answer_ms(0.5)} / {top_run.answer_ms(0.99)}",
             )
         )
         if plan.rate is None:  # in open loop both answer at the rate
@@ -667,6 +715,13 @@ def parse(argv: list[str] | None = None) -> Plan:
     parser.add_argument("--sample-every", type=int, help="RSS sample every N stored messages")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--no-ceiling", action="store_true", help="skip the bare endpoint")
+    parser.add_argument(
+        "--wrk",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the closed loop through wrk for this long (bench/wrk.py), not --messages",
+    )
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")
     parser.add_argument(
         "--sqlite-pragmas", default="", help="e.g. synchronous=NORMAL (embedded; diagnosis)"
@@ -678,15 +733,21 @@ def parse(argv: list[str] | None = None) -> Plan:
         messages=args.messages,
         rate=args.rate,
         concurrency=args.concurrency,
-        customers=args.customers or max(1, args.messages // 5),
+        # A new customer in five messages (wrk: of about 2,000 a second).
+        customers=args.customers or max(1, int(args.wrk * 2000 or args.messages) // 5),
         intake=args.intake,
         prefill=args.prefill,
-        sample_every=args.sample_every or args.messages,
+        sample_every=args.sample_every or (2**62 if args.wrk else args.messages),
         warmup=args.warmup,
         ceiling=not args.no_ceiling,
         timeout_s=args.timeout,
         sqlite_pragmas=args.sqlite_pragmas,
+        wrk_seconds=args.wrk,
     )
+    if plan.wrk_seconds and plan.rate:
+        parser.error("--wrk is a closed loop: no --rate")
+    if plan.wrk_seconds and not wrk.available():
+        parser.error("--wrk needs wrk (apt-get install wrk)")
     if plan.config == "pg-redis":
         plan.database_url = os.environ.get("DESK_DATABASE_URL", "")
         plan.redis_url = os.environ.get("DESK_REDIS_URL")
