@@ -20,11 +20,21 @@ R = TypeVar("R")
 
 
 class GroupCommit(Generic[T, R]):
-    """Batches ``publish`` calls into writes of ``write(items) -> one result per item``."""
+    """Batches ``publish`` calls into writes of ``write(items) -> one result per item``; a
+    write starts at least ``spacing_s`` after the one before (unless ``max_batch`` items wait),
+    so that writes whose cost is mostly their own (a sync to disk) carry more items each."""
 
-    def __init__(self, write: Callable[[list[T]], Awaitable[list[R]]], *, max_batch: int) -> None:
+    def __init__(
+        self,
+        write: Callable[[list[T]], Awaitable[list[R]]],
+        *,
+        max_batch: int,
+        spacing_s: float = 0.0,
+    ) -> None:
         self._write = write
         self._max_batch = max_batch
+        self._spacing_s = spacing_s
+        self._last_write = 0.0
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -42,7 +52,12 @@ class GroupCommit(Generic[T, R]):
         return list(await asyncio.shield(asyncio.gather(*futures)))
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._waiting:
+            wait = self._last_write + self._spacing_s - loop.time()
+            if wait > 0 and len(self._waiting) < self._max_batch:
+                await asyncio.sleep(wait)
+            self._last_write = loop.time()
             batch, self._waiting = (
                 self._waiting[: self._max_batch],
                 self._waiting[self._max_batch :],

@@ -155,7 +155,9 @@ async def connect(url: str) -> None:
     if stream is not None:
         config = connection_config(stream)
         assert isinstance(config, dict)
-        client = sqlite_client.SqliteClient(connection_name=sql.STREAM, **config["credentials"])
+        client = sqlite_client.SqliteClient(
+            connection_name=sql.STREAM, in_loop=True, **config["credentials"]
+        )
         await client.execute_script(STREAM_SCHEMA)
         sql.OWN[sql.STREAM] = client
 

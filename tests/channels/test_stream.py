@@ -587,6 +587,33 @@ async def test_publishes_arriving_together_are_stored_in_one_write_in_their_orde
     assert [item.message for item in items] == [inbound(i) for i in range(60)]
 
 
+async def test_local_publishes_trickling_in_share_a_write_and_a_lone_one_goes_at_once(
+    local_db: str,
+) -> None:
+    # Each local write syncs to disk in the event loop's thread: the next starts no sooner
+    # than ``append_spacing_s`` after the one before, carrying what came meanwhile.
+    stream = LocalStream(consumer="c1")
+    await stream.start()
+    writes = count_writes(stream)
+    first = asyncio.create_task(stream.publish(inbound(0)))
+    await asyncio.sleep(0)  # the first write is under way
+    await first  # written: the next write may not start for a while…
+    later = [asyncio.create_task(stream.publish(inbound(1)))]
+    await asyncio.sleep(0)
+    later += [asyncio.create_task(stream.publish(inbound(i))) for i in range(2, 6)]
+    await asyncio.gather(*later)
+    assert writes == [1, 5]  # …so the one that came first waited for the others
+
+    await asyncio.sleep(stream.append_spacing_s * 2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await stream.publish(inbound(9))
+    assert writes == [1, 5, 1]
+    assert loop.time() - started < stream.append_spacing_s * 10  # not held back (generous)
+    items = await read_until(stream, 7)
+    assert [item.message for item in items] == [inbound(i) for i in (0, 1, 2, 3, 4, 5, 9)]
+
+
 async def test_publish_many_returns_the_ids_of_one_write(backend: Backend) -> None:
     stream = await backend.started()
     writes = count_writes(stream)

@@ -1,7 +1,8 @@
 """SQLite statements of the hot path run in the event loop's thread (``sql.inline()``), and
 nothing that may wait does: a transaction's first write waits for another process's lock in
 the connection's thread while the loop goes on, COMMIT syncs there, and the loop gets turns
-through a long batch."""
+through a long batch. The local stream's own file runs every statement in the loop's thread,
+its commits too, unless the file is locked."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import pytest
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from channels.base import ChannelKind, InboundMessage
+from channels.stream import LocalStream
 from models import KeyValue, db, sql
 
 GENEROUS_S = 10.0  # an upper bound for "returns", never a speed claim
@@ -182,3 +185,80 @@ async def test_many_rows_written_inline_go_in_short_statements(sqlite_db: Path) 
     await sql.insert_many("key_value", ["key", "value"], elsewhere, returning=None)
     raw.set_trace_callback(None)
     assert len([s for s in statements if s.startswith("INSERT")]) == 1  # in the thread: one
+
+
+def _inbound(i: int) -> InboundMessage:
+    return InboundMessage(ChannelKind.WEB, f"web-{i}", f"r-{i}", f"Обращение {i}")
+
+
+def _committed_entries(sqlite_db: Path) -> list[str]:
+    """The stream's entries as another connection sees them: what is committed."""
+    other = sqlite3.connect(sqlite_db.with_name("inline.stream.db"))
+    try:
+        return [row[0] for row in other.execute('SELECT "payload" FROM "stream_entry"')]
+    finally:
+        other.close()
+
+
+async def test_the_streams_statements_run_in_the_loop_and_commit_there(
+    sqlite_db: Path, hops: list[str]
+) -> None:
+    stream = LocalStream(consumer="c1")
+    await stream.start()
+    hops.clear()
+    ids = await stream.publish_many([_inbound(1), _inbound(2)])
+    assert len(_committed_entries(sqlite_db)) == 2  # durable when the publish returns
+    items = await stream.read(count=10, block_ms=0)
+    assert [i.message.external_id for i in items] == ["web-1", "web-2"]
+    await stream.ack(ids)
+    assert _committed_entries(sqlite_db) == []
+    assert hops == []  # not one call went to the stream connection's thread
+
+
+async def test_a_stream_write_finding_the_file_locked_waits_in_the_thread_not_the_loop(
+    sqlite_db: Path,
+) -> None:
+    # An ``appeal-desk worker`` beside serve claims from the same stream file for a while.
+    stream = LocalStream(consumer="c1")
+    await stream.start()
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        other = sqlite3.connect(sqlite_db.with_name("inline.stream.db"), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(GENEROUS_S)
+        other.execute("COMMIT")
+        other.close()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert await asyncio.to_thread(locked.wait, GENEROUS_S)
+    turns: list[int] = []
+    ticker = asyncio.create_task(_count_turns(turns, every_s=0.01))
+    try:
+        publish = asyncio.create_task(stream.publish(_inbound(7)))
+        await asyncio.sleep(0.3)
+        assert not publish.done()  # waiting for the lock (not refused)…
+        assert len(turns) >= 10  # …while the loop went on
+        release.set()
+        await asyncio.wait_for(publish, GENEROUS_S)
+    finally:
+        release.set()
+        ticker.cancel()
+        await asyncio.to_thread(holder.join, GENEROUS_S)
+    assert len(_committed_entries(sqlite_db)) == 1
+    await stream.publish(_inbound(8))  # and the next goes in the loop again
+    assert len(_committed_entries(sqlite_db)) == 2
+
+
+async def test_the_streams_connection_closes_with_its_thread(sqlite_db: Path) -> None:
+    stream = LocalStream(consumer="c1")
+    await stream.start()
+    await stream.publish(_inbound(1))
+    client = sql.connection(sql.STREAM)
+    thread = client._connection._thread  # type: ignore[attr-defined]
+    await db.disconnect()
+    await asyncio.to_thread(thread.join, GENEROUS_S)
+    assert not thread.is_alive()
+    await db.connect(f"sqlite://{sqlite_db}")  # for the fixture's own disconnect
