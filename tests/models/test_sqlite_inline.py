@@ -7,6 +7,7 @@ its commits too, unless the file is locked."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -59,6 +60,30 @@ async def _count_turns(turns: list[int], *, every_s: float) -> None:
         await asyncio.sleep(every_s)
 
 
+@contextlib.asynccontextmanager
+async def _locked_by_another_process(path: Path) -> AsyncIterator[threading.Event]:
+    """Another process (a second desk on the same file) holds ``path``'s write lock until the
+    event given is set, or the block ends."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(GENEROUS_S)
+        other.execute("COMMIT")
+        other.close()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert await asyncio.to_thread(locked.wait, GENEROUS_S)
+        yield release
+    finally:
+        release.set()
+        await asyncio.to_thread(holder.join, GENEROUS_S)
+
+
 async def _batch(rows: int, *, read_first: bool = True) -> None:
     async with in_transaction():
         if read_first:
@@ -102,23 +127,9 @@ async def test_outside_inline_every_statement_goes_to_the_thread(
 async def test_a_write_waiting_for_another_process_lock_does_not_stop_the_loop(
     sqlite_db: Path,
 ) -> None:
-    # Another process (a second desk on the same file) holds the write lock for a while.
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:
-        other = sqlite3.connect(sqlite_db, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        locked.set()
-        release.wait(GENEROUS_S)
-        other.execute("COMMIT")
-        other.close()
-
-    holder = threading.Thread(target=hold_the_lock)
-    holder.start()
-    assert await asyncio.to_thread(locked.wait, GENEROUS_S)
     turns: list[int] = []
     ticker = asyncio.create_task(_count_turns(turns, every_s=0.01))
-    try:
+    async with _locked_by_another_process(sqlite_db) as release:
         with sql.inline():
             # (A transaction that read first would be refused at once, by SQLite's rule for
             # a reader turning writer; one that writes first waits for the lock.)
@@ -128,10 +139,7 @@ async def test_a_write_waiting_for_another_process_lock_does_not_stop_the_loop(
             assert len(turns) >= 10  # …while the loop went on
             release.set()
             await asyncio.wait_for(batch, GENEROUS_S)
-    finally:
-        release.set()
-        ticker.cancel()
-        await asyncio.to_thread(holder.join, GENEROUS_S)
+    ticker.cancel()
     assert await KeyValue.filter(key__startswith="k").count() == 3
 
 
@@ -221,32 +229,16 @@ async def test_a_stream_write_finding_the_file_locked_waits_in_the_thread_not_th
     # An ``appeal-desk worker`` beside serve claims from the same stream file for a while.
     stream = LocalStream(consumer="c1")
     await stream.start()
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:
-        other = sqlite3.connect(sqlite_db.with_name("inline.stream.db"), isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        locked.set()
-        release.wait(GENEROUS_S)
-        other.execute("COMMIT")
-        other.close()
-
-    holder = threading.Thread(target=hold_the_lock)
-    holder.start()
-    assert await asyncio.to_thread(locked.wait, GENEROUS_S)
     turns: list[int] = []
     ticker = asyncio.create_task(_count_turns(turns, every_s=0.01))
-    try:
+    async with _locked_by_another_process(sqlite_db.with_name("inline.stream.db")) as release:
         publish = asyncio.create_task(stream.publish(_inbound(7)))
         await asyncio.sleep(0.3)
         assert not publish.done()  # waiting for the lock (not refused)…
         assert len(turns) >= 10  # …while the loop went on
         release.set()
         await asyncio.wait_for(publish, GENEROUS_S)
-    finally:
-        release.set()
-        ticker.cancel()
-        await asyncio.to_thread(holder.join, GENEROUS_S)
+    ticker.cancel()
     assert len(_committed_entries(sqlite_db)) == 1
     await stream.publish(_inbound(8))  # and the next goes in the loop again
     assert len(_committed_entries(sqlite_db)) == 2
