@@ -146,7 +146,8 @@ def _unless_locked(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[s
     try:
         return fn(*args, **kwargs)
     except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        primary = exc.sqlite_errorcode & 0xFF  # an extended code names its primary one
+        if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
             raise _Locked from None
         raise
 
