@@ -47,6 +47,9 @@ class WorkingHours(BaseModel):
         return self
 
 
+_SPANS_KEPT = 4096  # days a calendar keeps worked out (about eleven years of them)
+
+
 class Calendar(BaseModel):
     """Working time in one zone: working hours (None = 24/7), holidays and extra workdays."""
 
@@ -60,6 +63,7 @@ class Calendar(BaseModel):
     _zone: ZoneInfo = PrivateAttr()
     _off: frozenset[date] = PrivateAttr()
     _on: frozenset[date] = PrivateAttr()
+    _spans: dict[date, tuple[datetime, datetime] | None] = PrivateAttr()
 
     @field_validator("timezone")
     @classmethod
@@ -82,6 +86,7 @@ class Calendar(BaseModel):
         self._zone = ZoneInfo(self.timezone)
         self._off = frozenset(self.holidays)
         self._on = frozenset(self.workdays)
+        self._spans = {}
 
     def is_working(self, moment: datetime) -> bool:
         """Whether the aware `moment` falls inside working time (window end excluded)."""
@@ -90,7 +95,20 @@ class Calendar(BaseModel):
         return span is not None and span[0] <= moment < span[1]
 
     def _span(self, day: date) -> tuple[datetime, datetime] | None:
-        """The UTC working interval of a local day, or None for a day off."""
+        """The UTC working interval of a local day, or None for a day off; kept once worked out
+        (the clock asks for the same few days for every appeal, and the calendar never
+        changes)."""
+        spans = self._spans
+        try:
+            return spans[day]
+        except KeyError:
+            pass
+        if len(spans) >= _SPANS_KEPT:
+            spans.clear()
+        span = spans[day] = self._worked_out(day)
+        return span
+
+    def _worked_out(self, day: date) -> tuple[datetime, datetime] | None:
         if day in self._off:
             return None
         if self.hours is None:

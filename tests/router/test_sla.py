@@ -152,6 +152,24 @@ def test_long_targets_walk_days_not_minutes(monkeypatch: pytest.MonkeyPatch) -> 
     assert calls <= 14
 
 
+def test_a_calendar_works_out_each_day_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The SLA clock asks for the same few days for every appeal of a batch.
+    calendar = Calendar(timezone="Europe/Moscow", holidays=[date(2027, 2, 23)])
+    days: list[date] = []
+    worked_out = Calendar._worked_out
+
+    def counting(self: Calendar, day: date) -> Any:
+        days.append(day)
+        return worked_out(self, day)
+
+    monkeypatch.setattr(Calendar, "_worked_out", counting)
+    first = add_working_minutes(msk("2027-02-19", "17:00"), 3 * 540, calendar)
+    asked = len(days)
+    again = add_working_minutes(msk("2027-02-19", "17:00"), 3 * 540, calendar)
+    assert first == again == msk("2027-02-25", "17:00")  # past a weekend and a holiday
+    assert len(days) == asked == len(set(days))
+
+
 @pytest.mark.parametrize(
     "moment, working",
     [
