@@ -636,7 +636,9 @@ def report(plan: Plan, result: Result) -> str:
     lines.append(
         row.format(
             "POST → staff post queued p50 / p99",
-            f"{_ms(result.queued, 0.5)} / {_ms(result.queued, 0.99)}",
+            f"{_ms(result.queued, 0.5)} / {_ms(result.queued, 0.99)}"
+            if result.queued
+            else "— (wrk: no POST times)",
         )
     )
     stmts = sum(c.get("statements", 0) for c in result.counters.values())
