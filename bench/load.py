@@ -241,15 +241,13 @@ async def drive_wrk(
 ) -> Sent:
     """The closed loop through wrk for ``plan.wrk_seconds`` (bench/wrk.py)."""
     # Enough different updates for a rate well above the ceiling's.
-    bodies = int(plan.wrk_seconds * WRK_MOST_PER_S)
-    made = [make(i)[1] for i in range(bodies)]
+    bodies = [make(i)[1] for i in range(int(plan.wrk_seconds * WRK_MOST_PER_S))]
     sent = Sent()
     sent.started = time.perf_counter()
     run = await wrk.run(
         url,
         SECRET,
-        made.__getitem__,
-        bodies=bodies,
+        bodies,
         seconds=plan.wrk_seconds,
         connections=plan.concurrency,
         threads=WRK_THREADS,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 
 # Each thread reads its own lines (thread k of n: lines k, k+n, …) into ready requests.
@@ -94,19 +94,18 @@ def available() -> bool:
 async def run(
     url: str,
     secret: str,
-    make: Callable[[int], bytes],
+    bodies: Sequence[bytes],
     *,
-    bodies: int,
     seconds: float,
     connections: int,
     threads: int,
     workdir: Path,
 ) -> WrkRun:
-    """POST updates made by ``make(i)`` for ``seconds`` over ``connections`` connections."""
-    lines = workdir / f"bodies-{bodies}.jsonl"
+    """POST ``bodies`` (each thread its share, in turn) for ``seconds`` over ``connections``
+    connections."""
+    lines = workdir / f"bodies-{len(bodies)}.jsonl"
     with lines.open("wb") as out:
-        for i in range(bodies):
-            body = make(i)
+        for body in bodies:
             if b"\n" in body:
                 raise ValueError("an update body must fit on one line")
             out.write(body + b"\n")
